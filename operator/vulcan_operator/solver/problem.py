@@ -1,0 +1,191 @@
+"""The scheduling problem: machines, operators, jobs of ordered tasks, an objective.
+
+These models are the public problem format (DESIGN.md, "The problem format"): the field names
+are the YAML names. They validate structure (types, bounds) and references (unknown machine,
+skill nobody has, duplicate names) so the solver only ever sees a consistent problem.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_TIME = 10**9
+"""Upper bound of every time value; keeps sums of durations far inside CP-SAT's int64."""
+
+Name = Annotated[
+    str,
+    Field(min_length=1, max_length=253, pattern=r"^[^\s]+$", description="Name, no whitespace."),
+]
+Time = Annotated[int, Field(ge=0, le=MAX_TIME)]
+
+
+class Strict(BaseModel):
+    """Base of every model: unknown fields are errors, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class Window(Strict):
+    """A time window [start, end) in the problem's time unit."""
+
+    start: Time = Field(description="First time unit of the window.")
+    end: Time = Field(description="First time unit after the window; must be > start.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Window:
+        if self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must be greater than start ({self.start})")
+        return self
+
+
+class Machine(Strict):
+    """A machine that runs one task at a time."""
+
+    name: Name = Field(description="Machine name, unique among machines.")
+    zone: str = Field("", max_length=253, description="Zone or hall of the plant (informative).")
+    unavailable: list[Window] = Field(
+        default_factory=list,
+        description="Maintenance windows during which the machine runs no task.",
+    )
+
+
+class Operator(Strict):
+    """A person who can attend one task at a time, for tasks that need one of their skills."""
+
+    name: Name = Field(description="Operator name, unique among operators.")
+    skills: list[Name] = Field(default_factory=list, description="Skills this operator has.")
+
+
+class Task(Strict):
+    """One step of a job, run on one of its eligible machines."""
+
+    name: Name = Field(description="Task name, unique within its job.")
+    duration: int = Field(
+        ge=1, le=MAX_TIME, description="Duration on every eligible machine (unless overridden)."
+    )
+    machines: list[Name] = Field(
+        min_length=1, description="Eligible machines; the solver chooses exactly one."
+    )
+    machineDurations: dict[str, Annotated[int, Field(ge=1, le=MAX_TIME)]] = Field(
+        default_factory=dict,
+        description="Per-machine duration overrides; keys must be eligible machines.",
+    )
+    skill: Name | None = Field(
+        None,
+        description="Required skill: one operator with it is held for the whole task.",
+    )
+
+    def duration_on(self, machine: str) -> int:
+        return self.machineDurations.get(machine, self.duration)
+
+
+class Job(Strict):
+    """An order: tasks that run in the listed order, each after the previous one ends."""
+
+    name: Name = Field(description="Job name, unique among jobs.")
+    priority: int = Field(1, ge=1, le=1000, description="Weight in weighted tardiness.")
+    releaseDate: Time = Field(0, description="Earliest start of the job's first task.")
+    dueDate: Time | None = Field(None, description="Due date; lateness past it is tardiness.")
+    tasks: list[Task] = Field(min_length=1, description="Tasks, run in this order.")
+
+
+class ObjectiveWeights(Strict):
+    """Weights of the weightedSum objective."""
+
+    makespan: int = Field(1, ge=0, le=1_000_000, description="Weight of the makespan.")
+    tardiness: int = Field(1, ge=0, le=1_000_000, description="Weight of weighted tardiness.")
+
+
+class Objective(Strict):
+    """What the solver minimises."""
+
+    type: Literal["makespan", "weightedTardiness", "weightedSum"] = Field(
+        "makespan",
+        description="makespan | weightedTardiness (priority × lateness) | weightedSum of both.",
+    )
+    weights: ObjectiveWeights = Field(
+        default_factory=ObjectiveWeights, description="Only used by weightedSum."
+    )
+
+
+class SolverSettings(Strict):
+    """CP-SAT settings for one solve."""
+
+    maxTimeSeconds: float = Field(300, gt=0, le=86_400, description="Wall-clock time limit.")
+    numWorkers: int = Field(4, ge=1, le=64, description="CP-SAT search workers (= pod CPUs).")
+    memoryLimitMB: int = Field(
+        8192, ge=256, le=1_048_576, description="Memory limit of the solver (MiB)."
+    )
+    useLNS: bool = Field(True, description="Use Large Neighborhood Search workers.")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Random seed, for reproducible runs.")
+
+
+def _duplicates(names: Iterable[str]) -> list[str]:
+    return sorted(name for name, count in Counter(names).items() if count > 1)
+
+
+class ProblemData(Strict):
+    """The problem itself: what an inline spec or a problemRef ConfigMap holds."""
+
+    objective: Objective = Field(default_factory=Objective, description="What to minimise.")
+    horizon: Time | None = Field(None, description="Optional upper bound on any end time.")
+    machines: list[Machine] = Field(default_factory=list, description="The machines.")
+    operators: list[Operator] = Field(
+        default_factory=list, description="Operators, for tasks that need a skill."
+    )
+    jobs: list[Job] = Field(default_factory=list, description="The jobs to schedule.")
+
+    @model_validator(mode="after")
+    def _references(self) -> ProblemData:
+        issues = self.reference_issues()
+        if issues:
+            raise ValueError("\n".join(issues))
+        return self
+
+    def reference_issues(self) -> list[str]:
+        """Each broken reference or duplicate name as '<path>: <what is wrong>'."""
+        issues: list[str] = []
+        for field, names in (
+            ("machines", [m.name for m in self.machines]),
+            ("operators", [o.name for o in self.operators]),
+            ("jobs", [j.name for j in self.jobs]),
+        ):
+            for dup in _duplicates(names):
+                issues.append(f"{field}: duplicate name '{dup}'; names must be unique")
+        machines = {m.name for m in self.machines}
+        skills = {s for o in self.operators for s in o.skills}
+        for j, job in enumerate(self.jobs):
+            where, who = f"jobs[{j}]", f"job '{job.name}'"
+            for dup in _duplicates(t.name for t in job.tasks):
+                issues.append(f"{where}.tasks: duplicate task name '{dup}' in {who}")
+            if job.dueDate is not None and job.dueDate < job.releaseDate:
+                issues.append(
+                    f"{where}.dueDate: {job.dueDate} is before releaseDate "
+                    f"{job.releaseDate} ({who})"
+                )
+            for t, task in enumerate(job.tasks):
+                at, who = f"jobs[{j}].tasks[{t}]", f"job '{job.name}', task '{task.name}'"
+                for m, machine in enumerate(task.machines):
+                    if machine not in machines:
+                        issues.append(
+                            f"{at}.machines[{m}]: unknown machine '{machine}' ({who}); "
+                            f"known machines: {', '.join(sorted(machines)) or 'none'}"
+                        )
+                for dup in _duplicates(task.machines):
+                    issues.append(f"{at}.machines: machine '{dup}' listed twice ({who})")
+                for machine in task.machineDurations:
+                    if machine not in task.machines:
+                        issues.append(
+                            f"{at}.machineDurations: '{machine}' is not one of the eligible "
+                            f"machines ({', '.join(task.machines)}) of {who}"
+                        )
+                if task.skill is not None and task.skill not in skills:
+                    issues.append(
+                        f"{at}.skill: no operator has skill '{task.skill}' ({who}); "
+                        f"skills available: {', '.join(sorted(skills)) or 'none'}"
+                    )
+        return issues
