@@ -5,8 +5,29 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from vulcan_operator.solver import cli as solver_cli
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from vulcan_operator.validation import validate_files
+
+    problems, notes = validate_files(Path(p) for p in args.files)
+    if not args.quiet:
+        for note in notes:
+            print(note, file=sys.stderr)
+    for line in problems:
+        print(line)
+    return 1 if problems else 0
+
+
+def _crds(args: argparse.Namespace) -> int:
+    from vulcan_operator import crdgen
+
+    for path in crdgen.write(Path(args.output_dir)):
+        print(path)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -14,12 +35,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run the operator (extra arguments go to kopf run)")
     sub.add_parser("render", help="print every object a first reconcile creates")
-    sub.add_parser("validate", help="check resources against the schemas and rules")
+    validate = sub.add_parser("validate", help="check resources against the schemas and rules")
+    validate.add_argument("files", nargs="+", help="YAML files (multi-document streams too)")
+    validate.add_argument("-q", "--quiet", action="store_true", help="print problems only")
     solver_cli.add_arguments(sub.add_parser("solve", help="solve a SchedulingProblem locally"))
-    sub.add_parser("crds", help="write the CRDs generated from the models")
+    crds = sub.add_parser("crds", help="write the CRDs generated from the models")
+    crds.add_argument("--output-dir", default="crds", help="where to write them (default: crds)")
     args = parser.parse_args(argv)
     if args.command == "solve":
         return solver_cli.run(args)
+    if args.command == "validate":
+        return _validate(args)
+    if args.command == "crds":
+        return _crds(args)
     print(f"vulcan-operator {args.command}: not implemented yet", file=sys.stderr)
     return 2
 

@@ -7,11 +7,13 @@ skill nobody has, duplicate names) so the solver only ever sees a consistent pro
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 
 MAX_TIME = 10**9
 """Upper bound of every time value; keeps sums of durations far inside CP-SAT's int64."""
@@ -189,3 +191,37 @@ class ProblemData(Strict):
                         f"skills available: {', '.join(sorted(skills)) or 'none'}"
                     )
         return issues
+
+
+_SUBPATH = re.compile(r"^([A-Za-z]\w*(\[\d+\])*(\.[A-Za-z]\w*(\[\d+\])*)*): (.*)$", re.S)
+
+
+def field_path(loc: Iterable[int | str]) -> str:
+    """('spec', 'jobs', 0, 'name') → 'spec.jobs[0].name'."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def error_lines(exc: ValidationError | list[ErrorDetails], prefix: str = "") -> list[str]:
+    """Each pydantic error as '<field path>: <what is wrong>'.
+
+    A model-level check may name a sub-field by starting its message with 'sub.path: '
+    (as `ProblemData.reference_issues` does); the sub-path is joined to the model's path.
+    """
+    lines = []
+    errors = exc.errors(include_url=False) if isinstance(exc, ValidationError) else exc
+    for err in errors:
+        path = ".".join(p for p in (prefix, field_path(err["loc"])) if p)
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "required field is missing"
+        for line in msg.splitlines():
+            sub = _SUBPATH.match(line)
+            if sub:
+                full = f"{path}.{sub.group(1)}" if path else sub.group(1)
+                lines.append(f"{full}: {sub.group(5)}")
+            else:
+                lines.append(f"{path}: {line}" if path else line)
+    return lines

@@ -1,0 +1,111 @@
+"""VulcanBackup and VulcanRestore: on-demand database backups and restores."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from vulcan_operator.api.common import (
+    LocalObjectReference,
+    ObjectMeta,
+    Status,
+    Strict,
+    cel,
+)
+from vulcan_operator.api.engine import BackupStorage
+
+
+class VulcanBackupSpec(Strict):
+    """One database backup of an engine, taken once."""
+
+    engineRef: LocalObjectReference = Field(description="The VulcanEngine to back up.")
+    storage: BackupStorage | None = Field(
+        None, description="Where to store it; default: the engine's spec.backup.storage."
+    )
+
+
+class VulcanBackupStatus(Status):
+    """Outcome of the backup."""
+
+    jobName: str | None = Field(None, description="Backup Job.")
+    location: str | None = Field(None, description="Where the backup file is.")
+    sizeBytes: int | None = Field(None, description="Size of the compressed dump.")
+    checksum: str | None = Field(None, description="sha256 of the compressed dump.")
+    databaseRevision: str | None = Field(None, description="Alembic revision at backup time.")
+    startedAt: str | None = Field(None, description="When the backup started.")
+    finishedAt: str | None = Field(None, description="When it finished.")
+
+
+class VulcanBackup(BaseModel):
+    """An on-demand (or pre-upgrade) backup."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    apiVersion: Literal["vulcan-engine.com/v1alpha1"]
+    kind: Literal["VulcanBackup"]
+    metadata: ObjectMeta
+    spec: VulcanBackupSpec
+    status: VulcanBackupStatus | None = None
+
+
+LOCATION = r"^(s3://[a-z0-9][a-z0-9.-]*[a-z0-9]/\S+|pvc://[a-z0-9][-a-z0-9.]*/\S+)$"
+
+
+class VulcanRestoreSpec(Strict):
+    """Restore an engine's database from a backup."""
+
+    model_config = cel(
+        (
+            "has(self.backupRef) != (has(self.location) && self.location != '')",
+            "set exactly one of backupRef or location",
+        ),
+    )
+
+    engineRef: LocalObjectReference = Field(description="The VulcanEngine to restore.")
+    backupRef: LocalObjectReference | None = Field(None, description="A VulcanBackup to restore.")
+    location: str = Field(
+        "",
+        max_length=2048,
+        pattern=f"({LOCATION[1:-1]})?",
+        description="Or a backup file: s3://bucket/key or pvc://claim/path.",
+    )
+    targetDatabase: str = Field(
+        "",
+        max_length=63,
+        pattern=r"^([a-z_][a-z0-9_]*)?$",
+        description="Restore into this database name instead of the engine's.",
+    )
+    migrate: bool = Field(True, description="Run the migration command after restoring.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> VulcanRestoreSpec:
+        if (self.backupRef is None) == (not self.location):
+            raise ValueError("set exactly one of backupRef or location")
+        return self
+
+
+class VulcanRestoreStatus(Status):
+    """Progress and outcome of the restore."""
+
+    step: str | None = Field(None, description="Current step, or the step that failed.")
+    jobName: str | None = Field(None, description="Restore Job.")
+    location: str | None = Field(None, description="Backup file restored.")
+    replicasBefore: int | None = Field(None, description="Engine replicas to scale back to.")
+    rowCounts: dict[str, int] = Field(
+        default_factory=dict, description="Rows per main table after the restore."
+    )
+    startedAt: str | None = Field(None, description="When the restore started.")
+    finishedAt: str | None = Field(None, description="When it finished.")
+
+
+class VulcanRestore(BaseModel):
+    """A restore of an engine's database."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    apiVersion: Literal["vulcan-engine.com/v1alpha1"]
+    kind: Literal["VulcanRestore"]
+    metadata: ObjectMeta
+    spec: VulcanRestoreSpec
+    status: VulcanRestoreStatus | None = None

@@ -1,0 +1,420 @@
+"""VulcanEngine: one Vulcan Engine installation. Defaults follow the operations guide."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from vulcan_operator.api.common import (
+    Cron,
+    DnsLabel,
+    DnsSubdomain,
+    ObjectMeta,
+    Quantity,
+    SecretKeyRef,
+    SecretRef,
+    Status,
+    Strict,
+    cel,
+)
+from vulcan_operator.solver.problem import SolverSettings
+
+
+class Autoscaling(Strict):
+    """HorizontalPodAutoscaler settings (autoscaling/v2)."""
+
+    model_config = cel(
+        ("self.minReplicas <= self.maxReplicas", "minReplicas must be <= maxReplicas"),
+    )
+
+    enabled: bool = Field(True, description="Let an HPA own the replica count.")
+    minReplicas: int = Field(3, ge=1, le=1000, description="Fewest replicas.")
+    maxReplicas: int = Field(10, ge=1, le=1000, description="Most replicas.")
+    targetCPUUtilizationPercentage: int = Field(
+        70, ge=1, le=100, description="Average CPU utilisation to aim for (% of requests)."
+    )
+    targetMemoryUtilizationPercentage: int = Field(
+        80, ge=1, le=100, description="Average memory utilisation to aim for (% of requests)."
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.minReplicas > self.maxReplicas:
+            raise ValueError(
+                f"minReplicas ({self.minReplicas}) must be <= maxReplicas ({self.maxReplicas})"
+            )
+        return self
+
+
+class Resources(Strict):
+    """Container resources of the backend pods."""
+
+    requests: dict[Literal["cpu", "memory", "ephemeral-storage"], Quantity] = Field(
+        default_factory=lambda: {"cpu": "1", "memory": "2Gi"},
+        description="Requested resources.",
+    )
+    limits: dict[Literal["cpu", "memory", "ephemeral-storage"], Quantity] = Field(
+        default_factory=lambda: {"cpu": "2", "memory": "4Gi"},
+        description="Resource limits.",
+    )
+
+
+class Database(Strict):
+    """PostgreSQL connection of the engine (SQLAlchemy pool settings from the guide)."""
+
+    urlSecretRef: SecretKeyRef | None = Field(
+        None,
+        description="Secret key holding DATABASE_URL (postgresql://...). "
+        "Default: Secret '<engine>-database', key 'database-url'.",
+    )
+    poolSize: int = Field(20, ge=5, le=100, description="DATABASE_POOL_SIZE, 5..100.")
+    maxOverflow: int = Field(40, ge=0, le=500, description="DATABASE_MAX_OVERFLOW.")
+    poolTimeoutSeconds: int = Field(30, ge=1, le=3600, description="DATABASE_POOL_TIMEOUT.")
+    poolRecycleSeconds: int = Field(3600, ge=60, le=86400, description="DATABASE_POOL_RECYCLE.")
+
+
+class Redis(Strict):
+    """Redis cache of the engine."""
+
+    urlSecretRef: SecretKeyRef | None = Field(
+        None, description="Secret key holding REDIS_URL; without it the engine runs uncached."
+    )
+    maxConnections: int = Field(50, ge=1, le=10000, description="REDIS_MAX_CONNECTIONS.")
+    cacheTTLSeconds: int = Field(300, ge=0, le=86400, description="REDIS_CACHE_TTL.")
+
+
+class Secrets(Strict):
+    """Application keys. Generated (once, kept forever) unless references are given."""
+
+    secretKeyRef: SecretKeyRef | None = Field(
+        None, description="Bring your own SECRET_KEY; otherwise one is generated."
+    )
+    jwtSecretKeyRef: SecretKeyRef | None = Field(
+        None, description="Bring your own JWT_SECRET_KEY; otherwise one is generated."
+    )
+
+
+class Jwt(Strict):
+    """JSON Web Token settings."""
+
+    algorithm: Literal["HS256", "HS384", "HS512"] = Field(
+        "HS256", description="JWT_ALGORITHM: HS256, HS384 or HS512 (never 'none')."
+    )
+    accessTokenExpireMinutes: int = Field(30, ge=1, le=1440, description="Access token life.")
+    refreshTokenExpireDays: int = Field(7, ge=1, le=365, description="Refresh token life.")
+
+
+Origin = Annotated[
+    str,
+    Field(
+        max_length=2048,
+        pattern=r"^https?://[^\s/]+$",
+        description="An origin: scheme://host[:port], no path.",
+    ),
+]
+
+
+class Cors(Strict):
+    """Cross-origin settings (BACKEND_CORS_ORIGINS)."""
+
+    origins: list[Origin] = Field(
+        default_factory=lambda: ["https://app.vulcan-engine.com"],
+        max_length=100,
+        description="Allowed origins, e.g. https://app.example.com.",
+    )
+
+
+class RateLimit(Strict):
+    """API rate limiting."""
+
+    enabled: bool = Field(True, description="RATE_LIMIT_ENABLED.")
+    requestsPerMinute: int = Field(
+        60, ge=1, le=1_000_000, description="RATE_LIMIT_REQUESTS_PER_MINUTE."
+    )
+
+
+class EngineSolver(SolverSettings):
+    """Solver defaults for this engine's SchedulingProblems, and their concurrency."""
+
+    maxConcurrentJobs: int = Field(
+        4, ge=1, le=1000, description="Solver pods of this engine running at once."
+    )
+    queueName: str = Field(
+        "",
+        max_length=63,
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$",
+        description="Kueue LocalQueue for solver Jobs; empty: no Kueue.",
+    )
+
+
+class PvcStorage(Strict):
+    """Backups on a PersistentVolumeClaim."""
+
+    size: Quantity = Field("20Gi", description="Size of the claim the operator creates.")
+    storageClassName: str = Field(
+        "", max_length=253, description="Storage class; empty: the cluster default."
+    )
+    claimName: str = Field(
+        "",
+        max_length=253,
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?$",
+        description="Use this existing claim instead of creating one.",
+    )
+
+
+class S3Storage(Strict):
+    """Backups in S3-compatible object storage."""
+
+    bucket: str = Field(
+        min_length=3,
+        max_length=63,
+        pattern=r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$",
+        description="Bucket name.",
+    )
+    prefix: str = Field(
+        "database/", max_length=512, pattern=r"^[^\s]*$", description="Key prefix."
+    )
+    endpoint: str = Field(
+        "",
+        max_length=2048,
+        pattern=r"^(https?://\S+)?$",
+        description="S3 endpoint URL; empty: AWS.",
+    )
+    region: str = Field("", max_length=64, description="Region; empty: the tool's default.")
+    credentialsSecretRef: SecretRef = Field(
+        description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY."
+    )
+
+
+class BackupStorage(Strict):
+    """Where backups go: exactly one of pvc or s3."""
+
+    model_config = cel(
+        ("has(self.pvc) != has(self.s3)", "set exactly one of pvc or s3"),
+    )
+
+    pvc: PvcStorage | None = Field(None, description="Store backups on a volume claim.")
+    s3: S3Storage | None = Field(None, description="Store backups in object storage.")
+
+    @model_validator(mode="after")
+    def _one(self) -> BackupStorage:
+        if (self.pvc is None) == (self.s3 is None):
+            raise ValueError("set exactly one of pvc or s3")
+        return self
+
+
+class Backup(Strict):
+    """Scheduled database backups (pg_dump | gzip)."""
+
+    enabled: bool = Field(True, description="Run scheduled backups.")
+    schedule: Cron = Field("0 2 * * *", description="Cron schedule (default daily 02:00).")
+    retentionDays: int = Field(30, ge=1, le=3650, description="Delete backups older than this.")
+    storage: BackupStorage = Field(
+        BackupStorage(pvc=PvcStorage()), description="Where backups are kept."
+    )
+    notifyWebhookSecretRef: SecretKeyRef | None = Field(
+        None, description="Secret key holding a webhook URL (e.g. Slack) told of each backup."
+    )
+
+
+class Maintenance(Strict):
+    """Scheduled database maintenance (VACUUM ANALYZE)."""
+
+    enabled: bool = Field(True, description="Run scheduled maintenance.")
+    schedule: Cron = Field("0 3 * * 0", description="Cron schedule (default Sunday 03:00).")
+
+
+class Upgrade(Strict):
+    """How version changes are carried out."""
+
+    preUpgradeBackup: bool = Field(True, description="Back up the database before migrating.")
+    autoRollback: bool = Field(True, description="Return to the last good version on failure.")
+    progressDeadlineSeconds: int = Field(
+        600, ge=30, le=86400, description="How long a rollout may take."
+    )
+    migrationCommand: list[str] = Field(
+        default_factory=lambda: ["alembic", "upgrade", "head"],
+        min_length=1,
+        description="Command run with the new image before the rollout.",
+    )
+    downgradeCommand: list[str] = Field(
+        default_factory=lambda: ["alembic", "downgrade"],
+        min_length=1,
+        description="Command run, with the target revision appended, to bring the schema back.",
+    )
+    rollbackStrategy: Literal["downgrade", "restore"] = Field(
+        "downgrade",
+        description="On a failed upgrade: downgrade migration, or restore the pre-upgrade backup.",
+    )
+
+
+class Monitoring(Strict):
+    """Monitoring objects (created only when the Prometheus Operator CRDs exist)."""
+
+    serviceMonitor: bool = Field(True, description="Create a ServiceMonitor.")
+    prometheusRule: bool = Field(True, description="Create a PrometheusRule with the alerts.")
+    grafanaDashboard: bool = Field(True, description="Create a Grafana dashboard ConfigMap.")
+    scrapeInterval: str = Field(
+        "15s", pattern=r"^[0-9]+(ms|s|m|h)$", description="Scrape interval."
+    )
+    enableTracing: bool = Field(True, description="ENABLE_TRACING.")
+    jaegerAgentHost: str = Field("", max_length=253, description="JAEGER_AGENT_HOST.")
+    jaegerAgentPort: int = Field(6831, ge=1, le=65535, description="JAEGER_AGENT_PORT.")
+    sentryDsnSecretRef: SecretKeyRef | None = Field(
+        None, description="Secret key holding SENTRY_DSN."
+    )
+
+
+class IngressTls(Strict):
+    """TLS of the Ingress, issued by cert-manager."""
+
+    enabled: bool = Field(True, description="Serve HTTPS with this certificate.")
+    secretName: DnsSubdomain = Field("vulcan-engine-tls", description="Certificate Secret.")
+    clusterIssuer: str = Field(
+        "letsencrypt-prod", max_length=253, description="cert-manager ClusterIssuer; empty: none."
+    )
+
+
+class Ingress(Strict):
+    """Public HTTP(S) entry."""
+
+    enabled: bool = Field(False, description="Create an Ingress.")
+    className: str = Field("nginx", max_length=253, description="IngressClass.")
+    host: DnsSubdomain = Field("api.vulcan-engine.com", description="Host name.")
+    tls: IngressTls = Field(IngressTls(), description="TLS settings.")
+
+
+class NetworkPolicy(Strict):
+    """Restrict traffic to the backend pods."""
+
+    enabled: bool = Field(True, description="Create a NetworkPolicy.")
+    ingressNamespaces: list[DnsLabel] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Extra namespaces allowed to reach the API (e.g. the ingress controller's).",
+    )
+
+
+class Email(Strict):
+    """Optional e-mail notifications of the engine."""
+
+    smtpHost: str = Field(min_length=1, max_length=253, description="SMTP_HOST.")
+    smtpPort: int = Field(587, ge=1, le=65535, description="SMTP_PORT.")
+    smtpUser: str = Field("", max_length=253, description="SMTP_USER.")
+    passwordSecretRef: SecretKeyRef | None = Field(None, description="SMTP_PASSWORD.")
+    fromEmail: str = Field(
+        "", max_length=253, pattern=r"^([^@\s]+@[^@\s]+)?$", description="EMAILS_FROM_EMAIL."
+    )
+    fromName: str = Field("Vulcan Engine", max_length=253, description="EMAILS_FROM_NAME.")
+
+
+class EnvVar(BaseModel):
+    """An extra container environment variable, passed through as given."""
+
+    model_config = ConfigDict(
+        extra="allow", json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+
+    name: str = Field(
+        min_length=1, max_length=253, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$",
+        description="Variable name.",
+    )
+    value: str | None = Field(None, description="Value.")
+
+
+class VulcanEngineSpec(Strict):
+    """Desired state of one Vulcan Engine installation."""
+
+    version: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
+        description="Image tag to run: the upgrade and rollback lever.",
+    )
+    image: str = Field(
+        "vulcan-engine",
+        min_length=1,
+        max_length=512,
+        pattern=r"^[a-z0-9]+([._/:-][a-z0-9]+)*$",
+        description="Image repository; the Deployment runs image:version.",
+    )
+    imagePullPolicy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="Image pull policy."
+    )
+    environment: Literal["production", "staging", "development"] = Field(
+        "production", description="ENVIRONMENT; development also turns DEBUG on."
+    )
+    replicas: int = Field(3, ge=1, le=1000, description="Replicas when autoscaling is off.")
+    autoscaling: Autoscaling = Field(Autoscaling(), description="Horizontal autoscaling.")
+    resources: Resources = Field(Resources(), description="Backend container resources.")
+    database: Database = Field(Database(), description="PostgreSQL connection.")
+    redis: Redis = Field(Redis(), description="Redis cache.")
+    secrets: Secrets = Field(Secrets(), description="Application keys.")
+    jwt: Jwt = Field(Jwt(), description="JWT settings.")
+    cors: Cors = Field(Cors(), description="CORS settings.")
+    rateLimit: RateLimit = Field(RateLimit(), description="Rate limiting.")
+    solver: EngineSolver = Field(EngineSolver(), description="Solver defaults and concurrency.")
+    backup: Backup = Field(Backup(), description="Scheduled backups.")
+    maintenance: Maintenance = Field(Maintenance(), description="Scheduled maintenance.")
+    upgrade: Upgrade = Field(Upgrade(), description="Upgrade and rollback behaviour.")
+    monitoring: Monitoring = Field(Monitoring(), description="Monitoring objects and telemetry.")
+    ingress: Ingress = Field(Ingress(), description="Ingress with TLS.")
+    networkPolicy: NetworkPolicy = Field(NetworkPolicy(), description="Network policy.")
+    email: Email | None = Field(None, description="E-mail notifications (optional).")
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=200,
+        description="Extra container env, passed through.",
+    )
+    paused: bool = Field(False, description="Stop all changes to the installation.")
+
+
+class LastBackup(BaseModel):
+    """The newest backup run of the engine."""
+
+    time: str | None = Field(None, description="When it finished.")
+    location: str | None = Field(None, description="Where it is.")
+    outcome: str | None = Field(None, description="Succeeded or Failed.")
+
+
+class HistoryEntry(BaseModel):
+    """One version the engine ran, or tried to."""
+
+    version: str = Field(description="Version (image tag).")
+    image: str | None = Field(None, description="Full image.")
+    databaseRevision: str | None = Field(None, description="Alembic revision it ran with.")
+    backup: str | None = Field(None, description="Pre-upgrade backup used.")
+    startedAt: str | None = Field(None, description="When the change started.")
+    finishedAt: str | None = Field(None, description="When it finished.")
+    outcome: str | None = Field(None, description="Succeeded, Failed or RolledBack.")
+
+
+class VulcanEngineStatus(Status):
+    """Observed state of the installation."""
+
+    currentVersion: str | None = Field(None, description="Version running and healthy.")
+    targetVersion: str | None = Field(None, description="Version being rolled out.")
+    failedVersion: str | None = Field(None, description="A version that failed; not retried.")
+    replicas: int | None = Field(None, description="Desired backend replicas.")
+    readyReplicas: int | None = Field(None, description="Ready backend replicas.")
+    databaseRevision: str | None = Field(None, description="Alembic revision of the database.")
+    lastBackup: LastBackup | None = Field(None, description="Newest backup.")
+    history: list[HistoryEntry] = Field(default_factory=list, description="Versions run.")
+    upgrade: dict[str, Any] | None = Field(
+        None,
+        description="State of an upgrade in progress (step, versions, backup, revisions).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
+class VulcanEngine(BaseModel):
+    """A Vulcan Engine installation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    apiVersion: Literal["vulcan-engine.com/v1alpha1"]
+    kind: Literal["VulcanEngine"]
+    metadata: ObjectMeta
+    spec: VulcanEngineSpec
+    status: VulcanEngineStatus | None = None

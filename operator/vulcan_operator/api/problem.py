@@ -1,0 +1,137 @@
+"""SchedulingProblem: one scheduling problem, solved by CP-SAT in its own pod."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from vulcan_operator.api.common import (
+    DnsSubdomain,
+    LocalObjectReference,
+    ObjectMeta,
+    Status,
+    Strict,
+    cel,
+)
+from vulcan_operator.solver.problem import ProblemData, SolverSettings
+
+class ProblemRef(Strict):
+    """A problem too large for the spec, kept in a ConfigMap of the same namespace."""
+
+    configMapName: DnsSubdomain = Field(description="ConfigMap holding the problem.")
+    key: str = Field(
+        "problem.yaml",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key of the ConfigMap whose value is the problem (YAML or JSON).",
+    )
+
+
+class SolverOverrides(Strict):
+    """Per-problem solver settings; unset fields come from the engine's spec.solver."""
+
+    maxTimeSeconds: float | None = Field(None, gt=0, le=86_400, description="Time limit (s).")
+    numWorkers: int | None = Field(None, ge=1, le=64, description="Search workers = pod CPUs.")
+    memoryLimitMB: int | None = Field(
+        None, ge=256, le=1_048_576, description="Pod memory limit (MiB), also given to CP-SAT."
+    )
+    useLNS: bool | None = Field(None, description="Use Large Neighborhood Search.")
+    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Random seed.")
+
+    def over(self, base: SolverSettings) -> SolverSettings:
+        """These overrides applied on top of `base`."""
+        return SolverSettings.model_validate(
+            base.model_dump(include=set(SolverSettings.model_fields))
+            | self.model_dump(exclude_none=True)
+        )
+
+
+class SchedulingProblemSpec(ProblemData):
+    """A scheduling problem: inline machines and jobs, or a problemRef."""
+
+    model_config = cel(
+        (
+            "has(self.problemRef) != (has(self.jobs) && size(self.jobs) > 0)",
+            "give the problem either inline (jobs, machines) or as problemRef, not both",
+        ),
+    )
+
+    engineRef: LocalObjectReference = Field(
+        description="The VulcanEngine whose solver defaults and database are used."
+    )
+    solver: SolverOverrides = Field(SolverOverrides(), description="Solver overrides.")
+    problemRef: ProblemRef | None = Field(
+        None, description="Take machines, operators and jobs from a ConfigMap instead."
+    )
+
+    @model_validator(mode="after")
+    def _inline_or_ref(self) -> SchedulingProblemSpec:
+        if (self.problemRef is None) == (not self.jobs):
+            raise ValueError(
+                "give the problem either inline (jobs, machines) or as problemRef, not both"
+            )
+        return self
+
+    def problem(self) -> ProblemData:
+        """The inline problem (objective, horizon, machines, operators, jobs)."""
+        return ProblemData.model_validate(
+            self.model_dump(include=set(ProblemData.model_fields))
+        )
+
+
+class Progress(BaseModel):
+    """Live progress of a running solve."""
+
+    objective: float | None = Field(None, description="Best objective so far.")
+    bound: float | None = Field(None, description="Best proven bound.")
+    gap: float | None = Field(None, description="Relative gap between objective and bound.")
+    elapsedSeconds: float | None = Field(None, description="Seconds since the solve started.")
+    solutions: int | None = Field(None, description="Improving solutions found.")
+
+
+class Result(BaseModel):
+    """Summary of a finished solve."""
+
+    status: Literal["OPTIMAL", "FEASIBLE", "INFEASIBLE", "UNKNOWN", "MODEL_INVALID"] | None = Field(
+        None, description="CP-SAT status."
+    )
+    objective: float | None = Field(None, description="Objective value.")
+    bound: float | None = Field(None, description="Best bound.")
+    makespan: int | None = Field(None, description="End of the last task.")
+    wallSeconds: float | None = Field(None, description="Solve time.")
+    explanation: list[str] = Field(default_factory=list, description="Why, in plain words.")
+    finishedAt: str | None = Field(None, description="When the solve finished.")
+
+
+class SolutionRef(BaseModel):
+    """Where the full schedule is."""
+
+    configMapName: str | None = Field(None, description="ConfigMap holding the schedule.")
+    scheduleId: str | None = Field(None, description="Schedule id in the engine's database.")
+
+
+class SchedulingProblemStatus(Status):
+    """Observed state of the problem."""
+
+    jobName: str | None = Field(None, description="Solver Job.")
+    queuePosition: int | None = Field(None, description="Position in the engine's queue.")
+    progress: Progress | None = Field(None, description="Live progress while running.")
+    result: Result | None = Field(None, description="Result of the latest solve.")
+    solutionRef: SolutionRef | None = Field(None, description="Where the schedule is.")
+    history: list[Result] = Field(
+        default_factory=list, max_length=10, description="Earlier results, newest first."
+    )
+
+
+class SchedulingProblem(BaseModel):
+    """A scheduling problem resource."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    apiVersion: Literal["vulcan-engine.com/v1alpha1"]
+    kind: Literal["SchedulingProblem"]
+    metadata: ObjectMeta
+    spec: SchedulingProblemSpec
+    status: SchedulingProblemStatus | None = None

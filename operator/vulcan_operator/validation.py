@@ -1,0 +1,108 @@
+"""Check resources against our models: one line per problem, naming the field and the rule."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from vulcan_operator import API_VERSION, GROUP
+from vulcan_operator.crdgen import KINDS, openapi_schema
+from vulcan_operator.solver.problem import ProblemData, error_lines, field_path
+
+MODELS: dict[str, type[BaseModel]] = {k.kind: k.model for k in KINDS}
+
+
+def _allowed_fields(schema: dict[str, Any], loc: tuple[int | str, ...]) -> list[str]:
+    node: dict[str, Any] | None = schema
+    for part in loc:
+        if node is None:
+            return []
+        if isinstance(part, int):
+            node = node.get("items")
+        else:
+            node = node.get("properties", {}).get(part) or node.get("additionalProperties")
+    return sorted((node or {}).get("properties", {}))
+
+
+def explain(exc: ValidationError, model: type[BaseModel]) -> list[str]:
+    """error_lines, with the allowed field names added to each unknown-field error."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_fields(openapi_schema(model), tuple(err["loc"])[:-1])
+            lines.append(f"{field_path(err['loc'])}: unknown field; allowed: {', '.join(allowed)}")
+        else:
+            lines.extend(error_lines([err]))
+    return lines
+
+
+def resource_name(doc: dict[str, Any]) -> str:
+    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    return f"{doc.get('kind', '?')}/{(meta or {}).get('name', '?')}"
+
+
+def validate_resource(doc: Any, configmaps: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """Problems of one resource ([] when valid). `configmaps` resolves a problemRef locally."""
+    if not isinstance(doc, dict):
+        return ["not a mapping (expected a Kubernetes resource)"]
+    kind = doc.get("kind")
+    if doc.get("apiVersion") != API_VERSION:
+        return [f"apiVersion: must be {API_VERSION}, got {doc.get('apiVersion')!r}"]
+    model = MODELS.get(str(kind))
+    if model is None:
+        return [f"kind: {kind!r} is not a {GROUP} kind; expected one of {', '.join(MODELS)}"]
+    try:
+        obj = model.model_validate(doc)
+    except ValidationError as exc:
+        return explain(exc, model)
+    ref = getattr(obj.spec, "problemRef", None)
+    cm = (configmaps or {}).get(ref.configMapName) if ref is not None else None
+    if ref is not None and cm is not None:
+        text = (cm.get("data") or {}).get(ref.key)
+        where = f"spec.problemRef (ConfigMap {ref.configMapName}, key {ref.key})"
+        if text is None:
+            return [f"{where}: the ConfigMap has no key '{ref.key}'"]
+        try:
+            ProblemData.model_validate(yaml.safe_load(text))
+        except ValidationError as exc:
+            return [f"{where}: {line}" for line in error_lines(exc)]
+        except yaml.YAMLError as exc:
+            return [f"{where}: not valid YAML: {exc}"]
+    return []
+
+
+def load_documents(path: Path) -> Iterator[Any]:
+    with path.open() as f:
+        yield from (d for d in yaml.safe_load_all(f) if d is not None)
+
+
+def validate_files(paths: Iterable[Path]) -> tuple[list[str], list[str]]:
+    """(problems, notes) over every document of every file."""
+    problems: list[str] = []
+    notes: list[str] = []
+    docs: list[tuple[Path, Any]] = []
+    for path in paths:
+        try:
+            docs.extend((path, d) for d in load_documents(path))
+        except (OSError, yaml.YAMLError) as exc:
+            problems.append(f"{path}: cannot read: {exc}")
+    configmaps = {
+        str(d.get("metadata", {}).get("name")): d
+        for _, d in docs
+        if isinstance(d, dict) and d.get("kind") == "ConfigMap" and d.get("apiVersion") == "v1"
+    }
+    for path, doc in docs:
+        name = resource_name(doc) if isinstance(doc, dict) else "?"
+        api_version = str(doc.get("apiVersion", "")) if isinstance(doc, dict) else ""
+        if api_version and not api_version.startswith(f"{GROUP}/"):
+            notes.append(f"{path}: {name}: skipped (not a {GROUP} resource)")
+            continue
+        found = validate_resource(doc, configmaps)
+        problems.extend(f"{path}: {name}: {line}" for line in found)
+        if not found:
+            notes.append(f"{path}: {name}: valid")
+    return problems, notes
