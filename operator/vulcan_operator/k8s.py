@@ -1,0 +1,255 @@
+"""The only module that talks to the Kubernetes API for our own calls.
+
+It uses the official `kubernetes` client (its configuration loading, auth and TLS) through its
+generic `ApiClient.call_api`, so one code path serves every kind. The client is synchronous:
+every call runs in a worker thread so Kopf's event loop is never blocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+
+from vulcan_operator import API_VERSION
+
+# apiVersion, kind → plural. Everything the operator reads or writes.
+PLURALS: dict[tuple[str, str], str] = {
+    ("v1", "ConfigMap"): "configmaps",
+    ("v1", "Secret"): "secrets",
+    ("v1", "Service"): "services",
+    ("v1", "ServiceAccount"): "serviceaccounts",
+    ("v1", "PersistentVolumeClaim"): "persistentvolumeclaims",
+    ("v1", "Pod"): "pods",
+    ("apps/v1", "Deployment"): "deployments",
+    ("batch/v1", "Job"): "jobs",
+    ("batch/v1", "CronJob"): "cronjobs",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
+    ("networking.k8s.io/v1", "Ingress"): "ingresses",
+    ("rbac.authorization.k8s.io/v1", "Role"): "roles",
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rolebindings",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitors",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrules",
+    (API_VERSION, "VulcanEngine"): "vulcanengines",
+    (API_VERSION, "SchedulingProblem"): "schedulingproblems",
+    (API_VERSION, "VulcanBackup"): "vulcanbackups",
+    (API_VERSION, "VulcanRestore"): "vulcanrestores",
+}
+
+MERGE = "application/merge-patch+json"
+
+
+class ApiError(Exception):
+    """A failed API call; `status` is the HTTP status (0 when the server was not reached)."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Ref:
+    """Where an object lives: apiVersion, kind, namespace, name."""
+
+    api_version: str
+    kind: str
+    namespace: str | None
+    name: str | None = None
+
+    @classmethod
+    def of(cls, obj: dict[str, Any]) -> Ref:
+        meta = obj.get("metadata", {})
+        return cls(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta.get("name"))
+
+    def path(self, subresource: str | None = None) -> str:
+        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        if self.namespace:
+            base += f"/namespaces/{self.namespace}"
+        base += f"/{PLURALS[(self.api_version, self.kind)]}"
+        if self.name:
+            base += f"/{self.name}"
+        if subresource:
+            base += f"/{subresource}"
+        return base
+
+
+class Api:
+    """Thin async wrapper over the official client's generic call."""
+
+    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+        self._client = api_client or client.ApiClient()
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        def call() -> Any:
+            try:
+                response = self._client.call_api(
+                    path,
+                    method,
+                    query_params=query or [],
+                    header_params={"Accept": "application/json", "Content-Type": content_type},
+                    body=body,
+                    auth_settings=["BearerToken"],
+                    _preload_content=False,
+                    _return_http_data_only=True,
+                )
+            except client.ApiException as exc:
+                raise _api_error(exc) from None
+            data = response.data
+            return json.loads(data) if data else None
+
+        return await asyncio.to_thread(call)
+
+    async def get(self, ref: Ref) -> dict[str, Any] | None:
+        try:
+            obj: dict[str, Any] = await self._call("GET", ref.path())
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj
+
+    async def list(self, ref: Ref, labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        query = [("labelSelector", ",".join(f"{k}={v}" for k, v in labels.items()))] if labels else []
+        result = await self._call("GET", ref.path(), query=query)
+        items: list[dict[str, Any]] = result.get("items", [])
+        for item in items:  # list items come without apiVersion/kind
+            item.setdefault("apiVersion", ref.api_version)
+            item.setdefault("kind", ref.kind)
+        return items
+
+    async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        ref = Ref.of(obj)
+        created: dict[str, Any] = await self._call(
+            "POST", Ref(ref.api_version, ref.kind, ref.namespace).path(), body=obj
+        )
+        return created
+
+    async def patch(
+        self, ref: Ref, body: dict[str, Any], *, subresource: str | None = None
+    ) -> dict[str, Any]:
+        patched: dict[str, Any] = await self._call(
+            "PATCH", ref.path(subresource), body=body, content_type=MERGE
+        )
+        return patched
+
+    async def delete(self, ref: Ref) -> bool:
+        """Delete in the background (dependents too); False when it was already gone."""
+        try:
+            await self._call(
+                "DELETE", ref.path(), body={"propagationPolicy": "Background"}
+            )
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def has_kind(self, api_version: str, kind: str) -> bool:
+        """Whether the cluster serves this kind (API discovery), e.g. ServiceMonitor."""
+        try:
+            result = await self._call("GET", f"/apis/{api_version}")
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return any(r.get("kind") == kind for r in (result or {}).get("resources", []))
+
+
+def _api_error(exc: client.ApiException) -> ApiError:
+    reason, message = str(exc.reason or ""), ""
+    try:
+        details = json.loads(exc.body or "{}")
+        reason = details.get("reason") or reason
+        message = details.get("message") or ""
+    except (TypeError, ValueError):
+        message = str(exc.body or "")[:500]
+    return ApiError(int(exc.status or 0), reason, message)
+
+
+# --- applying desired objects -----------------------------------------------------------------
+
+_QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
+_SUFFIX = {
+    "": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50,
+}
+
+
+def _quantity(value: Any) -> float | None:
+    match = _QUANTITY.match(str(value))
+    if not match or match.group(2) not in _SUFFIX:
+        return None
+    try:
+        return float(match.group(1)) * _SUFFIX[match.group(2)]
+    except ValueError:
+        return None
+
+
+def contains(current: Any, desired: Any) -> bool:
+    """Whether `current` already has every field of `desired` (server-added fields ignored).
+
+    Quantities compare by value, since the API server rewrites them canonically (1000m → 1).
+    """
+    if isinstance(desired, dict):
+        return isinstance(current, dict) and all(
+            contains(current.get(k), v) for k, v in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(current, list)
+            and len(current) == len(desired)
+            and all(contains(c, d) for c, d in zip(current, desired, strict=True))
+        )
+    if current == desired:
+        return True
+    if isinstance(desired, (str, int, float)) and not isinstance(desired, bool):
+        a, b = _quantity(current), _quantity(desired)
+        return a is not None and a == b
+    return False
+
+
+def _removals(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+    """Nulls for keys we used to set but no longer want, in maps we own entirely."""
+    if desired.get("kind") != "ConfigMap":
+        return {}
+    gone = set(current.get("data") or {}) - set(desired.get("data") or {})
+    return {"data": dict.fromkeys(gone)} if gone else {}
+
+
+async def apply(api: Api, desired: dict[str, Any], *, create_only: bool = False) -> str:
+    """Create if missing, patch if it differs, nothing if equal. Returns what was done."""
+    ref = Ref.of(desired)
+    current = await api.get(ref)
+    if current is None:
+        try:
+            await api.create(desired)
+        except ApiError as exc:
+            if exc.status != 409:  # created meanwhile by a concurrent reconcile
+                raise
+            return "unchanged"
+        return "created"
+    wanted = {k: v for k, v in desired.items() if k != "status"}
+    if create_only or contains(current, wanted):
+        return "unchanged"
+    body = wanted
+    removals = _removals(current, desired)
+    if removals:
+        body = {**wanted, "data": {**removals["data"], **(wanted.get("data") or {})}}
+    await api.patch(ref, body)
+    return "patched"
