@@ -107,7 +107,7 @@ class Objective(Strict):
 
     type: Literal["makespan", "weightedTardiness", "weightedSum"] = Field(
         "makespan",
-        description="makespan | weightedTardiness (priority × lateness) | weightedSum of both.",
+        description="makespan | weightedTardiness (priority x lateness) | weightedSum of both.",
     )
     weights: ObjectiveWeights = Field(
         default_factory=ObjectiveWeights, description="Only used by weightedSum."

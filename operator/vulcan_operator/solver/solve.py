@@ -1,0 +1,259 @@
+"""One solve: dispatch start, CP-SAT search under a hard wall-clock guard, a result.
+
+`solve()` never raises for a problem's content and always returns within the time limit plus
+`GRACE_SECONDS`: CP-SAT runs on a worker thread; at the limit (plus a quarter second) the guard
+asks it to stop, and if it still has not returned by the grace deadline the best schedule seen
+so far is returned and the thread is left behind (a daemon; the entrypoints then exit). Setting
+`stop` (what SIGTERM does in the entrypoints) stops the search the same way, early.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ortools.sat.python import cp_model
+
+from vulcan_operator.solver import explain
+from vulcan_operator.solver.dispatch import best_dispatch
+from vulcan_operator.solver.instance import Instance
+from vulcan_operator.solver.model import BuiltModel, ModelOptions, build, decode
+from vulcan_operator.solver.problem import ProblemData, SolverSettings
+from vulcan_operator.solver.progress import Progress, ProgressCallback
+from vulcan_operator.solver.result import SolveResult, Status, relative_gap
+from vulcan_operator.solver.schedule import Schedule, compact
+
+GRACE_SECONDS = 1.0
+"""A solve returns at most this long after its time limit, whatever CP-SAT does."""
+_STOP_AFTER = 0.25
+"""How long past the limit CP-SAT may run before the guard asks it to stop."""
+MEMORY_SHARE = 0.9
+"""Share of the memory limit given to CP-SAT; the rest is for Python and the result."""
+
+DEFAULT_PARAMETERS: dict[str, Any] = {}
+"""CP-SAT parameters we set beyond the settings (the measured winners, bench/RESULTS.md)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """Model options and extra CP-SAT parameters; bench/ varies them to measure ideas."""
+
+    model: ModelOptions = field(default_factory=ModelOptions)
+    parameters: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_PARAMETERS))
+
+
+class _Best:
+    """The best schedule so far, shared by the solver thread and the caller (locked)."""
+
+    def __init__(
+        self, instance: Instance, started: float, on_progress: ProgressCallback | None
+    ) -> None:
+        self.instance = instance
+        self.started = started
+        self.on_progress = on_progress
+        self.lock = threading.Lock()
+        self.schedule: Schedule | None = None
+        self.objective: int | None = None
+        self.bound: int | None = None
+        self.solutions = 0
+
+    def offer(self, schedule: Schedule, bound: int | None, source: str) -> None:
+        schedule = compact(self.instance, schedule)
+        objective = self.instance.objective_of(schedule.ends)
+        with self.lock:
+            if bound is not None:
+                self.bound = bound if self.bound is None else max(self.bound, bound)
+            if self.objective is not None and objective >= self.objective:
+                return
+            self.schedule, self.objective = schedule, objective
+            self.solutions += 1
+            if self.bound is not None:
+                self.bound = min(self.bound, objective)
+            event = Progress(
+                objective=objective,
+                bound=self.bound,
+                gap=relative_gap(objective, self.bound),
+                elapsed_seconds=time.monotonic() - self.started,
+                solutions=self.solutions,
+                source=source,
+            )
+        if self.on_progress is not None:
+            self.on_progress(event)
+
+
+class _Callback(cp_model.CpSolverSolutionCallback):
+    def __init__(self, built: BuiltModel, best: _Best) -> None:
+        super().__init__()
+        self.built = built
+        self.best = best
+
+    def on_solution_callback(self) -> None:
+        bound = max(self.built.objective_lower_bound, round(self.best_objective_bound))
+        self.best.offer(decode(self, self.built), bound, "cp-sat")
+
+
+def parameters(settings: SolverSettings, time_limit: float, tuning: Tuning) -> dict[str, Any]:
+    """CP-SAT parameters for one solve."""
+    values: dict[str, Any] = {
+        "num_workers": settings.numWorkers,
+        "random_seed": settings.seed,
+        "max_time_in_seconds": max(0.01, time_limit),
+        "max_memory_in_mb": max(64, int(settings.memoryLimitMB * MEMORY_SHARE)),
+        "use_lns": settings.useLNS,
+        "catch_sigint_signal": False,
+        "log_search_progress": False,
+    }
+    values.update(tuning.parameters)
+    return values
+
+
+def solve(
+    problem: ProblemData,
+    settings: SolverSettings | None = None,
+    *,
+    on_progress: ProgressCallback | None = None,
+    stop: threading.Event | None = None,
+    tuning: Tuning | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> SolveResult:
+    """Solve `problem` within `settings.maxTimeSeconds` (+ GRACE_SECONDS at worst)."""
+    started = clock()
+    settings = settings or SolverSettings()
+    tuning = tuning or Tuning()
+    limit = settings.maxTimeSeconds
+    instance = Instance.from_problem(problem)
+
+    def elapsed() -> float:
+        return clock() - started
+
+    if not instance.tasks:
+        return SolveResult(Status.OPTIMAL, 0, 0, 0, elapsed(), stop_reason="optimal")
+    reasons = explain.precheck(instance)
+    if reasons:
+        return SolveResult(
+            Status.INFEASIBLE, wall_seconds=elapsed(), explanation=reasons, stop_reason="infeasible"
+        )
+
+    best = _Best(instance, started, on_progress)
+    dispatched = best_dispatch(instance)
+    start = dispatched[0] if dispatched else None
+    built = build(instance, start, tuning.model)
+    if start is not None and start.makespan() <= built.horizon:
+        best.offer(start, built.objective_lower_bound, "dispatch")
+
+    solver = cp_model.CpSolver()
+    for name, value in parameters(settings, limit - elapsed(), tuning).items():
+        setattr(solver.parameters, name, value)
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["status"] = solver.solve(built.model, _Callback(built, best))
+        except Exception as error:  # reported as a result, not a crash
+            outcome["error"] = error
+
+    reason = ""
+    if limit - elapsed() > 0.01 and not (stop is not None and stop.is_set()):
+        thread = threading.Thread(target=run, name="cp-sat", daemon=True)
+        thread.start()
+        stop_at, abandon_at = limit + _STOP_AFTER, limit + GRACE_SECONDS
+        while thread.is_alive():
+            thread.join(0.02)
+            now = elapsed()
+            if not reason and stop is not None and stop.is_set():
+                reason, abandon_at = "interrupted", min(abandon_at, now + GRACE_SECONDS * 0.75)
+                solver.stop_search()
+            elif not reason and now >= stop_at:
+                reason = "timeLimit"
+                solver.stop_search()
+            if now >= abandon_at and thread.is_alive():
+                reason = "wallClockGuard"
+                break
+    else:
+        reason = "interrupted" if stop is not None and stop.is_set() else "timeLimit"
+    return _result(instance, built, solver, outcome, best, reason, elapsed, limit, settings)
+
+
+def _result(
+    instance: Instance,
+    built: BuiltModel,
+    solver: cp_model.CpSolver,
+    outcome: dict[str, Any],
+    best: _Best,
+    reason: str,
+    elapsed: Callable[[], float],
+    limit: float,
+    settings: SolverSettings,
+) -> SolveResult:
+    status = outcome.get("status")
+    finished = reason != "wallClockGuard" and ("status" in outcome or "error" in outcome)
+    explanation: list[str] = []
+    if finished and status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        # The final response may hold a solution no callback saw (e.g. found during presolve).
+        best.offer(decode(solver, built), None, "cp-sat")
+    with best.lock:
+        schedule, objective = best.schedule, best.objective
+        bound = best.bound
+    if finished and status in (cp_model.OPTIMAL, cp_model.FEASIBLE, cp_model.UNKNOWN):
+        proven = solver.best_objective_bound
+        if status == cp_model.OPTIMAL and objective is not None:
+            proven = objective
+        if math.isfinite(proven):
+            bound = max(bound or 0, round(proven), built.objective_lower_bound)
+    if objective is not None and bound is not None:
+        bound = min(bound, objective)
+    if "error" in outcome:
+        explanation.append(f"The solver failed: {outcome['error']!r}.")
+    if finished and status == cp_model.INFEASIBLE:
+        budget = min(max(0.0, limit - elapsed()), 30.0)
+        explanation = explain.diagnose(instance, budget, settings.numWorkers)
+        return SolveResult(
+            Status.INFEASIBLE,
+            wall_seconds=elapsed(),
+            explanation=explanation,
+            stop_reason="infeasible",
+        )
+    if finished and status == cp_model.MODEL_INVALID:
+        detail = built.model.validate()
+        return SolveResult(
+            Status.MODEL_INVALID,
+            wall_seconds=elapsed(),
+            explanation=[
+                f"CP-SAT rejected the model (a bug in the solver, please report): {detail}"
+            ],
+            stop_reason="error",
+        )
+    if schedule is None or objective is None:
+        explanation.append(f"No schedule was found within {limit:g} seconds; raise the time limit.")
+        return SolveResult(
+            Status.UNKNOWN,
+            bound=bound,
+            wall_seconds=elapsed(),
+            explanation=explanation,
+            stop_reason=reason or "timeLimit",
+        )
+    optimal = (finished and status == cp_model.OPTIMAL) or objective == bound
+    if optimal:
+        reason = "optimal"
+    elif not reason:
+        reason = "timeLimit"
+    if reason == "wallClockGuard":
+        explanation.append(
+            f"CP-SAT did not stop at the time limit; the best schedule found within "
+            f"{limit:g} s (+{GRACE_SECONDS:g} s grace) is returned."
+        )
+    return SolveResult(
+        status=Status.OPTIMAL if optimal else Status.FEASIBLE,
+        objective=objective,
+        bound=bound,
+        makespan=schedule.makespan(),
+        wall_seconds=elapsed(),
+        explanation=explanation,
+        assignments=schedule.assignments(instance),
+        solutions=best.solutions,
+        stop_reason=reason,
+    )
