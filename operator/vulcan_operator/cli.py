@@ -33,7 +33,32 @@ def _crds(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vulcan-operator", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="run the operator (extra arguments go to kopf run)")
+    run = sub.add_parser("run", help="run the operator against the current cluster")
+    run.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        dest="namespaces",
+        help="watch only this namespace (repeatable); default: all namespaces",
+    )
+    run.add_argument(
+        "--standalone",
+        action="store_true",
+        help="no peering: do not coordinate with other replicas",
+    )
+    run.add_argument(
+        "--peering",
+        default="vulcan-operator",
+        help="peering object shared by the replicas (one is active)",
+    )
+    run.add_argument(
+        "--liveness",
+        default="http://0.0.0.0:8080/healthz",
+        help="liveness endpoint URL (empty: none)",
+    )
+    run.add_argument("--log-format", choices=["json", "plain", "full"], default="json")
+    run.add_argument("-v", "--verbose", action="store_true")
     sub.add_parser("render", help="print every object a first reconcile creates")
     validate = sub.add_parser("validate", help="check resources against the schemas and rules")
     validate.add_argument("files", nargs="+", help="YAML files (multi-document streams too)")
@@ -48,6 +73,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _validate(args)
     if args.command == "crds":
         return _crds(args)
+    if args.command == "run":
+        from vulcan_operator import main as operator_main
+
+        operator_main.run(
+            namespaces=args.namespaces,
+            standalone=args.standalone,
+            peering=args.peering,
+            liveness=args.liveness or None,
+            log_format=args.log_format,
+            verbose=args.verbose,
+        )
+        return 0
     print(f"vulcan-operator {args.command}: not implemented yet", file=sys.stderr)
     return 2
 

@@ -161,4 +161,3 @@ class Status(BaseModel):
         description="Standard conditions.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
-

@@ -172,9 +172,7 @@ class S3Storage(Strict):
         pattern=r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$",
         description="Bucket name.",
     )
-    prefix: str = Field(
-        "database/", max_length=512, pattern=r"^[^\s]*$", description="Key prefix."
-    )
+    prefix: str = Field("database/", max_length=512, pattern=r"^[^\s]*$", description="Key prefix.")
     endpoint: str = Field(
         "",
         max_length=2048,
@@ -317,7 +315,9 @@ class EnvVar(BaseModel):
     )
 
     name: str = Field(
-        min_length=1, max_length=253, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$",
         description="Variable name.",
     )
     value: str | None = Field(None, description="Value.")

@@ -16,6 +16,7 @@ from vulcan_operator.api.common import (
 )
 from vulcan_operator.solver.problem import ProblemData, SolverSettings
 
+
 class ProblemRef(Strict):
     """A problem too large for the spec, kept in a ConfigMap of the same namespace."""
 
@@ -76,9 +77,7 @@ class SchedulingProblemSpec(ProblemData):
 
     def problem(self) -> ProblemData:
         """The inline problem (objective, horizon, machines, operators, jobs)."""
-        return ProblemData.model_validate(
-            self.model_dump(include=set(ProblemData.model_fields))
-        )
+        return ProblemData.model_validate(self.model_dump(include=set(ProblemData.model_fields)))
 
 
 class Progress(BaseModel):
