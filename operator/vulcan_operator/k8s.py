@@ -125,7 +125,9 @@ class Api:
         return obj
 
     async def list(self, ref: Ref, labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
-        query = [("labelSelector", ",".join(f"{k}={v}" for k, v in labels.items()))] if labels else []
+        query = (
+            [("labelSelector", ",".join(f"{k}={v}" for k, v in labels.items()))] if labels else []
+        )
         result = await self._call("GET", ref.path(), query=query)
         items: list[dict[str, Any]] = result.get("items", [])
         for item in items:  # list items come without apiVersion/kind
@@ -151,9 +153,7 @@ class Api:
     async def delete(self, ref: Ref) -> bool:
         """Delete in the background (dependents too); False when it was already gone."""
         try:
-            await self._call(
-                "DELETE", ref.path(), body={"propagationPolicy": "Background"}
-            )
+            await self._call("DELETE", ref.path(), body={"propagationPolicy": "Background"})
         except ApiError as exc:
             if exc.status == 404:
                 return False
@@ -186,8 +186,18 @@ def _api_error(exc: client.ApiException) -> ApiError:
 
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
 _SUFFIX = {
-    "": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50,
+    "": 1,
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
 }
 
 
