@@ -1,0 +1,116 @@
+"""Operator settings from the environment, and where the templates live.
+
+Every setting has a default, so the operator (and `vulcan-operator render`) runs with no
+environment at all. Read once at start-up with `Settings.from_env()` and pass the frozen value
+down; builders never read the environment themselves.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+__all__ = [
+    "DEFAULT_POSTGRES_IMAGE",
+    "DEFAULT_RESYNC_SECONDS",
+    "ENV_NAMESPACES",
+    "ENV_OPERATOR_IMAGE",
+    "ENV_POSTGRES_IMAGE",
+    "ENV_RESYNC_SECONDS",
+    "ENV_TEMPLATES_DIR",
+    "Settings",
+    "default_operator_image",
+    "package_version",
+    "templates_dir",
+]
+
+ENV_OPERATOR_IMAGE = "VULCAN_OPERATOR_IMAGE"
+ENV_RESYNC_SECONDS = "VULCAN_RESYNC_SECONDS"
+ENV_NAMESPACES = "VULCAN_NAMESPACES"
+ENV_POSTGRES_IMAGE = "VULCAN_POSTGRES_IMAGE"
+ENV_TEMPLATES_DIR = "VULCAN_TEMPLATES_DIR"
+
+OPERATOR_IMAGE_REPOSITORY = "ghcr.io/vulcan-engine/vulcan-operator"
+DEFAULT_POSTGRES_IMAGE = "postgres:15-alpine"
+DEFAULT_RESYNC_SECONDS = 60
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def package_version() -> str:
+    """The installed version of the operator package ('0.0.0' when not installed)."""
+    try:
+        return metadata.version("vulcan-operator")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def default_operator_image() -> str:
+    """The operator's own image at the installed version (it also holds the solver)."""
+    return f"{OPERATOR_IMAGE_REPOSITORY}:{package_version()}"
+
+
+def templates_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The folder of `*.yaml.j2` templates.
+
+    `$VULCAN_TEMPLATES_DIR` when set; else the copy shipped inside the wheel
+    (`vulcan_operator/templates`); else the repository's top-level `templates/` (editable
+    installs and a source checkout).
+    """
+    env = os.environ if environ is None else environ
+    override = env.get(ENV_TEMPLATES_DIR, "").strip()
+    if override:
+        return Path(override)
+    packaged = _PACKAGE_DIR / "templates"
+    if packaged.is_dir():
+        return packaged
+    return _PACKAGE_DIR.parent.parent / "templates"
+
+
+def _positive_int(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{key}={raw!r}: expected a whole number of seconds") from None
+    if value < 1:
+        raise ValueError(f"{key}={raw!r}: must be at least 1")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the operator is configured with, beyond the resources it watches."""
+
+    #: Image of the operator (and the solver); used by solver, backup and restore Jobs.
+    operator_image: str = field(default_factory=default_operator_image)
+    #: Periodic resync of each engine, seconds.
+    resync_seconds: int = DEFAULT_RESYNC_SECONDS
+    #: Namespaces to watch; empty: the whole cluster.
+    namespaces: tuple[str, ...] = ()
+    #: PostgreSQL client image of the backup and maintenance Jobs (pg_dump, psql).
+    postgres_image: str = DEFAULT_POSTGRES_IMAGE
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from `VULCAN_*` environment variables; unset or empty means default."""
+        env = os.environ if environ is None else environ
+        namespaces = tuple(
+            ns.strip() for ns in env.get(ENV_NAMESPACES, "").split(",") if ns.strip()
+        )
+        return cls(
+            operator_image=env.get(ENV_OPERATOR_IMAGE, "").strip() or default_operator_image(),
+            resync_seconds=_positive_int(env, ENV_RESYNC_SECONDS, DEFAULT_RESYNC_SECONDS),
+            namespaces=namespaces,
+            postgres_image=env.get(ENV_POSTGRES_IMAGE, "").strip() or DEFAULT_POSTGRES_IMAGE,
+        )
+
+    @property
+    def clusterwide(self) -> bool:
+        """True when no namespace list restricts the operator."""
+        return not self.namespaces

@@ -1,0 +1,225 @@
+"""Every child name, label, selector and annotation key the operator uses.
+
+Names are DNS-1123 labels (lowercase letters, digits, '-', at most 63 characters) so they are
+valid for every kind we create; a Service name is also a DNS-1035 label (starts with a letter).
+A name that is too long, or that had to be changed to become valid, is truncated and given a
+short stable hash of the full input, so two different inputs never share a name.
+
+Labels never include `app.kubernetes.io/instance` (Argo CD's tracking label: a child carrying
+it is pruned by Argo CD in a loop) and never copy the engine's own labels or annotations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+__all__ = [
+    "ANNOTATION_CONFIG_HASH",
+    "ANNOTATION_DEFAULT_CONTAINER",
+    "ANNOTATION_ROTATE_SECRETS",
+    "ANNOTATION_SECRETS_ROTATION",
+    "ANNOTATION_SPEC_HASH",
+    "APP_NAME",
+    "COMPONENT_BACKEND",
+    "DATABASE_URL_KEY",
+    "HASH_LENGTH",
+    "LABEL_COMPONENT",
+    "LABEL_ENGINE",
+    "LABEL_MANAGED_BY",
+    "LABEL_NAME",
+    "LABEL_PART_OF",
+    "MANAGED_BY",
+    "MAX_LABEL_LENGTH",
+    "MAX_SUBDOMAIN_LENGTH",
+    "default_database_secret",
+    "dns1035_name",
+    "dns_name",
+    "engine_config",
+    "engine_deployment",
+    "engine_hpa",
+    "engine_ingress",
+    "engine_keys_secret",
+    "engine_network_policy",
+    "engine_pdb",
+    "engine_service",
+    "engine_service_account",
+    "label_value",
+    "labels",
+    "selector",
+    "short_hash",
+]
+
+MAX_LABEL_LENGTH = 63
+MAX_SUBDOMAIN_LENGTH = 253
+HASH_LENGTH = 8
+
+# --- labels -------------------------------------------------------------------------------
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_PART_OF = "app.kubernetes.io/part-of"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_ENGINE = "vulcan-engine.com/engine"
+
+APP_NAME = "vulcan-engine"
+MANAGED_BY = "vulcan-operator"
+
+#: Component of the engine's backend and its core children (config, keys, service, ...).
+COMPONENT_BACKEND = "backend"
+
+# --- annotations --------------------------------------------------------------------------
+#: Hash of a child as built (see builders.common.finish); the applier skips equal hashes.
+ANNOTATION_SPEC_HASH = "vulcan-engine.com/spec-hash"
+#: On the pod template: hash of the ConfigMap data and the key rotation; a change rolls pods.
+ANNOTATION_CONFIG_HASH = "vulcan-engine.com/config-hash"
+#: Set by the user on the VulcanEngine; a new value asks for new SECRET_KEY/JWT_SECRET_KEY.
+ANNOTATION_ROTATE_SECRETS = "vulcan-engine.com/rotate-secrets"
+#: On the generated keys Secret: the rotate-secrets value the keys were generated for.
+ANNOTATION_SECRETS_ROTATION = "vulcan-engine.com/secrets-rotation"
+#: kubectl logs/exec pick this container by default.
+ANNOTATION_DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
+
+#: Key of DATABASE_URL in the conventional `<engine>-database` Secret.
+DATABASE_URL_KEY = "database-url"
+
+_INVALID = re.compile(r"[^a-z0-9-]+")
+_LABEL_VALUE_INVALID = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def short_hash(text: str, length: int = HASH_LENGTH) -> str:
+    """The first `length` hex characters of the SHA-256 of `text`: stable across runs."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def _clean(text: str) -> str:
+    return _INVALID.sub("-", text.lower()).strip("-")
+
+
+def dns_name(*parts: str, max_length: int = MAX_LABEL_LENGTH) -> str:
+    """Join `parts` with '-' into a DNS-1123 label of at most `max_length` characters.
+
+    Unchanged when the joined text is already valid and short enough. Otherwise characters
+    outside [a-z0-9-] become '-', and the result carries an 8-hex-digit hash of the original
+    text; when too long, the front is truncated and the last part is kept so the name still
+    says what it is: `<truncated front>-<hash>-<last part>`.
+    """
+    if not 1 <= max_length <= MAX_SUBDOMAIN_LENGTH:
+        raise ValueError(f"max_length must be 1..{MAX_SUBDOMAIN_LENGTH}, not {max_length}")
+    if max_length <= HASH_LENGTH + 1:
+        raise ValueError(f"max_length {max_length} leaves no room for the hash suffix")
+    raw = "-".join(parts)
+    cleaned = _clean(raw)
+    if cleaned == raw and 0 < len(raw) <= max_length:
+        return raw
+    digest = short_hash(raw)
+    if len(parts) > 1:
+        tail = _clean(parts[-1])
+        head = _clean("-".join(parts[:-1]))
+        room = max_length - len(tail) - len(digest) - 2
+        if tail and room >= min(len(head), 8):
+            head = head[:room].rstrip("-")
+            return f"{head}-{digest}-{tail}" if head else f"{digest}-{tail}"
+    front = cleaned[: max_length - len(digest) - 1].rstrip("-")
+    return f"{front}-{digest}" if front else digest
+
+
+def dns1035_name(*parts: str, max_length: int = MAX_LABEL_LENGTH) -> str:
+    """Like `dns_name`, but also starting with a letter (Service names).
+
+    A name that would start with a digit gets the prefix 've-' (for Vulcan Engine).
+    """
+    name = dns_name(*parts, max_length=max_length)
+    if name[0].isalpha():
+        return name
+    return dns_name("ve", *parts, max_length=max_length)
+
+
+def label_value(text: str) -> str:
+    """`text` as a valid label value (at most 63 characters), hashed when it had to change."""
+    cleaned = _LABEL_VALUE_INVALID.sub("-", text).strip("-._")
+    if cleaned == text and len(text) <= MAX_LABEL_LENGTH:
+        return text
+    digest = short_hash(text)
+    front = cleaned[: MAX_LABEL_LENGTH - len(digest) - 1].rstrip("-._")
+    return f"{front}-{digest}" if front else digest
+
+
+# --- labels and selectors -----------------------------------------------------------------
+
+
+def selector(engine: str, component: str) -> dict[str, str]:
+    """The labels that select one component of one engine; stable across versions."""
+    return {
+        LABEL_NAME: APP_NAME,
+        LABEL_ENGINE: label_value(engine),
+        LABEL_COMPONENT: label_value(component),
+    }
+
+
+def labels(engine: str, component: str) -> dict[str, str]:
+    """All labels of a child: the selector plus part-of and managed-by."""
+    return {
+        **selector(engine, component),
+        LABEL_PART_OF: APP_NAME,
+        LABEL_MANAGED_BY: MANAGED_BY,
+    }
+
+
+# --- the engine's core children -----------------------------------------------------------
+
+
+def engine_deployment(engine: str) -> str:
+    """Deployment of the backend: the engine's own name (made DNS-valid)."""
+    return dns_name(engine)
+
+
+def engine_service(engine: str) -> str:
+    """Service of the backend (`http://<engine>.<namespace>.svc`)."""
+    return dns1035_name(engine)
+
+
+def engine_service_account(engine: str) -> str:
+    """ServiceAccount of the backend pods."""
+    return dns_name(engine)
+
+
+def engine_hpa(engine: str) -> str:
+    """HorizontalPodAutoscaler of the backend Deployment."""
+    return dns_name(engine)
+
+
+def engine_pdb(engine: str) -> str:
+    """PodDisruptionBudget of the backend pods."""
+    return dns_name(engine)
+
+
+def engine_network_policy(engine: str) -> str:
+    """NetworkPolicy guarding the backend pods."""
+    return dns_name(engine)
+
+
+def engine_ingress(engine: str) -> str:
+    """Ingress of the backend Service."""
+    return dns_name(engine)
+
+
+def engine_config(engine: str) -> str:
+    """ConfigMap with the backend's non-secret settings."""
+    return dns_name(engine, "config")
+
+
+def engine_keys_secret(engine: str) -> str:
+    """Secret with the generated SECRET_KEY and JWT_SECRET_KEY."""
+    return dns_name(engine, "keys")
+
+
+def default_database_secret(engine: str) -> str:
+    """The Secret holding DATABASE_URL (key `database-url`) when spec.database has no ref.
+
+    A user-made Secret, so exactly `<engine>-database`: it must be guessable. (Only an
+    engine name too long for the suffix, over 244 characters, gets a hashed name.)
+    """
+    name = f"{engine}-database"
+    if len(name) <= MAX_SUBDOMAIN_LENGTH:
+        return name
+    return dns_name(engine, "database", max_length=MAX_SUBDOMAIN_LENGTH)
