@@ -67,7 +67,7 @@ class VulcanRestoreSpec(Strict):
     location: str = Field(
         "",
         max_length=2048,
-        pattern=f"({LOCATION[1:-1]})?",
+        pattern=f"^({LOCATION[1:-1]})?$",
         description="Or a backup file: s3://bucket/key or pvc://claim/path.",
     )
     targetDatabase: str = Field(

@@ -45,8 +45,11 @@ DnsSubdomain = Annotated[
     ),
 ]
 
+# The pattern controller-gen writes for resource.Quantity: exactly what ParseQuantity accepts,
+# so a value that passes here never makes a child manifest fail with 422.
 QUANTITY_PATTERN = (
-    r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"  # the pattern Kubernetes' own schemas use
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
 
 
@@ -58,19 +61,49 @@ def _quantity(value: int | str) -> int | str:
 
 Quantity = Annotated[
     int | str,
-    Field(description="A Kubernetes quantity, e.g. 500m, 2, 4Gi."),
+    Field(
+        description="A Kubernetes quantity, e.g. 500m, 2, 4Gi.",
+        json_schema_extra={"pattern": QUANTITY_PATTERN},  # applies to the string form only
+    ),
     AfterValidator(_quantity),
 ]
 
 
-CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
+def _cron_field(value: str) -> str:
+    """One cron field: '*' or a value or a range, optionally '/step', comma-separated."""
+    item = rf"(\*|{value}(-{value})?)(/[1-9][0-9]*)?"
+    return rf"{item}(,{item})*"
+
+
+def _names(names: str) -> str:
+    """'JAN FEB' -> 'JAN|FEB|jan|feb' (both parsers take names in any case; we take two)."""
+    return "|".join([*names.split(), *names.lower().split()])
+
+
+# What both croniter and the CronJob controller's parser (robfig/cron, standard 5 fields) accept:
+# minute 0-59, hour 0-23, day of month 1-31, month 1-12 or JAN-DEC, day of week 0-6 or SUN-SAT.
+CRON_PATTERN = (
+    r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|"
+    + r"\s+".join(
+        _cron_field(v)
+        for v in (
+            "[0-5]?[0-9]",
+            "(2[0-3]|[01]?[0-9])",
+            "(3[01]|[12][0-9]|0?[1-9])",
+            f"(1[0-2]|0?[1-9]|{_names('JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC')})",
+            f"([0-6]|{_names('SUN MON TUE WED THU FRI SAT')})",
+        )
+    )
+    + r")$"
+)
 
 
 def _cron(value: str) -> str:
-    if not re.fullmatch(CRON_PATTERN, value.strip()) or not croniter.is_valid(value):
+    if not re.fullmatch(CRON_PATTERN, value) or not croniter.is_valid(value):
         raise ValueError(
             f"'{value}' is not a valid 5-field cron schedule "
-            "(minute hour day-of-month month day-of-week, e.g. '0 2 * * *')"
+            "(minute 0-59, hour 0-23, day-of-month 1-31, month 1-12, day-of-week 0-6; "
+            "e.g. '0 2 * * *')"
         )
     return value
 
@@ -78,8 +111,9 @@ def _cron(value: str) -> str:
 Cron = Annotated[
     str,
     Field(
-        pattern=CRON_PATTERN,
         description="Cron schedule, 5 fields: minute hour day-of-month month day-of-week.",
+        # In the CRD only: in Python, _cron checks the same pattern with a readable message.
+        json_schema_extra={"pattern": CRON_PATTERN},
     ),
     AfterValidator(_cron),
 ]

@@ -336,8 +336,10 @@ class VulcanEngineSpec(Strict):
         "vulcan-engine",
         min_length=1,
         max_length=512,
-        pattern=r"^[a-z0-9]+([._/:-][a-z0-9]+)*$",
-        description="Image repository; the Deployment runs image:version.",
+        # [registry[:port]/]path, no tag or digest (the tag is spec.version).
+        pattern=r"^([a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(:[0-9]+)?/)?"
+        r"[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$",
+        description="Image repository, without a tag; the Deployment runs image:version.",
     )
     imagePullPolicy: Literal["Always", "IfNotPresent", "Never"] = Field(
         "IfNotPresent", description="Image pull policy."
