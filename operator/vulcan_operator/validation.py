@@ -32,6 +32,10 @@ def explain(exc: ValidationError, model: type[BaseModel]) -> list[str]:
     """error_lines, with the allowed field names added to each unknown-field error."""
     lines = []
     for err in exc.errors(include_url=False):
+        if "[key]" in err["loc"]:
+            # A dict key that is not allowed: pydantic's loc ends '<key>', '[key]'.
+            loc = tuple(p for p in err["loc"] if p != "[key]")
+            err = {**err, "loc": loc[:-1], "msg": f"key '{loc[-1]}' not allowed: {err['msg']}"}
         if err["type"] == "extra_forbidden":
             allowed = _allowed_fields(openapi_schema(model), tuple(err["loc"])[:-1])
             lines.append(f"{field_path(err['loc'])}: unknown field; allowed: {', '.join(allowed)}")
@@ -71,8 +75,16 @@ def validate_resource(doc: Any, configmaps: dict[str, dict[str, Any]] | None = N
         except ValidationError as exc:
             return [f"{where}: {line}" for line in error_lines(exc)]
         except yaml.YAMLError as exc:
-            return [f"{where}: not valid YAML: {exc}"]
+            return [f"{where}: not valid YAML: {_one_line(exc)}"]
     return []
+
+
+def _one_line(exc: Exception) -> str:
+    """A YAML (or other) error as one line: where it is and what is wrong."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+    return " ".join(str(exc).split())
 
 
 def load_documents(path: Path) -> Iterator[Any]:
@@ -88,17 +100,23 @@ def validate_files(paths: Iterable[Path]) -> tuple[list[str], list[str]]:
     for path in paths:
         try:
             docs.extend((path, d) for d in load_documents(path))
-        except (OSError, yaml.YAMLError) as exc:
-            problems.append(f"{path}: cannot read: {exc}")
+        except yaml.YAMLError as exc:
+            problems.append(f"{path}: not valid YAML: {_one_line(exc)}")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"{path}: cannot read: {_one_line(exc)}")
     configmaps = {
-        str(d.get("metadata", {}).get("name")): d
+        str(d["metadata"].get("name")): d
         for _, d in docs
-        if isinstance(d, dict) and d.get("kind") == "ConfigMap" and d.get("apiVersion") == "v1"
+        if isinstance(d, dict)
+        and d.get("kind") == "ConfigMap"
+        and d.get("apiVersion") == "v1"
+        and isinstance(d.get("metadata"), dict)
     }
     for path, doc in docs:
         name = resource_name(doc) if isinstance(doc, dict) else "?"
         api_version = str(doc.get("apiVersion", "")) if isinstance(doc, dict) else ""
-        if api_version and not api_version.startswith(f"{GROUP}/"):
+        ours = isinstance(doc, dict) and doc.get("kind") in MODELS
+        if api_version and not api_version.startswith(f"{GROUP}/") and not ours:
             notes.append(f"{path}: {name}: skipped (not a {GROUP} resource)")
             continue
         found = validate_resource(doc, configmaps)
