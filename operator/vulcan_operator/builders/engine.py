@@ -1,0 +1,618 @@
+"""The core children of a VulcanEngine, built from its spec: pure functions, no I/O.
+
+`build(inputs)` returns, dependencies first: ServiceAccount, ConfigMap, keys Secret (unless
+the user brings both keys), Deployment, Service, HPA (when autoscaling owns the replica
+count), PodDisruptionBudget, NetworkPolicy (when enabled), Ingress (when enabled).
+
+The builder takes no decisions that need the cluster or the clock: the version to run, the
+key values (see `generate_keys`), the rotation request and a forced replica count are inputs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vulcan_operator import names
+from vulcan_operator.api.common import SecretKeyRef
+from vulcan_operator.api.engine import VulcanEngineSpec
+from vulcan_operator.builders.common import Owner, content_hash, finish
+from vulcan_operator.config import Settings
+from vulcan_operator.render import render
+
+__all__ = [
+    "CONTAINER_NAME",
+    "CONTAINER_PORT",
+    "HEALTH_PATH",
+    "JWT_SECRET_KEY",
+    "KEY_NAMES",
+    "KIND",
+    "READY_PATH",
+    "RUN_AS_USER",
+    "SECRET_KEY",
+    "SERVICE_PORT",
+    "EngineInputs",
+    "build",
+    "build_configmap",
+    "build_deployment",
+    "build_hpa",
+    "build_ingress",
+    "build_network_policy",
+    "build_pdb",
+    "build_secret",
+    "build_service",
+    "build_service_account",
+    "config_data",
+    "config_hash",
+    "desired_replicas",
+    "ensure_keys",
+    "generate_keys",
+    "generated_key_names",
+    "hpa_enabled",
+    "keys_from_secret_data",
+    "possible_children",
+]
+
+Manifest = dict[str, Any]
+
+KIND = "VulcanEngine"
+
+CONTAINER_NAME = "backend"
+CONTAINER_PORT = 8000
+PORT_NAME = "http"
+SERVICE_PORT = 80
+HEALTH_PATH = "/api/v1/health"
+READY_PATH = "/api/v1/health/ready"
+API_V1_STR = "/api/v1"
+PROJECT_NAME = "Vulcan Engine"
+METRICS_PORT = 9090  # the guide's METRICS_PORT; Prometheus scrapes /api/v1/metrics on :8000
+DEFAULT_JAEGER_AGENT_HOST = "localhost"
+API_PAGE_SIZE = 20
+API_MAX_PAGE_SIZE = 100
+API_RESPONSE_CACHE_TTL = 60
+
+RUN_AS_USER = 10001
+RUN_AS_GROUP = 10001
+TERMINATION_GRACE_SECONDS = 30
+REVISION_HISTORY_LIMIT = 5
+MAX_SURGE = "25%"
+MAX_UNAVAILABLE = 0
+TMP_MOUNT = "/tmp"  # an emptyDir: the only writable path of the container
+
+# Probes: liveness and readiness as the guide has them; a startup probe gives a slow first
+# start (migrations check, cache warm-up) up to 5 minutes before liveness counts.
+LIVENESS = {
+    "initialDelaySeconds": 30,
+    "periodSeconds": 10,
+    "timeoutSeconds": 10,
+    "failureThreshold": 3,
+}
+READINESS = {
+    "initialDelaySeconds": 5,
+    "periodSeconds": 5,
+    "timeoutSeconds": 5,
+    "failureThreshold": 3,
+}
+STARTUP = {"periodSeconds": 5, "timeoutSeconds": 5, "failureThreshold": 60}
+
+SECRET_KEY = "SECRET_KEY"
+JWT_SECRET_KEY = "JWT_SECRET_KEY"
+KEY_NAMES = (SECRET_KEY, JWT_SECRET_KEY)
+KEY_BYTES = 48  # secrets.token_urlsafe(48): 384 random bits
+
+ZONE_KEY = "topology.kubernetes.io/zone"
+HOSTNAME_KEY = "kubernetes.io/hostname"
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+CERT_MANAGER_ISSUER = "cert-manager.io/cluster-issuer"
+# The guide's nginx TLS settings, where ingress-nginx has an annotation for them (no snippets;
+# HSTS and ssl_protocols are controller-wide settings in ingress-nginx).
+NGINX_TLS_ANNOTATIONS = {
+    "nginx.ingress.kubernetes.io/force-ssl-redirect": "true",
+    "nginx.ingress.kubernetes.io/ssl-ciphers": "HIGH:!aNULL:!MD5",
+    "nginx.ingress.kubernetes.io/ssl-prefer-server-ciphers": "true",
+}
+
+
+@dataclass(frozen=True)
+class EngineInputs:
+    """Everything the engine builder needs; the reconciler fills it in."""
+
+    name: str
+    namespace: str
+    uid: str
+    spec: VulcanEngineSpec
+    #: The version the Deployment runs (spec.version, unless an upgrade says otherwise).
+    run_version: str
+    #: SECRET_KEY / JWT_SECRET_KEY values for the keys the user does not reference; None when
+    #: both are referenced. Read them back from the existing Secret; generate (see
+    #: `generate_keys`) only when it is missing or a rotation is asked for.
+    keys: Mapping[str, str] | None = None
+    #: The engine's `vulcan-engine.com/rotate-secrets` annotation value ("" when unset).
+    rotation: str = ""
+    #: Force this replica count and drop the HPA (0 while a restore runs).
+    replicas_override: int | None = None
+    settings: Settings = field(default_factory=Settings)
+
+    @classmethod
+    def from_resource(
+        cls,
+        body: Mapping[str, Any],
+        *,
+        keys: Mapping[str, str] | None = None,
+        run_version: str | None = None,
+        replicas_override: int | None = None,
+        settings: Settings | None = None,
+    ) -> EngineInputs:
+        """Inputs from a VulcanEngine object (a dict); validates its spec.
+
+        Only name, namespace, uid and the rotate-secrets annotation are read from metadata:
+        the engine's own labels and annotations never reach its children.
+        """
+        metadata = body.get("metadata") or {}
+        spec = VulcanEngineSpec.model_validate(body.get("spec") or {})
+        annotations = metadata.get("annotations") or {}
+        return cls(
+            name=metadata["name"],
+            namespace=metadata.get("namespace") or "default",
+            uid=metadata.get("uid") or "",
+            spec=spec,
+            run_version=run_version or spec.version,
+            keys=keys,
+            rotation=str(annotations.get(names.ANNOTATION_ROTATE_SECRETS, "")),
+            replicas_override=replicas_override,
+            settings=settings or Settings(),
+        )
+
+    @property
+    def owner(self) -> Owner:
+        """The engine as the owner of its children."""
+        return Owner(kind=KIND, name=self.name, namespace=self.namespace, uid=self.uid)
+
+    @property
+    def image(self) -> str:
+        """The backend image the Deployment runs."""
+        return f"{self.spec.image}:{self.run_version}"
+
+
+# --- keys -----------------------------------------------------------------------------------
+
+
+def generated_key_names(spec: VulcanEngineSpec) -> list[str]:
+    """The keys the operator generates: those the user does not reference."""
+    wanted = []
+    if spec.secrets.secretKeyRef is None:
+        wanted.append(SECRET_KEY)
+    if spec.secrets.jwtSecretKeyRef is None:
+        wanted.append(JWT_SECRET_KEY)
+    return wanted
+
+
+def generate_keys(key_names: Iterable[str] = KEY_NAMES) -> dict[str, str]:
+    """Fresh random values (384 bits each, URL-safe text) for SECRET_KEY and JWT_SECRET_KEY."""
+    return {key: secrets.token_urlsafe(KEY_BYTES) for key in key_names}
+
+
+def ensure_keys(
+    spec: VulcanEngineSpec, existing: Mapping[str, str] | None, *, rotate: bool = False
+) -> dict[str, str] | None:
+    """The key values to build with: existing ones kept, missing ones generated.
+
+    `existing` comes from the live keys Secret (`keys_from_secret_data`); with `rotate`
+    (a new rotate-secrets value) every generated key is new. None when the user references
+    both keys.
+    """
+    wanted = generated_key_names(spec)
+    if not wanted:
+        return None
+    kept = {} if rotate else {k: v for k, v in (existing or {}).items() if k in wanted and v}
+    return {**generate_keys(k for k in wanted if k not in kept), **kept}
+
+
+def keys_from_secret_data(data: Mapping[str, str] | None) -> dict[str, str]:
+    """The key values of an existing keys Secret, from its (base64) `data`.
+
+    Returns only well-formed, non-empty SECRET_KEY/JWT_SECRET_KEY entries; the caller
+    generates whatever is missing.
+    """
+    found: dict[str, str] = {}
+    for key in KEY_NAMES:
+        encoded = (data or {}).get(key)
+        if not encoded:
+            continue
+        try:
+            value = base64.b64decode(encoded, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            continue
+        if value:
+            found[key] = value
+    return found
+
+
+# --- decisions ------------------------------------------------------------------------------
+
+
+def hpa_enabled(inputs: EngineInputs) -> bool:
+    """True when an HPA owns the replica count (autoscaling on and no forced count)."""
+    return inputs.replicas_override is None and inputs.spec.autoscaling.enabled
+
+
+def desired_replicas(inputs: EngineInputs) -> int | None:
+    """The Deployment's `replicas`, or None when the HPA owns it (the field is left out)."""
+    if inputs.replicas_override is not None:
+        return inputs.replicas_override
+    if inputs.spec.autoscaling.enabled:
+        return None
+    return inputs.spec.replicas
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def config_data(spec: VulcanEngineSpec) -> dict[str, str]:
+    """The backend's non-secret settings (the guide's .env), every value a string."""
+    db, redis, jwt, solver = spec.database, spec.redis, spec.jwt, spec.solver
+    monitoring = spec.monitoring
+    data = {
+        "API_V1_STR": API_V1_STR,
+        "PROJECT_NAME": PROJECT_NAME,
+        "ENVIRONMENT": spec.environment,
+        "DEBUG": _bool(spec.environment == "development"),
+        "DATABASE_POOL_SIZE": str(db.poolSize),
+        "DATABASE_MAX_OVERFLOW": str(db.maxOverflow),
+        "DATABASE_POOL_TIMEOUT": str(db.poolTimeoutSeconds),
+        "DATABASE_POOL_RECYCLE": str(db.poolRecycleSeconds),
+        "REDIS_MAX_CONNECTIONS": str(redis.maxConnections),
+        "REDIS_CACHE_TTL": str(redis.cacheTTLSeconds),
+        "JWT_ALGORITHM": jwt.algorithm,
+        "JWT_ACCESS_TOKEN_EXPIRE_MINUTES": str(jwt.accessTokenExpireMinutes),
+        "JWT_REFRESH_TOKEN_EXPIRE_DAYS": str(jwt.refreshTokenExpireDays),
+        "BACKEND_CORS_ORIGINS": json.dumps(list(spec.cors.origins)),
+        "ENABLE_METRICS": "true",
+        "ENABLE_TRACING": _bool(monitoring.enableTracing),
+        "METRICS_PORT": str(METRICS_PORT),
+        "JAEGER_AGENT_HOST": monitoring.jaegerAgentHost or DEFAULT_JAEGER_AGENT_HOST,
+        "JAEGER_AGENT_PORT": str(monitoring.jaegerAgentPort),
+        "SOLVER_MAX_TIME_SECONDS": _number(solver.maxTimeSeconds),
+        "SOLVER_NUM_WORKERS": str(solver.numWorkers),
+        "SOLVER_MEMORY_LIMIT_MB": str(solver.memoryLimitMB),
+        "SOLVER_USE_LNS": _bool(solver.useLNS),
+        "SOLVER_PARALLEL_SEARCH": _bool(solver.numWorkers > 1),
+        "RATE_LIMIT_ENABLED": _bool(spec.rateLimit.enabled),
+        "RATE_LIMIT_REQUESTS_PER_MINUTE": str(spec.rateLimit.requestsPerMinute),
+        "API_PAGE_SIZE": str(API_PAGE_SIZE),
+        "API_MAX_PAGE_SIZE": str(API_MAX_PAGE_SIZE),
+        "API_RESPONSE_CACHE_TTL": str(API_RESPONSE_CACHE_TTL),
+    }
+    email = spec.email
+    if email is not None:
+        data["SMTP_HOST"] = email.smtpHost
+        data["SMTP_PORT"] = str(email.smtpPort)
+        if email.smtpUser:
+            data["SMTP_USER"] = email.smtpUser
+        if email.fromEmail:
+            data["EMAILS_FROM_EMAIL"] = email.fromEmail
+        data["EMAILS_FROM_NAME"] = email.fromName
+    return data
+
+
+def config_hash(data: Mapping[str, str], rotation: str) -> str:
+    """The pod template's config checksum: ConfigMap data and the rotation request.
+
+    Secret values are never part of it; a rotation changes it, so the pods restart and read
+    the new keys (with your own Secrets, bumping the annotation restarts the pods likewise).
+    """
+    return content_hash({"config": dict(data), "rotation": rotation})
+
+
+# --- children -------------------------------------------------------------------------------
+
+
+def _finish(inputs: EngineInputs, obj: Manifest) -> Manifest:
+    return finish(obj, inputs.owner, names.labels(inputs.name, names.COMPONENT_BACKEND))
+
+
+def _one(template: str, **context: Any) -> Manifest:
+    docs = render(template, **context)
+    if len(docs) != 1:
+        raise ValueError(f"{template} rendered {len(docs)} documents, expected 1")
+    return docs[0]
+
+
+def build_service_account(inputs: EngineInputs) -> Manifest:
+    """ServiceAccount of the backend pods; no API token is mounted."""
+    return _finish(
+        inputs,
+        _one("serviceaccount.yaml.j2", name=names.engine_service_account(inputs.name)),
+    )
+
+
+def build_configmap(inputs: EngineInputs) -> Manifest:
+    """ConfigMap with the non-secret settings; the pods load all of it as env."""
+    return _finish(
+        inputs,
+        _one(
+            "configmap.yaml.j2",
+            name=names.engine_config(inputs.name),
+            data=config_data(inputs.spec),
+        ),
+    )
+
+
+def build_secret(inputs: EngineInputs) -> Manifest | None:
+    """The generated keys (base64 `data`), or None when the user references both keys.
+
+    Annotated with the rotation request the keys belong to, so a new request changes the
+    Secret's spec-hash (values themselves are not hashed).
+    """
+    wanted = generated_key_names(inputs.spec)
+    if not wanted:
+        return None
+    keys = inputs.keys or {}
+    missing = [key for key in wanted if not keys.get(key)]
+    if missing:
+        raise ValueError(
+            f"VulcanEngine {inputs.name}: no value given for {', '.join(missing)}; "
+            "pass the existing keys or generate_keys()"
+        )
+    data = {key: base64.b64encode(keys[key].encode("utf-8")).decode("ascii") for key in wanted}
+    return _finish(
+        inputs,
+        _one(
+            "secret.yaml.j2",
+            name=names.engine_keys_secret(inputs.name),
+            annotations={names.ANNOTATION_SECRETS_ROTATION: inputs.rotation},
+            data=data,
+        ),
+    )
+
+
+def _secret_env(name: str, ref: SecretKeyRef) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+
+
+def _env(inputs: EngineInputs) -> list[dict[str, Any]]:
+    """Container env: secrets by reference only (values never appear), then spec.env.
+
+    A spec.env entry replaces an entry of ours with the same name (no duplicate names).
+    """
+    spec = inputs.spec
+    keys_secret = names.engine_keys_secret(inputs.name)
+    database = spec.database.urlSecretRef or SecretKeyRef(
+        name=names.default_database_secret(inputs.name), key=names.DATABASE_URL_KEY
+    )
+    ours = [_secret_env("DATABASE_URL", database)]
+    if spec.redis.urlSecretRef is not None:
+        ours.append(_secret_env("REDIS_URL", spec.redis.urlSecretRef))
+    for key, ref in (
+        (SECRET_KEY, spec.secrets.secretKeyRef),
+        (JWT_SECRET_KEY, spec.secrets.jwtSecretKeyRef),
+    ):
+        ours.append(_secret_env(key, ref or SecretKeyRef(name=keys_secret, key=key)))
+    if spec.monitoring.sentryDsnSecretRef is not None:
+        ours.append(_secret_env("SENTRY_DSN", spec.monitoring.sentryDsnSecretRef))
+    if spec.email is not None and spec.email.passwordSecretRef is not None:
+        ours.append(_secret_env("SMTP_PASSWORD", spec.email.passwordSecretRef))
+    extra: dict[str, dict[str, Any]] = {}
+    for var in spec.env:
+        extra[var.name] = var.model_dump(mode="json", exclude_none=True)
+    return [item for item in ours if item["name"] not in extra] + list(extra.values())
+
+
+def _topology_spread(selector: Mapping[str, str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": dict(selector)},
+            "matchLabelKeys": ["pod-template-hash"],
+        }
+        for key in (HOSTNAME_KEY, ZONE_KEY)
+    ]
+
+
+def build_deployment(inputs: EngineInputs) -> Manifest:
+    """The backend Deployment (zero-downtime rolling update, restricted pods)."""
+    spec = inputs.spec
+    selector = names.selector(inputs.name, names.COMPONENT_BACKEND)
+    pod_annotations = {
+        names.ANNOTATION_CONFIG_HASH: config_hash(config_data(spec), inputs.rotation),
+        names.ANNOTATION_DEFAULT_CONTAINER: CONTAINER_NAME,
+    }
+    resources = {
+        section: {key: str(value) for key, value in sorted(quantities.items())}
+        for section, quantities in (
+            ("requests", spec.resources.requests),
+            ("limits", spec.resources.limits),
+        )
+        if quantities
+    }
+    return _finish(
+        inputs,
+        _one(
+            "deployment.yaml.j2",
+            name=names.engine_deployment(inputs.name),
+            replicas=desired_replicas(inputs),
+            revision_history_limit=REVISION_HISTORY_LIMIT,
+            progress_deadline_seconds=spec.upgrade.progressDeadlineSeconds,
+            max_surge=MAX_SURGE,
+            max_unavailable=MAX_UNAVAILABLE,
+            selector=selector,
+            pod_labels=names.labels(inputs.name, names.COMPONENT_BACKEND),
+            pod_annotations=pod_annotations,
+            service_account=names.engine_service_account(inputs.name),
+            termination_grace_seconds=TERMINATION_GRACE_SECONDS,
+            run_as_user=RUN_AS_USER,
+            run_as_group=RUN_AS_GROUP,
+            topology_spread=_topology_spread(selector),
+            container_name=CONTAINER_NAME,
+            image=inputs.image,
+            image_pull_policy=spec.imagePullPolicy,
+            port_name=PORT_NAME,
+            container_port=CONTAINER_PORT,
+            config_map=names.engine_config(inputs.name),
+            env=_env(inputs),
+            resources=resources,
+            health_path=HEALTH_PATH,
+            ready_path=READY_PATH,
+            liveness=LIVENESS,
+            readiness=READINESS,
+            startup=STARTUP,
+            tmp_mount=TMP_MOUNT,
+        ),
+    )
+
+
+def build_service(inputs: EngineInputs) -> Manifest:
+    """ClusterIP Service, port 80 (`http`) to the pods' 8000."""
+    return _finish(
+        inputs,
+        _one(
+            "service.yaml.j2",
+            name=names.engine_service(inputs.name),
+            selector=names.selector(inputs.name, names.COMPONENT_BACKEND),
+            port_name=PORT_NAME,
+            port=SERVICE_PORT,
+            target_port=PORT_NAME,
+        ),
+    )
+
+
+def build_hpa(inputs: EngineInputs) -> Manifest | None:
+    """autoscaling/v2 HPA on CPU and memory, or None when it must not own the replicas."""
+    if not hpa_enabled(inputs):
+        return None
+    autoscaling = inputs.spec.autoscaling
+    return _finish(
+        inputs,
+        _one(
+            "hpa.yaml.j2",
+            name=names.engine_hpa(inputs.name),
+            deployment=names.engine_deployment(inputs.name),
+            min_replicas=autoscaling.minReplicas,
+            max_replicas=autoscaling.maxReplicas,
+            cpu_utilization=autoscaling.targetCPUUtilizationPercentage,
+            memory_utilization=autoscaling.targetMemoryUtilizationPercentage,
+        ),
+    )
+
+
+def build_pdb(inputs: EngineInputs) -> Manifest:
+    """PodDisruptionBudget: `maxUnavailable: 1`, whatever the replica count.
+
+    Voluntary evictions go one pod at a time, and a drain is never blocked for good: with one
+    replica (or a scale to zero) the single pod may still be evicted, where `minAvailable: 1`
+    would refuse forever. Unhealthy pods may always be evicted (`AlwaysAllow`), so a
+    crash-looping pod does not block a drain either.
+    """
+    return _finish(
+        inputs,
+        _one(
+            "pdb.yaml.j2",
+            name=names.engine_pdb(inputs.name),
+            selector=names.selector(inputs.name, names.COMPONENT_BACKEND),
+            max_unavailable=1,
+        ),
+    )
+
+
+def build_network_policy(inputs: EngineInputs) -> Manifest | None:
+    """Ingress-only NetworkPolicy (egress to the database and Redis stays open), or None.
+
+    Port 8000 is open to pods of the engine's namespace and of spec.networkPolicy's
+    `ingressNamespaces` (the ingress controller's, Prometheus').
+    """
+    policy = inputs.spec.networkPolicy
+    if not policy.enabled:
+        return None
+    peers: list[dict[str, Any]] = [{"podSelector": {}}]
+    peers += [
+        {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: namespace}}}
+        for namespace in sorted(set(policy.ingressNamespaces))
+    ]
+    return _finish(
+        inputs,
+        _one(
+            "networkpolicy.yaml.j2",
+            name=names.engine_network_policy(inputs.name),
+            selector=names.selector(inputs.name, names.COMPONENT_BACKEND),
+            peers=peers,
+            port=CONTAINER_PORT,
+        ),
+    )
+
+
+def _ingress_annotations(inputs: EngineInputs) -> dict[str, str]:
+    ingress = inputs.spec.ingress
+    annotations: dict[str, str] = {}
+    if ingress.tls.enabled and ingress.tls.clusterIssuer:
+        annotations[CERT_MANAGER_ISSUER] = ingress.tls.clusterIssuer
+    if ingress.tls.enabled and "nginx" in ingress.className:
+        annotations.update(NGINX_TLS_ANNOTATIONS)
+    return annotations
+
+
+def build_ingress(inputs: EngineInputs) -> Manifest | None:
+    """Ingress for spec.ingress.host → the Service's `http` port, with TLS; or None."""
+    ingress = inputs.spec.ingress
+    if not ingress.enabled:
+        return None
+    return _finish(
+        inputs,
+        _one(
+            "ingress.yaml.j2",
+            name=names.engine_ingress(inputs.name),
+            annotations=_ingress_annotations(inputs),
+            class_name=ingress.className,
+            host=ingress.host,
+            tls_secret=ingress.tls.secretName if ingress.tls.enabled else "",
+            service=names.engine_service(inputs.name),
+            port_name=PORT_NAME,
+        ),
+    )
+
+
+def build(inputs: EngineInputs) -> list[Manifest]:
+    """Every core child of the engine, dependencies first."""
+    children = [
+        build_service_account(inputs),
+        build_configmap(inputs),
+        build_secret(inputs),
+        build_deployment(inputs),
+        build_service(inputs),
+        build_hpa(inputs),
+        build_pdb(inputs),
+        build_network_policy(inputs),
+        build_ingress(inputs),
+    ]
+    return [child for child in children if child is not None]
+
+
+def possible_children(engine: str) -> list[tuple[str, str, str]]:
+    """(apiVersion, kind, name) of every child `build` may return for `engine`.
+
+    The reconciler deletes those of them that `build` no longer returns (an HPA after
+    autoscaling is turned off, an Ingress after it is disabled, ...). The keys Secret is not
+    listed: generated keys are kept for the engine's lifetime (garbage-collected with it),
+    even while the user references keys of their own.
+    """
+    return [
+        ("v1", "ServiceAccount", names.engine_service_account(engine)),
+        ("v1", "ConfigMap", names.engine_config(engine)),
+        ("apps/v1", "Deployment", names.engine_deployment(engine)),
+        ("v1", "Service", names.engine_service(engine)),
+        ("autoscaling/v2", "HorizontalPodAutoscaler", names.engine_hpa(engine)),
+        ("policy/v1", "PodDisruptionBudget", names.engine_pdb(engine)),
+        ("networking.k8s.io/v1", "NetworkPolicy", names.engine_network_policy(engine)),
+        ("networking.k8s.io/v1", "Ingress", names.engine_ingress(engine)),
+    ]
