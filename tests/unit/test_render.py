@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import jinja2
@@ -11,6 +12,7 @@ from vulcan_operator import config, render
 from vulcan_operator.config import Settings
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+TOJSON_LAST = re.compile(r"\|\s*tojson(\([^|]*\))?$")
 
 HOSTILE = [
     "yes",
@@ -144,9 +146,9 @@ def test_render_uses_the_configured_folder_by_default() -> None:
 @pytest.mark.parametrize("template", sorted(p.name for p in TEMPLATES.glob("*.yaml.j2")))
 def test_every_scalar_in_a_template_goes_through_tojson(template: str) -> None:
     text = (TEMPLATES / template).read_text()
-    for expression in text.split("{{")[1:]:
-        inner = expression.split("}}")[0]
-        assert inner.strip().endswith("|tojson"), f"{template}: {{{{{inner}}}}}"
+    for inner in re.findall(r"\{\{(.*?)\}\}", text, flags=re.DOTALL):
+        expression = inner.strip("-+ \n")
+        assert TOJSON_LAST.search(expression), f"{template}: {{{{{inner}}}}}"
 
 
 # --- settings ---------------------------------------------------------------------------
