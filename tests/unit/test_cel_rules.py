@@ -1,0 +1,289 @@
+"""Every CEL rule (x-kubernetes-validations) in crds/: compiles, names only fields the schema has,
+means what we think on good and bad values, agrees with the pydantic model, and holds on every
+default, example and valid resource. The rules are collected from the CRDs, so a new rule
+without cases here fails `test_every_rule_has_good_and_bad_cases`.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import celpy
+import pytest
+from lark import Tree
+from pydantic import ValidationError
+from test_crds import (
+    API_VERSION,
+    EXAMPLES,
+    KINDS,
+    _path_of,
+    _resolve,
+    all_nodes,
+    apply_defaults,
+    ids,
+    our_documents,
+    root_schema,
+    schema_errors,
+)
+
+from vulcan_operator.validation import MODELS
+
+ENV = celpy.Environment()
+
+RULES = [
+    (kind, path, rule["rule"], rule.get("message", ""))
+    for kind, path, node, _ in all_nodes()
+    for rule in node.get("x-kubernetes-validations", [])
+]
+RULE_IDS = [f"{kind}:{path}:{rule}" for kind, path, rule, _ in RULES]
+
+
+def node_at(kind: str, path: str) -> dict[str, Any]:
+    node = root_schema(kind)
+    for part in path.split("."):
+        node = node["properties"][part]
+    return node
+
+
+def evaluate(rule: str, value: Any) -> bool:
+    program = ENV.program(ENV.compile(rule))
+    result = program.evaluate({"self": celpy.json_to_cel(value)})
+    if isinstance(result, Exception):  # celpy returns CELEvalError values
+        raise result
+    return bool(result)
+
+
+def rule_failures(value: Any, node: dict[str, Any], path: str = "") -> list[str]:
+    """Every rule in the schema subtree that `value` breaks, as the API server evaluates them
+    (a rule runs only where its node has a value)."""
+    failures = []
+    for rule in node.get("x-kubernetes-validations", []):
+        if not evaluate(rule["rule"], value):
+            failures.append(f"{path or '(root)'}: {rule.get('message', rule['rule'])}")
+    if isinstance(value, dict):
+        for name, sub in node.get("properties", {}).items():
+            if name in value:
+                failures += rule_failures(value[name], sub, f"{path}.{name}".lstrip("."))
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):
+            for key, item in value.items():
+                failures += rule_failures(item, extra, f"{path}.{key}")
+    elif isinstance(value, list) and isinstance(node.get("items"), dict):
+        for i, item in enumerate(value):
+            failures += rule_failures(item, node["items"], f"{path}[{i}]")
+    return failures
+
+
+def cel_errors(doc: dict[str, Any]) -> list[str]:
+    """CEL rule failures of one of our resources, after defaulting (as the server does)."""
+    schema = root_schema(doc["kind"])
+    return rule_failures(apply_defaults(copy.deepcopy(doc), schema), schema)
+
+
+# -- cases: (id, value placed at the rule's node, does the rule accept it) -------------------
+S3 = {"bucket": "vulcan-backups", "credentialsSecretRef": {"name": "s3-creds"}}
+KEYS_RULE = "self.all(k, k in ['cpu', 'memory', 'ephemeral-storage'])"
+STORAGE_CASES = [
+    ("pvc", {"pvc": {}}, True),
+    ("pvc-claim", {"pvc": {"claimName": "backups"}}, True),
+    ("s3", {"s3": S3}, True),
+    ("neither", {}, False),
+    ("both", {"pvc": {"size": "1Gi"}, "s3": S3}, False),
+]
+KEYS_CASES = [
+    ("empty", {}, True),
+    ("cpu", {"cpu": "1"}, True),
+    ("all-three", {"cpu": 1, "memory": "2Gi", "ephemeral-storage": "1Gi"}, True),
+    ("gpu", {"gpu": "1"}, False),
+    ("extended", {"cpu": "1", "nvidia.com/gpu": 1}, False),
+]
+INLINE = {
+    "machines": [{"name": "m1"}],
+    "jobs": [{"name": "j1", "tasks": [{"name": "t1", "duration": 1, "machines": ["m1"]}]}],
+}
+REF = {"problemRef": {"configMapName": "big-problem"}}
+ENGINE_REF = {"engineRef": {"name": "prod"}}
+LOCATION = "s3://vulcan-backups/database/vulcan_20261129_020000.sql.gz"
+
+CASES: dict[tuple[str, str, str], list[tuple[str, Any, bool]]] = {
+    ("VulcanEngine", "spec.autoscaling", "self.minReplicas <= self.maxReplicas"): [
+        ("defaults-3-10", {}, True),
+        ("equal", {"minReplicas": 5, "maxReplicas": 5}, True),
+        ("widest", {"minReplicas": 1, "maxReplicas": 1000}, True),
+        ("disabled-equal", {"enabled": False, "minReplicas": 2, "maxReplicas": 2}, True),
+        ("min-gt-max", {"minReplicas": 5, "maxReplicas": 3}, False),
+        ("min-above-default-max", {"minReplicas": 11}, False),
+        ("max-below-default-min", {"maxReplicas": 2}, False),
+        ("disabled-min-gt-max", {"enabled": False, "minReplicas": 4, "maxReplicas": 3}, False),
+    ],
+    ("VulcanEngine", "spec.resources.requests", KEYS_RULE): KEYS_CASES,
+    ("VulcanEngine", "spec.resources.limits", KEYS_RULE): KEYS_CASES,
+    ("VulcanEngine", "spec.backup.storage", "has(self.pvc) != has(self.s3)"): STORAGE_CASES,
+    ("VulcanBackup", "spec.storage", "has(self.pvc) != has(self.s3)"): STORAGE_CASES,
+    (
+        "SchedulingProblem",
+        "spec",
+        "has(self.problemRef) != (has(self.jobs) && size(self.jobs) > 0)",
+    ): [
+        ("inline", {**ENGINE_REF, **INLINE}, True),
+        ("ref", {**ENGINE_REF, **REF}, True),
+        ("ref-and-empty-jobs", {**ENGINE_REF, **REF, "jobs": []}, True),
+        ("both", {**ENGINE_REF, **INLINE, **REF}, False),
+        ("neither", ENGINE_REF, False),
+        ("machines-only", {**ENGINE_REF, "machines": INLINE["machines"]}, False),
+        ("empty-jobs-no-ref", {**ENGINE_REF, "jobs": []}, False),
+    ],
+    (
+        "VulcanRestore",
+        "spec",
+        "has(self.backupRef) != (has(self.location) && self.location != '')",
+    ): [
+        ("backup-ref", {**ENGINE_REF, "backupRef": {"name": "b1"}}, True),
+        ("location", {**ENGINE_REF, "location": LOCATION}, True),
+        (
+            "backup-ref-empty-location",
+            {**ENGINE_REF, "backupRef": {"name": "b1"}, "location": ""},
+            True,
+        ),
+        ("both", {**ENGINE_REF, "backupRef": {"name": "b1"}, "location": LOCATION}, False),
+        ("neither", ENGINE_REF, False),
+        ("empty-location-only", {**ENGINE_REF, "location": ""}, False),
+    ],
+}
+
+BASE_SPECS: dict[str, dict[str, Any]] = {
+    "VulcanEngine": {"version": "2.0.0"},
+    "SchedulingProblem": {**ENGINE_REF, **INLINE},
+    "VulcanBackup": ENGINE_REF,
+    "VulcanRestore": {**ENGINE_REF, "backupRef": {"name": "b1"}},
+}
+
+
+def resource(kind: str, path: str, value: Any) -> dict[str, Any]:
+    """A valid resource of `kind` with `value` put at `path` (e.g. 'spec.autoscaling')."""
+    doc: dict[str, Any] = {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "metadata": {"name": "x", "namespace": "default"},
+        "spec": copy.deepcopy(BASE_SPECS[kind]),
+    }
+    *parents, last = path.split(".")
+    target = doc
+    for part in parents:
+        target = target.setdefault(part, {})
+    target[last] = copy.deepcopy(value)
+    return doc
+
+
+def value_at(doc: dict[str, Any], path: str) -> Any:
+    for part in path.split("."):
+        doc = doc[part]
+    return doc
+
+
+CASE_PARAMS = [
+    pytest.param(kind, path, rule, value, ok, id=f"{kind}:{path}:{case_id}")
+    for (kind, path, rule), cases in CASES.items()
+    for case_id, value, ok in cases
+]
+
+
+# -- every rule ------------------------------------------------------------------------------
+@pytest.mark.parametrize(("kind", "path", "rule", "message"), RULES, ids=RULE_IDS)
+def test_rule_compiles_and_has_a_message(kind: str, path: str, rule: str, message: str) -> None:
+    ENV.compile(rule)
+    assert message.strip(), "kubectl shows the message; without one users see the rule"
+
+
+@pytest.mark.parametrize(("kind", "path", "rule", "message"), RULES, ids=RULE_IDS)
+def test_rule_names_only_fields_of_its_node(kind: str, path: str, rule: str, message: str) -> None:
+    # The API server type-checks rules against the schema: an unknown field does not compile.
+    missing = []
+
+    def visit(tree: Any) -> None:
+        if not isinstance(tree, Tree):
+            return
+        field_path = _path_of(tree)
+        if field_path is not None and field_path[0] == "self":
+            if _resolve(field_path, {"self": node_at(kind, path)}) is None:
+                missing.append(".".join(field_path))
+            return
+        for child in tree.children:
+            visit(child)
+
+    visit(ENV.compile(rule))
+    assert missing == []
+
+
+@pytest.mark.parametrize(("kind", "path", "rule", "message"), RULES, ids=RULE_IDS)
+def test_every_rule_has_good_and_bad_cases(kind: str, path: str, rule: str, message: str) -> None:
+    cases = CASES.get((kind, path, rule), [])
+    assert any(ok for _, _, ok in cases), f"add an accepted case for {rule!r} at {kind} {path}"
+    assert any(not ok for _, _, ok in cases), f"add a refused case for {rule!r} at {kind} {path}"
+
+
+def test_no_cases_for_rules_that_do_not_exist() -> None:
+    rules = {(kind, path, rule) for kind, path, rule, _ in RULES}
+    assert set(CASES) <= rules, set(CASES) - rules
+
+
+def test_every_kind_with_a_cross_field_check_has_a_rule() -> None:
+    kinds_with_rules = {kind for kind, _, _, _ in RULES}
+    assert kinds_with_rules == set(KINDS)
+
+
+# -- the cases -------------------------------------------------------------------------------
+@pytest.mark.parametrize(("kind", "path", "rule", "value", "ok"), CASE_PARAMS)
+def test_rule_verdict(kind: str, path: str, rule: str, value: Any, ok: bool) -> None:
+    doc = apply_defaults(resource(kind, path, value), root_schema(kind))
+    assert evaluate(rule, value_at(doc, path)) is ok
+
+
+@pytest.mark.parametrize(("kind", "path", "rule", "value", "ok"), CASE_PARAMS)
+def test_case_is_otherwise_schema_valid(
+    kind: str, path: str, rule: str, value: Any, ok: bool
+) -> None:
+    # So that the rule, and nothing else, decides the case.
+    assert schema_errors(resource(kind, path, value), kind) == []
+
+
+@pytest.mark.parametrize(("kind", "path", "rule", "value", "ok"), CASE_PARAMS)
+def test_model_agrees_with_rule(kind: str, path: str, rule: str, value: Any, ok: bool) -> None:
+    doc = resource(kind, path, value)
+    try:
+        MODELS[kind].model_validate(doc)
+    except ValidationError as exc:
+        assert not ok, f"the model refuses what the CEL rule accepts: {exc}"
+    else:
+        assert ok, "the model accepts what the CEL rule refuses"
+    assert (cel_errors(doc) == []) is ok
+
+
+# -- rules hold wherever the API server would evaluate them on our own objects ---------------
+@pytest.mark.parametrize("kind", KINDS)
+def test_rules_hold_on_every_default(kind: str) -> None:
+    failures = []
+    for _, path, node, _ in [n for n in all_nodes() if n[0] == kind]:
+        if "default" in node:
+            value = apply_defaults(copy.deepcopy(node["default"]), node)
+            failures += [f"default of {path}: {f}" for f in rule_failures(value, node)]
+    assert failures == []
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=ids(EXAMPLES))
+def test_rules_hold_on_examples_and_valid_resources(path: Path) -> None:
+    for doc in our_documents(path):
+        assert cel_errors(doc) == []
+
+
+def test_rule_failures_reports_nested_rules() -> None:
+    doc = resource("VulcanEngine", "spec.autoscaling", {"minReplicas": 9, "maxReplicas": 4})
+    doc["spec"]["backup"] = {"storage": {}}
+    doc["spec"]["resources"] = {"limits": {"gpu": 1}}
+    assert cel_errors(doc) == [
+        "spec.autoscaling: minReplicas must be <= maxReplicas",
+        "spec.resources.limits: keys must be 'cpu', 'memory', 'ephemeral-storage'",
+        "spec.backup.storage: set exactly one of pvc or s3",
+    ]
