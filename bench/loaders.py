@@ -69,10 +69,10 @@ def parse_fjsp(text: str) -> tuple[Jobs, int]:
     return jobs, n_machines
 
 
-def read(path: Path) -> tuple[Jobs, int]:
-    """Parse a file; the family is its folder name (jsp or fjsp)."""
+def read(path: Path, family: str | None = None) -> tuple[Jobs, int]:
+    """Parse a file; the family (jsp or fjsp) defaults to the name of its folder."""
     text = path.read_text()
-    return parse_fjsp(text) if path.parent.name == "fjsp" else parse_jsp(text)
+    return parse_fjsp(text) if (family or path.parent.name) == "fjsp" else parse_jsp(text)
 
 
 def to_problem(jobs: Jobs, n_machines: int) -> ProblemData:
@@ -140,3 +140,12 @@ def instances(root: Path, names: list[str] | None = None) -> list[BenchInstance]
                     )
                 )
     return out
+
+
+def best_known(path: Path) -> int | None:
+    """The best-known makespan of an instance file, from bks.json beside it."""
+    known = path.parent / "bks.json"
+    if not known.exists():
+        return None
+    info = json.loads(known.read_text()).get(path.stem)
+    return None if info is None else int(info["bks"])

@@ -156,7 +156,7 @@ def diagnose(instance: Instance, time_limit: float, workers: int = 1) -> list[st
     relaxed = Instance.from_problem(instance.problem.model_copy(update={"horizon": None}))
     built = build(relaxed, None, ModelOptions(hint=False, tight_horizon=False))
     model = built.model
-    model.clear_objective()
+    model.clear_objective()  # type: ignore[no-untyped-call]
     literals = {}
     for j, job in enumerate(relaxed.jobs):
         if job.tasks:

@@ -13,6 +13,7 @@ switched by `ModelOptions`, so bench/ can measure each idea on its own.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Protocol
 
 from ortools.sat.python import cp_model
@@ -147,7 +148,8 @@ def _task_variables(
                 for v in (max(lo, ws - duration + 1), min(hi, we - 1))
             ]
             if holes:
-                domain = domain.subtraction(cp_model.Domain.from_flat_intervals(holes))
+                allowed = cp_model.Domain.from_flat_intervals(holes).complement()
+                domain = domain.intersection_with(allowed)
                 if domain.is_empty():
                     domain = cp_model.Domain(lo, lo)  # infeasible anyway: NoOverlap says so
         start = model.new_int_var_from_domain(domain, f"{name}.s")
@@ -237,7 +239,7 @@ def _operator_constraints(
 
 def _job_constraints(model: cp_model.CpModel, instance: Instance, tasks: list[TaskVars]) -> None:
     for job in instance.jobs:
-        for before, after in zip(job.tasks, job.tasks[1:], strict=False):
+        for before, after in pairwise(job.tasks):
             model.add(tasks[after].start >= tasks[before].end)
 
 
@@ -318,11 +320,15 @@ def _objective(
 ) -> tuple[LinearExpr, int]:
     if instance.objective == "makespan":
         return makespan, makespan_lower
-    tardiness: LinearExpr = sum(instance.jobs[j].priority * var for j, var in lateness)
+    variables = [var for _, var in lateness]
+    weights = [instance.jobs[j].priority for j, _ in lateness]
     if instance.objective == "weightedTardiness":
-        return tardiness, 0
+        return cp_model.LinearExpr.weighted_sum(variables, weights), 0
+    scale = instance.weight_tardiness
     return (
-        instance.weight_makespan * makespan + instance.weight_tardiness * tardiness,
+        cp_model.LinearExpr.weighted_sum(
+            [makespan, *variables], [instance.weight_makespan, *(scale * w for w in weights)]
+        ),
         instance.weight_makespan * makespan_lower,
     )
 
