@@ -190,9 +190,18 @@ def test_children_come_dependencies_first(variant: str) -> None:
     assert {"Deployment", "Service", "PodDisruptionBudget"} <= set(kinds)
 
 
-def test_engine_children_is_build() -> None:
+def test_engine_children_are_the_core_children_then_monitoring() -> None:
     inputs = inputs_for("production")
-    assert engine_children(inputs) == build(inputs)
+    core = build(inputs)
+    everything = engine_children(inputs)
+    assert everything[: len(core)] == core
+    extra = {obj["kind"] for obj in everything[len(core) :]}
+    assert extra == {"ServiceMonitor", "PrometheusRule", "ConfigMap"}
+    without_crds = engine_children(replace(inputs, monitoring=False))
+    assert {obj["kind"] for obj in without_crds[len(core) :]} == {"ConfigMap"}
+    validate_manifests(everything)
+    names_ = [(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in everything]
+    assert len(names_) == len(set(names_))
 
 
 def test_owner_references_namespace_and_labels(variant: str) -> None:

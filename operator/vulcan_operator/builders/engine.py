@@ -137,6 +137,9 @@ class EngineInputs:
     #: Force this replica count and drop the HPA (0 while a restore runs).
     replicas_override: int | None = None
     settings: Settings = field(default_factory=Settings)
+    #: Whether the cluster serves the Prometheus Operator CRDs (monitoring.coreos.com/v1):
+    #: read by the monitoring builder (`builders.engine_children`), not by `build`.
+    monitoring: bool = True
 
     @classmethod
     def from_resource(
@@ -147,6 +150,7 @@ class EngineInputs:
         run_version: str | None = None,
         replicas_override: int | None = None,
         settings: Settings | None = None,
+        monitoring: bool = True,
     ) -> EngineInputs:
         """Inputs from a VulcanEngine object (a dict); validates its spec.
 
@@ -166,6 +170,7 @@ class EngineInputs:
             rotation=str(annotations.get(names.ANNOTATION_ROTATE_SECRETS, "")),
             replicas_override=replicas_override,
             settings=settings or Settings(),
+            monitoring=monitoring,
         )
 
     @property
