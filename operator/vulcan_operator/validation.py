@@ -66,7 +66,8 @@ def validate_resource(doc: Any, configmaps: dict[str, dict[str, Any]] | None = N
     ref = getattr(obj.spec, "problemRef", None)
     cm = (configmaps or {}).get(ref.configMapName) if ref is not None else None
     if ref is not None and cm is not None:
-        text = (cm.get("data") or {}).get(ref.key)
+        data = cm.get("data")
+        text = data.get(ref.key) if isinstance(data, dict) else None
         where = f"spec.problemRef (ConfigMap {ref.configMapName}, key {ref.key})"
         if text is None:
             return [f"{where}: the ConfigMap has no key '{ref.key}'"]
@@ -104,14 +105,14 @@ def validate_files(paths: Iterable[Path]) -> tuple[list[str], list[str]]:
             problems.append(f"{path}: not valid YAML: {_one_line(exc)}")
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(f"{path}: cannot read: {_one_line(exc)}")
-    configmaps = {
-        str(d["metadata"].get("name")): d
-        for _, d in docs
+    configmaps = [
+        (path, d["metadata"].get("namespace"), str(d["metadata"].get("name")), d)
+        for path, d in docs
         if isinstance(d, dict)
         and d.get("kind") == "ConfigMap"
         and d.get("apiVersion") == "v1"
         and isinstance(d.get("metadata"), dict)
-    }
+    ]
     for path, doc in docs:
         name = resource_name(doc) if isinstance(doc, dict) else "?"
         api_version = str(doc.get("apiVersion", "")) if isinstance(doc, dict) else ""
@@ -119,7 +120,13 @@ def validate_files(paths: Iterable[Path]) -> tuple[list[str], list[str]]:
         if api_version and not api_version.startswith(f"{GROUP}/") and not ours:
             notes.append(f"{path}: {name}: skipped (not a {GROUP} resource)")
             continue
-        found = validate_resource(doc, configmaps)
+        meta = doc.get("metadata") if isinstance(doc, dict) else None
+        namespace = meta.get("namespace") if isinstance(meta, dict) else None
+        # ConfigMaps of the same namespace (or of none given); the same file's win.
+        same_namespace = [c for c in configmaps if None in (c[1], namespace) or c[1] == namespace]
+        visible = {n: cm for p, _, n, cm in same_namespace if p != path}
+        visible.update({n: cm for p, _, n, cm in same_namespace if p == path})
+        found = validate_resource(doc, visible)
         problems.extend(f"{path}: {name}: {line}" for line in found)
         if not found:
             notes.append(f"{path}: {name}: valid")
