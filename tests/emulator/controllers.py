@@ -1,0 +1,525 @@
+"""Simulated kube-controller-manager parts: the Job and Deployment controllers.
+
+They react to the server's own events, run on the server's loop, and write through the same
+store logic as any client (so every step is a watch event). What happens to a given Job or
+Deployment is chosen by the test: see `JobOutcome` and `RolloutOutcome`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import json
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import kmock
+
+from tests.emulator import objects as o
+from tests.emulator.api import ApiError
+
+if TYPE_CHECKING:
+    from tests.emulator.server import Emulator, Event
+
+Obj = dict[str, Any]
+JOBS = kmock.resource("batch", "v1", "jobs")
+PODS = kmock.resource("", "v1", "pods")
+DEPLOYMENTS = kmock.resource("apps", "v1", "deployments")
+
+
+def _condition(previous: list[Obj], kind: str, status: str, reason: str, message: str) -> Obj:
+    """A condition; its lastTransitionTime survives while its status stays the same."""
+    stamp = o.now()
+    for old in previous:
+        if old.get("type") == kind and old.get("status") == status:
+            stamp = old.get("lastTransitionTime", stamp)
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastUpdateTime": o.now(),
+        "lastTransitionTime": stamp,
+    }
+
+
+def _counts(**counts: int) -> Obj:
+    return {k: v for k, v in counts.items() if v}  # zeros are omitted, as in real statuses
+
+
+# --- Jobs ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a Job's (single) pod ends. Build with the class methods."""
+
+    result: str  # succeed, fail, deadline, running, run
+    exit_code: int = 0
+    reason: str = "Completed"  # the container's termination reason: Completed, Error, OOMKilled
+    message: str = ""  # the container's termination message
+    delay: float = 0.0  # seconds the pod runs before it ends
+    runner: Callable[[Obj, Obj], Awaitable[JobOutcome]] | None = None
+
+    @classmethod
+    def succeed(cls, message: str = "", delay: float = 0.0) -> JobOutcome:
+        return cls("succeed", 0, "Completed", message, delay)
+
+    @classmethod
+    def fail(
+        cls, exit_code: int = 1, reason: str = "Error", message: str = "", delay: float = 0.0
+    ) -> JobOutcome:
+        return cls("fail", exit_code, reason, message, delay)
+
+    @classmethod
+    def oom_killed(cls, message: str = "", delay: float = 0.0) -> JobOutcome:
+        return cls.fail(137, "OOMKilled", message, delay)
+
+    @classmethod
+    def deadline_exceeded(cls, delay: float = 0.0) -> JobOutcome:
+        return cls("deadline", delay=delay)
+
+    @classmethod
+    def running(cls) -> JobOutcome:
+        """Never ends by itself: `emulator.jobs.finish(...)` (or activeDeadlineSeconds) ends it."""
+        return cls("running")
+
+    @classmethod
+    def run(cls, fn: Callable[[Obj, Obj], Awaitable[JobOutcome]]) -> JobOutcome:
+        """`await fn(job, pod)` while the pod is Running; it returns the final outcome.
+
+        It runs on the emulator's own loop and thread (as a pod runs independently of the
+        operator): use thread-safe means to talk to the test's loop.
+        """
+        return cls("run", runner=fn)
+
+
+class JobController:
+    """batch/v1 Jobs: one pod per Job (no retries, no parallelism), then Complete or Failed.
+
+    Choose outcomes with, in this order: `outcome_for(job)` (a callable; None means "no
+    opinion"), `by_prefix` (Job name prefix -> outcome, the longest prefix wins), `default`.
+    """
+
+    def __init__(self, emulator: Emulator, *, enabled: bool = True) -> None:
+        self.emulator = emulator
+        self.enabled = enabled
+        self.default = JobOutcome.succeed()
+        self.by_prefix: dict[str, JobOutcome] = {}
+        self.outcome_for: Callable[[Obj], JobOutcome | None] | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._finishers: dict[str, asyncio.Future[JobOutcome]] = {}
+
+    def choose(self, job: Obj) -> JobOutcome:
+        if self.outcome_for is not None and (chosen := self.outcome_for(job)) is not None:
+            return chosen
+        name = job["metadata"]["name"]
+        matching = sorted((p for p in self.by_prefix if name.startswith(p)), key=len)
+        return self.by_prefix[matching[-1]] if matching else self.default
+
+    def finish(self, namespace: str, name: str, outcome: JobOutcome | None = None) -> None:
+        """End a running Job now (by default: successfully), whatever its chosen outcome."""
+
+        def run() -> None:
+            uid = self.emulator._read(JOBS, namespace, name)["metadata"]["uid"]
+            future = self._finishers.get(uid)
+            if future is None or future.done():
+                raise ValueError(f"Job {namespace}/{name} is not running")
+            future.set_result(outcome or JobOutcome.succeed())
+
+        self.emulator._call(run)
+
+    def observe(self, event: Event) -> None:
+        if event.resource != JOBS:
+            return
+        job, uid = event.obj, event.obj["metadata"]["uid"]
+        if event.type == "DELETED":
+            if (task := self._tasks.pop(uid, None)) is not None:
+                task.cancel()
+            return
+        spec, status = job.get("spec") or {}, job.get("status") or {}
+        if (
+            not self.enabled
+            or uid in self._tasks
+            or spec.get("suspend")
+            or job["metadata"].get("deletionTimestamp")
+            or status.get("startTime")
+        ):
+            return
+        assert self.emulator._loop is not None
+        self._finishers[uid] = self.emulator._loop.create_future()
+        self._tasks[uid] = self.emulator.spawn(self._run(job))
+
+    async def _run(self, job: Obj) -> None:
+        ns, name, uid = (
+            job["metadata"]["namespace"],
+            job["metadata"]["name"],
+            job["metadata"]["uid"],
+        )
+        try:
+            outcome = self.choose(job)
+            pod = self.emulator._create(PODS, ns, self._pod_for(job))
+            started = o.now()
+            self._job_status(
+                ns,
+                name,
+                {"active": 1, "ready": 0, "startTime": started, "uncountedTerminatedPods": {}},
+            )
+            await asyncio.sleep(0)  # the Pending pod is seen before the Running one
+            containers = pod["spec"].get("containers") or []
+            pod = self._pod_status(
+                ns,
+                pod,
+                {
+                    "phase": "Running",
+                    "startTime": started,
+                    "podIP": _ip(),
+                    "hostIP": "172.18.0.2",
+                    "conditions": [_condition([], "Ready", "True", "", "")],
+                    "containerStatuses": [
+                        {
+                            "name": c.get("name"),
+                            "image": c.get("image"),
+                            "imageID": "",
+                            "ready": True,
+                            "started": True,
+                            "restartCount": 0,
+                            "state": {"running": {"startedAt": started}},
+                        }
+                        for c in containers
+                    ],
+                },
+            )
+            self._job_status(ns, name, {"ready": 1})
+            final = await self._wait(outcome, job, pod)
+            self._complete(ns, name, pod, final, started)
+            ttl = job["spec"].get("ttlSecondsAfterFinished")
+            if ttl is not None:
+                await asyncio.sleep(ttl)
+                self.emulator._delete(JOBS, ns, name)
+        except ApiError as e:
+            if e.code != 404:  # the Job or its pod was deleted meanwhile: nothing to do
+                raise
+        finally:
+            self._tasks.pop(uid, None)
+            self._finishers.pop(uid, None)
+
+    async def _wait(self, outcome: JobOutcome, job: Obj, pod: Obj) -> JobOutcome:
+        finisher = self._finishers[job["metadata"]["uid"]]
+        waiters: set[asyncio.Future[Any]] = {finisher}
+        if outcome.result == "run" and outcome.runner is not None:
+            waiters.add(
+                asyncio.ensure_future(outcome.runner(copy.deepcopy(job), copy.deepcopy(pod)))
+            )
+        elif outcome.result != "running":
+            waiters.add(asyncio.ensure_future(asyncio.sleep(outcome.delay, outcome)))
+        deadline = job["spec"].get("activeDeadlineSeconds")
+        done, pending = await asyncio.wait(
+            waiters, timeout=deadline, return_when=asyncio.FIRST_COMPLETED
+        )
+        for waiter in pending - {finisher}:
+            waiter.cancel()
+        if not done:
+            return JobOutcome.deadline_exceeded()
+        try:
+            final: JobOutcome = done.pop().result()
+        except Exception as e:  # a broken runner is a test bug: fail the Job, and the test
+            self.emulator.failures.append(e)
+            return JobOutcome.fail(message=f"the runner failed: {e!r}")
+        if final.result not in {"succeed", "fail", "deadline"}:
+            raise ValueError(f"a runner must return a final outcome, not {final.result!r}")
+        return final
+
+    def _complete(self, ns: str, name: str, pod: Obj, final: JobOutcome, started: str) -> None:
+        if final.result == "deadline":  # active pods are killed and removed
+            self.emulator._delete(PODS, ns, pod["metadata"]["name"])
+            reason, message = "DeadlineExceeded", "Job was active longer than specified deadline"
+        else:
+            terminated = {
+                "exitCode": final.exit_code,
+                "reason": final.reason,
+                "startedAt": started,
+                "finishedAt": o.now(),
+            }
+            if final.message:
+                terminated["message"] = final.message
+            self._pod_status(
+                ns,
+                pod,
+                {
+                    **(pod.get("status") or {}),
+                    "phase": "Succeeded" if final.result == "succeed" else "Failed",
+                    "conditions": [_condition([], "Ready", "False", "PodCompleted", "")],
+                    "containerStatuses": [
+                        {
+                            **status,
+                            "ready": False,
+                            "started": False,
+                            "state": {"terminated": terminated},
+                        }
+                        for status in (pod.get("status") or {}).get("containerStatuses", [])
+                    ],
+                },
+            )
+            reason, message = "BackoffLimitExceeded", "Job has reached the specified backoff limit"
+        if final.result == "succeed":
+            conditions = [
+                _condition(
+                    [],
+                    "SuccessCriteriaMet",
+                    "True",
+                    "CompletionsReached",
+                    "Reached expected number of succeeded pods",
+                ),
+                _condition(
+                    [],
+                    "Complete",
+                    "True",
+                    "CompletionsReached",
+                    "Reached expected number of succeeded pods",
+                ),
+            ]
+            counts: Obj = {"succeeded": 1, "completionTime": o.now()}
+        else:
+            conditions = [
+                _condition([], "FailureTarget", "True", reason, message),
+                _condition([], "Failed", "True", reason, message),
+            ]
+            counts = {"failed": 1}
+        self._job_status(
+            ns,
+            name,
+            {"active": None, "ready": 0, "terminating": 0, "conditions": conditions, **counts},
+        )
+
+    def _job_status(self, ns: str, name: str, patch: Obj) -> None:
+        self.emulator._update(
+            JOBS, ns, name, lambda job: o.merge_patch(job, {"status": patch}), subresource="status"
+        )
+
+    def _pod_status(self, ns: str, pod: Obj, status: Obj) -> Obj:
+        return self.emulator._update(
+            PODS,
+            ns,
+            pod["metadata"]["name"],
+            lambda current: {**current, "status": status},
+            subresource="status",
+        )
+
+    @staticmethod
+    def _pod_for(job: Obj) -> Obj:
+        meta, spec = job["metadata"], job.get("spec") or {}
+        template = spec.get("template") or {}
+        tmeta = template.get("metadata") or {}
+        labels = {
+            **(tmeta.get("labels") or {}),
+            "batch.kubernetes.io/job-name": meta["name"],
+            "job-name": meta["name"],
+            "batch.kubernetes.io/controller-uid": meta["uid"],
+            "controller-uid": meta["uid"],
+        }
+        pod_meta: Obj = {
+            "generateName": f"{meta['name']}-",
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "ownerReferences": [
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        }
+        if tmeta.get("annotations"):
+            pod_meta["annotations"] = dict(tmeta["annotations"])
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": pod_meta,
+            "spec": copy.deepcopy(template.get("spec") or {}),
+        }
+
+
+def _ip() -> str:
+    return f"10.244.0.{random.randint(2, 254)}"
+
+
+# --- Deployments ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RolloutOutcome:
+    """How a Deployment's rollout ends: ready, fail (ProgressDeadlineExceeded), or pending
+    (stays progressing forever). `delay` overrides the controller's delay."""
+
+    result: str
+    delay: float | None = None
+
+    @classmethod
+    def ready(cls, delay: float | None = None) -> RolloutOutcome:
+        return cls("ready", delay)
+
+    @classmethod
+    def fail(cls, delay: float | None = None) -> RolloutOutcome:
+        return cls("fail", delay)
+
+    @classmethod
+    def pending(cls) -> RolloutOutcome:
+        return cls("pending")
+
+
+class DeploymentController:
+    """apps/v1 Deployments: status only (no ReplicaSets or Pods are created).
+
+    On each new generation: at once `observedGeneration` and Progressing=True
+    (ReplicaSetUpdated); after `delay` seconds the outcome, chosen by `outcome_for(deployment)`
+    (a callable; None means "no opinion"), then `by_image` (any container image -> outcome),
+    then `default`.
+    """
+
+    def __init__(self, emulator: Emulator, *, enabled: bool = True) -> None:
+        self.emulator = emulator
+        self.enabled = enabled
+        self.delay = 0.05
+        self.default = RolloutOutcome.ready()
+        self.by_image: dict[str, RolloutOutcome] = {}
+        self.outcome_for: Callable[[Obj], RolloutOutcome | None] | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def choose(self, deployment: Obj) -> RolloutOutcome:
+        if self.outcome_for is not None and (chosen := self.outcome_for(deployment)) is not None:
+            return chosen
+        pod_spec = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+        for container in pod_spec.get("containers") or []:
+            if container.get("image") in self.by_image:
+                return self.by_image[container["image"]]
+        return self.default
+
+    def observe(self, event: Event) -> None:
+        if event.resource != DEPLOYMENTS:
+            return
+        uid = event.obj["metadata"]["uid"]
+        if event.type == "DELETED" or not self.enabled:
+            if (task := self._tasks.pop(uid, None)) is not None:
+                task.cancel()
+            return
+        generation = event.obj["metadata"].get("generation")
+        if (event.obj.get("status") or {}).get("observedGeneration") == generation:
+            return
+        if (task := self._tasks.pop(uid, None)) is not None:
+            task.cancel()
+        self._tasks[uid] = self.emulator.spawn(self._rollout(event.obj))
+
+    async def _rollout(self, deployment: Obj) -> None:
+        meta, spec = deployment["metadata"], deployment.get("spec") or {}
+        ns, name = meta["namespace"], meta["name"]
+        outcome = self.choose(deployment)
+        wanted = spec.get("replicas", 1)
+        before = deployment.get("status") or {}
+        ready, available = before.get("readyReplicas", 0), before.get("availableReplicas", 0)
+        template_hash = hashlib.sha256(json.dumps(spec.get("template"), sort_keys=True).encode())
+        replica_set = f"{name}-{template_hash.hexdigest()[:10]}"
+        try:
+            self._status(
+                ns,
+                name,
+                meta["generation"],
+                [
+                    ("Available", available > 0 or wanted == 0),
+                    (
+                        "Progressing",
+                        "True",
+                        "ReplicaSetUpdated",
+                        f'ReplicaSet "{replica_set}" is progressing.',
+                    ),
+                ],
+                replicas=max(wanted, before.get("replicas", 0)),
+                readyReplicas=ready,
+                availableReplicas=available,
+                unavailableReplicas=max(wanted - available, 0),
+            )
+            if outcome.result == "pending":
+                return
+            await asyncio.sleep(self.delay if outcome.delay is None else outcome.delay)
+            if outcome.result == "ready":
+                self._status(
+                    ns,
+                    name,
+                    meta["generation"],
+                    [
+                        ("Available", True),
+                        (
+                            "Progressing",
+                            "True",
+                            "NewReplicaSetAvailable",
+                            f'ReplicaSet "{replica_set}" has successfully progressed.',
+                        ),
+                    ],
+                    replicas=wanted,
+                    updatedReplicas=wanted,
+                    readyReplicas=wanted,
+                    availableReplicas=wanted,
+                )
+            else:
+                self._status(
+                    ns,
+                    name,
+                    meta["generation"],
+                    [
+                        ("Available", available > 0 or wanted == 0),
+                        (
+                            "Progressing",
+                            "False",
+                            "ProgressDeadlineExceeded",
+                            f'ReplicaSet "{replica_set}" has timed out progressing.',
+                        ),
+                    ],
+                    replicas=max(wanted, before.get("replicas", 0)),
+                    updatedReplicas=wanted,
+                    readyReplicas=ready,
+                    availableReplicas=available,
+                    unavailableReplicas=max(wanted - available, 0),
+                )
+        except ApiError as e:
+            if e.code != 404:
+                raise
+
+    def _status(
+        self, ns: str, name: str, generation: int, conditions: list[Any], **counts: int
+    ) -> None:
+        def change(current: Obj) -> Obj:
+            previous = (current.get("status") or {}).get("conditions") or []
+            rendered = []
+            for spec in conditions:
+                if spec[0] == "Available":
+                    rendered.append(
+                        _condition(
+                            previous,
+                            "Available",
+                            *(
+                                (
+                                    "True",
+                                    "MinimumReplicasAvailable",
+                                    "Deployment has minimum availability.",
+                                )
+                                if spec[1]
+                                else (
+                                    "False",
+                                    "MinimumReplicasUnavailable",
+                                    "Deployment does not have minimum availability.",
+                                )
+                            ),
+                        )
+                    )
+                else:
+                    rendered.append(_condition(previous, *spec))
+            status = {"observedGeneration": generation, **_counts(**counts), "conditions": rendered}
+            return {**current, "status": status}
+
+        self.emulator._update(DEPLOYMENTS, ns, name, change, subresource="status")

@@ -1,0 +1,146 @@
+"""Run the real Kopf operator in-process (in the test's loop) against the emulator.
+
+`kopf.operator()` is `spawn_tasks()` + `run_tasks(ignored=<tasks that existed at start>)`, and
+on stopping it waits for, then cancels, every other task of the loop as its own "hung" task.
+In a test, those include pytest-asyncio's fixture teardown task (the very one stopping the
+operator: it then waits 5 s and gets cancelled) and any task the test starts later. So the
+runner calls the same two functions, and tells Kopf which tasks are not its own: those created
+outside the context in which Kopf was started (a context variable, checked by a task factory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import weakref
+from collections.abc import Collection, Coroutine, Iterator
+from typing import Any
+
+import kopf
+import kubernetes
+
+_IN_KOPF: contextvars.ContextVar[bool] = contextvars.ContextVar("in_kopf", default=False)
+_OUTSIDERS: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+
+
+def _mark_outsiders(loop: asyncio.AbstractEventLoop) -> None:
+    """Remember every task of this loop created outside Kopf (once per loop)."""
+    previous = loop.get_task_factory()
+    if getattr(previous, "marks_outsiders", False):
+        return
+
+    def factory(
+        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any
+    ) -> asyncio.Future[Any]:
+        task = (
+            previous(loop, coro, **kwargs)
+            if previous is not None
+            else asyncio.Task(coro, loop=loop, **kwargs)
+        )
+        context = kwargs.get("context")
+        inside = context.get(_IN_KOPF, False) if context is not None else _IN_KOPF.get()
+        if not inside and isinstance(task, asyncio.Task):
+            _OUTSIDERS.add(task)
+        return task
+
+    factory.marks_outsiders = True  # type: ignore[attr-defined]
+    loop.set_task_factory(factory)  # type: ignore[arg-type]
+
+
+class _NotKopfs(Collection[asyncio.Task[Any]]):
+    def __init__(self, existing: set[asyncio.Task[Any]]) -> None:
+        self.existing = existing
+
+    def __contains__(self, task: object) -> bool:
+        return task in self.existing or task in _OUTSIDERS
+
+    def __iter__(self) -> Iterator[asyncio.Task[Any]]:
+        return iter(self.existing | set(_OUTSIDERS))
+
+    def __len__(self) -> int:
+        return len(self.existing | set(_OUTSIDERS))
+
+
+class OperatorRunner:
+    """The operator as a task, with a login handler pointing at `server`.
+
+    Stop: the stop flag first, then (only if it lingers) a cancel; a cancel alone makes Kopf
+    arm a SIGKILL of its own thread. `restart()` stops and starts again on the same registry,
+    as a new operator process would (Kopf keeps its state in the objects' annotations).
+    """
+
+    def __init__(self, server: str, registry: kopf.OperatorRegistry) -> None:
+        self.server = server
+        self.registry = registry
+        self.starts = 0
+        self._task: asyncio.Task[None] | None = None
+        self._stop_flag: asyncio.Event | None = None
+        kopf.on.login(registry=registry)(self._login)
+
+    def _login(self, **_: Any) -> kopf.ConnectionInfo:
+        return kopf.ConnectionInfo(
+            server=self.server, insecure=True, scheme=None, default_namespace="default"
+        )
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self, ready_within: float = 10.0) -> None:
+        if self.running:
+            raise RuntimeError("the operator is already running")
+        loop = asyncio.get_running_loop()
+        _mark_outsiders(loop)
+        self._stop_flag, ready = asyncio.Event(), asyncio.Event()
+        context = contextvars.copy_context()
+        context.run(_IN_KOPF.set, True)
+        self._task = loop.create_task(
+            self._operate(self._stop_flag, ready), name="kopf", context=context
+        )
+        waiter = asyncio.create_task(ready.wait())
+        await asyncio.wait(
+            {waiter, self._task}, timeout=ready_within, return_when=asyncio.FIRST_COMPLETED
+        )
+        waiter.cancel()
+        if self._task.done():
+            self._task.result()  # re-raise why it died
+            raise RuntimeError("the operator exited during its start-up")
+        if not ready.is_set():
+            await self.stop()
+            raise TimeoutError(f"the operator was not ready within {ready_within}s")
+        self.starts += 1
+
+    async def _operate(self, stop_flag: asyncio.Event, ready: asyncio.Event) -> None:
+        existing = asyncio.all_tasks()  # as kopf.operator() does, plus _OUTSIDERS
+        tasks = await kopf.spawn_tasks(
+            registry=self.registry,
+            clusterwide=True,
+            standalone=True,
+            stop_flag=stop_flag,
+            ready_flag=ready,
+        )
+        await kopf.run_tasks(tasks, ignored=_NotKopfs(existing))
+
+    async def stop(self, grace: float = 5.0) -> None:
+        task, self._task = self._task, None
+        if task is None:
+            return
+        assert self._stop_flag is not None
+        self._stop_flag.set()
+        done, _ = await asyncio.wait({task}, timeout=grace)
+        if not done:
+            task.cancel()
+            await asyncio.wait({task})
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
+
+
+def kube_configuration(server: str) -> kubernetes.client.Configuration:
+    """A configuration of the official client for the emulator (plain HTTP, no TLS checks)."""
+    config = kubernetes.client.Configuration(host=server)
+    config.verify_ssl = False
+    return config
