@@ -22,6 +22,26 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _render(args: argparse.Namespace) -> int:
+    import yaml
+
+    from vulcan_operator.rendering import RenderError, render
+    from vulcan_operator.validation import load_documents
+
+    try:
+        docs = list(load_documents(Path(args.file)))
+        engines = list(load_documents(Path(args.engine))) if args.engine else []
+        objects = render(docs, engines=engines, namespace=args.namespace)
+    except (OSError, yaml.YAMLError) as exc:
+        print(f"vulcan-operator render: cannot read input: {exc}", file=sys.stderr)
+        return 1
+    except RenderError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False, width=100))
+    return 0
+
+
 def _crds(args: argparse.Namespace) -> int:
     from vulcan_operator import crdgen
 
@@ -59,7 +79,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     run.add_argument("--log-format", choices=["json", "plain", "full"], default="json")
     run.add_argument("-v", "--verbose", action="store_true")
-    sub.add_parser("render", help="print every object a first reconcile creates")
+    render = sub.add_parser("render", help="print every object a first reconcile creates")
+    render.add_argument(
+        "file", help="VulcanEngine, SchedulingProblem, VulcanBackup or VulcanRestore"
+    )
+    render.add_argument("--engine", help="the VulcanEngine a problem, backup or restore refers to")
+    render.add_argument(
+        "-n",
+        "--namespace",
+        default="default",
+        help="namespace of resources that name none (default: default)",
+    )
     validate = sub.add_parser("validate", help="check resources against the schemas and rules")
     validate.add_argument("files", nargs="+", help="YAML files (multi-document streams too)")
     validate.add_argument("-q", "--quiet", action="store_true", help="print problems only")
@@ -73,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _validate(args)
     if args.command == "crds":
         return _crds(args)
+    if args.command == "render":
+        return _render(args)
     if args.command == "run":
         from vulcan_operator import main as operator_main
 

@@ -12,6 +12,8 @@ from typing import Any
 import kopf
 
 from vulcan_operator import GROUP
+from vulcan_operator.config import Settings
+from vulcan_operator.handlers import engine
 
 
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -32,8 +34,44 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
 
 
-def make_registry() -> kopf.OperatorRegistry:
+def make_registry(settings: Settings | None = None) -> kopf.OperatorRegistry:
     """A fresh registry with every handler of the operator."""
+    settings = settings or Settings.from_env()
     registry = kopf.OperatorRegistry()
     kopf.on.startup(registry=registry)(configure)
+    engine.register(registry, settings)
     return registry
+
+
+def load_kube_config() -> None:
+    """In-cluster config when running in a pod, else the current kubeconfig context."""
+    from kubernetes import config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+
+
+def run(
+    *,
+    namespaces: list[str],
+    standalone: bool,
+    peering: str,
+    liveness: str | None,
+    log_format: str,
+    verbose: bool,
+) -> None:
+    """Run the operator until it is stopped (SIGTERM/SIGINT stop it gracefully)."""
+    settings = Settings.from_env()
+    namespaces = namespaces or list(settings.namespaces)
+    kopf.configure(verbose=verbose, log_format=kopf.LogFormat[log_format.upper()])
+    load_kube_config()
+    kopf.run(
+        registry=make_registry(settings),
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        standalone=standalone,
+        peering_name=peering,
+        liveness_endpoint=liveness,
+    )

@@ -6,7 +6,6 @@ differs, so a resync with nothing changed makes no write at all.
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +14,12 @@ from pydantic import ValidationError
 from vulcan_operator import names
 from vulcan_operator.api.engine import VulcanEngine, VulcanEngineSpec
 from vulcan_operator.builders import engine_children
-from vulcan_operator.builders.engine import EngineInputs, generate_keys
+from vulcan_operator.builders.engine import (
+    EngineInputs,
+    ensure_keys,
+    generated_key_names,
+    keys_from_secret_data,
+)
 from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api, Ref, apply
 from vulcan_operator.status import condition, set_conditions
@@ -115,22 +119,23 @@ async def missing_secrets(api: Api, namespace: str, refs: list[tuple[str, str, s
 async def current_keys(
     api: Api, namespace: str, name: str, spec: VulcanEngineSpec, rotation: str
 ) -> tuple[dict[str, str] | None, bool]:
-    """The generated keys to keep (or new ones), and whether they are new and must be written.
+    """The generated keys to build with, and whether they differ from the stored ones.
 
     Keys are created once and kept forever; only a new rotate-secrets value replaces them.
     """
-    if spec.secrets.secretKeyRef and spec.secrets.jwtSecretKeyRef:
+    if not generated_key_names(spec):
         return None, False
-    existing = await api.get(Ref("v1", "Secret", namespace, names.engine_keys_secret(name)))
-    if existing is not None:
-        recorded = (existing["metadata"].get("annotations") or {}).get(
+    secret = await api.get(Ref("v1", "Secret", namespace, names.engine_keys_secret(name)))
+    stored: dict[str, str] = {}
+    rotate = False
+    if secret is not None:
+        stored = keys_from_secret_data(secret.get("data"))
+        recorded = (secret["metadata"].get("annotations") or {}).get(
             names.ANNOTATION_SECRETS_ROTATION, ""
         )
-        data = existing.get("data") or {}
-        keys = {k: base64.b64decode(v).decode() for k, v in data.items()}
-        if recorded == rotation and all(k in keys for k in ("SECRET_KEY", "JWT_SECRET_KEY")):
-            return keys, False
-    return generate_keys(), True
+        rotate = recorded != rotation
+    keys = ensure_keys(spec, stored, rotate=rotate)
+    return keys, keys != stored
 
 
 def deployment_status(
