@@ -1,0 +1,59 @@
+"""The shell programs of backup, restore, retention and maintenance pods (package data).
+
+Each program is POSIX sh assembled from the `*.sh` files here: the shared `lib.sh`, the parts
+it needs, and a last line calling its entry function. The builders put the assembled text in
+the container command (`sh -c <program> <name>`), so a Job carries exactly the script it runs
+and its name hash covers it; the database tests run the very same text.
+
+| program     | image            | does                                                     |
+|-------------|------------------|----------------------------------------------------------|
+| backup      | postgres (psql)  | pg_dump | gzip, verify, sha256, atomic rename, retention  |
+| restore     | postgres (psql)  | verify the file, then restore it in one transaction       |
+| maintenance | postgres (psql)  | VACUUM ANALYZE (REINDEX on request), table sizes          |
+| retention   | either           | retention alone, on a folder or an S3 prefix              |
+| s3-upload   | aws CLI          | upload the dump written by `backup`, S3 retention         |
+| s3-download | aws CLI          | fetch a backup (and its .sha256) for `restore`            |
+
+Every program ends by printing one JSON line (also written to /dev/termination-log): see
+`vulcan_operator.builders.backup.parse_backup_result`. Exit codes: 0 done, 1 failed,
+2 bad settings, 3 backup file refused (database untouched).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+__all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "EXIT_REFUSED", "PROGRAMS", "program", "source"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_REFUSED = 3
+
+#: program name → (the parts it is made of, its entry function)
+PROGRAMS: dict[str, tuple[tuple[str, ...], str]] = {
+    "backup": (("lib.sh", "retention.sh", "backup.sh"), "backup_main"),
+    "restore": (("lib.sh", "restore.sh"), "restore_main"),
+    "maintenance": (("lib.sh", "maintenance.sh"), "maintenance_main"),
+    "retention": (("lib.sh", "retention.sh", "s3.sh"), "retention_main"),
+    "s3-upload": (("lib.sh", "retention.sh", "s3.sh"), "s3_upload_main"),
+    "s3-download": (("lib.sh", "s3.sh"), "s3_download_main"),
+}
+
+
+@cache
+def source(part: str) -> str:
+    """The text of one part, e.g. `source("lib.sh")`."""
+    return resources.files(__name__).joinpath(part).read_text(encoding="utf-8")
+
+
+@cache
+def program(name: str) -> str:
+    """The complete text of a program, as a pod runs it: `sh -c "$(program)" <name>`."""
+    try:
+        parts, entry = PROGRAMS[name]
+    except KeyError:
+        raise ValueError(f"no program {name!r}; known: {', '.join(sorted(PROGRAMS))}") from None
+    body = "\n".join(f"# --- {part} ---\n{source(part).rstrip()}\n" for part in parts)
+    return f"# vulcan-operator: {name} program\n{body}\n{entry} \"$@\"\n"

@@ -1,0 +1,230 @@
+# lib.sh: helpers shared by the Vulcan database programs (see scripts/__init__.py).
+#
+# POSIX sh, for busybox (postgres:15-alpine) as well as GNU userlands (amazon/aws-cli, Debian).
+# NEVER `set -x` or print the environment: it holds DATABASE_URL, the webhook URL and S3 keys.
+# Every log line and every error text of a tool goes through `scrub`.
+set -u
+umask 027
+
+VULCAN_PROGRAM=${VULCAN_PROGRAM:-vulcan}
+TMPDIR=${TMPDIR:-/tmp}
+TERMINATION_LOG=${TERMINATION_LOG:-/dev/termination-log}
+export TMPDIR
+
+# Exit codes of every program.
+EXIT_OK=0
+EXIT_FAILED=1   # the work failed (database, storage, tools); nothing half-done is left behind
+EXIT_CONFIG=2   # bad or missing settings; retrying will not help
+EXIT_REFUSED=3  # a backup file was refused (missing, checksum, corrupt, truncated); DB untouched
+
+now_utc() { date -u +%Y-%m-%dT%H:%M:%SZ; }
+
+# scrub: copy stdin to stdout with every secret we know of replaced by '***'.
+# Literal matching (awk index), so no secret is ever used as a regular expression.
+scrub() {
+    LC_ALL=C awk '
+    BEGIN {
+        cnt = split("DATABASE_URL VULCAN_DB_URL NOTIFY_WEBHOOK_URL PGPASSWORD VULCAN_DB_PASSWORD_RAW AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN", names, " ")
+        n = 0
+        for (k = 1; k <= cnt; k++) {
+            v = ENVIRON[names[k]]
+            if (length(v) > 0) secret[++n] = v
+        }
+    }
+    {
+        line = $0
+        for (i = 1; i <= n; i++) {
+            out = ""
+            while ((p = index(line, secret[i])) > 0) {
+                out = out substr(line, 1, p - 1) "***"
+                line = substr(line, p + length(secret[i]))
+            }
+            line = out line
+        }
+        print line
+    }'
+}
+
+log() { printf '%s %s: %s\n' "$(now_utc)" "$VULCAN_PROGRAM" "$*" | scrub >&2; }
+
+# log_file FILE [LINES]: the last lines of a tool's stderr, scrubbed, into the log.
+log_file() {
+    [ -s "$1" ] || return 0
+    tail -n "${2:-20}" "$1" | scrub | sed "s/^/    /" >&2
+}
+
+# last_error FILE: the last non-empty line of a tool's stderr, scrubbed, on one line.
+last_error() {
+    [ -s "$1" ] || return 0
+    grep -v '^[[:space:]]*$' "$1" | tail -n 3 | scrub | tr '\n\t\r' '   ' | cut -c 1-600
+}
+
+# json_str TEXT: TEXT as a JSON string literal (control characters become spaces).
+json_str() {
+    _escaped=$(printf '%s' "$1" | tr '\n\r\t' '   ' | tr -d '\000-\037' \
+        | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g')
+    printf '"%s"' "$_escaped"
+}
+
+# emit_result JSON: the program's machine-readable outcome, as the last line of stdout and in
+# the pod's termination message (read by the operator; FallbackToLogsOnError covers the rest).
+emit_result() {
+    printf '%s\n' "$1"
+    # The kubelet bind-mounts this file into the container: write it only when it is there.
+    if [ -n "$TERMINATION_LOG" ] && [ -f "$TERMINATION_LOG" ] && [ -w "$TERMINATION_LOG" ]; then
+        printf '%s\n' "$1" >"$TERMINATION_LOG" 2>/dev/null || true
+    fi
+}
+
+# --- outcome ------------------------------------------------------------------------------
+RESULT_KIND=vulcan      # "kind" of the result line: vulcan-backup, vulcan-restore, ...
+RESULT_STEP=start       # the step running now; a failure names it
+RESULT_EXTRA=""         # more JSON fields for a failure result (e.g. "location":"...")
+FAIL_HOOK=""            # a function run on failure with the message (cleanup, notification)
+STARTED_AT=$(now_utc)
+
+# fail CODE MESSAGE...: log, run FAIL_HOOK, emit the failure result, exit CODE.
+fail() {
+    _code=$1
+    shift
+    _msg=$(printf '%s' "$*" | scrub)
+    log "error: $_msg"
+    if [ -n "$FAIL_HOOK" ]; then
+        _hook=$FAIL_HOOK
+        FAIL_HOOK=""
+        $_hook "$_msg" || true
+    fi
+    emit_result "{\"kind\":\"$RESULT_KIND\",\"outcome\":\"Failed\",\"exitCode\":$_code,\
+\"step\":$(json_str "$RESULT_STEP"),\"message\":$(json_str "$_msg"),\
+\"startedAt\":\"$STARTED_AT\",\"finishedAt\":\"$(now_utc)\"${RESULT_EXTRA:+,$RESULT_EXTRA}}"
+    exit "$_code"
+}
+
+# require NAME...: every named variable is set and not empty, else exit EXIT_CONFIG.
+require() {
+    for _var in "$@"; do
+        eval "_val=\${$_var:-}"
+        if [ -z "$_val" ]; then
+            fail "$EXIT_CONFIG" "$_var is not set"
+        fi
+    done
+}
+
+# is_uint TEXT: TEXT is a whole number.
+is_uint() {
+    case $1 in
+        '' | *[!0-9]*) return 1 ;;
+        *) return 0 ;;
+    esac
+}
+
+# mktemp_file NAME: a new private temp file.
+mktemp_file() { mktemp "$TMPDIR/vulcan-$1.XXXXXX"; }
+
+# --- the database URL ---------------------------------------------------------------------
+# db_setup: check DATABASE_URL and prepare the connection without the password on any command
+# line: VULCAN_DB_URL is the URL without its password (scheme normalised to postgresql://,
+# so SQLAlchemy forms such as postgresql+asyncpg:// work too), PGPASSWORD holds the password.
+db_setup() {
+    _url=${DATABASE_URL:-}
+    case $_url in
+        postgresql://* | postgres://* | postgresql+*://* | postgres+*://*) ;;
+        *) fail "$EXIT_CONFIG" "DATABASE_URL is not a postgresql:// URL (value not shown)" ;;
+    esac
+    _rest=${_url#*://}
+    # libpq: the authority ends at the first '/' or '?'; user info ends at the first '@'.
+    _authority=${_rest%%[/?]*}
+    _tail=${_rest#"$_authority"}
+    case $_authority in
+        *@*)
+            _userinfo=${_authority%%@*}
+            DB_HOSTPORT=${_authority#*@}
+            ;;
+        *)
+            _userinfo=""
+            DB_HOSTPORT=$_authority
+            ;;
+    esac
+    DB_USER=${_userinfo%%:*}
+    case $_userinfo in
+        *:*) VULCAN_DB_PASSWORD_RAW=${_userinfo#*:} ;;
+        *) VULCAN_DB_PASSWORD_RAW="" ;;
+    esac
+    _path=${_tail%%\?*}
+    DB_QUERY=${_tail#"$_path"}
+    DB_NAME=${_path#/}
+    export VULCAN_DB_PASSWORD_RAW
+    if [ -n "$VULCAN_DB_PASSWORD_RAW" ]; then
+        PGPASSWORD=$(printf '%s' "$VULCAN_DB_PASSWORD_RAW" | url_decode)
+        export PGPASSWORD
+    fi
+    VULCAN_DB_URL=$(db_url_for "$DB_NAME")
+    export VULCAN_DB_URL
+    # Connections give up instead of hanging; a CronJob retry is cheaper than a stuck pod.
+    PGCONNECT_TIMEOUT=${PGCONNECT_TIMEOUT:-30}
+    PGAPPNAME=${PGAPPNAME:-vulcan-$VULCAN_PROGRAM}
+    export PGCONNECT_TIMEOUT PGAPPNAME
+}
+
+# db_url_for DBNAME: the (password-less) URL of another database on the same server.
+db_url_for() {
+    printf 'postgresql://%s%s/%s%s' "${DB_USER:+$DB_USER@}" "$DB_HOSTPORT" "$1" "$DB_QUERY"
+}
+
+# url_decode: percent-decode stdin (a URL's user info) to stdout, byte for byte.
+url_decode() {
+    LC_ALL=C awk '
+    BEGIN { for (i = 0; i < 256; i++) hex[sprintf("%02x", i)] = i }
+    {
+        s = $0; out = ""
+        while ((p = index(s, "%")) > 0) {
+            code = tolower(substr(s, p + 1, 2))
+            if (code in hex) {
+                out = out substr(s, 1, p - 1) sprintf("%c", hex[code])
+                s = substr(s, p + 3)
+            } else {
+                out = out substr(s, 1, p)
+                s = substr(s, p + 1)
+            }
+        }
+        printf "%s", out s
+    }'
+}
+
+# psql_value URL SQL: one value (first column of the first row), or fail.
+psql_value() {
+    psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$1" -c "$2"
+}
+
+# db_revision URL: the Alembic revision(s) of the database, comma-separated; empty when the
+# database has no alembic_version table.
+db_revision() {
+    _has=$(psql_value "$1" "SELECT to_regclass('alembic_version') IS NOT NULL") || return 1
+    [ "$_has" = "t" ] || return 0
+    psql_value "$1" "SELECT coalesce(string_agg(version_num, ',' ORDER BY version_num), '')
+                     FROM alembic_version"
+}
+
+# --- notifications ------------------------------------------------------------------------
+# notify OUTCOME TEXT [JSON-FIELDS]: POST {"text": ..., "outcome": ..., <fields>} to
+# NOTIFY_WEBHOOK_URL (Slack-compatible), when set. Never fails the program.
+notify() {
+    [ -n "${NOTIFY_WEBHOOK_URL:-}" ] || return 0
+    _payload="{\"text\":$(json_str "$2"),\"outcome\":$(json_str "$1")${3:+,$3}}"
+    _err=$(mktemp_file notify) || return 0
+    _limit=""
+    command -v timeout >/dev/null 2>&1 && _limit="timeout 30"
+    if command -v curl >/dev/null 2>&1; then
+        $_limit curl -fsS -m 25 -o /dev/null -X POST -H 'Content-Type: application/json' \
+            --data "$_payload" "$NOTIFY_WEBHOOK_URL" 2>"$_err"
+    else
+        $_limit wget -q -O /dev/null --header 'Content-Type: application/json' \
+            --post-data "$_payload" "$NOTIFY_WEBHOOK_URL" 2>"$_err"
+    fi
+    _status=$?
+    if [ "$_status" -ne 0 ]; then
+        log "warning: the webhook notification failed (exit $_status): $(last_error "$_err")"
+    fi
+    rm -f "$_err"
+    return 0
+}

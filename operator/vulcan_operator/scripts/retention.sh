@@ -1,0 +1,149 @@
+# retention.sh: delete expired scheduled backups; never the newest one, never anything else.
+#
+# A scheduled backup is exactly `vulcan_YYYYmmdd_HHMMSS.sql.gz` (plus its `.sha256` and
+# `.json` sidecars, deleted with it). It expires when it is older than RETENTION_DAYS x 24 h
+# (file mtime on a volume, LastModified in S3). The newest backup is kept whatever its age, so
+# a backup series that stopped (or a clock gone wrong) never deletes the last good copy.
+# Untouched: any other name (`vulcan_manual.sql.gz`, `*.partial`, sub-folders such as
+# `on-demand/`, other tools' files).
+
+BACKUP_GLOB='vulcan_[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]_[0-9][0-9][0-9][0-9][0-9][0-9].sql.gz'
+RETENTION_DELETED=""   # JSON array items ("name",...) deleted by the last retention run
+RETENTION_KEPT=0       # scheduled backups left
+
+# retention_select NOW DAYS: stdin has "EPOCH NAME" lines; prints the NAMEs (matching the
+# scheduled-backup pattern) older than DAYS x 86400 s at NOW, except the newest of them.
+retention_select() {
+    awk -v now="$1" -v days="$2" '
+    BEGIN {
+        d = "[0-9]"
+        pattern = "^vulcan_" d d d d d d d d "_" d d d d d d "[.]sql[.]gz$"
+    }
+    NF == 2 && $1 ~ /^[0-9]+$/ && $2 ~ pattern {
+        n++
+        t[n] = $1 + 0
+        name[n] = $2
+        if (n == 1 || t[n] > t[best] || (t[n] == t[best] && name[n] > name[best])) best = n
+    }
+    END {
+        cutoff = now - days * 86400
+        for (i = 1; i <= n; i++) {
+            if (i != best && t[i] < cutoff) print name[i]
+        }
+    }'
+}
+
+# retention_check DAYS: DAYS is a whole number of at least 1, else exit EXIT_CONFIG.
+retention_check() {
+    if ! is_uint "$1" || [ "$1" -lt 1 ]; then
+        fail "$EXIT_CONFIG" "RETENTION_DAYS must be a whole number of days >= 1, not '$1'"
+    fi
+}
+
+# _retention_apply LIST DELETE_FN: run DELETE_FN NAME for each expired name in LIST.
+_retention_apply() {
+    _expired=$(mktemp_file expired) || return 1
+    retention_select "$(date +%s)" "$RETENTION_DAYS_NOW" <"$1" >"$_expired" || {
+        rm -f "$_expired"
+        return 1
+    }
+    _total=$(grep -c . "$1")
+    _status=0
+    _deleted=0
+    RETENTION_DELETED=""
+    while IFS= read -r _name; do
+        if $2 "$_name"; then
+            log "retention: deleted $_name (older than $RETENTION_DAYS_NOW days)"
+            RETENTION_DELETED="$RETENTION_DELETED${RETENTION_DELETED:+,}\"$_name\""
+            _deleted=$((_deleted + 1))
+        else
+            log "retention: could not delete $_name"
+            _status=1
+        fi
+    done <"$_expired"
+    rm -f "$_expired"
+    RETENTION_KEPT=$((_total - _deleted))
+    log "retention: $_deleted deleted, $RETENTION_KEPT kept (newest always kept)"
+    return "$_status"
+}
+
+_retention_rm_file() {
+    rm -f "$_rdir/$1.sha256" "$_rdir/$1.json" && rm -f "$_rdir/$1"
+}
+
+# retention_dir DIR DAYS: apply retention to the scheduled backups in DIR (not recursive).
+retention_dir() {
+    _rdir=$1
+    RETENTION_DAYS_NOW=$2
+    _list=$(mktemp_file retention) || return 1
+    for _f in "$_rdir"/$BACKUP_GLOB; do
+        # No match leaves the pattern itself; symlinks and non-files are not ours to delete.
+        if [ -L "$_f" ] || [ ! -f "$_f" ]; then
+            continue
+        fi
+        _mtime=$(stat -c %Y "$_f") || {
+            rm -f "$_list"
+            return 1
+        }
+        printf '%s %s\n' "$_mtime" "${_f##*/}"
+    done >"$_list"
+    _retention_apply "$_list" _retention_rm_file
+    _rs=$?
+    rm -f "$_list"
+    return "$_rs"
+}
+
+_retention_rm_s3() {
+    s3 rm "$_rprefix$1.sha256" && s3 rm "$_rprefix$1.json" && s3 rm "$_rprefix$1"
+}
+
+# retention_s3 PREFIX DAYS: apply retention to the scheduled backups directly under PREFIX
+# (s3://bucket/some/prefix/, ending in '/'). Needs the `aws` CLI (see s3.sh).
+retention_s3() {
+    _rprefix=$1
+    RETENTION_DAYS_NOW=$2
+    _listing=$(mktemp_file listing) || return 1
+    _list=$(mktemp_file retention) || return 1
+    if ! s3 ls "$_rprefix" >"$_listing"; then
+        # An empty or missing prefix lists nothing and exits 1: nothing to do then.
+        if [ -s "$_listing" ]; then
+            rm -f "$_listing" "$_list"
+            return 1
+        fi
+    fi
+    # "2024-11-29 02:00:03     123456 vulcan_20241129_020000.sql.gz" (times in TZ=UTC).
+    while read -r _day _time _size _name _extra; do
+        [ -z "$_extra" ] || continue
+        case $_name in
+            $BACKUP_GLOB) ;;
+            *) continue ;;
+        esac
+        _epoch=$(date -u -d "$_day $_time" +%s 2>/dev/null) || continue
+        printf '%s %s\n' "$_epoch" "$_name"
+    done <"$_listing" >"$_list"
+    _retention_apply "$_list" _retention_rm_s3
+    _rs=$?
+    rm -f "$_listing" "$_list"
+    return "$_rs"
+}
+
+# retention_main: run retention alone. Env: RETENTION_DAYS, and BACKUP_DIR or S3_BUCKET
+# (+ S3_PREFIX, S3_ENDPOINT_URL). Prints {"kind":"vulcan-retention","outcome":...,"deleted":[..]}.
+retention_main() {
+    VULCAN_PROGRAM=retention
+    RESULT_KIND=vulcan-retention
+    RESULT_STEP=retention
+    require RETENTION_DAYS
+    retention_check "$RETENTION_DAYS"
+    if [ -n "${S3_BUCKET:-}" ]; then
+        s3_setup
+        retention_s3 "$(s3_prefix_uri)" "$RETENTION_DAYS" || fail "$EXIT_FAILED" "retention failed"
+    else
+        require BACKUP_DIR
+        [ -d "$BACKUP_DIR" ] || fail "$EXIT_CONFIG" "BACKUP_DIR $BACKUP_DIR is not a directory"
+        retention_dir "$BACKUP_DIR" "$RETENTION_DAYS" || fail "$EXIT_FAILED" "retention failed"
+    fi
+    emit_result "{\"kind\":\"$RESULT_KIND\",\"outcome\":\"Succeeded\",\
+\"retentionDays\":$RETENTION_DAYS,\"deleted\":[$RETENTION_DELETED],\"kept\":$RETENTION_KEPT,\
+\"startedAt\":\"$STARTED_AT\",\"finishedAt\":\"$(now_utc)\"}"
+}

@@ -1,0 +1,182 @@
+# s3.sh: the object-storage side of backups and restores, run with the `aws` CLI.
+#
+# postgres:15-alpine has no aws CLI, so an S3 backup pod has two containers sharing an
+# emptyDir: the dump (backup.sh, postgres image, an init container) writes the verified file
+# there, then s3-upload (this file, amazon/aws-cli image) uploads it, applies retention and
+# reports. A restore pod is the mirror image: s3-download first, then restore.sh.
+#
+# Env (both programs):
+#   S3_ENDPOINT_URL     optional: S3-compatible endpoint (MinIO, Ceph, R2, ...)
+#   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (, AWS_SESSION_TOKEN), AWS_DEFAULT_REGION
+# s3-upload: BACKUP_DIR (the emptyDir with exactly one finished dump), S3_BUCKET, S3_PREFIX,
+#   RETENTION_DAYS (optional), NOTIFY_WEBHOOK_URL (optional), VULCAN_ENGINE.
+#   Result: the same line as backup.sh, with the s3:// location.
+# s3-download: S3_LOCATION (s3://bucket/key), BACKUP_DIR. Downloads the file and its .sha256
+#   (when there is one). Result: {"kind":"vulcan-restore-download","outcome":..,"file":..}.
+#   Exit 3 when the object does not exist.
+
+# s3_setup: check the CLI; normalise S3_PREFIX (no leading '/', a trailing '/' unless empty).
+s3_setup() {
+    command -v aws >/dev/null 2>&1 || fail "$EXIT_CONFIG" "the aws CLI is not installed in this image"
+    S3_PREFIX=${S3_PREFIX:-}
+    while :; do
+        case $S3_PREFIX in
+            /*) S3_PREFIX=${S3_PREFIX#/} ;;
+            *) break ;;
+        esac
+    done
+    case $S3_PREFIX in
+        '' | */) ;;
+        *) S3_PREFIX="$S3_PREFIX/" ;;
+    esac
+    # `aws s3 ls` prints local times; retention reads them as UTC.
+    TZ=UTC
+    AWS_PAGER=""
+    export TZ AWS_PAGER
+}
+
+# s3_prefix_uri: s3://bucket/prefix/
+s3_prefix_uri() { printf 's3://%s/%s' "$S3_BUCKET" "$S3_PREFIX"; }
+
+# s3 COMMAND ARGS...: `aws s3 COMMAND ARGS`, quiet, with the endpoint; errors scrubbed to the log.
+s3() {
+    _s3_command=$1
+    shift
+    _s3_err=$(mktemp_file s3) || return 1
+    if [ "$_s3_command" = cp ] || [ "$_s3_command" = rm ]; then
+        set -- --only-show-errors "$@"
+    fi
+    if [ -n "${S3_ENDPOINT_URL:-}" ]; then
+        set -- --endpoint-url "$S3_ENDPOINT_URL" s3 "$_s3_command" "$@"
+    else
+        set -- s3 "$_s3_command" "$@"
+    fi
+    aws "$@" 2>"$_s3_err"
+    _s3_status=$?
+    if [ "$_s3_status" -ne 0 ] && [ "$_s3_command" != ls ]; then
+        log "aws s3 $_s3_command failed (exit $_s3_status):"
+        log_file "$_s3_err"
+    fi
+    rm -f "$_s3_err"
+    return "$_s3_status"
+}
+
+# s3_object_size URI: the size of the object at URI (exact key), or nothing.
+s3_object_size() {
+    _key_name=${1##*/}
+    s3 ls "$1" 2>/dev/null | awk -v n="$_key_name" '$4 == n && NF == 4 { print $3; exit }'
+}
+
+_s3_upload_failed() {
+    notify Failed "Vulcan backup FAILED${VULCAN_ENGINE:+ for $VULCAN_ENGINE} (step $RESULT_STEP): $1" \
+        "\"kind\":\"vulcan-backup\",\"step\":$(json_str "$RESULT_STEP")"
+}
+
+# _manifest_field FILE NAME: a string field of a manifest written by backup.sh.
+_manifest_field() {
+    sed -n "s/.*\"$2\":\"\\([^\"]*\\)\".*/\\1/p" "$1" | head -n 1
+}
+
+s3_upload_main() {
+    VULCAN_PROGRAM=s3-upload
+    RESULT_KIND=vulcan-backup
+    FAIL_HOOK=_s3_upload_failed
+
+    RESULT_STEP=configure
+    require BACKUP_DIR S3_BUCKET
+    [ -z "${RETENTION_DAYS:-}" ] || retention_check "$RETENTION_DAYS"
+    s3_setup
+    _count=0
+    _dump=""
+    for _f in "$BACKUP_DIR"/$BACKUP_GLOB; do
+        [ -f "$_f" ] || continue
+        _dump=$_f
+        _count=$((_count + 1))
+    done
+    [ "$_count" -eq 1 ] \
+        || fail "$EXIT_FAILED" "expected one finished dump in $BACKUP_DIR, found $_count"
+    _name=${_dump##*/}
+    _dest="$(s3_prefix_uri)$_name"
+    RESULT_EXTRA="\"location\":$(json_str "$_dest"),\"file\":$(json_str "$_name")"
+    [ -f "$_dump.sha256" ] && [ -f "$_dump.json" ] \
+        || fail "$EXIT_FAILED" "the dump has no .sha256 or .json beside it"
+
+    RESULT_STEP=verify
+    _sum=$(sha256sum "$_dump" | cut -d ' ' -f 1)
+    _expected=$(cut -d ' ' -f 1 <"$_dump.sha256")
+    [ "$_sum" = "$_expected" ] \
+        || fail "$EXIT_FAILED" "checksum mismatch before upload ($_sum, expected $_expected)"
+    _size=$(wc -c <"$_dump" | tr -d ' ')
+
+    RESULT_STEP=upload
+    log "uploading $_name ($_size bytes) to $_dest"
+    # Sidecars first, the dump last: the dump's key appearing is the commit point.
+    s3 cp "$_dump.sha256" "$_dest.sha256" && s3 cp "$_dump.json" "$_dest.json" \
+        && s3 cp "$_dump" "$_dest" || fail "$EXIT_FAILED" "the upload to $_dest failed"
+    _remote=$(s3_object_size "$_dest")
+    [ "$_remote" = "$_size" ] \
+        || fail "$EXIT_FAILED" "after upload $_dest has ${_remote:-no} size, expected $_size bytes"
+
+    _retention=""
+    if [ -n "${RETENTION_DAYS:-}" ]; then
+        RESULT_STEP=retention
+        if retention_s3 "$(s3_prefix_uri)" "$RETENTION_DAYS"; then
+            _retention=",\"retention\":{\"days\":$RETENTION_DAYS,\"deleted\":[$RETENTION_DELETED],\"kept\":$RETENTION_KEPT}"
+        else
+            _retention=",\"retention\":{\"days\":$RETENTION_DAYS,\"error\":\"retention failed; see the log\"}"
+        fi
+    fi
+
+    RESULT_STEP=done
+    notify Succeeded "Vulcan backup succeeded${VULCAN_ENGINE:+ for $VULCAN_ENGINE}: $_dest ($_size bytes)" \
+        "\"kind\":\"vulcan-backup\",\"location\":$(json_str "$_dest"),\"sizeBytes\":$_size"
+    FAIL_HOOK=""
+    emit_result "{\"kind\":\"vulcan-backup\",\"outcome\":\"Succeeded\",\
+\"engine\":$(json_str "${VULCAN_ENGINE:-}"),\
+\"database\":$(json_str "$(_manifest_field "$_dump.json" database)"),\
+\"location\":$(json_str "$_dest"),\"file\":$(json_str "$_name"),\"sizeBytes\":$_size,\
+\"checksum\":\"$_sum\",\"checksumAlgorithm\":\"sha256\",\
+\"databaseRevision\":$(json_str "$(_manifest_field "$_dump.json" databaseRevision)"),\
+\"format\":\"plain+gzip\",\
+\"startedAt\":$(json_str "$(_manifest_field "$_dump.json" startedAt)"),\
+\"finishedAt\":\"$(now_utc)\"$_retention}"
+}
+
+s3_download_main() {
+    VULCAN_PROGRAM=s3-download
+    RESULT_KIND=vulcan-restore-download
+
+    RESULT_STEP=configure
+    require BACKUP_DIR S3_LOCATION
+    s3_setup
+    case $S3_LOCATION in
+        s3://?*/?*) ;;
+        *) fail "$EXIT_CONFIG" "S3_LOCATION must be s3://bucket/key, not '$S3_LOCATION'" ;;
+    esac
+    _name=${S3_LOCATION##*/}
+    case $_name in
+        '' | . | ..) fail "$EXIT_CONFIG" "S3_LOCATION has no file name: '$S3_LOCATION'" ;;
+    esac
+    RESULT_EXTRA="\"location\":$(json_str "$S3_LOCATION")"
+    mkdir -p "$BACKUP_DIR" || fail "$EXIT_FAILED" "cannot create $BACKUP_DIR"
+
+    RESULT_STEP=download
+    _size=$(s3_object_size "$S3_LOCATION")
+    [ -n "$_size" ] || {
+        RESULT_STEP=verify
+        fail "$EXIT_REFUSED" "backup refused: $S3_LOCATION does not exist (or cannot be listed)"
+    }
+    log "downloading $S3_LOCATION ($_size bytes)"
+    s3 cp "$S3_LOCATION" "$BACKUP_DIR/$_name.partial" \
+        || fail "$EXIT_FAILED" "the download of $S3_LOCATION failed"
+    mv -f "$BACKUP_DIR/$_name.partial" "$BACKUP_DIR/$_name" || fail "$EXIT_FAILED" "rename failed"
+    if [ -n "$(s3_object_size "$S3_LOCATION.sha256")" ]; then
+        s3 cp "$S3_LOCATION.sha256" "$BACKUP_DIR/$_name.sha256" \
+            || fail "$EXIT_FAILED" "the download of $S3_LOCATION.sha256 failed"
+    else
+        log "no $_name.sha256 beside it; the restore checks gzip integrity only"
+    fi
+    emit_result "{\"kind\":\"vulcan-restore-download\",\"outcome\":\"Succeeded\",\
+\"location\":$(json_str "$S3_LOCATION"),\"file\":$(json_str "$BACKUP_DIR/$_name"),\
+\"sizeBytes\":$_size,\"startedAt\":\"$STARTED_AT\",\"finishedAt\":\"$(now_utc)\"}"
+}
