@@ -220,6 +220,7 @@ CRD_GAPS = {
     # The ConfigMap's content is not the SchedulingProblem's: no schema can see it.
     "sp-problem-ref-configmap-invalid",
     "sp-problem-ref-configmap-missing-key",
+    "sp-problem-ref-configmap-bad-yaml",
 }
 
 
