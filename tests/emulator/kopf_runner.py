@@ -65,8 +65,10 @@ class OperatorRunner:
     """The operator as a task, with a login handler pointing at `server`.
 
     Stop: the stop flag first, then (only if it lingers) a cancel; a cancel alone makes Kopf
-    arm a SIGKILL of its own thread. `restart()` stops and starts again on the same registry,
-    as a new operator process would (Kopf keeps its state in the objects' annotations).
+    arm a SIGKILL of its own thread. With the flag, Kopf stops in milliseconds, except that
+    requests of its start-up scan can linger: it then waits 5 s for them; the cancel after
+    `grace` cuts that short. `restart()` stops and starts again on the same registry, as a
+    new operator process would (Kopf keeps its state in the objects' annotations).
     """
 
     def __init__(self, server: str, registry: kopf.OperatorRegistry) -> None:
@@ -121,7 +123,7 @@ class OperatorRunner:
         )
         await kopf.run_tasks(tasks, ignored=_NotKopfs(existing))
 
-    async def stop(self, grace: float = 5.0) -> None:
+    async def stop(self, grace: float = 0.5) -> None:
         task, self._task = self._task, None
         if task is None:
             return
