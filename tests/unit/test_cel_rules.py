@@ -125,8 +125,11 @@ CASES: dict[tuple[str, str, str], list[tuple[str, Any, bool]]] = {
     (
         "SchedulingProblem",
         "spec",
-        "has(self.problemRef) != (has(self.jobs) && size(self.jobs) > 0)",
+        "has(self.problemRef) ? !(has(self.jobs) && size(self.jobs) > 0)"
+        " && !(has(self.machines) && size(self.machines) > 0)"
+        " : (has(self.jobs) && size(self.jobs) > 0)",
     ): [
+        ("ref-and-machines", {**ENGINE_REF, **REF, "machines": INLINE["machines"]}, False),
         ("inline", {**ENGINE_REF, **INLINE}, True),
         ("ref", {**ENGINE_REF, **REF}, True),
         ("ref-and-empty-jobs", {**ENGINE_REF, **REF, "jobs": []}, True),

@@ -701,14 +701,13 @@ def test_printer_columns(kind: str) -> None:
 
 
 # -- (f) examples against the CRD schema -----------------------------------------------------
-EXAMPLES = example_files()
+# Examples of other API groups (an Argo CD Application) are not ours to check here.
+EXAMPLES = [p for p in example_files() if p.parent.name != "examples" or our_documents(p)]
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=ids(EXAMPLES))
 def test_examples_validate_against_their_crd(path: Path) -> None:
     docs = our_documents(path)
-    if path.parent.name == "examples" and not docs:
-        pytest.skip("no resource of our group in this example")
     assert docs, f"{path} holds none of our resources"
     for doc in docs:
         assert schema_errors(doc, doc["kind"], defaults=False) == []

@@ -54,7 +54,9 @@ class SchedulingProblemSpec(ProblemData):
 
     model_config = cel(
         (
-            "has(self.problemRef) != (has(self.jobs) && size(self.jobs) > 0)",
+            "has(self.problemRef) ? !(has(self.jobs) && size(self.jobs) > 0)"
+            " && !(has(self.machines) && size(self.machines) > 0)"
+            " : (has(self.jobs) && size(self.jobs) > 0)",
             "give the problem either inline (jobs, machines) or as problemRef, not both",
         ),
     )
@@ -69,7 +71,8 @@ class SchedulingProblemSpec(ProblemData):
 
     @model_validator(mode="after")
     def _inline_or_ref(self) -> SchedulingProblemSpec:
-        if (self.problemRef is None) == (not self.jobs):
+        inline = bool(self.jobs or self.machines)
+        if (self.problemRef is not None and inline) or (self.problemRef is None and not self.jobs):
             raise ValueError(
                 "give the problem either inline (jobs, machines) or as problemRef, not both"
             )
