@@ -100,30 +100,23 @@ def _split_terms(text: str) -> list[str]:
 
 def label_selector(text: str | None) -> Selector:
     """`a=b`, `a==b`, `a!=b`, `a`, `!a`, `a in (x,y)`, `a notin (x)`, joined by commas (AND)."""
-    checks: list[Callable[[Mapping[str, str]], bool]] = []
+    wanted: list[tuple[str, bool, set[str] | None]] = []  # key, negated, values (None: exists)
     for term in _split_terms(text or ""):
         if m := _EQUALITY.match(term):
-            key, op, value = m.groups()
-            if op == "!=":
-                checks.append(lambda labels, k=key, v=value: labels.get(k) != v)
-            else:
-                checks.append(lambda labels, k=key, v=value: labels.get(k) == v)
+            wanted.append((m[1], m[2] == "!=", {m[3]}))
         elif m := _SET.match(term):
-            key, op, raw = m.groups()
-            values = {v.strip() for v in raw.split(",") if v.strip()}
-            if op == "in":
-                checks.append(lambda labels, k=key, vs=values: labels.get(k) in vs)
-            else:
-                checks.append(lambda labels, k=key, vs=values: labels.get(k) not in vs)
+            wanted.append((m[1], m[2] == "notin", {v.strip() for v in m[3].split(",")} - {""}))
         elif m := _EXISTS.match(term):
-            negated, key = m.groups()
-            checks.append(lambda labels, k=key, n=bool(negated): (k in labels) != n)
+            wanted.append((m[2], bool(m[1]), None))
         else:
             raise ApiError.bad_request(f"unable to parse requirement: {term!r}")
 
     def match(obj: Obj) -> bool:
         labels = obj.get("metadata", {}).get("labels") or {}
-        return all(check(labels) for check in checks)
+        return all(
+            (key in labels if values is None else labels.get(key) in values) != negated
+            for key, negated, values in wanted
+        )
 
     return match
 
@@ -158,7 +151,7 @@ EXTRA_FIELDS: dict[str, set[str]] = {
 def field_selector(text: str | None, plural: str) -> Selector:
     """`metadata.name=x`, `metadata.namespace!=y` (and the few per-kind fields K8s allows)."""
     allowed = {"metadata.name", "metadata.namespace"} | EXTRA_FIELDS.get(plural, set())
-    checks: list[Callable[[Obj], bool]] = []
+    wanted: list[tuple[str, bool, str]] = []  # field, negated, value
     for term in _split_terms(text or ""):
         m = re.match(r"^([A-Za-z0-9_.]+)\s*(==|=|!=)\s*(.*)$", term)
         if not m:
@@ -166,11 +159,8 @@ def field_selector(text: str | None, plural: str) -> Selector:
         field, op, value = m.groups()
         if field not in allowed:
             raise ApiError.bad_request(f'field label not supported: "{field}"')
-        negated = op == "!="
-        checks.append(
-            lambda obj, f=field, v=value, n=negated: (str(lookup(obj, f) or "") == v) != n
-        )
-    return lambda obj: all(check(obj) for check in checks)
+        wanted.append((field, op == "!=", value))
+    return lambda obj: all((str(lookup(obj, f) or "") == v) != n for f, n, v in wanted)
 
 
 # --- validation ----------------------------------------------------------------------------------

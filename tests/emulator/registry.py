@@ -76,11 +76,14 @@ class Registry:
 
     def load_builtins(self) -> None:
         self.resources.load_data(_builtins())
-        for res in list(self.resources):
+        for res in self.all():
             if res.group in DROPPED_GROUPS:
                 del self.resources[res]
 
     # --- lookups ---------------------------------------------------------------------------------
+
+    def all(self) -> list[kmock.resource]:
+        return [kmock.resource(res) for res in list(self.resources)]
 
     def info(self, res: kmock.resource) -> kmock.ResourceInfo:
         if res not in self.resources:
@@ -88,12 +91,12 @@ class Registry:
         return self.resources[res]
 
     def versions(self, group: str) -> list[str]:
-        found = {r.version for r in self.resources if r.group == group and r.version}
+        found = {r.version for r in self.all() if r.group == group and r.version}
         return sorted(found, key=version_priority, reverse=True)
 
     def groups(self) -> list[str]:
         seen: dict[str, None] = {}
-        for res in self.resources:
+        for res in self.all():
             if res.group and res.group not in seen:
                 seen[res.group] = None
         return list(seen)
@@ -119,7 +122,7 @@ class Registry:
 
     def by_kind(self, api_version: str, kind: str) -> kmock.resource:
         group, _, version = api_version.rpartition("/")
-        for res in self.resources:
+        for res in self.all():
             if (res.group, res.version) == (group, version) and self.resources[res].kind == kind:
                 return res
         raise ApiError.not_found(f'no matches for kind "{kind}" in version "{api_version}"')
@@ -136,7 +139,7 @@ class Registry:
             raise ValueError(f"not a resource reference: {ref!r}")
         word = spec.plural.lower()
         candidates = []
-        for res in self.resources:
+        for res in self.all():
             info = self.resources[res]
             names = {res.plural, info.singular, (info.kind or "").lower(), *info.shortnames}
             if word in names and spec.check(kmock.resource(res.group, res.version, spec.plural)):
@@ -191,7 +194,7 @@ class Registry:
     def unregister_crd(self, crd: dict[str, Any]) -> None:
         spec = crd.get("spec") or {}
         group, plural = spec.get("group", ""), (spec.get("names") or {}).get("plural", "")
-        for res in list(self.resources):
+        for res in self.all():
             if (res.group, res.plural) == (group, plural):
                 del self.resources[res]
         self.crds.pop((group, plural), None)
@@ -225,7 +228,7 @@ class Registry:
 
     def resource_list(self, group: str, version: str) -> dict[str, Any]:
         entries: list[dict[str, Any]] = []
-        for res in self.resources:
+        for res in self.all():
             if (res.group, res.version) != (group, version):
                 continue
             info = self.resources[res]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 
 Schema = dict[str, Any]
 ROOT_KEEP = {"apiVersion", "kind", "metadata"}

@@ -161,9 +161,14 @@ def _truthy(value: str | None) -> bool:
     return (value or "").lower() in {"true", "1"}
 
 
-@attrs.define(kw_only=True, eq=False)
+@attrs.define(kw_only=True, eq=False, repr=False)
 class Emulator(kmock.KubernetesEmulator):
-    """A Kubernetes API server for tests. Use as `async with Emulator() as emulator:`."""
+    """A Kubernetes API server for tests. Use as `async with Emulator() as emulator:`.
+
+    kmock's own request views (`emulator[...]`, `len(emulator)`) stay empty: the requests are
+    in `emulator.log`. The objects are in kmock's `emulator.objects[res, ns, name]` (with their
+    history of versions) and the resources in `emulator.resources`.
+    """
 
     controllers: bool = True  # run the Job and Deployment controller simulations
     strict_namespaces: bool = False  # 404 on creating in a namespace that does not exist
@@ -193,6 +198,12 @@ class Emulator(kmock.KubernetesEmulator):
         self.registry.load_builtins()
         self.jobs = JobController(self, enabled=self.controllers)
         self.deployments = DeploymentController(self, enabled=self.controllers)
+
+    def __repr__(self) -> str:
+        return f"<Emulator {self._url or '(stopped)'} rv={self._rv} requests={len(self.log)}>"
+
+    def __bool__(self) -> bool:  # kmock's views are falsy without kmock-recorded requests
+        return True
 
     # --- life cycle (the server runs in its own thread and loop) ------------------------------
 
@@ -278,7 +289,7 @@ class Emulator(kmock.KubernetesEmulator):
 
     # --- HTTP -------------------------------------------------------------------------------
 
-    async def __call__(self, raw: web.BaseRequest) -> web.StreamResponse:  # type: ignore[override]
+    async def __call__(self, raw: web.BaseRequest) -> web.StreamResponse:
         body = await raw.read()
         content_type = raw.headers.get("Content-Type", "").split(";")[0].strip() or None
         record = RequestRecord(
@@ -341,7 +352,7 @@ class Emulator(kmock.KubernetesEmulator):
         record.namespace, record.name = api.namespace, api.name
         self._check_scope(res, api, verb)
         if verb == "watch":
-            return await self._serve_watch(raw, record, res, api)
+            return await self._watch(raw, record, res, api)
         result, status = self._serve(verb, res, api, record)
         return json_response(result, status)
 
@@ -384,7 +395,14 @@ class Emulator(kmock.KubernetesEmulator):
             if (body.get("metadata") or {}).get("name") != name:
                 raise ApiError.bad_request("the name of the object does not match the URL")
             return _as(
-                self._update(res, ns, name or "", lambda _: body, subresource=sub, dry_run=dry_run),
+                self._update(
+                    res,
+                    ns,
+                    name or "",
+                    lambda _: copy.deepcopy(body),
+                    subresource=sub,
+                    dry_run=dry_run,
+                ),
                 res,
             ), 200
         if verb == "patch":
@@ -415,15 +433,17 @@ class Emulator(kmock.KubernetesEmulator):
             return _as(obj, res), 200
         if verb == "deletecollection":
             items = self._select(res, ns, query)
-            for obj in items:
-                self._delete(res, obj["metadata"].get("namespace"), obj["metadata"]["name"])
+            for obj in items:  # some may be garbage-collected on the way
+                if self._find(res, obj["metadata"].get("namespace"), obj["metadata"]["name"]):
+                    self._delete(res, obj["metadata"].get("namespace"), obj["metadata"]["name"])
             return self._list_doc(res, ns, {}, items=items), 200
         raise _not_allowed()
 
     def _serve_patch(
         self, res: kmock.resource, api: ApiPath, record: RequestRecord, dry_run: bool
     ) -> tuple[Any, int]:
-        ns, name, body, kind = api.namespace, api.name or "", record.body, record.content_type
+        ns, name, kind = api.namespace, api.name or "", record.content_type
+        body = copy.deepcopy(record.body)  # the log keeps what was sent
         change: Callable[[Obj], Obj]
         if kind == "application/json-patch+json":
             change = lambda current: o.json_patch(current, body)  # noqa: E731
@@ -452,7 +472,7 @@ class Emulator(kmock.KubernetesEmulator):
             self._update(res, ns, name, change, subresource=api.subresource, dry_run=dry_run), res
         ), 200
 
-    async def _serve_watch(
+    async def _watch(
         self, raw: web.BaseRequest, record: RequestRecord, res: kmock.resource, api: ApiPath
     ) -> web.StreamResponse:
         query = record.query
@@ -511,7 +531,7 @@ class Emulator(kmock.KubernetesEmulator):
         response = web.StreamResponse(status=200, headers={"Content-Type": JSON})
         record.status = 200
         try:
-            await response.prepare(raw)  # type: ignore[arg-type]
+            await response.prepare(raw)
             for item in backlog:
                 await response.write(json.dumps(item).encode() + b"\n")
             async with asyncio.timeout(timeout):
@@ -641,7 +661,7 @@ class Emulator(kmock.KubernetesEmulator):
                     for field in IMMUTABLE_SPEC.get(plural, ())
                     if o.lookup(obj, field) != o.lookup(old, field)
                 ]
-        errors += o.validate(plural, obj)
+        errors += o.validate("" if self.registry.is_custom(res) else plural, obj)
         if errors:
             raise ApiError.invalid(info.kind or "", obj["metadata"].get("name", ""), errors)
         return obj
@@ -757,6 +777,7 @@ class Emulator(kmock.KubernetesEmulator):
             elif "status" in info.subresources and "status" in old:  # kept as it was
                 new["status"] = copy.deepcopy(old["status"])
             meta = new["metadata"] = dict(new.get("metadata") or {})
+            meta.pop("managedFields", None)
             for field in KEPT_META:
                 meta.pop(field, None)
                 if field in old["metadata"]:
@@ -826,11 +847,11 @@ class Emulator(kmock.KubernetesEmulator):
         if storage == CRDS:  # the custom resources go with their definition
             spec = obj["spec"]
             for key, item in builtins.list(self.objects.items()):
-                if (key[0].group, key[0].plural) == (
-                    spec["group"],
-                    spec["names"]["plural"],
-                ) and not item.deleted:
-                    self._commit("DELETED", key, copy.deepcopy(item.last.raw), item.last.raw)
+                kind = (key[0].group, key[0].plural)
+                if kind == (spec["group"], spec["names"]["plural"]) and not item.deleted:
+                    final = copy.deepcopy(item.last.raw)
+                    self._commit("DELETED", key, final, item.last.raw)
+                    self._after_delete(key[0], final)
             self.registry.unregister_crd(obj)
         if storage == NAMESPACES:  # what lives in a namespace goes with it
             for (res, ns, name), _ in builtins.list(self.objects.items()):
@@ -877,10 +898,10 @@ class Emulator(kmock.KubernetesEmulator):
 
         return self._call(run)
 
-    def get(
+    def get(  # type: ignore[override]
         self,
         ref: str | kmock.resource,
-        namespace: str | None,  # type: ignore[override]
+        namespace: str | None,
         name: str,
     ) -> Obj | None:
         """The object, or None if it does not exist."""
@@ -901,16 +922,18 @@ class Emulator(kmock.KubernetesEmulator):
             lambda: copy.deepcopy(self._select(self.registry.resolve(ref), namespace, query))
         )
 
-    def patch(
+    def patch(  # type: ignore[override]
         self,
         ref: str | kmock.resource,
-        namespace: str | None,  # type: ignore[override]
+        namespace: str | None,
         name: str,
         patch: Obj | builtins.list[Obj],
         *,
         subresource: str | None = None,
     ) -> Obj:
         """A merge patch (a dict) or a JSON patch (a list); `subresource="status"` for status."""
+
+        patch = copy.deepcopy(patch)  # never shared with the stored object
 
         def change(current: Obj) -> Any:
             if isinstance(patch, builtins.list):
@@ -925,10 +948,10 @@ class Emulator(kmock.KubernetesEmulator):
             )
         )
 
-    def delete(
+    def delete(  # type: ignore[override]
         self,
         ref: str | kmock.resource,
-        namespace: str | None,  # type: ignore[override]
+        namespace: str | None,
         name: str,
         *,
         orphan: bool = False,
@@ -1010,7 +1033,7 @@ class Emulator(kmock.KubernetesEmulator):
                 if inspect.isawaitable(last):
                     last = await last
                 if last:
-                    return last  # type: ignore[return-value]
+                    return last  # type: ignore[no-any-return]
             except (KeyError, IndexError, TypeError) as e:
                 last = e
             if loop.time() >= deadline:

@@ -197,6 +197,27 @@ async def test_writes_that_change_nothing_are_no_ops(http: aiohttp.ClientSession
     assert event["type"] == "MODIFIED" and event["object"]["data"] == {"k": "changed"}
 
 
+async def test_dry_run_apply_and_delete_collection(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    status, obj = await call(http, "POST", f"{CM}?dryRun=All", cm("dry"))
+    assert status == 201 and obj["metadata"]["uid"]
+    assert emulator.get("configmaps", "default", "dry") is None
+    apply = "application/apply-patch+yaml"
+    status, obj = await call(http, "PATCH", f"{CM}/applied?fieldManager=t", cm("applied"), apply)
+    assert status == 201  # server-side apply creates what is missing
+    status, obj = await call(
+        http, "PATCH", f"{CM}/applied?fieldManager=t", {"data": {"k": "2"}}, apply
+    )
+    assert status == 200 and obj["data"] == {"k": "2"}
+    assert (await call(http, "PATCH", f"{CM}/applied", {}, apply))[0] == 400  # no fieldManager
+    emulator.create(cm("x1", app="x"))
+    emulator.create(cm("x2", app="x"))
+    status, doc = await call(http, "DELETE", f"{CM}?labelSelector=app%3Dx")
+    assert status == 200 and [i["metadata"]["name"] for i in doc["items"]] == ["x1", "x2"]
+    assert [c["metadata"]["name"] for c in emulator.list("configmaps", "default")] == ["applied"]
+
+
 # --- 3. status subresource -----------------------------------------------------------------------
 
 
