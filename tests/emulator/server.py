@@ -977,6 +977,15 @@ class Emulator(kmock.KubernetesEmulator):
             if obj["kind"] == "CustomResourceDefinition"
         ]
 
+    def watching(self, ref: str | kmock.resource | None = None) -> int:
+        """How many watch streams are open (on one resource, any version, if given)."""
+
+        def run() -> int:
+            storage = None if ref is None else self.registry.storage(self.registry.resolve(ref))
+            return sum(1 for w in self._watchers if storage in {None, w.storage})
+
+        return self._call(run)
+
     @property
     def resource_version(self) -> int:
         return self._rv

@@ -190,7 +190,6 @@ async def test_writes_that_change_nothing_are_no_ops(http: aiohttp.ClientSession
     _, same2 = await call(http, "PUT", f"{CM}/n", obj)
     assert same == same2 == obj
     events = asyncio.create_task(watch(http, f"{CM}?watch=true&resourceVersion={rv}", 1))
-    await asyncio.sleep(0.05)
     await call(http, "PATCH", f"{CM}/n", {"data": {"k": "v"}}, MERGE)
     await call(http, "PATCH", f"{CM}/n", {"data": {"k": "changed"}}, MERGE)
     (event,) = await events
@@ -286,7 +285,6 @@ async def test_delete_honours_finalizers(http: aiohttp.ClientSession) -> None:
     events = asyncio.create_task(
         watch(http, f"{CM}?watch=true&resourceVersion={obj['metadata']['resourceVersion']}", 2)
     )
-    await asyncio.sleep(0.05)
     status, deleting = await call(http, "DELETE", f"{CM}/f")
     assert status == 200 and deleting["metadata"]["deletionTimestamp"]
     assert (await call(http, "GET", f"{CM}/f"))[0] == 200
@@ -451,7 +449,7 @@ async def test_watch_without_version_lists_then_streams(
 ) -> None:
     emulator.create(cm("old"))
     stream = asyncio.create_task(watch(http, f"{CM}?watch=true", 3))
-    await asyncio.sleep(0.05)
+    await emulator.wait_for(lambda: emulator.watching("configmaps"))
     emulator.create(cm("new"))
     emulator.delete("configmaps", "default", "old")
     events = [(e["type"], e["object"]["metadata"]["name"]) for e in await stream]
@@ -498,7 +496,7 @@ async def test_watch_from_a_too_old_version_is_gone(
 async def test_watch_with_a_label_selector(emulator: Emulator, http: aiohttp.ClientSession) -> None:
     emulator.create(cm("other"))
     stream = asyncio.create_task(watch(http, f"{CM}?watch=true&labelSelector=app%3Dweb", 4))
-    await asyncio.sleep(0.05)
+    await emulator.wait_for(lambda: emulator.watching("configmaps"))
     emulator.create(cm("web", app="web"))
     emulator.patch("configmaps", "default", "other", {"data": {"k": "ignored"}})
     emulator.patch("configmaps", "default", "web", {"data": {"k": "2"}})
@@ -518,8 +516,10 @@ async def test_watch_timeout_closes_the_stream(
 ) -> None:
     emulator.create(cm("a"))
     async with asyncio.timeout(2), http.get(f"{CM}?watch=true&timeoutSeconds=0.2") as response:
+        assert emulator.watching("configmaps") == 1 and emulator.watching("pods") == 0
         lines = [line async for line in response.content]
     assert [json.loads(line)["type"] for line in lines] == ["ADDED"]
+    assert emulator.watching() == 0
 
 
 async def test_watch_initial_events_end_with_a_bookmark(
@@ -757,6 +757,42 @@ async def test_builtin_defaults_and_checks(emulator: Emulator) -> None:
         emulator.create(long_name)
 
 
+async def test_services_preconditions_and_unemulated_subresources(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    services = "/api/v1/namespaces/default/services"
+    _, svc = await call(
+        http, "POST", services, {"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}}
+    )
+    assert svc["spec"]["type"] == "ClusterIP" and svc["spec"]["clusterIP"]
+    assert svc["spec"]["ports"] == [{"port": 80, "protocol": "TCP", "targetPort": 80}]
+    body = {"metadata": {"name": "web"}, "spec": {"ports": [{"port": 81}]}}
+    _, replaced = await call(http, "PUT", f"{services}/web", body)
+    assert replaced["spec"]["clusterIP"] == svc["spec"]["clusterIP"]  # allocated once
+    status, _ = await call(
+        http, "DELETE", f"{services}/web", {"preconditions": {"uid": "someone-else"}}
+    )
+    assert status == 409
+    emulator.create(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "d"},
+            "spec": {
+                "selector": {"matchLabels": {"a": "b"}},
+                "template": {
+                    "metadata": {"labels": {"a": "b"}},
+                    "spec": {"containers": [{"name": "c", "image": "i"}]},
+                },
+            },
+        }
+    )
+    assert (await call(http, "GET", "/apis/apps/v1/namespaces/default/deployments/d/scale"))[
+        0
+    ] == 405
+    assert (await call(http, "GET", f"{CM}/x/nothing"))[0] == 404
+
+
 # --- 8. the request log and the direct helpers ---------------------------------------------------
 
 
@@ -795,7 +831,7 @@ async def test_helpers_go_through_the_api_logic(
     emulator: Emulator, http: aiohttp.ClientSession
 ) -> None:
     stream = asyncio.create_task(watch(http, f"{CM}?watch=true", 3))
-    await asyncio.sleep(0.05)
+    await emulator.wait_for(lambda: emulator.watching("configmaps"))
     created = emulator.create(cm("h"))
     assert created["metadata"]["resourceVersion"]
     patched = emulator.patch(

@@ -289,9 +289,12 @@ async def test_deployment_failure_by_image(emulator: Emulator) -> None:
 
 
 async def test_deployment_outcome_callable_and_delay(emulator: Emulator) -> None:
-    emulator.deployments.outcome_for = lambda d: RolloutOutcome.ready(delay=0.2)
+    emulator.deployments.outcome_for = lambda d: RolloutOutcome.ready(delay=0.5)
     emulator.create(deployment("delayed"))
-    await asyncio.sleep(0.05)
-    status = emulator.get("deployments", "default", "delayed")["status"]  # type: ignore[index]
-    assert condition({"status": status}, "Progressing")["reason"] == "ReplicaSetUpdated"  # type: ignore[index]
+    await emulator.wait_for(  # first seen progressing, then (after the delay) available
+        lambda: (
+            condition(emulator.get("deployments", "default", "delayed"), "Progressing")["reason"]
+            == "ReplicaSetUpdated"
+        )
+    )
     await rolled_out(emulator, "delayed")
