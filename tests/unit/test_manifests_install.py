@@ -7,6 +7,7 @@ kustomizations of their own). When `kubectl` is on the PATH, `kubectl kustomize`
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Iterable
@@ -410,3 +411,15 @@ def test_operator_alerts_parse_and_use_the_operators_metrics() -> None:
             promql_parser.walk(promql_parser.parse(r["expr"]), pre_visit=visit)
             assert r["labels"]["severity"] in {"critical", "warning", "info"}
     assert {"up", "vulcan_operator_reconcile_errors_total", "vulcan_operator_queue_depth"} <= names
+
+
+# --- kind-config.yaml (the e2e cluster) -------------------------------------------------------
+def test_kind_config_is_a_pinned_two_node_cluster() -> None:
+    config = yaml.safe_load((REPO / "kind-config.yaml").read_text())
+    assert (config["kind"], config["apiVersion"]) == ("Cluster", "kind.x-k8s.io/v1alpha4")
+    assert config["name"]
+    assert sorted(n["role"] for n in config["nodes"]) == ["control-plane", "worker"]
+    for node in config["nodes"]:
+        match = re.fullmatch(r"kindest/node:v1\.(\d+)\.(\d+)@sha256:[0-9a-f]{64}", node["image"])
+        assert match, f"pin the node image by version and digest: {node['image']}"
+        assert int(match.group(1)) >= 30
