@@ -14,7 +14,7 @@ Fixtures (usable from every test under ``tests/``):
 ``pg_dsn`` (function)
     ``str``: ``pg_database.dsn``, ``postgresql://vulcan:<password>@127.0.0.1:<port>/<dbname>``.
 
-PostgreSQL refuses to run as root. As root, initdb and pg_ctl run as the ``postgres`` user (the
+PostgreSQL refuses to run as root. As root, initdb and postgres run as the ``postgres`` user (the
 Debian package creates it; ``nobody`` otherwise) in a temp dir owned by that user; client programs
 (``psql``, ``pg_dump`` ...) run as the test process's own user and connect over TCP with the
 password. Missing server binaries are a test failure that says to run ``bash scripts/setup.sh``.
@@ -30,9 +30,12 @@ import pwd
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +56,8 @@ ADMIN_USER = "postgres"
 APP_USER = "vulcan"
 START_ATTEMPTS = 3
 COMMAND_TIMEOUT = 60
+DIR_PREFIX = "vulcan-pg-"
+OWNER_FILE = "owner.pid"  # pid of the test process that made the dir
 
 # A throwaway cluster: durability off, small footprint, quick start and stop.
 SERVER_CONF = """
@@ -174,7 +179,7 @@ class PgServer:
     base_dir: Path | None = None
     _run_as: pwd.struct_passwd | None = None
     _db_counter: int = 0
-    _running: bool = False
+    _proc: subprocess.Popen[bytes] | None = None
 
     # -- paths -------------------------------------------------------------------------------
     @property
@@ -194,7 +199,9 @@ class PgServer:
     def start(self) -> None:
         if os.geteuid() == 0:
             self._run_as = _unprivileged_user()
-        self.base_dir = Path(tempfile.mkdtemp(prefix="vulcan-pg-"))
+        _remove_abandoned_dirs()
+        self.base_dir = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
+        (self.base_dir / OWNER_FILE).write_text(f"{os.getpid()}\n")
         try:
             self._initdb()
             self._start_server()
@@ -204,12 +211,14 @@ class PgServer:
             raise
 
     def stop(self) -> None:
-        if self._running:
-            self._running = False
-            with contextlib.suppress(OSError, subprocess.SubprocessError):
-                self._server_cmd(
-                    [self.bin("pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "-w", "stop"]
-                )
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # "fast" shutdown: ends sessions, exits in ms
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         if self.base_dir is not None:
             shutil.rmtree(self.base_dir, ignore_errors=True)
             self.base_dir = None
@@ -220,8 +229,8 @@ class PgServer:
         except OSError:
             return "(no server log)"
 
-    def _server_cmd(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
-        """Run a server program, as the unprivileged user when we are root."""
+    def _server_env(self) -> tuple[dict[str, str], dict[str, Any]]:
+        """Environment and Popen arguments to run a server program (unprivileged when root)."""
         assert self.base_dir is not None
         kwargs: dict[str, Any] = {}
         env = _clean_env(LC_ALL="C", LANG="C")
@@ -230,6 +239,11 @@ class PgServer:
             env.update(
                 HOME=str(self.base_dir), USER=self._run_as.pw_name, LOGNAME=self._run_as.pw_name
             )
+        return env, kwargs
+
+    def _server_cmd(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        """Run a server program to completion, as the unprivileged user when we are root."""
+        env, kwargs = self._server_env()
         return subprocess.run(
             argv,
             cwd=self.base_dir,
@@ -279,30 +293,54 @@ class PgServer:
             conf.write(SERVER_CONF.format(host=self.host, socket_dir=self.base_dir))
 
     def _start_server(self) -> None:
+        """Run ``postgres`` as our child (not daemonized by pg_ctl).
+
+        With util-linux ``setpriv --pdeathsig`` the server gets SIGINT ("fast" shutdown) when
+        the test process dies, even by SIGKILL or a ``timeout``; without it, the next session
+        removes what a killed run left (see :func:`_remove_abandoned_dirs`).
+        """
         errors = []
         for _ in range(START_ATTEMPTS):
             self.port = _free_port(self.host)
-            result = self._server_cmd(
-                [
-                    self.bin("pg_ctl"),
-                    "-D",
-                    str(self.data_dir),
-                    "-l",
-                    str(self.log_file),
-                    "-o",
-                    f"-p {self.port}",
-                    "-w",
-                    "-t",
-                    str(COMMAND_TIMEOUT),
-                    "start",
-                ]
-            )
-            if result.returncode == 0:
-                self._running = True
+            argv = [self.bin("postgres"), "-D", str(self.data_dir), "-p", str(self.port)]
+            setpriv = shutil.which("setpriv")
+            if setpriv and sys.platform.startswith("linux"):
+                argv = [setpriv, "--pdeathsig", "INT", "--", *argv]
+            env, kwargs = self._server_env()
+            with self.log_file.open("ab") as log:
+                self._proc = subprocess.Popen(
+                    argv,
+                    cwd=self.base_dir,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # a Ctrl-C meant for pytest does not reach it
+                    **kwargs,
+                )
+            if self._wait_ready():
                 return
             # Another process may have taken the port between probe and start: try another.
-            errors.append(f"port {self.port}: {result.stdout}{result.stderr}\n{self.log_tail()}")
-        raise PgSetupError("pg_ctl start failed:\n" + "\n".join(errors))
+            errors.append(f"port {self.port}:\n{self.log_tail()}")
+            self._proc = None
+        raise PgSetupError("the server did not start:\n" + "\n".join(errors))
+
+    def _wait_ready(self) -> bool:
+        import psycopg
+
+        assert self._proc is not None
+        deadline = time.monotonic() + COMMAND_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                return False
+            try:
+                with psycopg.connect(self.admin_dsn(), connect_timeout=2):
+                    return True
+            except psycopg.OperationalError:
+                time.sleep(0.05)
+        self._proc.kill()
+        self._proc.wait()
+        return False
 
     def _create_app_role(self) -> None:
         from psycopg import sql
@@ -365,6 +403,32 @@ class PgServer:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_abandoned_dirs() -> None:
+    """Remove server dirs whose test process is gone (a run killed before its teardown)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}*"):
+        try:
+            owner = int((path / OWNER_FILE).read_text().strip())
+        except (OSError, ValueError):
+            continue  # not ours, or its owner has not written the file yet
+        try:
+            postmaster = (path / "data" / "postmaster.pid").read_text().split("\n", 1)[0]
+        except OSError:
+            postmaster = ""
+        if _pid_alive(owner) or (postmaster.isdigit() and _pid_alive(int(postmaster))):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _unprivileged_user() -> pwd.struct_passwd:
