@@ -174,6 +174,7 @@ def test_crd_copies_are_fresh(update_golden: bool) -> None:
 # --- the Deployment ---------------------------------------------------------------------------
 def container(deployment: Obj) -> Obj:
     (found,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert isinstance(found, dict)
     return found
 
 
@@ -401,13 +402,13 @@ def test_operator_service_monitor_scrapes_the_metrics_service(installed: list[Ob
 def test_operator_alerts_parse_and_use_the_operators_metrics() -> None:
     rule = only(kustomize(MANIFESTS / "monitoring"), "PrometheusRule")
     names: set[str] = set()
+
+    def visit(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            names.add(node.name or "")
+
     for group in rule["spec"]["groups"]:
         for r in group["rules"]:
-
-            def visit(node: Any) -> None:
-                if isinstance(node, promql_parser.VectorSelector):
-                    names.add(node.name)
-
             promql_parser.walk(promql_parser.parse(r["expr"]), pre_visit=visit)
             assert r["labels"]["severity"] in {"critical", "warning", "info"}
     assert {"up", "vulcan_operator_reconcile_errors_total", "vulcan_operator_queue_depth"} <= names

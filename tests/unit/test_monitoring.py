@@ -54,7 +54,7 @@ def selectors(expr: str) -> list[tuple[str, dict[str, tuple[str, str]]]]:
             matchers = {
                 m.name: (str(m.op).rsplit(".", 1)[-1], m.value) for m in node.matchers.matchers
             }
-            found.append((node.name, matchers))
+            found.append((node.name or "", matchers))
 
     promql_parser.walk(promql_parser.parse(expr), pre_visit=visit)
     return found
