@@ -81,14 +81,18 @@ def test_children_are_valid_manifests() -> None:
     validate_manifests(objs)
 
 
-def test_children_are_valid_for_a_long_engine_name_without_memory_limit() -> None:
-    engine = "e" * 63
+@pytest.mark.parametrize("engine", ["e" * 63, ".".join(["segment-of-a-long-name"] * 11)])
+def test_children_are_valid_for_a_long_engine_name_without_memory_limit(engine: str) -> None:
+    assert len(engine) <= 253  # any VulcanEngine name
     objs = mon.monitoring_children(engine, NS, UID, Monitoring(), memory_limit=None)
     validate_manifests(objs)
     for obj in objs:
         assert len(obj["metadata"]["name"]) <= 63
-    board = dashboard_of(by_kind(objs)["ConfigMap"])
+    cm = by_kind(objs)["ConfigMap"]
+    board = dashboard_of(cm)
     assert len(board["uid"]) <= 40  # Grafana's limit
+    (key,) = cm["data"]
+    assert len(key) <= 253 and re.fullmatch(r"[-._a-zA-Z0-9]+\.json", key)
 
 
 @pytest.mark.parametrize(

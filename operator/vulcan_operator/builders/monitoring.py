@@ -60,6 +60,7 @@ __all__ = [
     "build_service_monitor",
     "dashboard",
     "dashboard_configmap_name",
+    "dashboard_file_name",
     "memory_bytes",
     "monitoring_children",
     "prometheus_rule_name",
@@ -110,6 +111,15 @@ def prometheus_rule_name(engine: str) -> str:
 def dashboard_configmap_name(engine: str) -> str:
     """ConfigMap with the engine's Grafana dashboard."""
     return names.dns_name(engine, "dashboard")
+
+
+def dashboard_file_name(engine: str, namespace: str) -> str:
+    """The dashboard's key in its ConfigMap: the file the Grafana sidecar writes, unique per
+    engine across namespaces, a valid ConfigMap key of at most 253 characters."""
+    stem = names.dns_name(
+        "vulcan-engine", namespace, engine, max_length=names.MAX_SUBDOMAIN_LENGTH - len(".json")
+    )
+    return f"{stem}.json"
 
 
 # --- PromQL helpers -------------------------------------------------------------------------
@@ -527,7 +537,7 @@ def build_dashboard_configmap(owner: Owner) -> Manifest:
             name=dashboard_configmap_name(owner.name),
             sidecar_labels=DASHBOARD_LABEL,
             annotations={DASHBOARD_FOLDER_ANNOTATION: DASHBOARD_FOLDER},
-            file_name=f"vulcan-engine-{owner.namespace}-{owner.name}.json",
+            file_name=dashboard_file_name(owner.name, owner.namespace),
             dashboard_json=json.dumps(board, indent=2, sort_keys=True),
         ),
     )
