@@ -36,6 +36,8 @@ PLURALS: dict[tuple[str, str], str] = {
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rolebindings",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitors",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrules",
+    ("kopf.dev/v1", "ClusterKopfPeering"): "clusterkopfpeerings",
+    ("kopf.dev/v1", "KopfPeering"): "kopfpeerings",
     (API_VERSION, "VulcanEngine"): "vulcanengines",
     (API_VERSION, "SchedulingProblem"): "schedulingproblems",
     (API_VERSION, "VulcanBackup"): "vulcanbackups",

@@ -6,7 +6,9 @@ real operator in-process with their own login handler added to a fresh registry.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from typing import Any
 
 import kopf
@@ -14,6 +16,7 @@ import kopf
 from vulcan_operator import GROUP
 from vulcan_operator.config import Settings
 from vulcan_operator.handlers import engine
+from vulcan_operator.k8s import Api, ApiError, apply
 
 
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -32,6 +35,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Our own actions are posted as Events explicitly (kopf.event); from the logs, only
     # warnings and errors become Events, so an idle resync writes nothing.
     settings.posting.level = logging.WARNING
+    # Replicas with equal priorities would all stay active; a random one makes exactly one
+    # (the highest) active and the others stand by until it is gone.
+    settings.peering.priority = random.randint(1, 2**31 - 1)
 
 
 def make_registry(settings: Settings | None = None) -> kopf.OperatorRegistry:
@@ -53,6 +59,24 @@ def load_kube_config() -> None:
         config.load_kube_config()
 
 
+async def ensure_peering(name: str, namespaces: list[str]) -> None:
+    """Create the peering object(s) the replicas coordinate through, if missing."""
+    api = Api()
+    objs = [
+        {
+            "apiVersion": "kopf.dev/v1",
+            "kind": "KopfPeering",
+            "metadata": {"name": name, "namespace": ns},
+        }
+        for ns in namespaces
+    ] or [{"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": name}}]
+    for obj in objs:
+        try:
+            await apply(api, obj, create_only=True)
+        except ApiError as exc:  # e.g. not allowed: Kopf then says what is missing
+            logging.getLogger(__name__).warning("cannot create peering %s: %s", name, exc)
+
+
 def run(
     *,
     namespaces: list[str],
@@ -67,6 +91,8 @@ def run(
     namespaces = namespaces or list(settings.namespaces)
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat[log_format.upper()])
     load_kube_config()
+    if not standalone:
+        asyncio.run(ensure_peering(peering, namespaces))
     kopf.run(
         registry=make_registry(settings),
         clusterwide=not namespaces,
