@@ -72,8 +72,13 @@ backup_main() {
     BACKUP_TMP=$(mktemp -d "$TMPDIR/vulcan-backup.XXXXXX") || fail "$EXIT_FAILED" "no temp dir"
     _backup_remove_stale "$BACKUP_DIR"
 
-    _name="vulcan_$(date -u +%Y%m%d_%H%M%S).sql.gz"
-    _final="$BACKUP_DIR/$_name"
+    # Names are to the second: a backup started in the same second as another waits a tick.
+    for _try in 1 2 3; do
+        _name="vulcan_$(date -u +%Y%m%d_%H%M%S).sql.gz"
+        _final="$BACKUP_DIR/$_name"
+        [ -e "$_final" ] || [ -e "$_final.partial" ] || break
+        sleep 1
+    done
     _location="${BACKUP_LOCATION:-$BACKUP_DIR}"
     _location="${_location%/}/$_name"
     RESULT_EXTRA="\"location\":$(json_str "$_location"),\"file\":$(json_str "$_name")"

@@ -61,9 +61,9 @@ last_error() {
 
 # json_str TEXT: TEXT as a JSON string literal (control characters become spaces).
 json_str() {
-    _escaped=$(printf '%s' "$1" | tr '\n\r\t' '   ' | tr -d '\000-\037' \
+    _l_escaped=$(printf '%s' "$1" | tr '\n\r\t' '   ' | tr -d '\000-\037' \
         | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g')
-    printf '"%s"' "$_escaped"
+    printf '"%s"' "$_l_escaped"
 }
 
 # emit_result JSON: the program's machine-readable outcome, as the last line of stdout and in
@@ -85,27 +85,27 @@ STARTED_AT=$(now_utc)
 
 # fail CODE MESSAGE...: log, run FAIL_HOOK, emit the failure result, exit CODE.
 fail() {
-    _code=$1
+    _l_code=$1
     shift
-    _msg=$(printf '%s' "$*" | scrub)
-    log "error: $_msg"
+    _l_msg=$(printf '%s' "$*" | scrub)
+    log "error: $_l_msg"
     if [ -n "$FAIL_HOOK" ]; then
-        _hook=$FAIL_HOOK
+        _l_hook=$FAIL_HOOK
         FAIL_HOOK=""
-        $_hook "$_msg" || true
+        $_l_hook "$_l_msg" || true
     fi
-    emit_result "{\"kind\":\"$RESULT_KIND\",\"outcome\":\"Failed\",\"exitCode\":$_code,\
-\"step\":$(json_str "$RESULT_STEP"),\"message\":$(json_str "$_msg"),\
+    emit_result "{\"kind\":\"$RESULT_KIND\",\"outcome\":\"Failed\",\"exitCode\":$_l_code,\
+\"step\":$(json_str "$RESULT_STEP"),\"message\":$(json_str "$_l_msg"),\
 \"startedAt\":\"$STARTED_AT\",\"finishedAt\":\"$(now_utc)\"${RESULT_EXTRA:+,$RESULT_EXTRA}}"
-    exit "$_code"
+    exit "$_l_code"
 }
 
 # require NAME...: every named variable is set and not empty, else exit EXIT_CONFIG.
 require() {
-    for _var in "$@"; do
-        eval "_val=\${$_var:-}"
-        if [ -z "$_val" ]; then
-            fail "$EXIT_CONFIG" "$_var is not set"
+    for _l_var in "$@"; do
+        eval "_l_val=\${$_l_var:-}"
+        if [ -z "$_l_val" ]; then
+            fail "$EXIT_CONFIG" "$_l_var is not set"
         fi
     done
 }
@@ -126,33 +126,33 @@ mktemp_file() { mktemp "$TMPDIR/vulcan-$1.XXXXXX"; }
 # line: VULCAN_DB_URL is the URL without its password (scheme normalised to postgresql://,
 # so SQLAlchemy forms such as postgresql+asyncpg:// work too), PGPASSWORD holds the password.
 db_setup() {
-    _url=${DATABASE_URL:-}
-    case $_url in
+    _l_url=${DATABASE_URL:-}
+    case $_l_url in
         postgresql://* | postgres://* | postgresql+*://* | postgres+*://*) ;;
         *) fail "$EXIT_CONFIG" "DATABASE_URL is not a postgresql:// URL (value not shown)" ;;
     esac
-    _rest=${_url#*://}
+    _l_rest=${_l_url#*://}
     # libpq: the authority ends at the first '/' or '?'; user info ends at the first '@'.
-    _authority=${_rest%%[/?]*}
-    _tail=${_rest#"$_authority"}
-    case $_authority in
+    _l_authority=${_l_rest%%[/?]*}
+    _l_tail=${_l_rest#"$_l_authority"}
+    case $_l_authority in
         *@*)
-            _userinfo=${_authority%%@*}
-            DB_HOSTPORT=${_authority#*@}
+            _l_userinfo=${_l_authority%%@*}
+            DB_HOSTPORT=${_l_authority#*@}
             ;;
         *)
-            _userinfo=""
-            DB_HOSTPORT=$_authority
+            _l_userinfo=""
+            DB_HOSTPORT=$_l_authority
             ;;
     esac
-    DB_USER=${_userinfo%%:*}
-    case $_userinfo in
-        *:*) VULCAN_DB_PASSWORD_RAW=${_userinfo#*:} ;;
+    DB_USER=${_l_userinfo%%:*}
+    case $_l_userinfo in
+        *:*) VULCAN_DB_PASSWORD_RAW=${_l_userinfo#*:} ;;
         *) VULCAN_DB_PASSWORD_RAW="" ;;
     esac
-    _path=${_tail%%\?*}
-    DB_QUERY=${_tail#"$_path"}
-    DB_NAME=${_path#/}
+    _l_path=${_l_tail%%\?*}
+    DB_QUERY=${_l_tail#"$_l_path"}
+    DB_NAME=${_l_path#/}
     export VULCAN_DB_PASSWORD_RAW
     if [ -n "$VULCAN_DB_PASSWORD_RAW" ]; then
         PGPASSWORD=$(printf '%s' "$VULCAN_DB_PASSWORD_RAW" | url_decode)
@@ -199,8 +199,8 @@ psql_value() {
 # db_revision URL: the Alembic revision(s) of the database, comma-separated; empty when the
 # database has no alembic_version table.
 db_revision() {
-    _has=$(psql_value "$1" "SELECT to_regclass('alembic_version') IS NOT NULL") || return 1
-    [ "$_has" = "t" ] || return 0
+    _l_has=$(psql_value "$1" "SELECT to_regclass('alembic_version') IS NOT NULL") || return 1
+    [ "$_l_has" = "t" ] || return 0
     psql_value "$1" "SELECT coalesce(string_agg(version_num, ',' ORDER BY version_num), '')
                      FROM alembic_version"
 }
@@ -210,21 +210,21 @@ db_revision() {
 # NOTIFY_WEBHOOK_URL (Slack-compatible), when set. Never fails the program.
 notify() {
     [ -n "${NOTIFY_WEBHOOK_URL:-}" ] || return 0
-    _payload="{\"text\":$(json_str "$2"),\"outcome\":$(json_str "$1")${3:+,$3}}"
-    _err=$(mktemp_file notify) || return 0
-    _limit=""
-    command -v timeout >/dev/null 2>&1 && _limit="timeout 30"
+    _l_payload="{\"text\":$(json_str "$2"),\"outcome\":$(json_str "$1")${3:+,$3}}"
+    _l_err=$(mktemp_file notify) || return 0
+    _l_limit=""
+    command -v timeout >/dev/null 2>&1 && _l_limit="timeout 30"
     if command -v curl >/dev/null 2>&1; then
-        $_limit curl -fsS -m 25 -o /dev/null -X POST -H 'Content-Type: application/json' \
-            --data "$_payload" "$NOTIFY_WEBHOOK_URL" 2>"$_err"
+        $_l_limit curl -fsS -m 25 -o /dev/null -X POST -H 'Content-Type: application/json' \
+            --data "$_l_payload" "$NOTIFY_WEBHOOK_URL" 2>"$_l_err"
     else
-        $_limit wget -q -O /dev/null --header 'Content-Type: application/json' \
-            --post-data "$_payload" "$NOTIFY_WEBHOOK_URL" 2>"$_err"
+        $_l_limit wget -q -O /dev/null --header 'Content-Type: application/json' \
+            --post-data "$_l_payload" "$NOTIFY_WEBHOOK_URL" 2>"$_l_err"
     fi
-    _status=$?
-    if [ "$_status" -ne 0 ]; then
-        log "warning: the webhook notification failed (exit $_status): $(last_error "$_err")"
+    _l_status=$?
+    if [ "$_l_status" -ne 0 ]; then
+        log "warning: the webhook notification failed (exit $_l_status): $(last_error "$_l_err")"
     fi
-    rm -f "$_err"
+    rm -f "$_l_err"
     return 0
 }

@@ -42,89 +42,89 @@ retention_check() {
 
 # _retention_apply LIST DELETE_FN: run DELETE_FN NAME for each expired name in LIST.
 _retention_apply() {
-    _expired=$(mktemp_file expired) || return 1
-    retention_select "$(date +%s)" "$RETENTION_DAYS_NOW" <"$1" >"$_expired" || {
-        rm -f "$_expired"
+    _r_expired=$(mktemp_file expired) || return 1
+    retention_select "$(date +%s)" "$RETENTION_DAYS_NOW" <"$1" >"$_r_expired" || {
+        rm -f "$_r_expired"
         return 1
     }
-    _total=$(grep -c . "$1")
-    _status=0
-    _deleted=0
+    _r_total=$(grep -c . "$1")
+    _r_status=0
+    _r_deleted=0
     RETENTION_DELETED=""
-    while IFS= read -r _name; do
-        if $2 "$_name"; then
-            log "retention: deleted $_name (older than $RETENTION_DAYS_NOW days)"
-            RETENTION_DELETED="$RETENTION_DELETED${RETENTION_DELETED:+,}\"$_name\""
-            _deleted=$((_deleted + 1))
+    while IFS= read -r _r_name; do
+        if $2 "$_r_name"; then
+            log "retention: deleted $_r_name (older than $RETENTION_DAYS_NOW days)"
+            RETENTION_DELETED="$RETENTION_DELETED${RETENTION_DELETED:+,}\"$_r_name\""
+            _r_deleted=$((_r_deleted + 1))
         else
-            log "retention: could not delete $_name"
-            _status=1
+            log "retention: could not delete $_r_name"
+            _r_status=1
         fi
-    done <"$_expired"
-    rm -f "$_expired"
-    RETENTION_KEPT=$((_total - _deleted))
-    log "retention: $_deleted deleted, $RETENTION_KEPT kept (newest always kept)"
-    return "$_status"
+    done <"$_r_expired"
+    rm -f "$_r_expired"
+    RETENTION_KEPT=$((_r_total - _r_deleted))
+    log "retention: $_r_deleted deleted, $RETENTION_KEPT kept (newest always kept)"
+    return "$_r_status"
 }
 
 _retention_rm_file() {
-    rm -f "$_rdir/$1.sha256" "$_rdir/$1.json" && rm -f "$_rdir/$1"
+    rm -f "$_r_rdir/$1.sha256" "$_r_rdir/$1.json" && rm -f "$_r_rdir/$1"
 }
 
 # retention_dir DIR DAYS: apply retention to the scheduled backups in DIR (not recursive).
 retention_dir() {
-    _rdir=$1
+    _r_rdir=$1
     RETENTION_DAYS_NOW=$2
-    _list=$(mktemp_file retention) || return 1
-    for _f in "$_rdir"/$BACKUP_GLOB; do
+    _r_list=$(mktemp_file retention) || return 1
+    for _r_f in "$_r_rdir"/$BACKUP_GLOB; do
         # No match leaves the pattern itself; symlinks and non-files are not ours to delete.
-        if [ -L "$_f" ] || [ ! -f "$_f" ]; then
+        if [ -L "$_r_f" ] || [ ! -f "$_r_f" ]; then
             continue
         fi
-        _mtime=$(stat -c %Y "$_f") || {
-            rm -f "$_list"
+        _r_mtime=$(stat -c %Y "$_r_f") || {
+            rm -f "$_r_list"
             return 1
         }
-        printf '%s %s\n' "$_mtime" "${_f##*/}"
-    done >"$_list"
-    _retention_apply "$_list" _retention_rm_file
-    _rs=$?
-    rm -f "$_list"
-    return "$_rs"
+        printf '%s %s\n' "$_r_mtime" "${_r_f##*/}"
+    done >"$_r_list"
+    _retention_apply "$_r_list" _retention_rm_file
+    _r_rs=$?
+    rm -f "$_r_list"
+    return "$_r_rs"
 }
 
 _retention_rm_s3() {
-    s3 rm "$_rprefix$1.sha256" && s3 rm "$_rprefix$1.json" && s3 rm "$_rprefix$1"
+    s3 rm "$_r_rprefix$1.sha256" && s3 rm "$_r_rprefix$1.json" && s3 rm "$_r_rprefix$1"
 }
 
 # retention_s3 PREFIX DAYS: apply retention to the scheduled backups directly under PREFIX
 # (s3://bucket/some/prefix/, ending in '/'). Needs the `aws` CLI (see s3.sh).
 retention_s3() {
-    _rprefix=$1
+    _r_rprefix=$1
     RETENTION_DAYS_NOW=$2
-    _listing=$(mktemp_file listing) || return 1
-    _list=$(mktemp_file retention) || return 1
-    if ! s3 ls "$_rprefix" >"$_listing"; then
+    _r_listing=$(mktemp_file listing) || return 1
+    _r_list=$(mktemp_file retention) || return 1
+    if ! s3 ls "$_r_rprefix" >"$_r_listing"; then
         # An empty or missing prefix lists nothing and exits 1: nothing to do then.
-        if [ -s "$_listing" ]; then
-            rm -f "$_listing" "$_list"
+        if [ -s "$_r_listing" ]; then
+            rm -f "$_r_listing" "$_r_list"
             return 1
         fi
     fi
     # "2024-11-29 02:00:03     123456 vulcan_20241129_020000.sql.gz" (times in TZ=UTC).
-    while read -r _day _time _size _name _extra; do
-        [ -z "$_extra" ] || continue
-        case $_name in
+    while read -r _r_day _r_time _r_size _r_name _r_extra; do
+        [ -z "$_r_extra" ] || continue
+        case $_r_name in
             $BACKUP_GLOB) ;;
             *) continue ;;
         esac
-        _epoch=$(date -u -d "$_day $_time" +%s 2>/dev/null) || continue
-        printf '%s %s\n' "$_epoch" "$_name"
-    done <"$_listing" >"$_list"
-    _retention_apply "$_list" _retention_rm_s3
-    _rs=$?
-    rm -f "$_listing" "$_list"
-    return "$_rs"
+        _r_epoch=$(date -u -d "$_r_day $_r_time" +%s 2>/dev/null) || continue
+        printf '%s %s\n' "$_r_epoch" "$_r_name"
+    done <"$_r_listing" >"$_r_list"
+    _retention_apply "$_r_list" _retention_rm_s3
+    _r_rs=$?
+    rm -f "$_r_listing" "$_r_list"
+    return "$_r_rs"
 }
 
 # retention_main: run retention alone. Env: RETENTION_DAYS, and BACKUP_DIR or S3_BUCKET

@@ -63,8 +63,8 @@ s3() {
 
 # s3_object_size URI: the size of the object at URI (exact key), or nothing.
 s3_object_size() {
-    _key_name=${1##*/}
-    s3 ls "$1" 2>/dev/null | awk -v n="$_key_name" '$4 == n && NF == 4 { print $3; exit }'
+    _s3_key=${1##*/}
+    s3 ls "$1" 2>/dev/null | awk -v n="$_s3_key" '$4 == n && NF == 4 { print $3; exit }'
 }
 
 _s3_upload_failed() {

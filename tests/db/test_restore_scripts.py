@@ -1,0 +1,357 @@
+"""The restore program against a real PostgreSQL, run exactly as the restore Job runs it.
+
+Backup → drop → restore loses nothing; restoring over a changed database brings it back to the
+backup; a new target database works; a bad backup file is refused before the database is
+touched; a failure half-way rolls everything back.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pg import PgDatabase, PgServer
+from tests.data.db.harness import (
+    SEED_REVISION,
+    Runner,
+    create_seeded_template,
+    dsn_for,
+    fake_aws,
+    fingerprint,
+    row_counts,
+    shells,
+)
+
+TRAILER = b"-- PostgreSQL database dump complete"
+
+
+def _db_name(tag: str) -> str:
+    """A short, unique database name (test database names are near the 63-character limit)."""
+    return f"vr{os.getpid()}_{tag}"
+
+
+@pytest.fixture(scope="module")
+def template(pg_server: PgServer) -> Iterator[str]:
+    name = create_seeded_template(pg_server, "seed_restore")
+    yield name
+    pg_server.drop_database(name)
+
+
+def _as_db(pg_server: PgServer, name: str) -> PgDatabase:
+    return PgDatabase(pg_server.host, pg_server.port, pg_server.app_user,
+                      pg_server.app_password, name, pg_server.bin_dir)
+
+
+@pytest.fixture(scope="module")
+def backup_file(pg_server: PgServer, template: str, pg_bin_dir: Path,
+                tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One backup of the seed, made by the backup program; tests copy it."""
+    folder = tmp_path_factory.mktemp("backup")
+    run = Runner(pg_bin_dir, folder / "run")(
+        "backup", DATABASE_URL=_as_db(pg_server, template).dsn, BACKUP_DIR=str(folder / "files")
+    )
+    assert run.code == 0, run.explain()
+    return folder / "files" / str(run.result["file"])
+
+
+@pytest.fixture(scope="module")
+def expected(pg_server: PgServer, template: str) -> dict[str, object]:
+    """The seed's fingerprint (row checksums, constraints, indexes, sequences)."""
+    return fingerprint(_as_db(pg_server, template).dsn)
+
+
+@pytest.fixture
+def seeded(pg_server: PgServer, template: str, request: pytest.FixtureRequest) -> Iterator[PgDatabase]:
+    """A seeded database of this test's own, to restore into."""
+    db = pg_server.create_database(label=request.node.name, template=template)
+    yield db
+    pg_server.drop_database(db.dbname)
+
+
+@pytest.fixture(scope="module")
+def changed(pg_server: PgServer, template: str) -> Iterator[tuple[PgDatabase, dict[str, object]]]:
+    """A seeded database changed after the backup, and its fingerprint: shared by the tests
+    whose restores must fail and leave it as it is."""
+    db = pg_server.create_database(label="changed", template=template)
+    _mutate(db.dsn)
+    yield db, fingerprint(db.dsn)
+    pg_server.drop_database(db.dbname)
+
+
+@pytest.fixture
+def runner(pg_bin_dir: Path, tmp_path: Path) -> Runner:
+    return Runner(pg_bin_dir, tmp_path / "run")
+
+
+def _copy(backup: Path, folder: Path, *, sidecar: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / backup.name
+    shutil.copyfile(backup, target)
+    if sidecar:
+        shutil.copyfile(f"{backup}.sha256", f"{target}.sha256")
+    return target
+
+
+def _mutate(dsn: str) -> None:
+    """What may happen to a database after its backup: rows gone, changed, added; objects
+    dropped and added; sequences moved."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DELETE FROM assignments WHERE id % 2 = 0")
+        conn.execute("UPDATE jobs SET priority = 1, name = name || '-x'")
+        conn.execute("INSERT INTO machines (name, zone) VALUES ('late-machine', 'hall-z')")
+        conn.execute("DROP VIEW job_load")
+        conn.execute("DROP INDEX idx_tasks_status")
+        conn.execute("ALTER TABLE tasks DROP CONSTRAINT tasks_duration_check")
+        conn.execute("SELECT setval('jobs_id_seq', 5000)")
+        conn.execute("UPDATE alembic_version SET version_num = 'ffff00001111'")
+
+
+@pytest.mark.parametrize("shell", shells())
+def test_backup_drop_restore_loses_nothing(
+    pg_server: PgServer, template: str, backup_file: Path, expected: dict[str, object],
+    pg_bin_dir: Path, tmp_path: Path, shell: str,
+) -> None:
+    # The backup is of the seed; the database is then dropped and created again, empty.
+    db = pg_server.create_database(label=f"dropped_{shell}")
+    try:
+        file = _copy(backup_file, tmp_path / "files")
+        run = Runner(pg_bin_dir, tmp_path / "run", shell=shell)(
+            "restore", DATABASE_URL=db.dsn, BACKUP_FILE=str(file),
+            BACKUP_LOCATION="pvc://prod-backups/prod/" + file.name,
+        )
+        assert run.code == 0, run.explain()
+        assert fingerprint(db.dsn) == expected
+        result = run.result
+        assert result["outcome"] == "Succeeded"
+        assert result["database"] == db.dbname
+        assert result["location"] == "pvc://prod-backups/prod/" + file.name
+        assert result["created"] is False
+        assert result["databaseRevision"] == SEED_REVISION
+        assert result["checksum"] == hashlib.sha256(file.read_bytes()).hexdigest()
+        assert result["rowCounts"] == row_counts(db.dsn)
+        assert result["rowCounts"]["tasks"] == 3000
+    finally:
+        pg_server.drop_database(db.dbname)
+
+
+def test_restore_over_a_changed_database_brings_back_the_backup(
+    seeded: PgDatabase, backup_file: Path, expected: dict[str, object], runner: Runner,
+    tmp_path: Path,
+) -> None:
+    _mutate(seeded.dsn)
+    assert fingerprint(seeded.dsn) != expected
+    run = runner("restore", DATABASE_URL=seeded.dsn,
+                 BACKUP_FILE=str(_copy(backup_file, tmp_path / "f")))
+    assert run.code == 0, run.explain()
+    assert fingerprint(seeded.dsn) == expected
+    # Identity and serial columns go on from where the backup left them.
+    with psycopg.connect(seeded.dsn, autocommit=True) as conn:
+        row = conn.execute("INSERT INTO jobs (name, created_at) VALUES ('new', now()) "
+                           "RETURNING id").fetchone()
+        assert row is not None and row[0] == 1001
+
+
+def test_restore_into_a_new_target_database(
+    pg_server: PgServer, seeded: PgDatabase, backup_file: Path, expected: dict[str, object],
+    runner: Runner, tmp_path: Path,
+) -> None:
+    _mutate(seeded.dsn)
+    changed = fingerprint(seeded.dsn)
+    target = _db_name("restore")
+    file = _copy(backup_file, tmp_path / "f")
+    try:
+        first = runner("restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file),
+                       TARGET_DATABASE=target)
+        assert first.code == 0, first.explain()
+        assert first.result["created"] is True
+        assert first.result["database"] == target
+        assert fingerprint(dsn_for(seeded, target)) == expected
+        assert fingerprint(seeded.dsn) == changed  # the engine's database is left alone
+        # Again, now that it exists: restored over, not created.
+        again = runner("restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file),
+                       TARGET_DATABASE=target)
+        assert again.code == 0, again.explain()
+        assert again.result["created"] is False
+        assert fingerprint(dsn_for(seeded, target)) == expected
+    finally:
+        pg_server.drop_database(target)
+
+
+def _truncated(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _corrupted(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])
+    path.write_bytes(bytes(data))
+
+
+def _incomplete(path: Path) -> None:
+    # A valid gzip of a dump cut short (e.g. the guide's script, whose pg_dump died while gzip
+    # carried on): only the missing completion trailer tells.
+    text = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(text[: text.index(TRAILER)]))
+
+
+def _emptied(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _not_gzip(path: Path) -> None:
+    path.write_bytes(gzip.decompress(path.read_bytes()))
+
+
+@pytest.mark.parametrize(
+    ("damage", "sidecar", "message"),
+    [
+        (_truncated, False, "is corrupt or truncated"),
+        (_corrupted, False, "is corrupt or truncated"),
+        (_not_gzip, False, "is corrupt or truncated"),
+        (_incomplete, False, "is an incomplete dump"),
+        (_emptied, False, "is empty"),
+        (_corrupted, True, "checksum mismatch"),
+        (_incomplete, True, "checksum mismatch"),
+    ],
+    ids=["truncated", "corrupted", "not-gzip", "incomplete", "empty", "checksum",
+         "incomplete-checksum"],
+)
+def test_a_bad_backup_is_refused_and_the_database_untouched(
+    pg_server: PgServer, changed: tuple[PgDatabase, dict[str, object]], backup_file: Path,
+    runner: Runner, tmp_path: Path, damage: object, sidecar: bool, message: str,
+) -> None:
+    seeded, before = changed
+    file = _copy(backup_file, tmp_path / "f", sidecar=sidecar)
+    damage(file)  # type: ignore[operator]
+    target = _db_name("never")
+    for env in ({}, {"TARGET_DATABASE": target}):
+        run = runner("restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file), **env)
+        assert run.code == 3, run.explain()
+        result = run.result
+        assert result["outcome"] == "Failed"
+        assert result["step"] == "verify"
+        assert message in result["message"]
+        assert "backup refused, database untouched" in result["message"]
+    assert fingerprint(seeded.dsn) == before
+    with pg_server.admin_connect() as conn:
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s",
+                            (target,)).fetchone() == (0,)
+
+
+def test_a_missing_file_and_a_wrong_expected_checksum_are_refused(
+    seeded: PgDatabase, backup_file: Path, expected: dict[str, object], runner: Runner,
+    tmp_path: Path,
+) -> None:
+    _mutate(seeded.dsn)
+    missing = runner("restore", DATABASE_URL=seeded.dsn,
+                     BACKUP_FILE=str(tmp_path / "vulcan_20200101_000000.sql.gz"))
+    assert missing.code == 3, missing.explain()
+    assert "does not exist" in missing.result["message"]
+    file = _copy(backup_file, tmp_path / "f", sidecar=False)
+    wrong = runner("restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file),
+                   EXPECTED_SHA256="0" * 64)
+    assert wrong.code == 3, wrong.explain()
+    assert "checksum mismatch" in wrong.result["message"]
+    assert "EXPECTED_SHA256" in wrong.result["message"]
+    right = runner("restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file),
+                   EXPECTED_SHA256=hashlib.sha256(file.read_bytes()).hexdigest().upper())
+    assert right.code == 0, right.explain()
+    assert fingerprint(seeded.dsn) == expected
+
+
+def test_a_failure_half_way_rolls_everything_back(
+    changed: tuple[PgDatabase, dict[str, object]], backup_file: Path, runner: Runner,
+    tmp_path: Path,
+) -> None:
+    # A well-formed file (gzip fine, trailer there, no checksum) whose SQL fails after the
+    # tables were dropped and half the data loaded: the database must come out as it went in.
+    seeded, before = changed
+    text = gzip.decompress(backup_file.read_bytes())
+    cut = text.index(b'COPY "public"."tasks"')
+    bad = text[:cut] + b"SELECT 1 / 0;\n" + text[cut:]
+    file = tmp_path / backup_file.name
+    file.write_bytes(gzip.compress(bad))
+    run = runner("restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file))
+    assert run.code == 1, run.explain()
+    assert run.result["step"] == "restore"
+    assert "rolled back" in run.result["message"]
+    assert "division by zero" in run.result["message"]
+    assert fingerprint(seeded.dsn) == before
+
+
+def test_a_guide_style_dump_restores_into_an_empty_database(
+    pg_server: PgServer, template: str, expected: dict[str, object], runner: Runner,
+    pg_bin_dir: Path, tmp_path: Path,
+) -> None:
+    seeded = _as_db(pg_server, template)
+    # The guide's own script: `pg_dump ... | gzip` without --clean; fine into an empty database.
+    dump = __import__("subprocess").run(
+        [str(pg_bin_dir / "pg_dump"), "--no-owner", "--dbname", seeded.dsn],
+        capture_output=True, check=True, timeout=60,
+    ).stdout
+    file = tmp_path / "vulcan_20250807_120000.sql.gz"
+    file.write_bytes(gzip.compress(dump))
+    target = _db_name("guide")
+    try:
+        run = runner("restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file),
+                     TARGET_DATABASE=target)
+        assert run.code == 0, run.explain()
+        assert fingerprint(dsn_for(seeded, target)) == expected
+    finally:
+        pg_server.drop_database(target)
+
+
+def test_restore_from_s3_downloads_then_restores(
+    seeded: PgDatabase, backup_file: Path, expected: dict[str, object], pg_bin_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """The S3 restore pod: `s3-download` (aws CLI), then `restore` from the shared folder."""
+    root = tmp_path / "s3"
+    _copy(backup_file, root / "vulcan-backups" / "database")
+    runner = Runner(pg_bin_dir, tmp_path / "run", extra_path=[fake_aws(tmp_path / "aws").parent])
+    location = f"s3://vulcan-backups/database/{backup_file.name}"
+    shared = tmp_path / "work"
+    s3_env = {"FAKE_S3_ROOT": str(root), "AWS_ACCESS_KEY_ID": "AKID",
+              "AWS_SECRET_ACCESS_KEY": "aws-s3cr3t-key-do-not-print"}
+
+    missing = runner("s3-download", s3_env, S3_LOCATION=location + ".nope",
+                     BACKUP_DIR=str(shared))
+    assert missing.code == 3, missing.explain()
+    assert "does not exist" in missing.result["message"]
+
+    download = runner("s3-download", s3_env, S3_LOCATION=location, BACKUP_DIR=str(shared))
+    assert download.code == 0, download.explain()
+    assert download.result["file"] == str(shared / backup_file.name)
+    assert sorted(p.name for p in shared.iterdir()) == [
+        backup_file.name, f"{backup_file.name}.sha256"
+    ]
+    _mutate(seeded.dsn)
+    restore = runner("restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=download.result["file"],
+                     BACKUP_LOCATION=location)
+    assert restore.code == 0, restore.explain()
+    assert restore.result["location"] == location
+    assert fingerprint(seeded.dsn) == expected
+    for run in (missing, download, restore):
+        assert "aws-s3cr3t-key-do-not-print" not in run.everything
+
+
+def test_a_wrong_password_is_not_printed(
+    changed: tuple[PgDatabase, dict[str, object]], backup_file: Path, runner: Runner,
+    tmp_path: Path,
+) -> None:
+    seeded = changed[0]
+    url = seeded.dsn.replace(f":{seeded.password}@", ":Wr0ng-Passw0rd-do-not-print@")
+    run = runner("restore", DATABASE_URL=url, BACKUP_FILE=str(_copy(backup_file, tmp_path / "f")),
+                 TARGET_DATABASE="elsewhere")
+    assert run.code == 1, run.explain()
+    assert "password authentication failed" in run.result["message"]
+    assert "Wr0ng-Passw0rd-do-not-print" not in run.everything
+    assert seeded.password not in run.everything
