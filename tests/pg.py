@@ -372,12 +372,14 @@ class PgServer:
         *,
         label: str = "",
         owner: str | None = None,
-        template: str = "template1",
+        template: str = "template0",
     ) -> PgDatabase:
         """Create a database owned by ``owner`` (default: the app role) and describe it.
 
         Without a ``name`` it gets a unique one, ``t<pid>_<n>_<label>``. Drop it with
-        :meth:`drop_database` (the ``pg_database`` fixture does that for you).
+        :meth:`drop_database` (the ``pg_database`` fixture does that for you). The default
+        template, ``template0``, accepts no connections, so no test can pollute it, and copying
+        it does not fail while someone is connected to ``template1``.
         """
         from psycopg import sql
 
