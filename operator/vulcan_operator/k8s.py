@@ -99,20 +99,21 @@ class Api:
         content_type: str = "application/json",
     ) -> Any:
         def call() -> Any:
+            request = self._client.param_serialize(
+                method=method,
+                resource_path=path,
+                query_params=query or [],
+                header_params={"Accept": "application/json", "Content-Type": content_type},
+                body=body,
+                auth_settings=["BearerToken"],
+            )
             try:
-                response = self._client.call_api(
-                    path,
-                    method,
-                    query_params=query or [],
-                    header_params={"Accept": "application/json", "Content-Type": content_type},
-                    body=body,
-                    auth_settings=["BearerToken"],
-                    _preload_content=False,
-                    _return_http_data_only=True,
-                )
-            except client.ApiException as exc:
-                raise _api_error(exc) from None
-            data = response.data
+                response = self._client.call_api(*request)
+            except client.ApiException as exc:  # not reached the server, or no answer
+                raise _api_error(exc.status, exc.reason, exc.body) from None
+            data = response.read()
+            if not 200 <= response.status < 300:
+                raise _api_error(response.status, response.reason, data)
             return json.loads(data) if data else None
 
         return await asyncio.to_thread(call)
@@ -173,15 +174,15 @@ class Api:
         return any(r.get("kind") == kind for r in (result or {}).get("resources", []))
 
 
-def _api_error(exc: client.ApiException) -> ApiError:
-    reason, message = str(exc.reason or ""), ""
+def _api_error(status: int | None, reason: str | None, body: Any) -> ApiError:
+    reason, message = str(reason or ""), ""
     try:
-        details = json.loads(exc.body or "{}")
+        details = json.loads(body or "{}")
         reason = details.get("reason") or reason
         message = details.get("message") or ""
     except (TypeError, ValueError):
-        message = str(exc.body or "")[:500]
-    return ApiError(int(exc.status or 0), reason, message)
+        message = str(body or "")[:500]
+    return ApiError(int(status or 0), reason, message)
 
 
 # --- applying desired objects -----------------------------------------------------------------

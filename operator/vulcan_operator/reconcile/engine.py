@@ -22,7 +22,7 @@ from vulcan_operator.builders.engine import (
 )
 from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api, Ref, apply
-from vulcan_operator.status import condition, set_conditions
+from vulcan_operator.status import condition, get_condition, set_conditions
 from vulcan_operator.validation import explain
 
 KIND = "VulcanEngine"
@@ -67,7 +67,9 @@ def invalid(body: dict[str, Any], problems: list[str]) -> Outcome:
             condition("Degraded", True, "InvalidSpec", message, gen),
         ),
     }
-    return Outcome(status, [("Warning", "InvalidSpec", message)])
+    old = get_condition(body.get("status"), "Ready") or {}
+    news = old.get("reason") != "InvalidSpec" or old.get("message") != message
+    return Outcome(status, [("Warning", "InvalidSpec", message)] if news else [])
 
 
 def parse(body: dict[str, Any]) -> VulcanEngine | list[str]:

@@ -1,0 +1,247 @@
+"""VulcanEngine reconciliation: the real Kopf operator against the API emulator."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tests.emulator import Emulator
+from tests.emulator.kopf_runner import OperatorRunner
+
+ENGINES = "vulcanengines"
+CORE = {
+    ("serviceaccounts", "prod"),
+    ("configmaps", "prod-config"),
+    ("secrets", "prod-keys"),
+    ("deployments", "prod"),
+    ("services", "prod"),
+    ("horizontalpodautoscalers", "prod"),
+    ("poddisruptionbudgets", "prod"),
+    ("networkpolicies", "prod"),
+}
+
+
+def engine(spec: dict[str, Any] | None = None, **meta: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "vulcan-engine.com/v1alpha1",
+        "kind": "VulcanEngine",
+        "metadata": {"name": "prod", "namespace": "default", **meta},
+        "spec": {"version": "2.0.0", **(spec or {})},
+    }
+
+
+def db_secret(name: str = "prod-database") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": "default"},
+        "stringData": {"database-url": "postgresql://vulcan:s3cr3t-pw@db:5432/vulcan"},
+    }
+
+
+def status(emulator: Emulator) -> dict[str, Any]:
+    return emulator.get(ENGINES, "default", "prod")["status"]  # type: ignore[index]
+
+
+def condition(emulator: Emulator, type_: str) -> dict[str, Any]:
+    return next(c for c in status(emulator)["conditions"] if c["type"] == type_)
+
+
+def config_hash(emulator: Emulator) -> str:
+    template = emulator.get("deployments", "default", "prod")["spec"]["template"]
+    return str(template["metadata"]["annotations"]["vulcan-engine.com/config-hash"])
+
+
+@pytest.fixture(autouse=True)
+def fast_resync(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VULCAN_RESYNC_SECONDS", "1")
+
+
+async def ready(emulator: Emulator) -> None:
+    await emulator.wait_for(lambda: status(emulator)["phase"] == "Ready", timeout=10)
+
+
+async def test_create_makes_every_child_and_reports_ready(
+    emulator: Emulator, operator: OperatorRunner
+) -> None:
+    emulator.create(db_secret())
+    emulator.create(engine(labels={"app.kubernetes.io/instance": "argo-app", "team": "x"}))
+    await ready(emulator)
+    for resource, name in CORE:
+        child = emulator.get(resource, "default", name)
+        assert child is not None, (resource, name)
+        labels = child["metadata"]["labels"]
+        assert "app.kubernetes.io/instance" not in labels and "team" not in labels
+        (owner,) = child["metadata"]["ownerReferences"]
+        assert owner["kind"] == "VulcanEngine" and owner["name"] == "prod" and owner["uid"]
+    st = status(emulator)
+    assert st["currentVersion"] == "2.0.0" and st["targetVersion"] == "2.0.0"
+    assert (
+        st["observedGeneration"]
+        == emulator.get(ENGINES, "default", "prod")["metadata"]["generation"]
+    )
+    assert condition(emulator, "Ready")["status"] == "True"
+    assert condition(emulator, "Degraded")["status"] == "False"
+
+
+async def test_idle_resync_writes_nothing(emulator: Emulator, operator: OperatorRunner) -> None:
+    emulator.create(db_secret())
+    emulator.create(engine())
+    await ready(emulator)
+    await asyncio.sleep(1.5)  # let the first resyncs settle the status
+    mark = emulator.mark()
+    ticks = len(emulator.requests(since=mark))
+    await asyncio.sleep(3)  # three resync periods
+    assert len(emulator.requests(since=mark)) > ticks, "the resync did not run at all"
+    assert emulator.writes(since=mark) == []
+
+
+async def test_spec_change_patches_only_affected_children(
+    emulator: Emulator, operator: OperatorRunner
+) -> None:
+    emulator.create(db_secret())
+    emulator.create(engine())
+    await ready(emulator)
+    mark = emulator.mark()
+    before = config_hash(emulator)
+    emulator.patch(ENGINES, "default", "prod", {"spec": {"rateLimit": {"requestsPerMinute": 120}}})
+    await emulator.wait_for(
+        lambda: (
+            emulator.get("configmaps", "default", "prod-config")["data"][
+                "RATE_LIMIT_REQUESTS_PER_MINUTE"
+            ]
+            == "120"
+        )
+    )
+    await emulator.wait_for(lambda: config_hash(emulator) != before)
+    await asyncio.sleep(1.5)  # a resync after the change: it must add nothing
+    patched = {
+        (w.path.split("/")[-2], w.path.split("/")[-1])
+        for w in emulator.writes(since=mark, events=False)
+        if w.method == "PATCH" and "/vulcanengines/" not in w.path
+    }
+    # The config changed, so the Deployment's pods roll (config hash); nothing else moves.
+    assert patched == {("configmaps", "prod-config"), ("deployments", "prod")}
+
+
+async def test_drift_is_repaired(emulator: Emulator, operator: OperatorRunner) -> None:
+    emulator.create(db_secret())
+    emulator.create(engine())
+    await ready(emulator)
+    emulator.delete("services", "default", "prod")
+    emulator.patch("configmaps", "default", "prod-config", {"data": {"DEBUG": "true"}})
+    await emulator.wait_for(lambda: emulator.get("services", "default", "prod"))
+    await emulator.wait_for(
+        lambda: emulator.get("configmaps", "default", "prod-config")["data"]["DEBUG"] == "false"
+    )
+
+
+async def test_disabling_autoscaling_removes_the_hpa_and_sets_replicas(
+    emulator: Emulator, operator: OperatorRunner
+) -> None:
+    emulator.create(db_secret())
+    emulator.create(engine())
+    await ready(emulator)
+    assert emulator.get("horizontalpodautoscalers", "default", "prod") is not None
+    emulator.patch(
+        ENGINES, "default", "prod", {"spec": {"autoscaling": {"enabled": False}, "replicas": 2}}
+    )
+    await emulator.wait_for(
+        lambda: emulator.get("horizontalpodautoscalers", "default", "prod") is None
+    )
+    await emulator.wait_for(
+        lambda: emulator.get("deployments", "default", "prod")["spec"]["replicas"] == 2
+    )
+
+
+async def test_generated_keys_survive_restarts_and_spec_changes(
+    emulator: Emulator, operator: OperatorRunner
+) -> None:
+    emulator.create(db_secret())
+    emulator.create(engine())
+    await ready(emulator)
+    keys = emulator.get("secrets", "default", "prod-keys")["data"]
+    assert set(keys) == {"SECRET_KEY", "JWT_SECRET_KEY"}
+    await operator.restart()
+    emulator.patch(ENGINES, "default", "prod", {"spec": {"jwt": {"algorithm": "HS512"}}})
+    await emulator.wait_for(
+        lambda: (
+            emulator.get("configmaps", "default", "prod-config")["data"]["JWT_ALGORITHM"] == "HS512"
+        )
+    )
+    assert emulator.get("secrets", "default", "prod-keys")["data"] == keys
+
+
+async def test_rotation_annotation_replaces_keys_and_rolls_pods(
+    emulator: Emulator, operator: OperatorRunner
+) -> None:
+    emulator.create(db_secret())
+    emulator.create(engine())
+    await ready(emulator)
+    keys = emulator.get("secrets", "default", "prod-keys")["data"]
+    before = config_hash(emulator)
+    emulator.patch(
+        ENGINES,
+        "default",
+        "prod",
+        {"metadata": {"annotations": {"vulcan-engine.com/rotate-secrets": "2026-11-29"}}},
+    )
+    await emulator.wait_for(lambda: emulator.get("secrets", "default", "prod-keys")["data"] != keys)
+    new = emulator.get("secrets", "default", "prod-keys")["data"]
+    assert (
+        new["SECRET_KEY"] != keys["SECRET_KEY"] and new["JWT_SECRET_KEY"] != keys["JWT_SECRET_KEY"]
+    )
+    await emulator.wait_for(lambda: config_hash(emulator) != before)
+
+
+async def test_paused_engine_is_left_alone(emulator: Emulator, operator: OperatorRunner) -> None:
+    emulator.create(db_secret())
+    emulator.create(engine())
+    await ready(emulator)
+    emulator.patch(ENGINES, "default", "prod", {"spec": {"paused": True}})
+    await emulator.wait_for(lambda: status(emulator)["phase"] == "Paused")
+    mark = emulator.mark()
+    emulator.delete("services", "default", "prod")
+    emulator.patch(ENGINES, "default", "prod", {"spec": {"replicas": 5}})
+    await asyncio.sleep(2.5)
+    assert emulator.get("services", "default", "prod") is None
+    children = [
+        w for w in emulator.writes(since=mark, events=False) if "/vulcanengines/" not in w.path
+    ]
+    assert children == []
+    assert "paused" in condition(emulator, "Progressing")["message"]
+
+
+async def test_missing_database_secret_waits_then_recovers(
+    emulator: Emulator, operator: OperatorRunner
+) -> None:
+    emulator.create(engine({"database": {"urlSecretRef": {"name": "vulcan-db", "key": "url"}}}))
+    await emulator.wait_for(lambda: status(emulator)["phase"] == "Pending")
+    ready_cond = condition(emulator, "Ready")
+    assert ready_cond["reason"] == "SecretMissing"
+    assert "vulcan-db" in ready_cond["message"]
+    assert emulator.get("deployments", "default", "prod") is None
+    secret = db_secret("vulcan-db")
+    secret["stringData"] = {"url": "postgresql://vulcan:pw@db/vulcan"}
+    emulator.create(secret)
+    await ready(emulator)
+
+
+async def test_invalid_spec_is_reported_not_retried(
+    emulator: Emulator, operator: OperatorRunner
+) -> None:
+    # As if the cluster skipped the CRD's validation: the operator checks again.
+    body = engine({"autoscaling": {"minReplicas": 5, "maxReplicas": 3}})
+    emulator.create(db_secret())
+    emulator.create(body)
+    await emulator.wait_for(lambda: status(emulator)["phase"] == "Failed")
+    ready_cond = condition(emulator, "Ready")
+    assert ready_cond["reason"] == "InvalidSpec"
+    assert "spec.autoscaling" in ready_cond["message"]
+    assert emulator.get("deployments", "default", "prod") is None
+    await asyncio.sleep(1)
+    mark = emulator.mark()
+    await asyncio.sleep(2)
+    assert emulator.writes(since=mark) == []
