@@ -48,6 +48,13 @@ def source(part: str) -> str:
     return resources.files(__name__).joinpath(part).read_text(encoding="utf-8")
 
 
+def _compact(text: str) -> str:
+    """`text` without comment-only and blank lines (the documented source is the package's;
+    a pod spec stays readable). No part has a heredoc or multi-line string with such lines."""
+    kept = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return "\n".join(kept)
+
+
 @cache
 def program(name: str) -> str:
     """The complete text of a program, as a pod runs it: `sh -c "$(program)" <name>`."""
@@ -55,5 +62,6 @@ def program(name: str) -> str:
         parts, entry = PROGRAMS[name]
     except KeyError:
         raise ValueError(f"no program {name!r}; known: {', '.join(sorted(PROGRAMS))}") from None
-    body = "\n".join(f"# --- {part} ---\n{source(part).rstrip()}\n" for part in parts)
-    return f"# vulcan-operator: {name} program\n{body}\n{entry} \"$@\"\n"
+    body = "\n".join(_compact(source(part)) for part in parts)
+    header = f"# vulcan-operator {name}: {' + '.join(parts)} from vulcan_operator/scripts"
+    return f"{header}\n{body}\n{entry} \"$@\"\n"
