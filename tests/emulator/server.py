@@ -19,6 +19,7 @@ import asyncio
 import builtins
 import collections
 import concurrent.futures
+import contextlib
 import copy
 import functools
 import inspect
@@ -303,6 +304,7 @@ class Emulator(kmock.KubernetesEmulator):
         self.log.append(record)
         try:
             record.body = _parse_body(body, content_type)
+            _describe(record)
             response = await self._intercept(raw, record)
             if response is None:  # NB: a StreamResponse is a (falsy when empty) mapping
                 response = await self._route(raw, record)
@@ -320,8 +322,9 @@ class Emulator(kmock.KubernetesEmulator):
     ) -> web.StreamResponse | None:
         """The one hook before a request is served: return a response to replace the real one.
 
-        A fault-injection mode (409/429/500, slowness, dropped watches, 410) goes here; the
-        request is already logged, and nothing has been changed yet.
+        A fault-injection mode (409/429/500, slowness, dropped watches, 410) goes here: the
+        request is logged and described (`record.verb`, `.resource`, `.name`...), and nothing
+        has been changed yet. Return None to serve the request as usual.
         """
         return None
 
@@ -347,9 +350,6 @@ class Emulator(kmock.KubernetesEmulator):
             return json_response(self.registry.resource_list(api.group, api.version))
         res = kmock.resource(api.group, api.version, api.plural)
         verb = _verb(raw.method, api, record.query)
-        record.verb, record.group, record.version = verb, api.group, api.version
-        record.resource, record.subresource = api.plural, api.subresource
-        record.namespace, record.name = api.namespace, api.name
         self._check_scope(res, api, verb)
         if verb == "watch":
             return await self._watch(raw, record, res, api)
@@ -888,6 +888,7 @@ class Emulator(kmock.KubernetesEmulator):
 
     def create(self, obj: Obj, namespace: str | None = None) -> Obj:
         """Create like `kubectl create`: the resource comes from apiVersion/kind."""
+        obj = _jsonable(obj)
 
         def run() -> Obj:
             res = self.registry.by_kind(obj.get("apiVersion", ""), obj.get("kind", ""))
@@ -933,7 +934,7 @@ class Emulator(kmock.KubernetesEmulator):
     ) -> Obj:
         """A merge patch (a dict) or a JSON patch (a list); `subresource="status"` for status."""
 
-        patch = copy.deepcopy(patch)  # never shared with the stored object
+        patch = _jsonable(patch)  # never shared with the stored object
 
         def change(current: Obj) -> Any:
             if isinstance(patch, builtins.list):
@@ -1048,6 +1049,23 @@ class Emulator(kmock.KubernetesEmulator):
             if loop.time() >= deadline:
                 raise TimeoutError(f"not true within {timeout}s (last: {last!r})")
             await asyncio.sleep(interval)
+
+
+def _describe(record: RequestRecord) -> None:
+    """Fill in the Kubernetes view of a request (verb, resource, ...), if it has one."""
+    api = ApiPath.parse(record.path)
+    if api is None or api.plural is None:
+        return
+    with contextlib.suppress(ApiError):  # an impossible verb: answered by `_route()`
+        record.verb = _verb(record.method, api, record.query)
+    record.group, record.version = api.group, api.version
+    record.resource, record.subresource = api.plural, api.subresource
+    record.namespace, record.name = api.namespace, api.name
+
+
+def _jsonable(obj: T) -> T:
+    """A deep copy that is sure to be JSON (a test's datetime fails here, not when served)."""
+    return json.loads(json.dumps(obj))  # type: ignore[no-any-return]
 
 
 def _verb(method: str, api: ApiPath, query: dict[str, str]) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.emulator import Emulator, make_crd
+from tests.emulator import ApiError, Emulator, RequestRecord, make_crd
 
 pytestmark = pytest.mark.emulator(controllers=False)
 
@@ -862,3 +862,23 @@ async def test_wait_for_polls_until_true(emulator: Emulator) -> None:
     await task
     with pytest.raises(TimeoutError, match="KeyError"):
         await emulator.wait_for(lambda: emulator.get("cm", "default", "late")["x"], timeout=0.05)
+
+
+class Flaky(Emulator):
+    """What a fault-injection mode looks like: one method, on a described request."""
+
+    async def _intercept(self, raw: Any, record: RequestRecord) -> Any:
+        if (record.verb, record.resource, record.name) == ("patch", "configmaps", "a"):
+            return ApiError(500, "InternalError", "injected").response()
+        return None
+
+
+async def test_the_single_hook_for_fault_injection() -> None:
+    async with Flaky(controllers=False) as emulator, aiohttp.ClientSession(emulator.url) as http:
+        emulator.create(cm("a"), namespace="default")
+        status, error = await call(http, "PATCH", f"{CM}/a", {"data": {"k": "2"}}, MERGE)
+        assert (status, error["message"]) == (500, "injected")
+        assert emulator.get("configmaps", "default", "a")["data"] == {"k": "v"}  # type: ignore
+        assert emulator.writes()[-1].status == 500
+        with pytest.raises(TypeError):
+            emulator.create({**cm("b"), "data": {"when": object()}})  # not JSON: refused early
