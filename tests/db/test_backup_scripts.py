@@ -17,8 +17,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-
-from pg import PgDatabase, PgServer
 from tests.data.db.harness import (
     SEED_REVISION,
     Runner,
@@ -29,6 +27,8 @@ from tests.data.db.harness import (
     shells,
     webhook,
 )
+from tests.pg import PgDatabase, PgServer
+
 from vulcan_operator.scripts import source
 
 NAME = re.compile(r"^vulcan_\d{8}_\d{6}\.sql\.gz$")
@@ -45,8 +45,14 @@ def template(pg_server: PgServer) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def seeded(pg_server: PgServer, template: str) -> PgDatabase:
     """The seeded database the backups read (a backup never changes its database)."""
-    return PgDatabase(pg_server.host, pg_server.port, pg_server.app_user,
-                      pg_server.app_password, template, pg_server.bin_dir)
+    return PgDatabase(
+        pg_server.host,
+        pg_server.port,
+        pg_server.app_user,
+        pg_server.app_password,
+        template,
+        pg_server.bin_dir,
+    )
 
 
 @pytest.fixture
@@ -75,7 +81,9 @@ def test_backup_writes_a_verified_checksummed_dump(
 
     (dump,) = _backups(folder)
     assert sorted(p.name for p in folder.iterdir()) == [
-        dump.name, f"{dump.name}.json", f"{dump.name}.sha256"
+        dump.name,
+        f"{dump.name}.json",
+        f"{dump.name}.sha256",
     ]
     data = dump.read_bytes()
     text = gzip.decompress(data)
@@ -202,7 +210,9 @@ def test_passwords_needing_url_escapes_work_and_are_never_printed(
     good = runner("backup", DATABASE_URL=db.dsn, BACKUP_DIR=str(folder))
     assert good.code == 0, good.explain()
     restore = runner(
-        "restore", DATABASE_URL=db.dsn, BACKUP_FILE=str(_backups(folder)[0]),
+        "restore",
+        DATABASE_URL=db.dsn,
+        BACKUP_FILE=str(_backups(folder)[0]),
         TARGET_DATABASE=f"sp{os.getpid()}_copy",
     )
     assert restore.code == 0, restore.explain()
@@ -236,7 +246,10 @@ def test_scrub_hides_every_form_of_the_secrets(pg_bin_dir: Path, tmp_path: Path)
     proc = __import__("subprocess").run(
         ["sh", "-c", text, "scrub-test"],
         env={"PATH": "/usr/bin:/bin", "DATABASE_URL": url, "NOTIFY_WEBHOOK_URL": hook},
-        capture_output=True, text=True, timeout=30, check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "url=*** raw=*** decoded=*** hook=***\n"
@@ -253,8 +266,11 @@ def test_scrub_hides_every_form_of_the_secrets(pg_bin_dir: Path, tmp_path: Path)
         ({"DATABASE_URL": "mysql://u:hunter2-secret@db/x", "BACKUP_DIR": "/tmp/x"}, "not a"),
         ({"DATABASE_URL": "postgresql://u:hunter2-secret@db/x"}, "BACKUP_DIR is not set"),
         (
-            {"DATABASE_URL": "postgresql://u:hunter2-secret@db/x", "BACKUP_DIR": "/tmp/x",
-             "RETENTION_DAYS": "thirty"},
+            {
+                "DATABASE_URL": "postgresql://u:hunter2-secret@db/x",
+                "BACKUP_DIR": "/tmp/x",
+                "RETENTION_DAYS": "thirty",
+            },
             "RETENTION_DAYS",
         ),
     ],
@@ -273,12 +289,18 @@ def test_the_webhook_hears_of_success_and_failure(
 ) -> None:
     with webhook() as (url, bodies):
         ok = runner(
-            "backup", DATABASE_URL=seeded.dsn, BACKUP_DIR=str(tmp_path / "b"),
-            NOTIFY_WEBHOOK_URL=url, VULCAN_ENGINE="prod",
+            "backup",
+            DATABASE_URL=seeded.dsn,
+            BACKUP_DIR=str(tmp_path / "b"),
+            NOTIFY_WEBHOOK_URL=url,
+            VULCAN_ENGINE="prod",
         )
         bad = runner(
-            "backup", DATABASE_URL=seeded.dsn.rsplit("/", 1)[0] + "/missing_db",
-            BACKUP_DIR=str(tmp_path / "b"), NOTIFY_WEBHOOK_URL=url, VULCAN_ENGINE="prod",
+            "backup",
+            DATABASE_URL=seeded.dsn.rsplit("/", 1)[0] + "/missing_db",
+            BACKUP_DIR=str(tmp_path / "b"),
+            NOTIFY_WEBHOOK_URL=url,
+            VULCAN_ENGINE="prod",
         )
     assert ok.code == 0, ok.explain()
     assert bad.code == 1, bad.explain()
@@ -295,7 +317,9 @@ def test_an_unreachable_webhook_does_not_fail_the_backup(
     seeded: PgDatabase, runner: Runner, tmp_path: Path
 ) -> None:
     run = runner(
-        "backup", DATABASE_URL=seeded.dsn, BACKUP_DIR=str(tmp_path / "b"),
+        "backup",
+        DATABASE_URL=seeded.dsn,
+        BACKUP_DIR=str(tmp_path / "b"),
         NOTIFY_WEBHOOK_URL="http://127.0.0.1:1/hooks/T0KEN-s3cr3t-path",
     )
     assert run.code == 0, run.explain()
@@ -338,8 +362,11 @@ def test_backup_to_s3_through_the_upload_container(
 
     with webhook() as (url, bodies):
         dump = runner(
-            "backup", DATABASE_URL=seeded.dsn, BACKUP_DIR=str(shared),
-            BACKUP_LOCATION="s3://vulcan-backups/database", NOTIFY_ON_SUCCESS="false",
+            "backup",
+            DATABASE_URL=seeded.dsn,
+            BACKUP_DIR=str(shared),
+            BACKUP_LOCATION="s3://vulcan-backups/database",
+            NOTIFY_ON_SUCCESS="false",
             NOTIFY_WEBHOOK_URL=url,
         )
         assert dump.code == 0, dump.explain()
@@ -385,7 +412,9 @@ def test_round_trip_row_counts_match_the_source(
     target = f"rt{os.getpid()}"
     try:
         restore = runner(
-            "restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(_backups(folder)[0]),
+            "restore",
+            DATABASE_URL=seeded.dsn,
+            BACKUP_FILE=str(_backups(folder)[0]),
             TARGET_DATABASE=target,
         )
         assert restore.code == 0, restore.explain()

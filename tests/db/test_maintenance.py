@@ -7,9 +7,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
-from pg import PgDatabase, PgServer
 from tests.data.db.harness import Runner, fingerprint, seed, shells
+from tests.pg import PgDatabase, PgServer
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +24,7 @@ def test_vacuum_analyze_and_a_size_summary(
     seeded: PgDatabase, pg_bin_dir: Path, tmp_path: Path, shell: str
 ) -> None:
     before = fingerprint(seeded.dsn)
-    run = Runner(pg_bin_dir, tmp_path / "run", shell=shell)(
-        "maintenance", DATABASE_URL=seeded.dsn
-    )
+    run = Runner(pg_bin_dir, tmp_path / "run", shell=shell)("maintenance", DATABASE_URL=seeded.dsn)
     assert run.code == 0, run.explain()
     result = run.result
     assert result["kind"] == "vulcan-maintenance"
@@ -55,10 +52,12 @@ def test_vacuum_analyze_and_a_size_summary(
 
 def test_reindex_on_request(seeded: PgDatabase, pg_bin_dir: Path, tmp_path: Path) -> None:
     with psycopg.connect(seeded.dsn, autocommit=True) as conn:
-        old = dict(conn.execute(
-            "SELECT indexrelid::regclass::text, pg_relation_filenode(indexrelid) "
-            "FROM pg_index WHERE indrelid = 'tasks'::regclass"
-        ).fetchall())
+        old: dict[str, int] = dict(
+            conn.execute(
+                "SELECT indexrelid::regclass::text, pg_relation_filenode(indexrelid) "
+                "FROM pg_index WHERE indrelid = 'tasks'::regclass"
+            ).fetchall()
+        )
     run = Runner(pg_bin_dir, tmp_path / "run")(
         "maintenance", DATABASE_URL=seeded.dsn, MAINTENANCE_REINDEX="true", MAINTENANCE_TOP="3"
     )
@@ -66,10 +65,12 @@ def test_reindex_on_request(seeded: PgDatabase, pg_bin_dir: Path, tmp_path: Path
     assert run.result["reindexed"] is True
     assert len(run.result["tables"]) == 3
     with psycopg.connect(seeded.dsn, autocommit=True) as conn:
-        new = dict(conn.execute(
-            "SELECT indexrelid::regclass::text, pg_relation_filenode(indexrelid) "
-            "FROM pg_index WHERE indrelid = 'tasks'::regclass"
-        ).fetchall())
+        new: dict[str, int] = dict(
+            conn.execute(
+                "SELECT indexrelid::regclass::text, pg_relation_filenode(indexrelid) "
+                "FROM pg_index WHERE indrelid = 'tasks'::regclass"
+            ).fetchall()
+        )
         invalid = conn.execute("SELECT count(*) FROM pg_index WHERE NOT indisvalid").fetchone()
     assert new.keys() == old.keys()
     assert all(new[name] != old[name] for name in old)  # rebuilt: new files
@@ -85,7 +86,11 @@ def test_reindex_on_request(seeded: PgDatabase, pg_bin_dir: Path, tmp_path: Path
     ],
 )
 def test_failures_are_reported_without_the_password(
-    seeded: PgDatabase, pg_bin_dir: Path, tmp_path: Path, env: dict[str, str], code: int,
+    seeded: PgDatabase,
+    pg_bin_dir: Path,
+    tmp_path: Path,
+    env: dict[str, str],
+    code: int,
     message: str,
 ) -> None:
     env = dict(env)

@@ -16,8 +16,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
-from pg import PgDatabase, PgServer
 from tests.data.db.harness import (
     SEED_REVISION,
     Runner,
@@ -28,6 +26,7 @@ from tests.data.db.harness import (
     row_counts,
     shells,
 )
+from tests.pg import PgDatabase, PgServer
 
 TRAILER = b"-- PostgreSQL database dump complete"
 
@@ -45,13 +44,20 @@ def template(pg_server: PgServer) -> Iterator[str]:
 
 
 def _as_db(pg_server: PgServer, name: str) -> PgDatabase:
-    return PgDatabase(pg_server.host, pg_server.port, pg_server.app_user,
-                      pg_server.app_password, name, pg_server.bin_dir)
+    return PgDatabase(
+        pg_server.host,
+        pg_server.port,
+        pg_server.app_user,
+        pg_server.app_password,
+        name,
+        pg_server.bin_dir,
+    )
 
 
 @pytest.fixture(scope="module")
-def backup_file(pg_server: PgServer, template: str, pg_bin_dir: Path,
-                tmp_path_factory: pytest.TempPathFactory) -> Path:
+def backup_file(
+    pg_server: PgServer, template: str, pg_bin_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """One backup of the seed, made by the backup program; tests copy it."""
     folder = tmp_path_factory.mktemp("backup")
     run = Runner(pg_bin_dir, folder / "run")(
@@ -68,7 +74,9 @@ def expected(pg_server: PgServer, template: str) -> dict[str, object]:
 
 
 @pytest.fixture
-def seeded(pg_server: PgServer, template: str, request: pytest.FixtureRequest) -> Iterator[PgDatabase]:
+def seeded(
+    pg_server: PgServer, template: str, request: pytest.FixtureRequest
+) -> Iterator[PgDatabase]:
     """A seeded database of this test's own, to restore into."""
     db = pg_server.create_database(label=request.node.name, template=template)
     yield db
@@ -115,15 +123,22 @@ def _mutate(dsn: str) -> None:
 
 @pytest.mark.parametrize("shell", shells())
 def test_backup_drop_restore_loses_nothing(
-    pg_server: PgServer, template: str, backup_file: Path, expected: dict[str, object],
-    pg_bin_dir: Path, tmp_path: Path, shell: str,
+    pg_server: PgServer,
+    template: str,
+    backup_file: Path,
+    expected: dict[str, object],
+    pg_bin_dir: Path,
+    tmp_path: Path,
+    shell: str,
 ) -> None:
     # The backup is of the seed; the database is then dropped and created again, empty.
     db = pg_server.create_database(label=f"dropped_{shell}")
     try:
         file = _copy(backup_file, tmp_path / "files")
         run = Runner(pg_bin_dir, tmp_path / "run", shell=shell)(
-            "restore", DATABASE_URL=db.dsn, BACKUP_FILE=str(file),
+            "restore",
+            DATABASE_URL=db.dsn,
+            BACKUP_FILE=str(file),
             BACKUP_LOCATION="pvc://prod-backups/prod/" + file.name,
         )
         assert run.code == 0, run.explain()
@@ -142,41 +157,52 @@ def test_backup_drop_restore_loses_nothing(
 
 
 def test_restore_over_a_changed_database_brings_back_the_backup(
-    seeded: PgDatabase, backup_file: Path, expected: dict[str, object], runner: Runner,
+    seeded: PgDatabase,
+    backup_file: Path,
+    expected: dict[str, object],
+    runner: Runner,
     tmp_path: Path,
 ) -> None:
     _mutate(seeded.dsn)
     assert fingerprint(seeded.dsn) != expected
-    run = runner("restore", DATABASE_URL=seeded.dsn,
-                 BACKUP_FILE=str(_copy(backup_file, tmp_path / "f")))
+    run = runner(
+        "restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(_copy(backup_file, tmp_path / "f"))
+    )
     assert run.code == 0, run.explain()
     assert fingerprint(seeded.dsn) == expected
     # Identity and serial columns go on from where the backup left them.
     with psycopg.connect(seeded.dsn, autocommit=True) as conn:
-        row = conn.execute("INSERT INTO jobs (name, created_at) VALUES ('new', now()) "
-                           "RETURNING id").fetchone()
+        row = conn.execute(
+            "INSERT INTO jobs (name, created_at) VALUES ('new', now()) RETURNING id"
+        ).fetchone()
         assert row is not None and row[0] == 1001
 
 
 def test_restore_into_a_new_target_database(
-    pg_server: PgServer, seeded: PgDatabase, backup_file: Path, expected: dict[str, object],
-    runner: Runner, tmp_path: Path,
+    pg_server: PgServer,
+    seeded: PgDatabase,
+    backup_file: Path,
+    expected: dict[str, object],
+    runner: Runner,
+    tmp_path: Path,
 ) -> None:
     _mutate(seeded.dsn)
     changed = fingerprint(seeded.dsn)
     target = _db_name("restore")
     file = _copy(backup_file, tmp_path / "f")
     try:
-        first = runner("restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file),
-                       TARGET_DATABASE=target)
+        first = runner(
+            "restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file), TARGET_DATABASE=target
+        )
         assert first.code == 0, first.explain()
         assert first.result["created"] is True
         assert first.result["database"] == target
         assert fingerprint(dsn_for(seeded, target)) == expected
         assert fingerprint(seeded.dsn) == changed  # the engine's database is left alone
         # Again, now that it exists: restored over, not created.
-        again = runner("restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file),
-                       TARGET_DATABASE=target)
+        again = runner(
+            "restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file), TARGET_DATABASE=target
+        )
         assert again.code == 0, again.explain()
         assert again.result["created"] is False
         assert fingerprint(dsn_for(seeded, target)) == expected
@@ -221,19 +247,32 @@ def _not_gzip(path: Path) -> None:
         (_corrupted, True, "checksum mismatch"),
         (_incomplete, True, "checksum mismatch"),
     ],
-    ids=["truncated", "corrupted", "not-gzip", "incomplete", "empty", "checksum",
-         "incomplete-checksum"],
+    ids=[
+        "truncated",
+        "corrupted",
+        "not-gzip",
+        "incomplete",
+        "empty",
+        "checksum",
+        "incomplete-checksum",
+    ],
 )
 def test_a_bad_backup_is_refused_and_the_database_untouched(
-    pg_server: PgServer, changed: tuple[PgDatabase, dict[str, object]], backup_file: Path,
-    runner: Runner, tmp_path: Path, damage: object, sidecar: bool, message: str,
+    pg_server: PgServer,
+    changed: tuple[PgDatabase, dict[str, object]],
+    backup_file: Path,
+    runner: Runner,
+    tmp_path: Path,
+    damage: object,
+    sidecar: bool,
+    message: str,
 ) -> None:
     seeded, before = changed
     file = _copy(backup_file, tmp_path / "f", sidecar=sidecar)
     damage(file)  # type: ignore[operator]
     target = _db_name("never")
     for env in ({}, {"TARGET_DATABASE": target}):
-        run = runner("restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file), **env)
+        run = runner("restore", env, DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file))
         assert run.code == 3, run.explain()
         result = run.result
         assert result["outcome"] == "Failed"
@@ -242,33 +281,47 @@ def test_a_bad_backup_is_refused_and_the_database_untouched(
         assert "backup refused, database untouched" in result["message"]
     assert fingerprint(seeded.dsn) == before
     with pg_server.admin_connect() as conn:
-        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s",
-                            (target,)).fetchone() == (0,)
+        assert conn.execute(
+            "SELECT count(*) FROM pg_database WHERE datname = %s", (target,)
+        ).fetchone() == (0,)
 
 
 def test_a_missing_file_and_a_wrong_expected_checksum_are_refused(
-    seeded: PgDatabase, backup_file: Path, expected: dict[str, object], runner: Runner,
+    seeded: PgDatabase,
+    backup_file: Path,
+    expected: dict[str, object],
+    runner: Runner,
     tmp_path: Path,
 ) -> None:
     _mutate(seeded.dsn)
-    missing = runner("restore", DATABASE_URL=seeded.dsn,
-                     BACKUP_FILE=str(tmp_path / "vulcan_20200101_000000.sql.gz"))
+    missing = runner(
+        "restore",
+        DATABASE_URL=seeded.dsn,
+        BACKUP_FILE=str(tmp_path / "vulcan_20200101_000000.sql.gz"),
+    )
     assert missing.code == 3, missing.explain()
     assert "does not exist" in missing.result["message"]
     file = _copy(backup_file, tmp_path / "f", sidecar=False)
-    wrong = runner("restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file),
-                   EXPECTED_SHA256="0" * 64)
+    wrong = runner(
+        "restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file), EXPECTED_SHA256="0" * 64
+    )
     assert wrong.code == 3, wrong.explain()
     assert "checksum mismatch" in wrong.result["message"]
     assert "EXPECTED_SHA256" in wrong.result["message"]
-    right = runner("restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file),
-                   EXPECTED_SHA256=hashlib.sha256(file.read_bytes()).hexdigest().upper())
+    right = runner(
+        "restore",
+        DATABASE_URL=seeded.dsn,
+        BACKUP_FILE=str(file),
+        EXPECTED_SHA256=hashlib.sha256(file.read_bytes()).hexdigest().upper(),
+    )
     assert right.code == 0, right.explain()
     assert fingerprint(seeded.dsn) == expected
 
 
 def test_a_failure_half_way_rolls_everything_back(
-    changed: tuple[PgDatabase, dict[str, object]], backup_file: Path, runner: Runner,
+    changed: tuple[PgDatabase, dict[str, object]],
+    backup_file: Path,
+    runner: Runner,
     tmp_path: Path,
 ) -> None:
     # A well-formed file (gzip fine, trailer there, no checksum) whose SQL fails after the
@@ -288,21 +341,32 @@ def test_a_failure_half_way_rolls_everything_back(
 
 
 def test_a_guide_style_dump_restores_into_an_empty_database(
-    pg_server: PgServer, template: str, expected: dict[str, object], runner: Runner,
-    pg_bin_dir: Path, tmp_path: Path,
+    pg_server: PgServer,
+    template: str,
+    expected: dict[str, object],
+    runner: Runner,
+    pg_bin_dir: Path,
+    tmp_path: Path,
 ) -> None:
     seeded = _as_db(pg_server, template)
     # The guide's own script: `pg_dump ... | gzip` without --clean; fine into an empty database.
-    dump = __import__("subprocess").run(
-        [str(pg_bin_dir / "pg_dump"), "--no-owner", "--dbname", seeded.dsn],
-        capture_output=True, check=True, timeout=60,
-    ).stdout
+    dump = (
+        __import__("subprocess")
+        .run(
+            [str(pg_bin_dir / "pg_dump"), "--no-owner", "--dbname", seeded.dsn],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+        .stdout
+    )
     file = tmp_path / "vulcan_20250807_120000.sql.gz"
     file.write_bytes(gzip.compress(dump))
     target = _db_name("guide")
     try:
-        run = runner("restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file),
-                     TARGET_DATABASE=target)
+        run = runner(
+            "restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file), TARGET_DATABASE=target
+        )
         assert run.code == 0, run.explain()
         assert fingerprint(dsn_for(seeded, target)) == expected
     finally:
@@ -310,7 +374,10 @@ def test_a_guide_style_dump_restores_into_an_empty_database(
 
 
 def test_restore_from_s3_downloads_then_restores(
-    seeded: PgDatabase, backup_file: Path, expected: dict[str, object], pg_bin_dir: Path,
+    seeded: PgDatabase,
+    backup_file: Path,
+    expected: dict[str, object],
+    pg_bin_dir: Path,
     tmp_path: Path,
 ) -> None:
     """The S3 restore pod: `s3-download` (aws CLI), then `restore` from the shared folder."""
@@ -319,11 +386,13 @@ def test_restore_from_s3_downloads_then_restores(
     runner = Runner(pg_bin_dir, tmp_path / "run", extra_path=[fake_aws(tmp_path / "aws").parent])
     location = f"s3://vulcan-backups/database/{backup_file.name}"
     shared = tmp_path / "work"
-    s3_env = {"FAKE_S3_ROOT": str(root), "AWS_ACCESS_KEY_ID": "AKID",
-              "AWS_SECRET_ACCESS_KEY": "aws-s3cr3t-key-do-not-print"}
+    s3_env = {
+        "FAKE_S3_ROOT": str(root),
+        "AWS_ACCESS_KEY_ID": "AKID",
+        "AWS_SECRET_ACCESS_KEY": "aws-s3cr3t-key-do-not-print",
+    }
 
-    missing = runner("s3-download", s3_env, S3_LOCATION=location + ".nope",
-                     BACKUP_DIR=str(shared))
+    missing = runner("s3-download", s3_env, S3_LOCATION=location + ".nope", BACKUP_DIR=str(shared))
     assert missing.code == 3, missing.explain()
     assert "does not exist" in missing.result["message"]
 
@@ -331,11 +400,16 @@ def test_restore_from_s3_downloads_then_restores(
     assert download.code == 0, download.explain()
     assert download.result["file"] == str(shared / backup_file.name)
     assert sorted(p.name for p in shared.iterdir()) == [
-        backup_file.name, f"{backup_file.name}.sha256"
+        backup_file.name,
+        f"{backup_file.name}.sha256",
     ]
     _mutate(seeded.dsn)
-    restore = runner("restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=download.result["file"],
-                     BACKUP_LOCATION=location)
+    restore = runner(
+        "restore",
+        DATABASE_URL=seeded.dsn,
+        BACKUP_FILE=download.result["file"],
+        BACKUP_LOCATION=location,
+    )
     assert restore.code == 0, restore.explain()
     assert restore.result["location"] == location
     assert fingerprint(seeded.dsn) == expected
@@ -344,13 +418,19 @@ def test_restore_from_s3_downloads_then_restores(
 
 
 def test_a_wrong_password_is_not_printed(
-    changed: tuple[PgDatabase, dict[str, object]], backup_file: Path, runner: Runner,
+    changed: tuple[PgDatabase, dict[str, object]],
+    backup_file: Path,
+    runner: Runner,
     tmp_path: Path,
 ) -> None:
     seeded = changed[0]
     url = seeded.dsn.replace(f":{seeded.password}@", ":Wr0ng-Passw0rd-do-not-print@")
-    run = runner("restore", DATABASE_URL=url, BACKUP_FILE=str(_copy(backup_file, tmp_path / "f")),
-                 TARGET_DATABASE="elsewhere")
+    run = runner(
+        "restore",
+        DATABASE_URL=url,
+        BACKUP_FILE=str(_copy(backup_file, tmp_path / "f")),
+        TARGET_DATABASE="elsewhere",
+    )
     assert run.code == 1, run.explain()
     assert "password authentication failed" in run.result["message"]
     assert "Wr0ng-Passw0rd-do-not-print" not in run.everything

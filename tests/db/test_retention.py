@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-
 from tests.data.db.harness import Runner, fake_aws, shells
 
 DAY = 86400
@@ -28,8 +28,11 @@ SCHEDULED = [
     ("vulcan_20261015_020000.sql.gz", 45),
     ("vulcan_20251025_020000.sql.gz", 400),
 ]
-EXPIRED = {"vulcan_20261029_020000.sql.gz", "vulcan_20261015_020000.sql.gz",
-           "vulcan_20251025_020000.sql.gz"}
+EXPIRED = {
+    "vulcan_20261029_020000.sql.gz",
+    "vulcan_20261015_020000.sql.gz",
+    "vulcan_20251025_020000.sql.gz",
+}
 # Old files retention must never touch: other names, partial files, uncompressed dumps,
 # another tool's files, a sub-folder of on-demand backups.
 FOREIGN = [
@@ -56,7 +59,7 @@ def _touch(path: Path, age_days: float, now: float) -> None:
     os.utime(path, (stamp, stamp))
 
 
-def _layout(folder: Path, scheduled: list[tuple[str, float]], now: float) -> None:
+def _layout(folder: Path, scheduled: Sequence[tuple[str, float]], now: float) -> None:
     for name, age in scheduled:
         for suffix in ("", ".sha256", ".json"):
             _touch(folder / f"{name}{suffix}", age, now)
@@ -91,13 +94,14 @@ def test_removes_exactly_the_expired_backups_and_their_sidecars(
     assert json.loads(run.termination) == result
 
 
-def test_keeps_the_newest_backup_even_when_all_have_expired(
-    runner: Runner, tmp_path: Path
-) -> None:
+def test_keeps_the_newest_backup_even_when_all_have_expired(runner: Runner, tmp_path: Path) -> None:
     folder = tmp_path / "backups"
     now = time.time()
-    old = [("vulcan_20250101_020000.sql.gz", 300), ("vulcan_20250301_020000.sql.gz", 240),
-           ("vulcan_20250201_020000.sql.gz", 270)]
+    old = [
+        ("vulcan_20250101_020000.sql.gz", 300),
+        ("vulcan_20250301_020000.sql.gz", 240),
+        ("vulcan_20250201_020000.sql.gz", 270),
+    ]
     _layout(folder, old, now)
     before = _files(folder)
 
@@ -114,8 +118,9 @@ def test_newest_means_most_recently_written(runner: Runner, tmp_path: Path) -> N
     # Ages are mtimes: a file whose name says 2020 but that was written last is the newest.
     folder = tmp_path / "backups"
     now = time.time()
-    _layout(folder, [("vulcan_20200101_000000.sql.gz", 50),
-                     ("vulcan_20261001_000000.sql.gz", 60)], now)
+    _layout(
+        folder, [("vulcan_20200101_000000.sql.gz", 50), ("vulcan_20261001_000000.sql.gz", 60)], now
+    )
     run = runner("retention", BACKUP_DIR=str(folder), RETENTION_DAYS="30")
     assert run.code == 0, run.explain()
     assert run.result["deleted"] == ["vulcan_20261001_000000.sql.gz"]
@@ -134,8 +139,9 @@ def test_bad_retention_days_are_refused(pg_bin_dir: Path, tmp_path: Path, days: 
     folder = tmp_path / "backups"
     _layout(folder, SCHEDULED, time.time())
     before = _files(folder)
-    run = Runner(pg_bin_dir, tmp_path / "run")("retention", BACKUP_DIR=str(folder),
-                                               RETENTION_DAYS=days)
+    run = Runner(pg_bin_dir, tmp_path / "run")(
+        "retention", BACKUP_DIR=str(folder), RETENTION_DAYS=days
+    )
     assert run.code == 2, run.explain()
     assert run.result["outcome"] == "Failed"
     assert "RETENTION_DAYS" in run.result["message"]
@@ -148,7 +154,9 @@ def test_s3_retention_removes_the_same_objects(pg_bin_dir: Path, tmp_path: Path)
     now = time.time()
     _layout(bucket, SCHEDULED, now)
     before = _files(bucket)
-    runner = Runner(pg_bin_dir, tmp_path / "run", extra_path=[fake_aws(tmp_path / "aws-bin").parent])
+    runner = Runner(
+        pg_bin_dir, tmp_path / "run", extra_path=[fake_aws(tmp_path / "aws-bin").parent]
+    )
 
     run = runner(
         "retention",

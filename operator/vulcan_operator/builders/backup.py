@@ -109,7 +109,7 @@ RUN_AS_GROUP = 70
 
 BACKUP_MOUNT = "/backups"  # the backup claim
 WORK_MOUNT = "/work"  # the emptyDir shared by the two containers of an S3 pod
-TMP_MOUNT = "/tmp"  # noqa: S108 - an emptyDir, the only other writable path
+TMP_MOUNT = "/tmp"
 ON_DEMAND_DIR = "on-demand"
 
 CRONJOB_NAME_MAX = 52  # the CronJob controller appends "-<11 digits>" to Job names
@@ -161,8 +161,8 @@ POD_FAILURE_POLICY = {
 }
 
 AWS_KEY_ID = "AWS_ACCESS_KEY_ID"
-AWS_SECRET_KEY = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 - a key name, not a secret
-AWS_SESSION_TOKEN = "AWS_SESSION_TOKEN"  # noqa: S105 - a key name, not a secret
+AWS_SECRET_KEY = "AWS_SECRET_ACCESS_KEY"
+AWS_SESSION_TOKEN = "AWS_SESSION_TOKEN"
 
 
 # --- names (to move into names.py) ----------------------------------------------------------
@@ -206,7 +206,8 @@ class EngineRef:
 
 
 def database_secret_ref(engine: str, database: Database) -> SecretKeyRef:
-    """Where DATABASE_URL is: spec.database.urlSecretRef, else `<engine>-database`/`database-url`."""
+    """Where DATABASE_URL is: spec.database.urlSecretRef, else the default Secret
+    `<engine>-database`, key `database-url`."""
     return database.urlSecretRef or SecretKeyRef(
         name=names.default_database_secret(engine), key=names.DATABASE_URL_KEY
     )
@@ -704,8 +705,13 @@ def build_restore_job(
 
 # --- results --------------------------------------------------------------------------------
 RESULT_KINDS = frozenset(
-    {"vulcan-backup", "vulcan-restore", "vulcan-maintenance", "vulcan-retention",
-     "vulcan-restore-download"}
+    {
+        "vulcan-backup",
+        "vulcan-restore",
+        "vulcan-maintenance",
+        "vulcan-retention",
+        "vulcan-restore-download",
+    }
 )
 
 
@@ -805,5 +811,7 @@ def parse_maintenance_result(termination_message: str) -> dict[str, Any]:
     found = parse_result(termination_message, "vulcan-maintenance")
     result = _common(found, "maintenance")
     tables = (found or {}).get("tables")
-    result["tables"] = [t for t in tables if isinstance(t, dict)] if isinstance(tables, list) else []
+    result["tables"] = (
+        [t for t in tables if isinstance(t, dict)] if isinstance(tables, list) else []
+    )
     return result

@@ -51,7 +51,9 @@ def source(part: str) -> str:
 def _compact(text: str) -> str:
     """`text` without comment-only and blank lines (the documented source is the package's;
     a pod spec stays readable). No part has a heredoc or multi-line string with such lines."""
-    kept = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    kept = [
+        line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
     return "\n".join(kept)
 
 
@@ -64,4 +66,4 @@ def program(name: str) -> str:
         raise ValueError(f"no program {name!r}; known: {', '.join(sorted(PROGRAMS))}") from None
     body = "\n".join(_compact(source(part)) for part in parts)
     header = f"# vulcan-operator {name}: {' + '.join(parts)} from vulcan_operator/scripts"
-    return f"{header}\n{body}\n{entry} \"$@\"\n"
+    return f'{header}\n{body}\n{entry} "$@"\n'

@@ -141,7 +141,7 @@ class Runner:
 def seed(dsn: str) -> None:
     """Load the seed (tests/data/db/seed.sql) into the database at `dsn`."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(SEED_SQL.read_text())  # type: ignore[arg-type]
+        conn.execute(SEED_SQL.read_text().encode())
 
 
 def user_tables(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
@@ -204,7 +204,7 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     bodies: list[dict[str, Any]] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) or b"{}"
             try:
@@ -220,7 +220,7 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         # A token in the path, as Slack webhook URLs have: it must never be printed.
@@ -253,7 +253,7 @@ if command == "cp":
     src_path = local(src) if src.startswith("s3://") else src
     dst_path = local(dst) if dst.startswith("s3://") else dst
     if not os.path.isfile(src_path):
-        sys.exit(f"fatal error: An error occurred (404) when calling the HeadObject operation: Key {src!r} does not exist")
+        sys.exit(f"fatal error: An error occurred (404) ... Key {src!r} does not exist")
     os.makedirs(os.path.dirname(dst_path), exist_ok=True)
     shutil.copyfile(src_path, dst_path)
 elif command == "rm":
