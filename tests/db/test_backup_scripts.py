@@ -78,6 +78,7 @@ def test_backup_writes_a_verified_checksummed_dump(
         VULCAN_ENGINE="prod",
     )
     assert run.code == 0, run.explain()
+    assert seeded.password not in run.everything
 
     (dump,) = _backups(folder)
     assert sorted(p.name for p in folder.iterdir()) == [
@@ -284,9 +285,11 @@ def test_bad_settings_exit_2_without_echoing_the_url(
     assert "hunter2-secret" not in run.everything
 
 
+@pytest.mark.parametrize("shell", shells())  # curl with dash here; busybox wget as in alpine
 def test_the_webhook_hears_of_success_and_failure(
-    seeded: PgDatabase, runner: Runner, tmp_path: Path
+    seeded: PgDatabase, pg_bin_dir: Path, tmp_path: Path, shell: str
 ) -> None:
+    runner = Runner(pg_bin_dir, tmp_path / "run", shell=shell)
     with webhook() as (url, bodies):
         ok = runner(
             "backup",

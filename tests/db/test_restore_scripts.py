@@ -142,6 +142,7 @@ def test_backup_drop_restore_loses_nothing(
             BACKUP_LOCATION="pvc://prod-backups/prod/" + file.name,
         )
         assert run.code == 0, run.explain()
+        assert db.password not in run.everything
         assert fingerprint(db.dsn) == expected
         result = run.result
         assert result["outcome"] == "Succeeded"
