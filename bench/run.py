@@ -28,10 +28,12 @@ import loaders
 from baseline import solve_plain
 from vulcan_operator.solver.model import ModelOptions
 from vulcan_operator.solver.problem import SolverSettings
-from vulcan_operator.solver.solve import DEFAULT_PARAMETERS, Tuning, solve
+from vulcan_operator.solver.solve import DEFAULT_PARAMETERS, DEFAULT_PHASES, Phase, Tuning, solve
 
 
 def _value(text: str) -> Any:
+    if "," in text:
+        return [_value(part) for part in text.split(",") if part]
     lowered = text.lower()
     if lowered in ("true", "false"):
         return lowered == "true"
@@ -167,6 +169,13 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="extra CP-SAT parameter name=value (repeatable)",
     )
+    parser.add_argument(
+        "--phase",
+        action="append",
+        default=[],
+        help="search phase UNTIL[:name=value;...] (repeatable; UNTIL is the "
+        "share of the time limit at which it ends)",
+    )
     parser.add_argument("--label", default="ours", help="name of our variant in the records")
     parser.add_argument("--against", default="baseline", help="label to compare with (--report)")
     parser.add_argument("--no-baseline", action="store_true")
@@ -186,9 +195,17 @@ def main(argv: list[str] | None = None) -> int:
         print(table(rows, args.label, args.against))
         return 0
 
+    phases = (
+        tuple(
+            Phase(float(until), _pairs([p for p in rest.split(";") if p]))
+            for until, _, rest in (text.partition(":") for text in args.phase)
+        )
+        or DEFAULT_PHASES
+    )
     tuning = Tuning(
         model=replace(ModelOptions(), **_pairs(args.option)),
         parameters={**DEFAULT_PARAMETERS, **_pairs(args.param)},
+        phases=phases,
     )
     chosen = loaders.instances(loaders.bench_dir(args.bench_dir), args.instances)
     if args.family:
@@ -231,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                     "workers": args.workers,
                     "options": args.option,
                     "params": args.param,
+                    "phases": args.phase,
                     "n_jobs": None,
                     "n_machines": None,
                     "at": time.strftime("%H:%M:%S"),

@@ -21,7 +21,7 @@ from ortools.sat.python import cp_model
 from vulcan_operator.solver import explain
 from vulcan_operator.solver.dispatch import best_dispatch
 from vulcan_operator.solver.instance import Instance
-from vulcan_operator.solver.model import BuiltModel, ModelOptions, build, decode
+from vulcan_operator.solver.model import BuiltModel, ModelOptions, add_hint, build, decode
 from vulcan_operator.solver.problem import ProblemData, SolverSettings
 from vulcan_operator.solver.progress import Progress, ProgressCallback
 from vulcan_operator.solver.result import SolveResult, Status, relative_gap
@@ -39,11 +39,25 @@ DEFAULT_PARAMETERS: dict[str, Any] = {}
 
 
 @dataclass(frozen=True, slots=True)
+class Phase:
+    """One CP-SAT search: it runs until `until` x the time limit (the last one to the limit),
+    with these parameters on top of the common ones, hinted with the best schedule so far."""
+
+    until: float = 1.0
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+DEFAULT_PHASES: tuple[Phase, ...] = (Phase(),)
+"""The search phases (the measured winners, bench/RESULTS.md)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Tuning:
-    """Model options and extra CP-SAT parameters; bench/ varies them to measure ideas."""
+    """Model options, extra CP-SAT parameters and search phases; bench/ varies them."""
 
     model: ModelOptions = field(default_factory=ModelOptions)
     parameters: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_PARAMETERS))
+    phases: tuple[Phase, ...] = DEFAULT_PHASES
 
 
 class _Best:
@@ -85,6 +99,17 @@ class _Best:
             self.on_progress(event)
 
 
+    def raise_bound(self, bound: float) -> None:
+        """Take a proven lower bound into account (never above the best objective)."""
+        if not math.isfinite(bound):
+            return
+        with self.lock:
+            value = math.ceil(bound - 1e-9)
+            self.bound = value if self.bound is None else max(self.bound, value)
+            if self.objective is not None:
+                self.bound = min(self.bound, self.objective)
+
+
 class _Callback(cp_model.CpSolverSolutionCallback):
     def __init__(self, built: BuiltModel, best: _Best) -> None:
         super().__init__()
@@ -96,8 +121,10 @@ class _Callback(cp_model.CpSolverSolutionCallback):
         self.best.offer(decode(self, self.built), bound, "cp-sat")
 
 
-def parameters(settings: SolverSettings, time_limit: float, tuning: Tuning) -> dict[str, Any]:
-    """CP-SAT parameters for one solve."""
+def parameters(
+    settings: SolverSettings, time_limit: float, tuning: Tuning, phase: Phase | None = None
+) -> dict[str, Any]:
+    """CP-SAT parameters for one search phase."""
     values: dict[str, Any] = {
         "num_workers": settings.numWorkers,
         "random_seed": settings.seed,
@@ -108,6 +135,8 @@ def parameters(settings: SolverSettings, time_limit: float, tuning: Tuning) -> d
         "log_search_progress": False,
     }
     values.update(tuning.parameters)
+    if phase is not None:
+        values.update(phase.parameters)
     return values
 
 
@@ -146,9 +175,60 @@ def solve(
         best.offer(start, built.objective_lower_bound, "dispatch")
 
     solver = cp_model.CpSolver()
-    for name, value in parameters(settings, limit - elapsed(), tuning).items():
-        setattr(solver.parameters, name, value)
     outcome: dict[str, Any] = {}
+    reason = ""
+    for k, phase in enumerate(tuning.phases):
+        last = k == len(tuning.phases) - 1
+        if stop is not None and stop.is_set():
+            reason = "interrupted"
+            break
+        phase_end = limit if last else min(limit, phase.until * limit)
+        if phase_end - elapsed() <= 0.01:
+            if last:
+                reason = reason or "timeLimit"
+            continue
+        if k > 0 and built.hinted:
+            with best.lock:
+                schedule = best.schedule
+            if schedule is not None:
+                built.model.clear_hints()
+                add_hint(built, schedule)
+        solver = _solver(parameters(settings, phase_end - elapsed(), tuning, phase))
+        outcome = {}
+        reason = _guarded(solver, built, best, outcome, stop, elapsed, phase_end, limit)
+        if reason in ("interrupted", "wallClockGuard") or "error" in outcome:
+            break
+        status = outcome.get("status")
+        if status in (cp_model.OPTIMAL, cp_model.INFEASIBLE, cp_model.MODEL_INVALID):
+            break
+        best.raise_bound(solver.best_objective_bound)
+    return _result(instance, built, solver, outcome, best, reason, elapsed, limit, settings)
+
+
+def _solver(values: dict[str, Any]) -> cp_model.CpSolver:
+    solver = cp_model.CpSolver()
+    for name, value in values.items():
+        current = getattr(solver.parameters, name)
+        if isinstance(current, bool | int | float | str):
+            setattr(solver.parameters, name, value)
+        else:  # a repeated field
+            current.extend(value if isinstance(value, list | tuple) else [value])
+    return solver
+
+
+def _guarded(
+    solver: cp_model.CpSolver,
+    built: BuiltModel,
+    best: _Best,
+    outcome: dict[str, Any],
+    stop: threading.Event | None,
+    elapsed: Callable[[], float],
+    phase_end: float,
+    limit: float,
+) -> str:
+    """Run one CP-SAT search on a thread; stop it at phase_end (or on `stop`), and give up
+    on it at limit + GRACE_SECONDS. Returns "", "timeLimit", "interrupted" or
+    "wallClockGuard"; the solver's status (or exception) lands in `outcome`."""
 
     def run() -> None:
         try:
@@ -156,26 +236,22 @@ def solve(
         except Exception as error:  # reported as a result, not a crash
             outcome["error"] = error
 
+    thread = threading.Thread(target=run, name="cp-sat", daemon=True)
+    thread.start()
     reason = ""
-    if limit - elapsed() > 0.01 and not (stop is not None and stop.is_set()):
-        thread = threading.Thread(target=run, name="cp-sat", daemon=True)
-        thread.start()
-        stop_at, abandon_at = limit + _STOP_AFTER, limit + GRACE_SECONDS
-        while thread.is_alive():
-            thread.join(0.02)
-            now = elapsed()
-            if not reason and stop is not None and stop.is_set():
-                reason, abandon_at = "interrupted", min(abandon_at, now + GRACE_SECONDS * 0.75)
-                solver.stop_search()
-            elif not reason and now >= stop_at:
-                reason = "timeLimit"
-                solver.stop_search()
-            if now >= abandon_at and thread.is_alive():
-                reason = "wallClockGuard"
-                break
-    else:
-        reason = "interrupted" if stop is not None and stop.is_set() else "timeLimit"
-    return _result(instance, built, solver, outcome, best, reason, elapsed, limit, settings)
+    stop_at, abandon_at = phase_end + _STOP_AFTER, limit + GRACE_SECONDS
+    while thread.is_alive():
+        thread.join(0.02)
+        now = elapsed()
+        if not reason and stop is not None and stop.is_set():
+            reason, abandon_at = "interrupted", min(abandon_at, now + GRACE_SECONDS * 0.75)
+            solver.stop_search()
+        elif not reason and now >= stop_at:
+            reason = "timeLimit"
+            solver.stop_search()
+        if now >= abandon_at and thread.is_alive():
+            return "wallClockGuard"
+    return reason
 
 
 def _result(
