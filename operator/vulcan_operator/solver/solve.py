@@ -98,7 +98,6 @@ class _Best:
         if self.on_progress is not None:
             self.on_progress(event)
 
-
     def raise_bound(self, bound: float) -> None:
         """Take a proven lower bound into account (never above the best objective)."""
         if not math.isfinite(bound):
@@ -191,7 +190,7 @@ def solve(
             with best.lock:
                 schedule = best.schedule
             if schedule is not None:
-                built.model.clear_hints()
+                built.model.clear_hints()  # type: ignore[no-untyped-call]
                 add_hint(built, schedule)
         solver = _solver(parameters(settings, phase_end - elapsed(), tuning, phase))
         outcome = {}
