@@ -339,6 +339,17 @@ def test_a_failure_half_way_rolls_everything_back(
     assert "rolled back" in run.result["message"]
     assert "division by zero" in run.result["message"]
     assert fingerprint(seeded.dsn) == before
+    # Into a new database: the empty database the restore created is dropped again.
+    target = _db_name("halfway")
+    again = runner(
+        "restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file), TARGET_DATABASE=target
+    )
+    assert again.code == 1, again.explain()
+    assert f"dropping the database '{target}'" in again.stderr
+    with psycopg.connect(seeded.dsn, autocommit=True) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM pg_database WHERE datname = %s", (target,)
+        ).fetchone() == (0,)
 
 
 def test_a_guide_style_dump_restores_into_an_empty_database(

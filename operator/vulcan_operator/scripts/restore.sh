@@ -42,6 +42,16 @@ _restore_cleanup() {
 }
 
 _restore_failed() {
+    # A database this run created and could not fill is dropped again (it holds nothing).
+    if [ "${RESTORE_CREATED:-}" = true ]; then
+        log "dropping the database '$TARGET_DATABASE' this restore created"
+        if ! psql -X -q -v target="$TARGET_DATABASE" -d "$VULCAN_DB_URL" >/dev/null 2>&1 <<'SQL'
+DROP DATABASE IF EXISTS :"target";
+SQL
+        then
+            log "warning: could not drop database '$TARGET_DATABASE'"
+        fi
+    fi
     _restore_cleanup
 }
 
@@ -131,6 +141,7 @@ SQL
                 fail "$EXIT_FAILED" "cannot create database '$_target': $(last_error "$RESTORE_TMP/psql.err")"
             fi
             _created=true
+            RESTORE_CREATED=true
         fi
     fi
 
@@ -159,6 +170,7 @@ SQL
         fail "$EXIT_FAILED" "reading the backup failed mid-way; the restore was rolled back: $(last_error "$RESTORE_TMP/gunzip.err")"
     fi
     log_file "$RESTORE_TMP/restore.err"
+    RESTORE_CREATED=""  # committed: whatever happens now, the restored database stays
 
     RESULT_STEP=verify-restore
     _counts=$(psql_value "$_url" "$ROW_COUNTS_SQL" 2>"$RESTORE_TMP/psql.err") \
