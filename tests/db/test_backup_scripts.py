@@ -330,9 +330,11 @@ def test_an_unreachable_webhook_does_not_fail_the_backup(
     assert "T0KEN-s3cr3t-path" not in run.everything
 
 
+@pytest.mark.parametrize("shell", shells())
 def test_stale_partial_files_are_cleared_and_fresh_ones_kept(
-    seeded: PgDatabase, runner: Runner, tmp_path: Path
+    seeded: PgDatabase, pg_bin_dir: Path, tmp_path: Path, shell: str
 ) -> None:
+    runner = Runner(pg_bin_dir, tmp_path / "run", shell=shell)
     folder = tmp_path / "b"
     folder.mkdir()
     stale = folder / "vulcan_20240101_020000.sql.gz.partial"
