@@ -630,6 +630,7 @@ def build_backup_job(
         **_job_context(COMPONENT_BACKUP, labels, pod),
     }
     job = _named_job("backup-job.yaml.j2", backup_job_name, backup, labels, context)
+    # The claim is unowned, so the uid given here ends up nowhere.
     engine_ref = EngineRef(name=engine, namespace=backup.namespace, uid=backup.uid)
     return [*build_backup_pvc(engine_ref, storage), job]
 
