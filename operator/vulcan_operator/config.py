@@ -15,10 +15,12 @@ from pathlib import Path
 
 __all__ = [
     "DEFAULT_POSTGRES_IMAGE",
+    "DEFAULT_PROBLEM_POLL_SECONDS",
     "DEFAULT_RESYNC_SECONDS",
     "ENV_NAMESPACES",
     "ENV_OPERATOR_IMAGE",
     "ENV_POSTGRES_IMAGE",
+    "ENV_PROBLEM_POLL_SECONDS",
     "ENV_RESYNC_SECONDS",
     "ENV_TEMPLATES_DIR",
     "Settings",
@@ -29,13 +31,17 @@ __all__ = [
 
 ENV_OPERATOR_IMAGE = "VULCAN_OPERATOR_IMAGE"
 ENV_RESYNC_SECONDS = "VULCAN_RESYNC_SECONDS"
+ENV_POLL_SECONDS = "VULCAN_POLL_SECONDS"
 ENV_NAMESPACES = "VULCAN_NAMESPACES"
 ENV_POSTGRES_IMAGE = "VULCAN_POSTGRES_IMAGE"
 ENV_TEMPLATES_DIR = "VULCAN_TEMPLATES_DIR"
+ENV_PROBLEM_POLL_SECONDS = "VULCAN_PROBLEM_POLL_SECONDS"
 
 OPERATOR_IMAGE_REPOSITORY = "ghcr.io/vulcan-engine/vulcan-operator"
 DEFAULT_POSTGRES_IMAGE = "postgres:15-alpine"
 DEFAULT_RESYNC_SECONDS = 60
+DEFAULT_PROBLEM_POLL_SECONDS = 10
+DEFAULT_POLL_SECONDS = 5
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -91,10 +97,16 @@ class Settings:
     operator_image: str = field(default_factory=default_operator_image)
     #: Periodic resync of each engine, seconds.
     resync_seconds: int = DEFAULT_RESYNC_SECONDS
+    #: How often an engine with something in flight (rollout, upgrade) is looked at, seconds.
+    poll_seconds: int = DEFAULT_POLL_SECONDS
     #: Namespaces to watch; empty: the whole cluster.
     namespaces: tuple[str, ...] = ()
     #: PostgreSQL client image of the backup and maintenance Jobs (pg_dump, psql).
     postgres_image: str = DEFAULT_POSTGRES_IMAGE
+    #: How often an unfinished SchedulingProblem is looked at again without any event (a
+    #: missing engine or ConfigMap, a pod that does not start); Job changes and freed solver
+    #: slots wake it at once.
+    problem_poll_seconds: int = DEFAULT_PROBLEM_POLL_SECONDS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -106,8 +118,12 @@ class Settings:
         return cls(
             operator_image=env.get(ENV_OPERATOR_IMAGE, "").strip() or default_operator_image(),
             resync_seconds=_positive_int(env, ENV_RESYNC_SECONDS, DEFAULT_RESYNC_SECONDS),
+            poll_seconds=_positive_int(env, ENV_POLL_SECONDS, DEFAULT_POLL_SECONDS),
             namespaces=namespaces,
             postgres_image=env.get(ENV_POSTGRES_IMAGE, "").strip() or DEFAULT_POSTGRES_IMAGE,
+            problem_poll_seconds=_positive_int(
+                env, ENV_PROBLEM_POLL_SECONDS, DEFAULT_PROBLEM_POLL_SECONDS
+            ),
         )
 
     @property

@@ -60,7 +60,11 @@ def fast_resync(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def ready(emulator: Emulator) -> None:
-    await emulator.wait_for(lambda: status(emulator)["phase"] == "Ready", timeout=10)
+    """Ready, and the first install (migration included) recorded."""
+    await emulator.wait_for(
+        lambda: status(emulator)["phase"] == "Ready" and status(emulator)["currentVersion"],
+        timeout=15,
+    )
 
 
 async def test_create_makes_every_child_and_reports_ready(

@@ -9,7 +9,7 @@ import kopf
 from vulcan_operator import GROUP, VERSION
 from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api
-from vulcan_operator.reconcile import engine
+from vulcan_operator.reconcile import engine, upgrade
 from vulcan_operator.status import diff
 
 PLURAL = "vulcanengines"
@@ -36,3 +36,14 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         initial_delay=settings.resync_seconds,
         **on,
     )(reconcile)
+    # While something is in flight (a rollout, an upgrade), look again every few seconds.
+    kopf.timer(
+        GROUP, VERSION, PLURAL, id="poll", interval=settings.poll_seconds, when=in_flight, **on
+    )(reconcile)
+
+
+def in_flight(status: kopf.Status, **_: Any) -> bool:
+    up = status.get("upgrade") or {}
+    return status.get("phase") in engine.IN_FLIGHT or (
+        bool(up) and up.get("step") not in upgrade.TERMINAL
+    )

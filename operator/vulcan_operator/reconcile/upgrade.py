@@ -1,0 +1,387 @@
+"""Version changes of a VulcanEngine: install, upgrade and rollback, as a persisted state machine.
+
+The state lives in `status.upgrade` (from, to, step, backup, revisions, ...), so an operator that
+restarts half-way resumes where it was. Every step is idempotent: the pre-upgrade VulcanBackup
+and the migration Jobs have deterministic names, so a step that already ran is found, never
+repeated. One flow at a time: a version change during a flow waits until the flow has ended.
+
+    install:  Install (migration Job and rollout together) → Succeeded
+    upgrade:  Backup → Migrate → Rollout → Succeeded
+              a failure before Rollout: Failed, the old version keeps serving
+              a failed Rollout: with autoRollback → Revert (downgrade Job or restore) →
+              RevertRollout → RolledBack; without it → Failed on the new version
+    rollback: (spec.version set back to a version in status.history, e.g. a Git revert)
+              Downgrade (to the revision that version ran with) → Rollout → Succeeded;
+              refused when the revision it needs is unknown
+A version that failed is not tried again while spec.version names it, unless the
+`vulcan-engine.com/retry-upgrade` annotation is given a new value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from vulcan_operator import API_VERSION, names
+from vulcan_operator.builders.engine import EngineInputs
+from vulcan_operator.builders.migration import migration_job
+from vulcan_operator.k8s import Api, Ref, apply
+from vulcan_operator.status import condition, now
+
+RETRY_ANNOTATION = "vulcan-engine.com/retry-upgrade"
+TERMINAL = ("Succeeded", "Failed", "RolledBack", "Refused")
+HISTORY_LIMIT = 20
+
+RevisionReader = Callable[[], Awaitable[str | None]]
+
+
+@dataclass
+class Step:
+    """What the state machine decided for this reconcile."""
+
+    run_version: str
+    upgrade: dict[str, Any] | None
+    fields: dict[str, Any] = field(default_factory=dict)  # currentVersion, failedVersion, history
+    phase: str | None = None  # Upgrading / RollingBack while a flow runs
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Context:
+    api: Api
+    inputs: EngineInputs  # run_version is filled in per step
+    status: dict[str, Any]
+    retry: str
+    generation: int | None
+    deployment: dict[str, Any] | None  # the live backend Deployment
+    read_revision: RevisionReader
+
+
+async def job_state(api: Api, namespace: str, name: str) -> tuple[str, str]:
+    """('Running' | 'Succeeded' | 'Failed' | 'Missing', message) of a Job, with the pod's words."""
+    job = await api.get(Ref("batch/v1", "Job", namespace, name))
+    if job is None:
+        return "Missing", ""
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("status") != "True":
+            continue
+        if cond.get("type") == "Complete":
+            return "Succeeded", ""
+        if cond.get("type") == "Failed":
+            message = cond.get("message") or cond.get("reason") or "failed"
+            pods = await api.list(Ref("v1", "Pod", namespace), {"job-name": name})
+            for pod in pods:
+                for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+                    term = (cs.get("state") or {}).get("terminated") or {}
+                    if term.get("exitCode"):
+                        detail = (term.get("message") or "").strip()[-500:]
+                        message = f"exit code {term['exitCode']}" + (
+                            f": {detail}" if detail else ""
+                        )
+            return "Failed", message
+    return "Running", ""
+
+
+def rollout_state(deployment: dict[str, Any] | None, image: str) -> str:
+    """'Done', 'Failed' or 'Running' for the rollout of `image`."""
+    if deployment is None:
+        return "Running"
+    spec, st = deployment.get("spec") or {}, deployment.get("status") or {}
+    (container, *_) = spec["template"]["spec"]["containers"]
+    if container.get("image") != image:
+        return "Running"
+    for cond in st.get("conditions") or []:
+        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
+            return "Failed"
+    desired = spec.get("replicas", 1)
+    done = (
+        st.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
+        and st.get("updatedReplicas", 0) >= desired
+        and st.get("availableReplicas", 0) >= desired
+        and st.get("replicas", 0) <= desired
+    )
+    return "Done" if done else "Running"
+
+
+def _history_revision(status: dict[str, Any], version: str) -> tuple[bool, str | None]:
+    for entry in reversed(status.get("history") or []):
+        if entry.get("version") == version and entry.get("outcome") == "Succeeded":
+            return True, entry.get("databaseRevision")
+    return False, None
+
+
+def _history(status: dict[str, Any], up: dict[str, Any], outcome: str) -> list[dict[str, Any]]:
+    entry = {
+        "version": up["to"],
+        "image": up["image"],
+        "databaseRevision": up.get("revisionAfter"),
+        "backup": up.get("backup"),
+        "startedAt": up["startedAt"],
+        "finishedAt": now(),
+        "outcome": outcome,
+    }
+    entry = {k: v for k, v in entry.items() if v is not None}
+    return [*(status.get("history") or []), entry][-HISTORY_LIMIT:]
+
+
+def _progress(ctx: Context, up: dict[str, Any], message: str) -> dict[str, Any]:
+    return condition("Progressing", True, up["step"], message, ctx.generation)
+
+
+async def _revision(ctx: Context) -> tuple[str | None, str | None]:
+    """(revision, problem): the database revision now, or why it is unknown."""
+    from vulcan_operator.database import DatabaseUnavailable
+
+    try:
+        return await ctx.read_revision(), None
+    except DatabaseUnavailable as exc:
+        return None, str(exc)
+
+
+def start(ctx: Context, running: str | None, target: str) -> dict[str, Any]:
+    """A new flow from the running version to `target`."""
+    spec = ctx.inputs.spec
+    image = f"{spec.image}:{target}"
+    base = {"from": running, "to": target, "image": image, "startedAt": now(), "retry": ctx.retry}
+    if running is None:
+        return {**base, "kind": "install", "step": "Install"}
+    known, _ = _history_revision(ctx.status, target)
+    if known:
+        return {**base, "kind": "rollback", "step": "Downgrade"}
+    first = "Backup" if spec.upgrade.preUpgradeBackup else "Migrate"
+    return {**base, "kind": "upgrade", "step": first}
+
+
+async def advance(ctx: Context) -> Step:
+    """Move the flow on as far as the cluster allows now; never waits."""
+    status, spec = ctx.status, ctx.inputs.spec
+    target = spec.version
+    current = status.get("currentVersion")
+    up = dict(status.get("upgrade") or {}) or None
+
+    if up is not None and up["step"] in TERMINAL:
+        same = up["to"] == target and up.get("retry", "") == ctx.retry
+        if same or (up["step"] == "Succeeded" and up["to"] == target):
+            return _settled(ctx, up)
+        running = up.get("running", current)
+        up = None
+    else:
+        running = (up or {}).get("from", current)
+    if up is None:
+        if target == running:
+            return Step(run_version=target, upgrade=None, fields={"failedVersion": None})
+        up = start(ctx, running, target)
+    return await _step(ctx, up)
+
+
+def _settled(ctx: Context, up: dict[str, Any]) -> Step:
+    """A flow that ended: show its outcome until spec.version or the retry annotation moves."""
+    running = up.get("running") or up["to"]
+    if up["step"] == "Succeeded":
+        return Step(run_version=running, upgrade=up)
+    what = {
+        "Failed": f"upgrade to {up['to']} failed at {up.get('failedStep')}: {up.get('reason')}",
+        "RolledBack": f"upgrade to {up['to']} failed ({up.get('reason')}) and was rolled back "
+        f"to {running}",
+        "Refused": f"version change to {up['to']} refused: {up.get('reason')}",
+    }[up["step"]]
+    hint = (
+        f"; set spec.version back to {up['from']}, or set the annotation {RETRY_ANNOTATION} "
+        "to a new value to try again"
+    )
+    if up["step"] == "Failed" and running == up["to"] and up.get("from"):
+        hint = (
+            f"; it runs {running} now. Roll back with: kubectl patch vulcanengine "
+            f'{ctx.inputs.name} --type merge -p \'{{"spec":{{"version":"{up.get("from")}"}}}}\''
+            f" (or revert the version in Git)"
+        )
+    return Step(
+        run_version=running,
+        upgrade=up,
+        fields={"failedVersion": up["to"]},
+        conditions=[
+            condition("Degraded", True, f"Upgrade{up['step']}", what + hint, ctx.generation),
+            condition("Progressing", False, f"Upgrade{up['step']}", what, ctx.generation),
+        ],
+    )
+
+
+def _end(ctx: Context, up: dict[str, Any], step: str, running: str, **extra: Any) -> Step:
+    up = {**up, **extra, "step": step, "running": running, "finishedAt": now()}
+    outcome = "Succeeded" if step == "Succeeded" else step
+    fields: dict[str, Any] = {"history": _history(ctx.status, up, outcome)}
+    if step == "Succeeded":
+        fields.update(
+            currentVersion=up["to"], failedVersion=None, databaseRevision=up.get("revisionAfter")
+        )
+        events = [("Normal", "UpgradeSucceeded", f"now running {up['to']}")]
+    else:
+        fields["failedVersion"] = up["to"]
+        events = [("Warning", f"Upgrade{step}", f"{up['to']}: {up.get('reason')}")]
+    settled = _settled(ctx, up)
+    settled.fields = {**fields, **settled.fields}
+    settled.events = events
+    return settled
+
+
+def _fail(ctx: Context, up: dict[str, Any], reason: str) -> Step:
+    running = up.get("from") if up["step"] in ("Backup", "Migrate", "Downgrade") else up["to"]
+    return _end(ctx, up, "Failed", running or up["to"], failedStep=up["step"], reason=reason)
+
+
+def _wait(ctx: Context, up: dict[str, Any], run: str, message: str, events: Any = ()) -> Step:
+    phase: str | None = "RollingBack" if up["step"] in ("Revert", "RevertRollout") else "Upgrading"
+    if up["kind"] == "install":
+        phase = None  # a first install shows the Deployment's own progress
+    return Step(
+        run_version=run,
+        upgrade=up,
+        phase=phase,
+        conditions=[_progress(ctx, up, message)],
+        events=list(events),
+    )
+
+
+async def _job(
+    ctx: Context, up: dict[str, Any], version: str, command: list[str], purpose: str
+) -> tuple[str, str]:
+    job = migration_job(ctx.inputs, version, command, purpose, flow=up["startedAt"])
+    await apply(ctx.api, job, create_only=True)
+    return await job_state(ctx.api, ctx.inputs.namespace, job["metadata"]["name"])
+
+
+async def _step(ctx: Context, up: dict[str, Any]) -> Step:
+    inputs, spec = ctx.inputs, ctx.inputs.spec
+    step, old, new = up["step"], up.get("from"), up["to"]
+    up_cmd = list(spec.upgrade.migrationCommand)
+
+    if step == "Install":
+        state, message = await _job(ctx, up, new, up_cmd, "migrate")
+        if state == "Failed":
+            return _fail(ctx, up, f"migration failed: {message}")
+        if state == "Succeeded" and rollout_state(ctx.deployment, up["image"]) == "Done":
+            revision, _ = await _revision(ctx)
+            return _end(ctx, up, "Succeeded", new, revisionAfter=revision)
+        return _wait(ctx, up, new, f"installing {new}: migration {state.lower()}")
+
+    if step == "Backup":
+        name = names.dns_name(inputs.name, "pre", new)
+        up["backup"] = name
+        backup = {
+            "apiVersion": API_VERSION,
+            "kind": "VulcanBackup",
+            "metadata": {
+                "name": name,
+                "namespace": inputs.namespace,
+                "labels": names.labels(inputs.name, "backup"),
+            },
+            "spec": {"engineRef": {"name": inputs.name}},
+        }
+        await apply(ctx.api, backup, create_only=True)
+        live = await ctx.api.get(Ref.of(backup)) or {}
+        phase = (live.get("status") or {}).get("phase")
+        if phase == "Failed":
+            return _fail(ctx, up, f"pre-upgrade backup {name} failed; nothing was changed")
+        if phase != "Succeeded":
+            return _wait(ctx, up, old, f"pre-upgrade backup {name} is {phase or 'Pending'}")
+        up["step"] = step = "Migrate"
+
+    if step == "Migrate":
+        if not up.get("revisionRecorded"):  # persisted before the migration may run
+            up["revisionBefore"], problem = await _revision(ctx)
+            up["revisionRecorded"] = True
+            if problem:
+                up["revisionProblem"] = problem
+            return _wait(
+                ctx, up, old, f"database revision before migrating: {up['revisionBefore']}"
+            )
+        state, message = await _job(ctx, up, new, up_cmd, "migrate")
+        if state == "Failed":
+            return _fail(ctx, up, f"migration with {new} failed: {message}; {old} keeps serving")
+        if state != "Succeeded":
+            return _wait(ctx, up, old, f"migrating the database with {new}")
+        up["revisionAfter"], _ = await _revision(ctx)
+        up["step"] = step = "Rollout"
+        return _wait(ctx, up, new, f"rolling out {new}", [("Normal", "Migrated", up_cmd[-1])])
+
+    if step == "Downgrade":  # rollback to a version from the history
+        _, wanted = _history_revision(ctx.status, new)
+        now_rev, problem = await _revision(ctx)
+        up.setdefault("revisionBefore", now_rev)
+        if problem:
+            return _end(ctx, up, "Refused", old or new, reason=f"cannot downgrade: {problem}")
+        if now_rev != wanted:
+            if wanted is None:
+                why = f"the database revision {new} ran with is not recorded"
+                return _end(ctx, up, "Refused", old or new, reason=f"cannot downgrade: {why}")
+            command = [*spec.upgrade.downgradeCommand, wanted]
+            state, message = await _job(ctx, up, old or new, command, "downgrade")
+            if state == "Failed":
+                return _fail(ctx, up, f"downgrade to revision {wanted} failed: {message}")
+            return _wait(ctx, up, old or new, f"downgrading the database to {wanted}")
+        up["revisionAfter"] = wanted
+        up["step"] = step = "Rollout"
+
+    if step == "Rollout":
+        state = rollout_state(ctx.deployment, up["image"])
+        started = up.setdefault("rolloutStartedAt", now())
+        if state == "Done":
+            return _end(ctx, up, "Succeeded", new)
+        if state == "Failed":
+            reason = "the rollout exceeded its progress deadline"
+            if not spec.upgrade.autoRollback or up["kind"] != "upgrade":
+                return _fail(ctx, up, reason)
+            up.update(step="Revert", reason=reason)
+            step = "Revert"
+        else:
+            return _wait(ctx, up, new, f"rolling out {new} (since {started})")
+
+    if step == "Revert":
+        before, after = up.get("revisionBefore"), up.get("revisionAfter")
+        if before != after:
+            if spec.upgrade.rollbackStrategy == "restore" and up.get("backup"):
+                state, message = await _restore(ctx, up)
+            elif before is None:
+                return _fail(
+                    ctx,
+                    up,
+                    f"{up['reason']}; the schema changed and the revision "
+                    "before is unknown, so it cannot be downgraded safely",
+                )
+            else:
+                command = [*spec.upgrade.downgradeCommand, str(before)]
+                state, message = await _job(ctx, up, new, command, "downgrade")
+            if state == "Failed":
+                return _fail(ctx, up, f"{up['reason']}; bringing the schema back failed: {message}")
+            if state != "Succeeded":
+                return _wait(ctx, up, new, f"bringing the schema back to {before}")
+        up["step"] = step = "RevertRollout"
+
+    if step == "RevertRollout":
+        image = f"{spec.image}:{old}"
+        if rollout_state(ctx.deployment, image) == "Done":
+            return _end(ctx, up, "RolledBack", old or new)
+        return _wait(ctx, up, old or new, f"rolling back to {old}")
+    raise ValueError(f"unknown upgrade step {step!r}")
+
+
+async def _restore(ctx: Context, up: dict[str, Any]) -> tuple[str, str]:
+    """Restore the pre-upgrade backup (rollbackStrategy: restore) through a VulcanRestore."""
+    inputs = ctx.inputs
+    name = names.dns_name(inputs.name, "revert", up["to"])
+    restore = {
+        "apiVersion": API_VERSION,
+        "kind": "VulcanRestore",
+        "metadata": {
+            "name": name,
+            "namespace": inputs.namespace,
+            "labels": names.labels(inputs.name, "restore"),
+        },
+        "spec": {"engineRef": {"name": inputs.name}, "backupRef": {"name": up["backup"]}},
+    }
+    await apply(ctx.api, restore, create_only=True)
+    live = await ctx.api.get(Ref.of(restore)) or {}
+    phase = (live.get("status") or {}).get("phase") or "Running"
+    return ("Succeeded" if phase == "Succeeded" else phase), f"restore {name} {phase.lower()}"
