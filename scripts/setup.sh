@@ -37,6 +37,11 @@ else
     log "         Until then the database tests fail with this same hint."
 fi
 
+# --- busybox: the backup scripts run under Alpine's busybox in their pods; the tests do too --
+if ! command -v busybox >/dev/null && is_root && command -v apt-get >/dev/null; then
+    apt_install busybox
+fi
+
 # --- Python virtualenv ------------------------------------------------------------------------
 PYTHON="${PYTHON:-python3}"
 if [ -x .venv/bin/python ] && ! .venv/bin/python -c 'import sys' >/dev/null 2>&1; then
