@@ -10,6 +10,7 @@ cannot all finish by the horizon (solving with one assumption literal per job).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 
@@ -17,6 +18,9 @@ from ortools.sat.python import cp_model
 
 from vulcan_operator.solver.instance import Instance, TaskInfo
 from vulcan_operator.solver.model import ModelOptions, build
+
+CHECK_SECONDS = 2.0
+"""Longest single CP-SAT check while looking for the jobs in conflict."""
 
 
 def _fmt_windows(windows: Sequence[tuple[int, int]], limit: int = 4) -> str:
@@ -144,8 +148,16 @@ def _skill_overload(instance: Instance, horizon: int) -> list[str]:
     return out
 
 
-def diagnose(instance: Instance, time_limit: float, workers: int = 1) -> list[str]:
-    """After CP-SAT proved infeasibility: which jobs cannot all finish by the horizon."""
+def diagnose(
+    instance: Instance,
+    time_limit: float,
+    workers: int = 1,
+    stop: threading.Event | None = None,
+) -> list[str]:
+    """After CP-SAT proved infeasibility: which jobs cannot all finish by the horizon.
+
+    Each check is a short CP-SAT solve with one assumption per job; the set CP-SAT blames is
+    shrunk one job at a time while `time_limit` lasts (and until `stop` is set)."""
     horizon = instance.horizon
     generic = [
         "CP-SAT proved that no schedule satisfies every constraint."
@@ -166,8 +178,8 @@ def diagnose(instance: Instance, time_limit: float, workers: int = 1) -> list[st
     deadline = time.monotonic() + time_limit
 
     def infeasible(core: list[int]) -> bool | None:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0.05:
+        remaining = min(deadline - time.monotonic(), CHECK_SECONDS)
+        if remaining <= 0.05 or (stop is not None and stop.is_set()):
             return None
         model.clear_assumptions()
         model.add_assumptions([literals[j] for j in core])

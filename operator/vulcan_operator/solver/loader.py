@@ -118,6 +118,9 @@ def _resource(
 def _referenced(ref: Any, inline: dict[str, Any], documents: list[Any], source: str) -> ProblemData:
     if not isinstance(ref, Mapping) or not ref.get("configMapName") or not ref.get("key"):
         raise ProblemFileError(["spec.problemRef: needs configMapName and key"])
+    # An empty list is no inline problem: the API server fills in `machines: []` and friends
+    # (CRD defaults), so a resource read back from a cluster has them.
+    inline = {k: v for k, v in inline.items() if not (k in INLINE_ONLY and not v)}
     both = [k for k in INLINE_ONLY if k in inline]
     if both:
         raise ProblemFileError(

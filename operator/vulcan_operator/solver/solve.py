@@ -192,7 +192,11 @@ def solve(
             if schedule is not None:
                 built.model.clear_hints()  # type: ignore[no-untyped-call]
                 add_hint(built, schedule)
-        solver = _solver(parameters(settings, phase_end - elapsed(), tuning, phase))
+        values = parameters(settings, phase_end - elapsed(), tuning, phase)
+        if best.schedule is None or not settings.useLNS:
+            # LNS needs a schedule to improve and cannot prove infeasibility: search fully.
+            values["use_lns_only"] = False
+        solver = _solver(values)
         outcome = {}
         reason = _guarded(solver, built, best, outcome, stop, elapsed, phase_end, limit)
         if reason in ("interrupted", "wallClockGuard") or "error" in outcome:
@@ -201,7 +205,7 @@ def solve(
         if status in (cp_model.OPTIMAL, cp_model.INFEASIBLE, cp_model.MODEL_INVALID):
             break
         best.raise_bound(solver.best_objective_bound)
-    return _result(instance, built, solver, outcome, best, reason, elapsed, limit, settings)
+    return _result(instance, built, solver, outcome, best, reason, elapsed, limit, settings, stop)
 
 
 def _solver(values: dict[str, Any]) -> cp_model.CpSolver:
@@ -263,6 +267,7 @@ def _result(
     elapsed: Callable[[], float],
     limit: float,
     settings: SolverSettings,
+    stop: threading.Event | None,
 ) -> SolveResult:
     status = outcome.get("status")
     finished = reason != "wallClockGuard" and ("status" in outcome or "error" in outcome)
@@ -285,7 +290,7 @@ def _result(
         explanation.append(f"The solver failed: {outcome['error']!r}.")
     if finished and status == cp_model.INFEASIBLE:
         budget = min(max(0.0, limit - elapsed()), 30.0)
-        explanation = explain.diagnose(instance, budget, settings.numWorkers)
+        explanation = explain.diagnose(instance, budget, settings.numWorkers, stop)
         return SolveResult(
             Status.INFEASIBLE,
             wall_seconds=elapsed(),
