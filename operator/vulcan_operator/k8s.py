@@ -38,6 +38,7 @@ PLURALS: dict[tuple[str, str], str] = {
     ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrules",
     ("kopf.dev/v1", "ClusterKopfPeering"): "clusterkopfpeerings",
     ("kopf.dev/v1", "KopfPeering"): "kopfpeerings",
+    ("kueue.x-k8s.io/v1beta1", "Workload"): "workloads",
     (API_VERSION, "VulcanEngine"): "vulcanengines",
     (API_VERSION, "SchedulingProblem"): "schedulingproblems",
     (API_VERSION, "VulcanBackup"): "vulcanbackups",
@@ -111,7 +112,7 @@ class Api:
                 response = self._client.call_api(*request)
             except client.ApiException as exc:  # not reached the server, or no answer
                 raise _api_error(exc.status, exc.reason, exc.body) from None
-            data = response.read()
+            data = response.read()  # type: ignore[no-untyped-call]
             if not 200 <= response.status < 300:
                 raise _api_error(response.status, response.reason, data)
             return json.loads(data) if data else None

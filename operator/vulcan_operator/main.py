@@ -15,7 +15,7 @@ import kopf
 
 from vulcan_operator import GROUP
 from vulcan_operator.config import Settings
-from vulcan_operator.handlers import engine
+from vulcan_operator.handlers import backup, engine, problem, restore
 from vulcan_operator.k8s import Api, ApiError, apply
 
 
@@ -46,6 +46,9 @@ def make_registry(settings: Settings | None = None) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     kopf.on.startup(registry=registry)(configure)
     engine.register(registry, settings)
+    problem.register(registry, settings)
+    backup.register(registry, settings)
+    restore.register(registry, settings)
     return registry
 
 
@@ -54,9 +57,9 @@ def load_kube_config() -> None:
     from kubernetes import config
 
     try:
-        config.load_incluster_config()
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        config.load_kube_config()
+        config.load_kube_config()  # type: ignore[no-untyped-call]
 
 
 async def ensure_peering(name: str, namespaces: list[str]) -> None:

@@ -63,7 +63,7 @@ def validate_resource(doc: Any, configmaps: dict[str, dict[str, Any]] | None = N
         obj = model.model_validate(doc)
     except ValidationError as exc:
         return explain(exc, model)
-    ref = getattr(obj.spec, "problemRef", None)
+    ref = getattr(getattr(obj, "spec", None), "problemRef", None)
     cm = (configmaps or {}).get(ref.configMapName) if ref is not None else None
     if ref is not None and cm is not None:
         data = cm.get("data")

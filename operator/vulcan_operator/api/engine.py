@@ -51,11 +51,11 @@ class Resources(Strict):
     """Container resources of the backend pods."""
 
     requests: dict[Literal["cpu", "memory", "ephemeral-storage"], Quantity] = Field(
-        default_factory=lambda: {"cpu": "1", "memory": "2Gi"},
+        default_factory=lambda: {"cpu": "1", "memory": "2Gi"},  # type: ignore[arg-type]
         description="Requested resources.",
     )
     limits: dict[Literal["cpu", "memory", "ephemeral-storage"], Quantity] = Field(
-        default_factory=lambda: {"cpu": "2", "memory": "4Gi"},
+        default_factory=lambda: {"cpu": "2", "memory": "4Gi"},  # type: ignore[arg-type]
         description="Resource limits.",
     )
 
@@ -373,11 +373,27 @@ class VulcanEngineSpec(Strict):
 
 
 class LastBackup(BaseModel):
-    """The newest backup run of the engine."""
+    """The newest backup run of the engine, scheduled or on-demand."""
 
     time: str | None = Field(None, description="When it finished.")
     location: str | None = Field(None, description="Where it is.")
     outcome: str | None = Field(None, description="Succeeded or Failed.")
+    job: str | None = Field(None, description="The Job that ran it.")
+    step: str | None = Field(None, description="The step that failed, when it failed.")
+    message: str | None = Field(None, description="What went wrong, when it failed.")
+
+
+class EngineRestore(BaseModel):
+    """A VulcanRestore holding the engine (written by the restore controller)."""
+
+    name: str = Field(description="The VulcanRestore.")
+    uid: str | None = Field(None, description="Its uid.")
+    step: Literal["ScaleDown", "Restore", "Migrate", "ScaleUp", "Hold"] = Field(
+        description="ScaleDown, Restore, Migrate: scaled to zero; ScaleUp: back to `replicas`; "
+        "Hold: kept at zero after a failure that made serving unsafe."
+    )
+    replicas: int | None = Field(None, ge=0, description="Replicas to scale back to.")
+    message: str | None = Field(None, description="Why the engine is held (step Hold).")
 
 
 class HistoryEntry(BaseModel):
@@ -402,6 +418,9 @@ class VulcanEngineStatus(Status):
     readyReplicas: int | None = Field(None, description="Ready backend replicas.")
     databaseRevision: str | None = Field(None, description="Alembic revision of the database.")
     lastBackup: LastBackup | None = Field(None, description="Newest backup.")
+    restore: EngineRestore | None = Field(
+        None, description="A restore in progress (the engine is scaled to zero meanwhile)."
+    )
     history: list[HistoryEntry] = Field(default_factory=list, description="Versions run.")
     upgrade: dict[str, Any] | None = Field(
         None,

@@ -6,11 +6,11 @@ from typing import Any
 
 import kopf
 
-from vulcan_operator import GROUP, VERSION
+from vulcan_operator import GROUP, VERSION, metrics
 from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api
-from vulcan_operator.reconcile import engine, upgrade
-from vulcan_operator.status import diff
+from vulcan_operator.reconcile import backup, engine, upgrade
+from vulcan_operator.status import diff, get_condition
 
 PLURAL = "vulcanengines"
 
@@ -23,27 +23,57 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         for type_, reason, message in outcome.events:
             kopf.event(body, type=type_, reason=reason, message=message)
         patch.status.update(diff(body.get("status"), outcome.status))
+        export_metrics(body, outcome.status)
 
-    on = {"registry": registry}
-    kopf.on.resume(GROUP, VERSION, PLURAL, **on)(reconcile)
-    kopf.on.create(GROUP, VERSION, PLURAL, **on)(reconcile)
-    kopf.on.update(GROUP, VERSION, PLURAL, **on)(reconcile)
+    async def forget(namespace: str | None, name: str, **_: Any) -> None:
+        metrics.forget_engine(str(namespace), name)
+
+    kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)(reconcile)
+    kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)(reconcile)
+    kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)(reconcile)
     kopf.timer(
         GROUP,
         VERSION,
         PLURAL,
         interval=settings.resync_seconds,
         initial_delay=settings.resync_seconds,
-        **on,
+        registry=registry,
     )(reconcile)
     # While something is in flight (a rollout, an upgrade), look again every few seconds.
     kopf.timer(
-        GROUP, VERSION, PLURAL, id="poll", interval=settings.poll_seconds, when=in_flight, **on
+        GROUP,
+        VERSION,
+        PLURAL,
+        id="poll",
+        interval=settings.poll_seconds,
+        when=in_flight,
+        registry=registry,
     )(reconcile)
+    # No finalizer for this: the metrics of a deleted engine go when the operator hears of it.
+    kopf.on.delete(GROUP, VERSION, PLURAL, optional=True, registry=registry)(forget)
 
 
 def in_flight(status: kopf.Status, **_: Any) -> bool:
+    """An upgrade, a rollout or a restore under way (not a restore holding the engine after
+    a failure: that waits for a person, and the resync looks at it)."""
     up = status.get("upgrade") or {}
-    return status.get("phase") in engine.IN_FLIGHT or (
-        bool(up) and up.get("step") not in upgrade.TERMINAL
+    held = status.get("restore") or {}
+    return (
+        status.get("phase") in engine.IN_FLIGHT
+        or (bool(up) and up.get("step") not in upgrade.TERMINAL)
+        or (bool(held) and held.get("step") != "Hold")
     )
+
+
+def export_metrics(body: kopf.Body, status: dict[str, Any]) -> None:
+    """The engine's Ready and BackupHealthy conditions as gauges; no backup series while
+    BackupHealthy is Unknown (before the first backup, or backups off), so no alert fires."""
+    meta = body.get("metadata") or {}
+    namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+    ready = (get_condition(status, "Ready") or {}).get("status") == "True"
+    healthy = (get_condition(status, backup.BACKUP_HEALTHY) or {}).get("status")
+    if healthy in ("True", "False"):
+        metrics.set_engine_status(namespace, name, ready=ready, backup_healthy=healthy == "True")
+    else:
+        metrics.set_engine_status(namespace, name, ready=ready)
+        metrics.forget_backup(namespace, name)

@@ -27,6 +27,7 @@ from vulcan_operator import API_VERSION, names
 from vulcan_operator.builders.engine import EngineInputs
 from vulcan_operator.builders.migration import migration_job
 from vulcan_operator.k8s import Api, Ref, apply
+from vulcan_operator.reconcile.jobs import read_job
 from vulcan_operator.status import condition, now
 
 RETRY_ANNOTATION = "vulcan-engine.com/retry-upgrade"
@@ -61,27 +62,8 @@ class Context:
 
 async def job_state(api: Api, namespace: str, name: str) -> tuple[str, str]:
     """('Running' | 'Succeeded' | 'Failed' | 'Missing', message) of a Job, with the pod's words."""
-    job = await api.get(Ref("batch/v1", "Job", namespace, name))
-    if job is None:
-        return "Missing", ""
-    for cond in (job.get("status") or {}).get("conditions") or []:
-        if cond.get("status") != "True":
-            continue
-        if cond.get("type") == "Complete":
-            return "Succeeded", ""
-        if cond.get("type") == "Failed":
-            message = cond.get("message") or cond.get("reason") or "failed"
-            pods = await api.list(Ref("v1", "Pod", namespace), {"job-name": name})
-            for pod in pods:
-                for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-                    term = (cs.get("state") or {}).get("terminated") or {}
-                    if term.get("exitCode"):
-                        detail = (term.get("message") or "").strip()[-500:]
-                        message = f"exit code {term['exitCode']}" + (
-                            f": {detail}" if detail else ""
-                        )
-            return "Failed", message
-    return "Running", ""
+    run = await read_job(api, namespace, name)
+    return run.state, (run.message if run.state == "Failed" else "")
 
 
 def rollout_state(deployment: dict[str, Any] | None, image: str) -> str:
@@ -154,8 +136,13 @@ def start(ctx: Context, running: str | None, target: str) -> dict[str, Any]:
     return {**base, "kind": "upgrade", "step": first}
 
 
-async def advance(ctx: Context) -> Step:
-    """Move the flow on as far as the cluster allows now; never waits."""
+async def advance(ctx: Context, *, hold: bool = False) -> Step:
+    """Move the flow on as far as the cluster allows now; never waits.
+
+    With `hold` (a restore holds the engine), a new flow does not start: the running version
+    stays until the restore has ended. A flow already under way goes on (its own restore,
+    `rollbackStrategy: restore`, is what holds the engine then).
+    """
     status, spec = ctx.status, ctx.inputs.spec
     target = spec.version
     current = status.get("currentVersion")
@@ -172,6 +159,15 @@ async def advance(ctx: Context) -> Step:
     if up is None:
         if target == running:
             return Step(run_version=target, upgrade=None, fields={"failedVersion": None})
+        if hold:
+            message = f"the change to version {target} waits until the restore has ended"
+            return Step(
+                run_version=running or target,
+                upgrade=status.get("upgrade"),
+                conditions=[
+                    condition("Progressing", False, "WaitingForRestore", message, ctx.generation)
+                ],
+            )
         up = start(ctx, running, target)
     return await _step(ctx, up)
 
@@ -285,7 +281,7 @@ async def _step(ctx: Context, up: dict[str, Any]) -> Step:
         if phase == "Failed":
             return _fail(ctx, up, f"pre-upgrade backup {name} failed; nothing was changed")
         if phase != "Succeeded":
-            return _wait(ctx, up, old, f"pre-upgrade backup {name} is {phase or 'Pending'}")
+            return _wait(ctx, up, old or new, f"pre-upgrade backup {name} is {phase or 'Pending'}")
         up["step"] = step = "Migrate"
 
     if step == "Migrate":
@@ -294,14 +290,13 @@ async def _step(ctx: Context, up: dict[str, Any]) -> Step:
             up["revisionRecorded"] = True
             if problem:
                 up["revisionProblem"] = problem
-            return _wait(
-                ctx, up, old, f"database revision before migrating: {up['revisionBefore']}"
-            )
+            message = f"database revision before migrating: {up['revisionBefore']}"
+            return _wait(ctx, up, old or new, message)
         state, message = await _job(ctx, up, new, up_cmd, "migrate")
         if state == "Failed":
             return _fail(ctx, up, f"migration with {new} failed: {message}; {old} keeps serving")
         if state != "Succeeded":
-            return _wait(ctx, up, old, f"migrating the database with {new}")
+            return _wait(ctx, up, old or new, f"migrating the database with {new}")
         up["revisionAfter"], _ = await _revision(ctx)
         up["step"] = step = "Rollout"
         return _wait(ctx, up, new, f"rolling out {new}", [("Normal", "Migrated", up_cmd[-1])])
@@ -371,6 +366,7 @@ async def _restore(ctx: Context, up: dict[str, Any]) -> tuple[str, str]:
     """Restore the pre-upgrade backup (rollbackStrategy: restore) through a VulcanRestore."""
     inputs = ctx.inputs
     name = names.dns_name(inputs.name, "revert", up["to"])
+    up["restore"] = name  # the restore controller lets this one through during the upgrade
     restore = {
         "apiVersion": API_VERSION,
         "kind": "VulcanRestore",
@@ -379,7 +375,12 @@ async def _restore(ctx: Context, up: dict[str, Any]) -> tuple[str, str]:
             "namespace": inputs.namespace,
             "labels": names.labels(inputs.name, "restore"),
         },
-        "spec": {"engineRef": {"name": inputs.name}, "backupRef": {"name": up["backup"]}},
+        # No migration after it: the pre-upgrade backup has the schema the old version needs.
+        "spec": {
+            "engineRef": {"name": inputs.name},
+            "backupRef": {"name": up["backup"]},
+            "migrate": False,
+        },
     }
     await apply(ctx.api, restore, create_only=True)
     live = await ctx.api.get(Ref.of(restore)) or {}
