@@ -99,6 +99,10 @@ class Settings:
     resync_seconds: int = DEFAULT_RESYNC_SECONDS
     #: How often an engine with something in flight (rollout, upgrade) is looked at, seconds.
     poll_seconds: int = DEFAULT_POLL_SECONDS
+    #: Liveness fails after this long without any handler running (while engines exist).
+    liveness_seconds: int = 3 * DEFAULT_RESYNC_SECONDS + 60
+    #: Port of the operator's own /metrics.
+    metrics_port: int = 9090
     #: Namespaces to watch; empty: the whole cluster.
     namespaces: tuple[str, ...] = ()
     #: PostgreSQL client image of the backup and maintenance Jobs (pg_dump, psql).
@@ -115,10 +119,13 @@ class Settings:
         namespaces = tuple(
             ns.strip() for ns in env.get(ENV_NAMESPACES, "").split(",") if ns.strip()
         )
+        resync = _positive_int(env, ENV_RESYNC_SECONDS, DEFAULT_RESYNC_SECONDS)
         return cls(
             operator_image=env.get(ENV_OPERATOR_IMAGE, "").strip() or default_operator_image(),
-            resync_seconds=_positive_int(env, ENV_RESYNC_SECONDS, DEFAULT_RESYNC_SECONDS),
+            resync_seconds=resync,
             poll_seconds=_positive_int(env, ENV_POLL_SECONDS, DEFAULT_POLL_SECONDS),
+            liveness_seconds=_positive_int(env, "VULCAN_LIVENESS_SECONDS", 3 * resync + 60),
+            metrics_port=_positive_int(env, "VULCAN_METRICS_PORT", 9090),
             namespaces=namespaces,
             postgres_image=env.get(ENV_POSTGRES_IMAGE, "").strip() or DEFAULT_POSTGRES_IMAGE,
             problem_poll_seconds=_positive_int(

@@ -13,9 +13,10 @@ from typing import Any
 
 import kopf
 
-from vulcan_operator import GROUP
+from vulcan_operator import GROUP, health, metrics
 from vulcan_operator.config import Settings
 from vulcan_operator.handlers import backup, engine, problem, restore
+from vulcan_operator.health import Heartbeat
 from vulcan_operator.k8s import Api, ApiError, apply
 
 
@@ -45,7 +46,9 @@ def make_registry(settings: Settings | None = None) -> kopf.OperatorRegistry:
     settings = settings or Settings.from_env()
     registry = kopf.OperatorRegistry()
     kopf.on.startup(registry=registry)(configure)
-    engine.register(registry, settings)
+    heartbeat = Heartbeat(settings.liveness_seconds)
+    health.register(registry, heartbeat)
+    engine.register(registry, settings, heartbeat)
     problem.register(registry, settings)
     backup.register(registry, settings)
     restore.register(registry, settings)
@@ -94,6 +97,7 @@ def run(
     namespaces = namespaces or list(settings.namespaces)
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat[log_format.upper()])
     load_kube_config()
+    metrics.start_metrics_server(settings.metrics_port)
     if not standalone:
         asyncio.run(ensure_peering(peering, namespaces))
     kopf.run(
