@@ -217,11 +217,13 @@ class JobController:
         elif outcome.result != "running":
             waiters.add(asyncio.ensure_future(asyncio.sleep(outcome.delay, outcome)))
         deadline = job["spec"].get("activeDeadlineSeconds")
-        done, pending = await asyncio.wait(
-            waiters, timeout=deadline, return_when=asyncio.FIRST_COMPLETED
-        )
-        for waiter in pending - {finisher}:
-            waiter.cancel()
+        try:
+            done, _ = await asyncio.wait(
+                waiters, timeout=deadline, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:  # also when the Job is deleted (this task is cancelled): the pod stops too
+            for waiter in waiters - {finisher}:
+                waiter.cancel()
         if not done:
             return JobOutcome.deadline_exceeded()
         try:

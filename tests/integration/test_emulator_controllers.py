@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import pytest
@@ -165,6 +166,26 @@ async def test_job_run_outcome_gets_the_job_and_pod(emulator: Emulator) -> None:
         "terminated"
     ]
     assert terminated["message"] == "solve"
+
+
+async def test_deleting_a_job_stops_its_running_runner(emulator: Emulator) -> None:
+    started, stopped = threading.Event(), []  # the runner runs in the emulator's thread
+
+    async def forever(job: dict[str, Any], pod: dict[str, Any]) -> JobOutcome:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            stopped.append(job["metadata"]["name"])
+            raise
+        return JobOutcome.succeed()
+
+    emulator.jobs.default = JobOutcome.run(forever)
+    emulator.create(job("victim"))
+    await emulator.wait_for(started.is_set)
+    emulator.delete("jobs", "default", "victim")
+    await emulator.wait_for(lambda: stopped == ["victim"])
+    assert emulator.list("pods", "default") == []
 
 
 async def test_job_run_outcome_that_raises_fails_the_job(emulator: Emulator) -> None:
