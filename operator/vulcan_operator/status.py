@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import datetime
+from dataclasses import dataclass, field
 from typing import Any
+
+
+@dataclass
+class Outcome:
+    """What a reconcile found and did: the status to show and the Events to post."""
+
+    status: dict[str, Any]
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
 
 
 def now() -> str:
@@ -41,7 +50,19 @@ def get_condition(status: dict[str, Any] | None, type_: str) -> dict[str, Any] |
     return next((c for c in (status or {}).get("conditions") or [] if c["type"] == type_), None)
 
 
+def _replacing(current: Any, desired: Any) -> Any:
+    """`desired` as a merge-patch value that replaces `current`: keys of `current` that
+    `desired` no longer has become null (a merge patch would otherwise keep them)."""
+    if not (isinstance(current, dict) and isinstance(desired, dict)):
+        return desired
+    patch = dict.fromkeys((k for k in current if k not in desired), None)
+    for key, value in desired.items():
+        patch[key] = _replacing(current.get(key), value) if key in current else value
+    return patch
+
+
 def diff(current: dict[str, Any] | None, desired: dict[str, Any]) -> dict[str, Any]:
-    """The top-level status fields of `desired` that differ from `current` (a merge patch)."""
+    """The top-level status fields of `desired` that differ from `current`, as a merge patch
+    that makes each of them exactly as desired (nested keys no longer wanted are removed)."""
     current = current or {}
-    return {k: v for k, v in desired.items() if current.get(k) != v}
+    return {k: _replacing(current.get(k), v) for k, v in desired.items() if current.get(k) != v}

@@ -190,15 +190,20 @@ def test_children_come_dependencies_first(variant: str) -> None:
     assert {"Deployment", "Service", "PodDisruptionBudget"} <= set(kinds)
 
 
-def test_engine_children_are_the_core_children_then_monitoring() -> None:
+def test_engine_children_are_the_core_children_then_monitoring_then_backups() -> None:
     inputs = inputs_for("production")
     core = build(inputs)
     everything = engine_children(inputs)
     assert everything[: len(core)] == core
-    extra = {obj["kind"] for obj in everything[len(core) :]}
-    assert extra == {"ServiceMonitor", "PrometheusRule", "ConfigMap"}
+    extra = [obj["kind"] for obj in everything[len(core) :]]
+    backups = ["PersistentVolumeClaim", "CronJob", "CronJob"]
+    assert extra[-3:] == backups
+    assert set(extra[:-3]) == {"ServiceMonitor", "PrometheusRule", "ConfigMap"}
     without_crds = engine_children(replace(inputs, monitoring=False))
-    assert {obj["kind"] for obj in without_crds[len(core) :]} == {"ConfigMap"}
+    assert [obj["kind"] for obj in without_crds[len(core) :]] == ["ConfigMap", *backups]
+    suspended = engine_children(replace(inputs, suspend_cronjobs=True))
+    assert [c["spec"]["suspend"] for c in suspended if c["kind"] == "CronJob"] == [True, True]
+    assert [c["spec"]["suspend"] for c in everything if c["kind"] == "CronJob"] == [False, False]
     validate_manifests(everything)
     names_ = [(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in everything]
     assert len(names_) == len(set(names_))

@@ -85,12 +85,40 @@ class VulcanRestoreSpec(Strict):
         return self
 
 
+class RestoreStep(BaseModel):
+    """One step of a restore, as it went."""
+
+    name: str = Field(description="ScaleDown, Restore, Migrate or ScaleUp.")
+    startedAt: str | None = Field(None, description="When it started.")
+    finishedAt: str | None = Field(None, description="When it ended.")
+    outcome: str | None = Field(None, description="Succeeded, Failed or Skipped.")
+    message: str | None = Field(None, description="What happened.")
+
+
+class RestoreFailure(BaseModel):
+    """Where a restore stopped, and why."""
+
+    step: str = Field(description="The step that failed.")
+    message: str = Field(description="Why, in plain words.")
+    databaseChanged: bool | None = Field(
+        None, description="Whether the engine's database may have been changed."
+    )
+
+
 class VulcanRestoreStatus(Status):
     """Progress and outcome of the restore."""
 
     step: str | None = Field(None, description="Current step, or the step that failed.")
+    steps: list[RestoreStep] = Field(
+        default_factory=list, description="Every step so far, in order."
+    )
+    failure: RestoreFailure | None = Field(None, description="Where and why it failed.")
     jobName: str | None = Field(None, description="Restore Job.")
+    migrationJobName: str | None = Field(None, description="Migration Job.")
     location: str | None = Field(None, description="Backup file restored.")
+    checksum: str | None = Field(None, description="sha256 the backup file was checked against.")
+    database: str | None = Field(None, description="Database restored into.")
+    databaseRevision: str | None = Field(None, description="Alembic revision of the backup.")
     replicasBefore: int | None = Field(None, description="Engine replicas to scale back to.")
     rowCounts: dict[str, int] = Field(
         default_factory=dict, description="Rows per main table after the restore."

@@ -379,7 +379,9 @@ class LastBackup(BaseModel):
     location: str | None = Field(None, description="Where it is.")
     outcome: str | None = Field(None, description="Succeeded or Failed.")
     job: str | None = Field(None, description="The Job that ran it.")
-    step: str | None = Field(None, description="The step that failed, when it failed.")
+    reason: str | None = Field(
+        None, description="Why it failed, in CamelCase (e.g. DumpFailed, OOMKilled)."
+    )
     message: str | None = Field(None, description="What went wrong, when it failed.")
 
 

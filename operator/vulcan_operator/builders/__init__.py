@@ -1,15 +1,16 @@
 """Pure builders: typed spec + owner + settings in, manifests (dicts) out. No API calls.
 
-One module per concern: `engine` (the core children), `monitoring` (ServiceMonitor,
+One module per concern: `engine` (the core children), `backup` (backup and maintenance
+CronJobs, the backup volume, one-off backup and restore Jobs), `monitoring` (ServiceMonitor,
 PrometheusRule, dashboard). `engine_children` is everything a VulcanEngine owns, in apply
-order.
+order (plus the backup volume, which it makes but does not own).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from vulcan_operator.builders import engine, monitoring
+from vulcan_operator.builders import backup, engine, monitoring
 from vulcan_operator.builders.engine import EngineInputs
 
 __all__ = ["EngineInputs", "engine_children"]
@@ -17,9 +18,14 @@ __all__ = ["EngineInputs", "engine_children"]
 
 def engine_children(inputs: EngineInputs) -> list[dict[str, Any]]:
     """Every child of a VulcanEngine, dependencies first: the core children (see
-    `builders.engine.build`), then the monitoring objects (`inputs.monitoring` says whether
-    the Prometheus Operator CRDs exist)."""
+    `builders.engine.build`), the monitoring objects (`inputs.monitoring` says whether the
+    Prometheus Operator CRDs exist), then the backup volume (unowned: apply it create-only and
+    never prune it), the backup CronJob and the maintenance CronJob."""
+    ref = backup.EngineRef(name=inputs.name, namespace=inputs.namespace, uid=inputs.uid)
     return [
         *engine.build(inputs),
         *monitoring.build(inputs, prometheus_operator=inputs.monitoring),
+        *backup.build_engine_backup_children(
+            ref, inputs.spec, inputs.settings, suspend=inputs.suspend_cronjobs
+        ),
     ]

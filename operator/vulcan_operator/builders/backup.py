@@ -452,7 +452,7 @@ def _job_context(component: str, labels: Mapping[str, str], pod: _Pod) -> dict[s
     }
 
 
-def _cron_context(schedule: str) -> dict[str, Any]:
+def _cron_context(schedule: str, *, suspend: bool = False) -> dict[str, Any]:
     return {
         "schedule": schedule,
         "time_zone": TIME_ZONE,
@@ -460,7 +460,7 @@ def _cron_context(schedule: str) -> dict[str, Any]:
         "starting_deadline_seconds": STARTING_DEADLINE_SECONDS,
         "successful_jobs_history_limit": SUCCESSFUL_JOBS_HISTORY_LIMIT,
         "failed_jobs_history_limit": FAILED_JOBS_HISTORY_LIMIT,
-        "suspend": False,
+        "suspend": suspend,
     }
 
 
@@ -499,11 +499,13 @@ def build_backup_cronjob(
     settings: Settings,
     *,
     aws_cli_image: str = DEFAULT_AWS_CLI_IMAGE,
+    suspend: bool = False,
 ) -> list[Manifest]:
     """The scheduled-backup CronJob (owned by the engine), or [] when backups are disabled.
 
     Each run dumps, verifies, stores and applies `retentionDays` to the scheduled backups, and
-    tells `notifyWebhookSecretRef`'s URL (when set) of the outcome.
+    tells `notifyWebhookSecretRef`'s URL (when set) of the outcome. `suspend` (while a restore
+    runs) keeps it from starting new runs.
     """
     if not backup.enabled:
         return []
@@ -520,7 +522,7 @@ def build_backup_cronjob(
     cronjob = _one(
         "backup-cronjob.yaml.j2",
         name=backup_cronjob_name(engine.name),
-        **_cron_context(backup.schedule),
+        **_cron_context(backup.schedule, suspend=suspend),
         **_job_context(COMPONENT_BACKUP, labels, pod),
     )
     return [finish(cronjob, engine.owner, labels)]
@@ -533,8 +535,10 @@ def build_maintenance_cronjob(
     settings: Settings,
     *,
     reindex: bool = False,
+    suspend: bool = False,
 ) -> list[Manifest]:
-    """The maintenance CronJob (VACUUM ANALYZE; REINDEX with `reindex`), or [] when disabled."""
+    """The maintenance CronJob (VACUUM ANALYZE; REINDEX with `reindex`), or [] when disabled;
+    `suspend` keeps it from starting new runs."""
     if not maintenance.enabled:
         return []
     labels = names.labels(engine.name, COMPONENT_MAINTENANCE)
@@ -551,7 +555,7 @@ def build_maintenance_cronjob(
     cronjob = _one(
         "maintenance-cronjob.yaml.j2",
         name=maintenance_cronjob_name(engine.name),
-        **_cron_context(maintenance.schedule),
+        **_cron_context(maintenance.schedule, suspend=suspend),
         **_job_context(COMPONENT_MAINTENANCE, labels, pod),
     )
     return [finish(cronjob, engine.owner, labels)]
@@ -563,15 +567,19 @@ def build_engine_backup_children(
     settings: Settings,
     *,
     aws_cli_image: str = DEFAULT_AWS_CLI_IMAGE,
+    suspend: bool = False,
 ) -> list[Manifest]:
     """Backup PVC (when the operator makes it and backups are on), backup CronJob and
-    maintenance CronJob of an engine, as its spec asks."""
+    maintenance CronJob of an engine, as its spec asks; `suspend` suspends both CronJobs
+    (while a restore runs: no dump or VACUUM of a database being replaced)."""
     database = database_secret_ref(engine.name, spec.database)
     pvc = build_backup_pvc(engine, spec.backup.storage) if spec.backup.enabled else []
     return [
         *pvc,
-        *build_backup_cronjob(engine, spec.backup, database, settings, aws_cli_image=aws_cli_image),
-        *build_maintenance_cronjob(engine, spec.maintenance, database, settings),
+        *build_backup_cronjob(
+            engine, spec.backup, database, settings, aws_cli_image=aws_cli_image, suspend=suspend
+        ),
+        *build_maintenance_cronjob(engine, spec.maintenance, database, settings, suspend=suspend),
     ]
 
 

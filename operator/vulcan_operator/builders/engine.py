@@ -136,6 +136,8 @@ class EngineInputs:
     rotation: str = ""
     #: Force this replica count and drop the HPA (0 while a restore runs).
     replicas_override: int | None = None
+    #: Suspend the backup and maintenance CronJobs (while a restore runs).
+    suspend_cronjobs: bool = False
     settings: Settings = field(default_factory=Settings)
     #: Whether the cluster serves the Prometheus Operator CRDs (monitoring.coreos.com/v1):
     #: read by the monitoring builder (`builders.engine_children`), not by `build`.

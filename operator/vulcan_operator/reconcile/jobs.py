@@ -1,0 +1,173 @@
+"""What a Job did: its state, why it failed, and what its pod said (the termination messages).
+
+One reader for every Job the operator follows: migrations (`reconcile.upgrade`), on-demand
+backups and restores (`reconcile.backup`, `reconcile.restore`) and the Jobs the backup
+CronJob makes (the engine's `lastBackup`). The backup and restore programs put their JSON
+result line in the termination message (see `builders.backup.parse_backup_result`); this
+module only collects the text, the builders' parsers read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from vulcan_operator.k8s import Api, Ref
+
+__all__ = ["JobRun", "finished_at", "job_run", "owned_jobs", "read_job", "read_job_object"]
+
+MESSAGE_TAIL = 500  # characters of a termination message quoted in a failure message
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """One Job, as far as the operator cares."""
+
+    #: Missing, Running, Succeeded or Failed.
+    state: str
+    #: Plain words: why it failed (the Job's reason, the pod's exit code and last words), or
+    #: why it is not running yet (e.g. a Secret it needs is missing); "" otherwise.
+    message: str = ""
+    #: The termination messages of the newest pod: init containers first, then the main ones,
+    #: so the last result line of a kind is the main container's when it wrote one.
+    termination: str = ""
+    #: When it started and when it finished (the Job's own timestamps), or None.
+    started_at: str | None = None
+    finished_at: str | None = None
+    #: The main container's exit code and reason (e.g. 137, OOMKilled), when it terminated.
+    exit_code: int | None = None
+    reason: str | None = None
+
+
+def finished_at(job: dict[str, Any]) -> str | None:
+    """When a Job finished (completionTime, or the time of its Failed condition), or None."""
+    status = job.get("status") or {}
+    for cond in status.get("conditions") or []:
+        if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
+            return (
+                str(
+                    status.get("completionTime")
+                    or cond.get("lastTransitionTime")
+                    or cond.get("lastProbeTime")
+                    or ""
+                )
+                or None
+            )
+    return None
+
+
+def _state(job: dict[str, Any]) -> tuple[str, str]:
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("status") != "True":
+            continue
+        if cond.get("type") == "Complete":
+            return "Succeeded", ""
+        if cond.get("type") == "Failed":
+            return "Failed", str(cond.get("message") or cond.get("reason") or "failed")
+    return "Running", ""
+
+
+def _newest(pods: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+    ordered = sorted(
+        pods, key=lambda p: (p["metadata"].get("creationTimestamp") or "", p["metadata"]["name"])
+    )
+    return ordered[-1] if ordered else None
+
+
+def _terminated(statuses: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    found = []
+    for cs in statuses:
+        state = cs.get("state") or {}
+        term = state.get("terminated") or (cs.get("lastState") or {}).get("terminated")
+        if term:
+            found.append(term)
+    return found
+
+
+def _waiting(statuses: Iterable[dict[str, Any]]) -> str:
+    for cs in statuses:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason")
+        if reason and reason not in ("ContainerCreating", "PodInitializing"):
+            detail = waiting.get("message") or ""
+            return f"{cs.get('name')}: {reason}" + (f": {detail}" if detail else "")
+    return ""
+
+
+def job_run(job: dict[str, Any] | None, pods: Iterable[dict[str, Any]] = ()) -> JobRun:
+    """What `job` did, read from it and its pods (pure: the caller lists them)."""
+    if job is None:
+        return JobRun("Missing")
+    state, message = _state(job)
+    status = job.get("status") or {}
+    pod = _newest(pods)
+    pod_status = (pod or {}).get("status") or {}
+    init = _terminated(pod_status.get("initContainerStatuses") or [])
+    main = _terminated(pod_status.get("containerStatuses") or [])
+    termination = "\n".join(str(t.get("message") or "").strip() for t in [*init, *main])
+    exit_code = reason = None
+    if main:
+        exit_code, reason = main[-1].get("exitCode"), main[-1].get("reason")
+    if state == "Failed":
+        failed = [t for t in [*init, *main] if t.get("exitCode")]
+        if failed:
+            term = failed[0]
+            detail = str(term.get("message") or "").strip()[-MESSAGE_TAIL:]
+            message = f"exit code {term['exitCode']}"
+            if term.get("reason") and term.get("reason") != "Error":
+                message += f" ({term['reason']})"
+            if detail:
+                message += f": {detail}"
+            exit_code, reason = term.get("exitCode"), term.get("reason")
+    elif state == "Running":
+        message = _waiting(
+            [
+                *(pod_status.get("initContainerStatuses") or []),
+                *(pod_status.get("containerStatuses") or []),
+            ]
+        )
+    return JobRun(
+        state=state,
+        message=message,
+        termination=termination.strip(),
+        started_at=status.get("startTime"),
+        finished_at=finished_at(job),
+        exit_code=exit_code if isinstance(exit_code, int) else None,
+        reason=reason,
+    )
+
+
+async def read_job(api: Api, namespace: str, name: str) -> JobRun:
+    """What the Job `name` did, with its pods' words (termination messages, waiting reasons)."""
+    job = await api.get(Ref("batch/v1", "Job", namespace, name))
+    return await _with_pods(api, job)
+
+
+async def _with_pods(api: Api, job: dict[str, Any] | None) -> JobRun:
+    if job is None:
+        return JobRun("Missing")
+    meta = job["metadata"]
+    pods = await api.list(Ref("v1", "Pod", meta["namespace"]), {"job-name": meta["name"]})
+    return job_run(job, pods)
+
+
+async def read_job_object(api: Api, job: dict[str, Any]) -> JobRun:
+    """Like `read_job`, for a Job already read (e.g. from a list)."""
+    return await _with_pods(api, job)
+
+
+async def owned_jobs(
+    api: Api, namespace: str, labels: dict[str, str], owner_uid: str
+) -> list[dict[str, Any]]:
+    """The Jobs with `labels` whose ownerReferences name `owner_uid`, oldest first: finds a
+    Job an owner made even when its name would now be built differently."""
+    jobs = await api.list(Ref("batch/v1", "Job", namespace), labels)
+    mine = [
+        j
+        for j in jobs
+        if any(o.get("uid") == owner_uid for o in j["metadata"].get("ownerReferences") or [])
+    ]
+    return sorted(
+        mine, key=lambda j: (j["metadata"].get("creationTimestamp") or "", j["metadata"]["name"])
+    )

@@ -1,0 +1,347 @@
+"""Backups on the emulator: the engine's CronJobs and volume, VulcanBackups, BackupHealthy.
+
+Jobs end with the result line the backup program prints (see backup_helpers); the emulator
+puts it in the pod's termination message, where the operator reads it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from typing import Any
+
+import pytest
+
+from tests.emulator import Emulator, JobOutcome
+from tests.emulator.kopf_runner import OperatorRunner
+from tests.integration.backup_helpers import (
+    API,
+    FINISHED,
+    STARTED,
+    backup_result,
+    component_is,
+    failure,
+    run_cronjob,
+)
+
+ENGINES = "vulcanengines"
+BACKUPS = "vulcanbackups"
+LOCATION = "pvc://prod-backups/prod/on-demand/vulcan_20261129_020000.sql.gz"
+SCHEDULED = "pvc://prod-backups/prod/vulcan_20261129_020000.sql.gz"
+
+
+@pytest.fixture(autouse=True)
+def fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VULCAN_RESYNC_SECONDS", "1")
+    monkeypatch.setenv("VULCAN_POLL_SECONDS", "1")
+
+
+def engine(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "VulcanEngine",
+        "metadata": {"name": "prod", "namespace": "default"},
+        "spec": {"version": "2.0.0", **spec},
+    }
+
+
+def db_secret() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "prod-database", "namespace": "default"},
+        "stringData": {"database-url": "postgresql://vulcan:pw@db:5432/vulcan"},
+    }
+
+
+def vulcan_backup(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "VulcanBackup",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"engineRef": {"name": "prod"}, **spec},
+    }
+
+
+def status(emulator: Emulator, resource: str = ENGINES, name: str = "prod") -> dict[str, Any]:
+    return emulator.get(resource, "default", name)["status"]  # type: ignore[index,no-any-return]
+
+
+def cond(st: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in st.get("conditions") or [] if c["type"] == type_)
+
+
+def events_of(emulator: Emulator, name: str) -> list[str]:
+    found = [
+        e
+        for e in emulator.list("events", "default")
+        if (e.get("involvedObject") or {}).get("name") == name
+    ]
+    found.sort(key=lambda e: int(e["metadata"]["resourceVersion"]))
+    return [e["reason"] for e in found]
+
+
+def backup_gauge() -> float | None:
+    from vulcan_operator.metrics import REGISTRY
+
+    return REGISTRY.get_sample_value(
+        "vulcan_engine_backup_healthy", {"namespace": "default", "engine": "prod"}
+    )
+
+
+async def installed(emulator: Emulator, **spec: Any) -> None:
+    emulator.create(db_secret())
+    emulator.create(engine(**spec))
+    await emulator.wait_for(
+        lambda: status(emulator)["phase"] == "Ready" and status(emulator)["currentVersion"],
+        timeout=10,
+    )
+
+
+async def healthy(emulator: Emulator, state: str, reason: str) -> dict[str, Any]:
+    found: dict[str, Any] = await emulator.wait_for(
+        lambda: (
+            (c := cond(status(emulator), "BackupHealthy"))["status"] == state
+            and c["reason"] == reason
+            and c
+        ),
+        timeout=5,
+    )
+    return found
+
+
+async def test_cronjobs_and_the_volume_follow_the_spec(
+    emulator: Emulator, operator: OperatorRunner
+) -> None:
+    await installed(emulator)
+    pvc = emulator.get("persistentvolumeclaims", "default", "prod-backups")
+    assert pvc is not None and "ownerReferences" not in pvc["metadata"]
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    backup = emulator.get("cronjobs", "default", "prod-backup")
+    maintenance = emulator.get("cronjobs", "default", "prod-maintenance")
+    assert backup is not None and maintenance is not None
+    assert backup["spec"]["schedule"] == "0 2 * * *"
+    assert maintenance["spec"]["schedule"] == "0 3 * * 0"
+    assert backup["spec"]["concurrencyPolicy"] == "Forbid" and backup["spec"]["suspend"] is False
+    assert backup["metadata"]["ownerReferences"][0]["kind"] == "VulcanEngine"
+    no_backup = await healthy(emulator, "Unknown", "NoBackupYet")
+    assert "first is due at" in no_backup["message"]
+    assert backup_gauge() is None  # no series before the first backup: no alert
+
+    # A schedule change patches the CronJob in place.
+    emulator.patch(ENGINES, "default", "prod", {"spec": {"backup": {"schedule": "30 1 * * *"}}})
+    await emulator.wait_for(
+        lambda: (
+            emulator.get("cronjobs", "default", "prod-backup")["spec"]["schedule"] == "30 1 * * *"
+        )
+    )
+    assert (
+        emulator.get("cronjobs", "default", "prod-backup")["metadata"]["uid"]
+        == (backup["metadata"]["uid"])
+    )
+
+    # Paused: the operator changes nothing, the CronJobs keep running as they are.
+    emulator.patch(
+        ENGINES,
+        "default",
+        "prod",
+        {"spec": {"paused": True, "maintenance": {"schedule": "0 4 * * 0"}}},
+    )
+    await emulator.wait_for(lambda: status(emulator)["phase"] == "Paused")
+    await asyncio.sleep(1.2)
+    kept = emulator.get("cronjobs", "default", "prod-maintenance")
+    assert kept["spec"]["schedule"] == "0 3 * * 0" and kept["spec"]["suspend"] is False
+    emulator.patch(ENGINES, "default", "prod", {"spec": {"paused": False}})
+    await emulator.wait_for(
+        lambda: (
+            emulator.get("cronjobs", "default", "prod-maintenance")["spec"]["schedule"]
+            == "0 4 * * 0"
+        )
+    )
+
+    # Turned off: the CronJobs go; the volume (the backups on it) stays.
+    emulator.patch(
+        ENGINES,
+        "default",
+        "prod",
+        {"spec": {"backup": {"enabled": False}, "maintenance": {"enabled": False}}},
+    )
+    await emulator.wait_for(
+        lambda: (
+            emulator.get("cronjobs", "default", "prod-backup") is None
+            and emulator.get("cronjobs", "default", "prod-maintenance") is None
+        )
+    )
+    assert emulator.get("persistentvolumeclaims", "default", "prod-backups") is not None
+    await healthy(emulator, "Unknown", "BackupsDisabled")
+
+    # Idle: resyncs read, and write nothing.
+    mark = emulator.mark()
+    await asyncio.sleep(2.2)
+    assert emulator.writes(since=mark, events=False) == []
+
+
+async def test_a_backup_completes_and_records_its_result(
+    emulator: Emulator, operator: OperatorRunner
+) -> None:
+    line = backup_result(LOCATION)
+    emulator.jobs.outcome_for = component_is(
+        "backup", JobOutcome.succeed(message=f"2026-11-29T02:00:07Z backup: done\n{line}")
+    )
+    await installed(emulator)
+    emulator.create(vulcan_backup("manual-1"))
+    st = await emulator.wait_for(
+        lambda: (
+            status(emulator, BACKUPS, "manual-1")["phase"] == "Succeeded"
+            and status(emulator, BACKUPS, "manual-1")
+        )
+    )
+    assert st["location"] == LOCATION
+    assert st["sizeBytes"] == 123456 and st["checksum"] == "9f" * 32
+    assert st["databaseRevision"] == "4f2a9c1d7e3b"
+    assert (st["startedAt"], st["finishedAt"]) == (STARTED, FINISHED)
+    ready = cond(st, "Ready")
+    assert ready["status"] == "True" and LOCATION in ready["message"]
+    assert cond(st, "Progressing")["status"] == "False"
+    job = emulator.get("jobs", "default", st["jobName"])
+    owner = job["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"]) == ("VulcanBackup", "manual-1")
+    assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "backup"
+    await emulator.wait_for(lambda: events_of(emulator, "manual-1") == ["Started", "Succeeded"])
+
+    # The engine shows it as its newest backup, and its backups as healthy.
+    last = await emulator.wait_for(
+        lambda: (
+            status(emulator)["lastBackup"]["location"] == LOCATION
+            and status(emulator)["lastBackup"]
+        )
+    )
+    assert last["outcome"] == "Succeeded" and last["job"] == st["jobName"] and last["time"]
+    await healthy(emulator, "True", "BackupSucceeded")
+    assert backup_gauge() == 1.0
+
+    # A finished backup never runs again: not when its Job is gone, not after a restart.
+    emulator.delete("jobs", "default", st["jobName"])
+    await operator.restart()
+    await asyncio.sleep(1.5)
+    assert [
+        j for j in emulator.list("jobs", "default") if "manual-1" in j["metadata"]["name"]
+    ] == []
+    assert status(emulator, BACKUPS, "manual-1") == st
+
+
+async def test_a_backup_waits_for_its_engine(emulator: Emulator, operator: OperatorRunner) -> None:
+    emulator.jobs.outcome_for = component_is(
+        "backup", JobOutcome.succeed(message=backup_result(LOCATION))
+    )
+    emulator.create(vulcan_backup("early"))
+    pending = await emulator.wait_for(
+        lambda: (
+            status(emulator, BACKUPS, "early")["phase"] == "Pending"
+            and cond(status(emulator, BACKUPS, "early"), "Ready")
+        )
+    )
+    assert pending["reason"] == "EngineNotFound" and "'prod'" in pending["message"]
+    assert emulator.list("jobs", "default") == []
+    await installed(emulator)
+    await emulator.wait_for(
+        lambda: status(emulator, BACKUPS, "early")["phase"] == "Succeeded", timeout=5
+    )
+
+
+async def test_a_failed_backup_says_which_step_failed(
+    emulator: Emulator, operator: OperatorRunner
+) -> None:
+    message = "pg_dump failed (exit 1): connection to server at db:5432 refused"
+    emulator.jobs.outcome_for = component_is(
+        "backup",
+        JobOutcome.fail(message=failure("vulcan-backup", "dump", message, location=LOCATION)),
+    )
+    await installed(emulator)
+    emulator.create(vulcan_backup("broken"))
+    st = await emulator.wait_for(
+        lambda: (
+            status(emulator, BACKUPS, "broken")["phase"] == "Failed"
+            and status(emulator, BACKUPS, "broken")
+        )
+    )
+    ready = cond(st, "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "DumpFailed"
+    assert "at step 'dump'" in ready["message"] and "connection to server" in ready["message"]
+    assert "location" not in st
+    await emulator.wait_for(lambda: events_of(emulator, "broken")[-1] == "Failed")
+    unhealthy = await healthy(emulator, "False", "DumpFailed")
+    assert "connection to server" in unhealthy["message"]
+
+
+async def test_scheduled_backups_set_backup_healthy(
+    emulator: Emulator, operator: OperatorRunner
+) -> None:
+    results = {
+        "prod-backup-1": JobOutcome.succeed(message=backup_result(SCHEDULED)),
+        "prod-backup-2": JobOutcome.fail(
+            message=failure("vulcan-backup", "store", "cannot rename the finished dump")
+        ),
+        "prod-backup-3": JobOutcome.oom_killed(),
+    }
+    emulator.jobs.by_prefix.update(results)
+    await installed(emulator)
+
+    run_cronjob(emulator, "prod-backup", "1")
+    await healthy(emulator, "True", "BackupSucceeded")
+    assert status(emulator)["lastBackup"]["location"] == SCHEDULED
+    assert backup_gauge() == 1.0
+
+    run_cronjob(emulator, "prod-backup", "2")
+    failed = await healthy(emulator, "False", "StoreFailed")
+    assert "cannot rename the finished dump" in failed["message"]
+    last = status(emulator)["lastBackup"]
+    assert (last["outcome"], last["job"], last["reason"]) == (
+        "Failed",
+        "prod-backup-2",
+        "StoreFailed",
+    )
+    assert "at step 'store'" in last["message"]
+    assert "location" not in last
+    assert backup_gauge() == 0.0
+
+    # Killed without a word: the pod's termination state says why.
+    run_cronjob(emulator, "prod-backup", "3")
+    oom = await healthy(emulator, "False", "OOMKilled")
+    assert "too much memory" in oom["message"]
+
+
+async def test_stale_or_missing_backups_set_backup_healthy_false(
+    emulator: Emulator, operator: OperatorRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vulcan_operator.reconcile import backup
+
+    await installed(emulator)  # daily at 02:00
+    await healthy(emulator, "Unknown", "NoBackupYet")
+
+    real = backup.clock
+    later = datetime.timedelta()
+    monkeypatch.setattr(backup, "clock", lambda: real() + later)
+
+    later = datetime.timedelta(days=2, hours=1)  # no backup for more than two intervals
+    missing = await healthy(emulator, "False", "NoBackup")
+    assert "every 1 day" in missing["message"]
+
+    later = datetime.timedelta()
+    emulator.jobs.by_prefix["prod-backup-"] = JobOutcome.succeed(message=backup_result(SCHEDULED))
+    run_cronjob(emulator, "prod-backup", "1")
+    await healthy(emulator, "True", "BackupSucceeded")
+
+    later = datetime.timedelta(days=1, hours=23)  # late, but within twice the interval
+    await asyncio.sleep(1.2)
+    assert cond(status(emulator), "BackupHealthy")["status"] == "True"
+    later = datetime.timedelta(days=2, minutes=1)
+    stale = await healthy(emulator, "False", "BackupTooOld")
+    assert "older than twice the interval" in stale["message"]
+    assert "'0 2 * * *' (every 1 day)" in stale["message"]
+    assert backup_gauge() == 0.0
+
+    later = datetime.timedelta()  # a new backup puts it right
+    run_cronjob(emulator, "prod-backup", "2")
+    await healthy(emulator, "True", "BackupSucceeded")
+    assert status(emulator)["lastBackup"]["job"] == "prod-backup-2"
