@@ -71,9 +71,12 @@ class OperatorRunner:
     new operator process would (Kopf keeps its state in the objects' annotations).
     """
 
-    def __init__(self, server: str, registry: kopf.OperatorRegistry) -> None:
+    def __init__(
+        self, server: str, registry: kopf.OperatorRegistry, liveness: str | None = None
+    ) -> None:
         self.server = server
         self.registry = registry
+        self.liveness = liveness  # e.g. http://127.0.0.1:<port>/healthz
         self.starts = 0
         self._task: asyncio.Task[None] | None = None
         self._stop_flag: asyncio.Event | None = None
@@ -120,6 +123,7 @@ class OperatorRunner:
             standalone=True,
             stop_flag=stop_flag,
             ready_flag=ready,
+            liveness_endpoint=self.liveness,
         )
         await kopf.run_tasks(tasks, ignored=_NotKopfs(existing))
 

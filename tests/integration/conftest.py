@@ -29,7 +29,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "emulator(controllers=True, crds=True, strict_namespaces=False, "
-        "history_limit=1000): options of the Kubernetes API emulator",
+        "history_limit=1000, cls=Emulator): options of the Kubernetes API emulator",
     )
 
 
@@ -40,7 +40,8 @@ async def emulator(request: pytest.FixtureRequest) -> AsyncIterator[Emulator]:
     for marker in reversed(list(request.node.iter_markers("emulator"))):
         options.update(marker.kwargs)
     load_crds = options.pop("crds", True)
-    async with Emulator(**options) as server:  # type: ignore[arg-type]
+    cls: type[Emulator] = options.pop("cls", Emulator)  # type: ignore[assignment]
+    async with cls(**options) as server:  # type: ignore[arg-type]
         server.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}})
         if load_crds:
             server.load_crds(REPO / "crds")
@@ -84,8 +85,10 @@ async def run_operator(
 
     runners: list[OperatorRunner] = []
 
-    async def start(registry: kopf.OperatorRegistry | None = None) -> OperatorRunner:
-        runner = OperatorRunner(emulator.url, registry or make_registry())
+    async def start(
+        registry: kopf.OperatorRegistry | None = None, liveness: str | None = None
+    ) -> OperatorRunner:
+        runner = OperatorRunner(emulator.url, registry or make_registry(), liveness=liveness)
         runners.append(runner)
         await runner.start()
         return runner
