@@ -22,6 +22,7 @@ __all__ = [
     "ANNOTATION_SPEC_HASH",
     "APP_NAME",
     "COMPONENT_BACKEND",
+    "COMPONENT_SOLVER",
     "DATABASE_URL_KEY",
     "HASH_LENGTH",
     "LABEL_COMPONENT",
@@ -29,6 +30,7 @@ __all__ = [
     "LABEL_MANAGED_BY",
     "LABEL_NAME",
     "LABEL_PART_OF",
+    "LABEL_PROBLEM",
     "MANAGED_BY",
     "MAX_LABEL_LENGTH",
     "MAX_SUBDOMAIN_LENGTH",
@@ -46,6 +48,9 @@ __all__ = [
     "engine_service_account",
     "label_value",
     "labels",
+    "problem_job",
+    "problem_schedule_configmap",
+    "problem_solver_account",
     "selector",
     "short_hash",
 ]
@@ -60,12 +65,16 @@ LABEL_PART_OF = "app.kubernetes.io/part-of"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_ENGINE = "vulcan-engine.com/engine"
+#: On a SchedulingProblem's solver Job, its pod and its other children: the problem's name.
+LABEL_PROBLEM = "vulcan-engine.com/problem"
 
 APP_NAME = "vulcan-engine"
 MANAGED_BY = "vulcan-operator"
 
 #: Component of the engine's backend and its core children (config, keys, service, ...).
 COMPONENT_BACKEND = "backend"
+#: Component of the solver Jobs of SchedulingProblems and what comes with them.
+COMPONENT_SOLVER = "solver"
 
 # --- annotations --------------------------------------------------------------------------
 #: Hash of a child as built (see builders.common.finish); the applier skips equal hashes.
@@ -223,3 +232,27 @@ def default_database_secret(engine: str) -> str:
     if len(name) <= MAX_SUBDOMAIN_LENGTH:
         return name
     return dns_name(engine, "database", max_length=MAX_SUBDOMAIN_LENGTH)
+
+
+# --- a SchedulingProblem's children -------------------------------------------------------
+
+
+def problem_job(problem: str, uid: str, generation: int) -> str:
+    """The solver Job of one generation of a problem: `<problem>-solve-<hash>`.
+
+    The hash covers the problem's uid and generation, so a retry or an operator restart finds
+    the same Job (never a second one), a spec edit gets a new Job, and a problem deleted and
+    created again with the same name never meets the old Job. At most 63 characters, as a Job
+    name must be (its pods carry it in the `job-name` label).
+    """
+    return dns_name(problem, "solve", short_hash(f"{uid}/{generation}"))
+
+
+def problem_solver_account(problem: str) -> str:
+    """ServiceAccount, Role and RoleBinding of a problem's solver pods (one per problem)."""
+    return dns_name(problem, "solver")
+
+
+def problem_schedule_configmap(problem: str) -> str:
+    """ConfigMap holding a problem's full schedule (the solver pod writes it)."""
+    return dns_name(problem, "schedule")

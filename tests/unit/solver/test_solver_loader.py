@@ -78,6 +78,30 @@ def test_problem_ref_resolves_a_configmap_in_the_same_stream() -> None:
     assert loaded.problem.jobs[0].tasks[0].duration == 2
 
 
+def test_problem_ref_ignores_the_empty_inline_lists_an_api_server_fills_in() -> None:
+    text = """
+    apiVersion: vulcan-engine.com/v1alpha1
+    kind: SchedulingProblem
+    metadata: {name: big}
+    spec:
+      machines: []
+      operators: []
+      jobs: []
+      problemRef: {configMapName: big-problem, key: problem.yaml}
+    ---
+    apiVersion: v1
+    kind: ConfigMap
+    metadata: {name: big-problem}
+    data:
+      problem.yaml: |
+        machines: [{name: m}]
+        jobs: [{name: a, tasks: [{name: x, duration: 2, machines: [m]}]}]
+    """
+    loaded = load_text(textwrap.dedent(text))
+    assert [m.name for m in loaded.problem.machines] == ["m"]
+    assert loaded.problem.jobs[0].name == "a"
+
+
 def test_problem_ref_without_the_configmap_is_a_clear_error() -> None:
     (message,) = _errors("""
     apiVersion: vulcan-engine.com/v1alpha1

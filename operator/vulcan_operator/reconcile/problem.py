@@ -1,0 +1,464 @@
+"""Reconcile one SchedulingProblem: validate → engine → queue → Job → outcome → status.
+
+Level-based: every call looks at the problem, its engine and its Job as they are now and
+returns the whole status they imply, plus Events and when to look again. Nothing is written
+when nothing changed. One problem generation has exactly one Job, named from the problem's
+uid and generation (`names.problem_job`): a retry or an operator restart finds it instead of
+making a second one.
+
+Phases: Pending (waiting for the engine or a referenced ConfigMap, or the Job's pod is
+starting), Queued (waiting for a solver slot of the engine, or for Kueue), Running (the pod
+runs; it patches `status.progress` itself), Succeeded (a schedule), Failed (invalid,
+infeasible, no schedule in time, out of memory, deadline, image, eviction, crash).
+
+A spec edit starts over: a Job of the older generation still running is deleted, and the
+previous result moves to `status.history` (newest first, at most `HISTORY_LIMIT`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from vulcan_operator import API_VERSION, names
+from vulcan_operator.api.engine import VulcanEngineSpec
+from vulcan_operator.api.problem import SchedulingProblem
+from vulcan_operator.builders.problem import (
+    KUEUE_QUEUE_LABEL,
+    ProblemInputs,
+    active_deadline_seconds,
+    build,
+)
+from vulcan_operator.config import Settings
+from vulcan_operator.k8s import Api, ApiError, Ref, contains
+from vulcan_operator.reconcile import solverjob
+from vulcan_operator.reconcile.queue import EngineKey, QueueEntry, QueueView, engine_key
+from vulcan_operator.solver.loader import ProblemFileError, load_text
+from vulcan_operator.status import condition, get_condition, now, set_conditions
+from vulcan_operator.validation import explain
+
+__all__ = ["HISTORY_LIMIT", "KIND", "TERMINAL", "Finished", "Outcome", "reconcile"]
+
+KIND = "SchedulingProblem"
+TERMINAL = ("Succeeded", "Failed")
+HISTORY_LIMIT = 5
+KUEUE_WORKLOAD = ("kueue.x-k8s.io/v1beta1", "Workload")
+KUEUE_JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"
+#: Fields of the status the reconcile owns; `progress`, `result` and `solutionRef` are also
+#: written by the solver pod, and only set here when they must change.
+Event = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A solve that just ended, for the metrics."""
+
+    status: str
+    seconds: float | None = None
+    jobs_by_priority: dict[int | str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """The status to show, the Events to post, and when to look again."""
+
+    status: dict[str, Any]
+    events: list[Event] = field(default_factory=list)
+    #: Seconds until the next look without any event; None: nothing to wait for.
+    requeue: float | None = None
+    finished: Finished | None = None
+    #: The engine whose solver slot this problem waits for (Queued), if any.
+    waits_for: EngineKey | None = None
+
+
+# --- the status -------------------------------------------------------------------------
+
+
+def _phase_event(old: dict[str, Any], phase: str, reason: str) -> bool:
+    """Post an Event only when the phase or the reason changes (not on every look)."""
+    ready = get_condition(old, "Ready") or {}
+    return old.get("phase") != phase or ready.get("reason") != reason
+
+
+class _Status:
+    """Builds the next status from the current one."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        self.gen: int = int(meta.get("generation") or 1)
+        self.old: dict[str, Any] = dict(body.get("status") or {})
+        self.fields: dict[str, Any] = {}
+
+    def set(self, **fields: Any) -> None:
+        self.fields.update(fields)
+
+    def make(
+        self,
+        phase: str,
+        reason: str,
+        message: str,
+        *,
+        ready: bool = False,
+        progressing: bool = True,
+    ) -> dict[str, Any]:
+        conditions = set_conditions(
+            self.old.get("conditions"),
+            [
+                condition("Ready", ready, reason, message, self.gen),
+                condition("Progressing", progressing, reason, message, self.gen),
+            ],
+        )
+        status = {
+            "phase": phase,
+            "observedGeneration": self.gen,
+            "queuePosition": None,
+            **self.fields,
+            "conditions": conditions,
+        }
+        return status
+
+
+def _compact(value: Any) -> Any:
+    """Nested dicts without None values (the API server would prune them: no diff churn)."""
+    if isinstance(value, dict):
+        return {k: _compact(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_compact(v) for v in value]
+    return value
+
+
+# --- inputs ------------------------------------------------------------------------------
+
+
+def parse(body: dict[str, Any]) -> SchedulingProblem | list[str]:
+    """The problem as a typed model, or the list of problems with its spec."""
+    doc = {k: body.get(k) for k in ("apiVersion", "kind", "metadata", "spec")}
+    doc["metadata"] = {
+        k: v for k, v in (body.get("metadata") or {}).items() if k in ("name", "namespace")
+    }
+    try:
+        return SchedulingProblem.model_validate(doc)
+    except ValidationError as exc:
+        return explain(exc, SchedulingProblem)
+
+
+def check_referenced(problem: SchedulingProblem, configmap: dict[str, Any]) -> list[str]:
+    """Problems with a problemRef ConfigMap's content, as the solver pod will read it."""
+    ref = problem.spec.problemRef
+    assert ref is not None
+    data = configmap.get("data") or {}
+    if ref.key not in data:
+        keys = ", ".join(sorted(map(str, data))) or "none"
+        return [
+            f"spec.problemRef.key: ConfigMap '{ref.configMapName}' has no key '{ref.key}' "
+            f"(keys: {keys})"
+        ]
+    resource = {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": problem.metadata.name},
+        "spec": problem.spec.model_dump(mode="json", exclude_none=True),
+    }
+    cm = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": ref.configMapName},
+        "data": {ref.key: str(data[ref.key])},
+    }
+    try:
+        load_text(json.dumps(resource) + "\n---\n" + json.dumps(cm))
+    except ProblemFileError as error:
+        return error.messages
+    return []
+
+
+def _owned(obj: dict[str, Any], uid: str) -> bool:
+    return any(o.get("uid") == uid for o in obj.get("metadata", {}).get("ownerReferences") or [])
+
+
+async def ensure(api: Api, desired: dict[str, Any], uid: str, *, create_only: bool) -> str:
+    """Create `desired` if missing; repair it if ours and different (unless create_only);
+    refuse to touch an object of that name that is not ours."""
+    ref = Ref.of(desired)
+    current = await api.get(ref)
+    if current is None:
+        try:
+            await api.create(desired)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            current = await api.get(ref)
+            if current is None:
+                raise
+        else:
+            return "created"
+    if not _owned(current, uid):
+        raise ConflictError(
+            f"{desired['kind']} {ref.name} already exists and does not belong to this "
+            "SchedulingProblem; rename or delete it"
+        )
+    if create_only or contains(current, {k: v for k, v in desired.items() if k != "status"}):
+        return "unchanged"
+    await api.patch(ref, {k: v for k, v in desired.items() if k != "status"})
+    return "patched"
+
+
+class ConflictError(Exception):
+    """A child's name is taken by an object that is not ours."""
+
+
+async def kueue_pending(api: Api, job: dict[str, Any]) -> str:
+    """Why Kueue has not admitted the Job yet, in Kueue's words."""
+    meta = job.get("metadata") or {}
+    queue = (meta.get("labels") or {}).get(KUEUE_QUEUE_LABEL, "")
+    try:
+        workloads = await api.list(
+            Ref(*KUEUE_WORKLOAD, meta.get("namespace")), {KUEUE_JOB_UID_LABEL: meta.get("uid", "")}
+        )
+    except ApiError as exc:
+        if exc.status in (403, 404):
+            return (
+                f"waiting for Kueue to admit Job {meta.get('name')} (LocalQueue '{queue}'); "
+                "no Kueue Workload can be read: is Kueue installed?"
+            )
+        raise
+    if not workloads:
+        return f"waiting for Kueue to admit Job {meta.get('name')} (LocalQueue '{queue}')"
+    conditions = {
+        c.get("type"): c for c in (workloads[0].get("status") or {}).get("conditions") or []
+    }
+    for kind in ("QuotaReserved", "Admitted"):
+        c = conditions.get(kind)
+        if c is not None and c.get("status") != "True" and c.get("message"):
+            return f"Kueue (LocalQueue '{queue}'): {c['message']}"
+    return f"waiting for Kueue to admit Job {meta.get('name')} (LocalQueue '{queue}')"
+
+
+# --- the reconcile -----------------------------------------------------------------------
+
+
+async def reconcile(
+    api: Api, body: dict[str, Any], settings: Settings, queue: QueueView
+) -> Outcome:
+    """Move one problem on; return the status it should show."""
+    meta = body.get("metadata") or {}
+    name, namespace, uid = meta["name"], meta["namespace"], meta.get("uid", "")
+    st = _Status(body)
+    old, gen = st.old, st.gen
+    poll = float(settings.problem_poll_seconds)
+    events: list[Event] = []
+    job_name = names.problem_job(name, uid, gen)
+
+    # A new generation: stop the older Job if it still runs, keep the older result.
+    if old.get("observedGeneration") not in (None, gen):
+        previous = old.get("jobName")
+        running = previous and previous != job_name and old.get("phase") not in TERMINAL
+        if running and await api.delete(Ref("batch/v1", "Job", namespace, previous)):
+            events.append(("Normal", "Cancelled", f"deleted Job {previous} (spec changed)"))
+        history = list(old.get("history") or [])
+        if old.get("result"):
+            history = [old["result"], *history]
+        st.set(
+            history=history[:HISTORY_LIMIT],
+            result=None,
+            progress=None,
+            solutionRef=None,
+            jobName=None,
+        )
+        events.append(("Normal", "SpecChanged", f"spec changed (generation {gen}): solving again"))
+        old = {k: v for k, v in old.items() if k in ("conditions", "history")}
+    elif old.get("phase") in TERMINAL:
+        return Outcome(old)  # this generation is done; nothing to do
+
+    problem = parse(body)
+    if isinstance(problem, list):
+        return _invalid(st, old, events, problem)
+
+    job = await api.get(Ref("batch/v1", "Job", namespace, job_name))
+    if job is not None:
+        st.set(jobName=job_name)
+        return await _follow(api, st, old, events, job, poll)
+    if old.get("jobName") == job_name and old.get("phase") in ("Pending", "Running"):
+        message = f"the solver Job {job_name} was deleted before it finished"
+        st.set(result={"explanation": [message], "finishedAt": now()})
+        status = st.make("Failed", "JobDeleted", message, progressing=False)
+        return Outcome(
+            status, [*events, ("Warning", "JobDeleted", message)], None, Finished("ERROR")
+        )
+
+    engine_name = problem.spec.engineRef.name
+    engine = queue.engine(namespace, engine_name)
+    if engine is None:
+        message = (
+            f"VulcanEngine '{engine_name}' not found in namespace '{namespace}': the problem "
+            "is solved once it exists"
+        )
+        status = st.make("Pending", "EngineNotFound", message, progressing=False)
+        new = _phase_event(old, "Pending", "EngineNotFound")
+        return Outcome(
+            status, [*events, ("Warning", "EngineNotFound", message)] if new else events, poll
+        )
+    try:
+        engine_spec = VulcanEngineSpec.model_validate(engine.get("spec") or {})
+    except ValidationError as exc:
+        lines = explain(exc, VulcanEngineSpec)
+        message = f"VulcanEngine '{engine_name}' has an invalid spec: " + "; ".join(lines)
+        status = st.make("Pending", "EngineInvalid", message, progressing=False)
+        new = _phase_event(old, "Pending", "EngineInvalid")
+        return Outcome(
+            status, [*events, ("Warning", "EngineInvalid", message)] if new else events, poll
+        )
+
+    ref = problem.spec.problemRef
+    if ref is not None:
+        cm = await api.get(Ref("v1", "ConfigMap", namespace, ref.configMapName))
+        if cm is None:
+            message = f"ConfigMap '{ref.configMapName}' (spec.problemRef) not found"
+            status = st.make("Pending", "ConfigMapNotFound", message, progressing=False)
+            new = _phase_event(old, "Pending", "ConfigMapNotFound")
+            event = ("Warning", "ConfigMapNotFound", message)
+            return Outcome(status, [*events, event] if new else events, poll)
+        lines = check_referenced(problem, cm)
+        if lines:
+            return _invalid(st, old, events, lines)
+
+    inputs = ProblemInputs(
+        name=name,
+        namespace=namespace,
+        uid=uid,
+        generation=gen,
+        spec=problem.spec,
+        engine=engine_spec,
+        settings=settings,
+    )
+    key = engine_key(namespace, engine_name)
+
+    async def start() -> str:
+        for child in build(inputs):
+            create_only = child["kind"] in ("Job", "ConfigMap")
+            await ensure(api, child, uid, create_only=create_only)
+        return job_name
+
+    solver = inputs.solver
+    what = (
+        f"{solver.numWorkers} CPU, {solver.memoryLimitMB} MiB, time limit "
+        f"{solver.maxTimeSeconds:g} s, deadline {active_deadline_seconds(solver)} s"
+    )
+    try:
+        if inputs.queue_name:
+            await start()
+            position = 0
+        else:
+            me = QueueEntry(str(meta.get("creationTimestamp") or ""), name, uid, True, "Queued")
+            position = await queue.admit(key, me, engine_spec.solver.maxConcurrentJobs, start)
+    except ConflictError as error:
+        message = str(error)
+        st.set(result={"explanation": [message], "finishedAt": now()})
+        status = st.make("Failed", "NameConflict", message, progressing=False)
+        return Outcome(
+            status, [*events, ("Warning", "NameConflict", message)], None, Finished("ERROR")
+        )
+
+    if position:
+        limit = engine_spec.solver.maxConcurrentJobs
+        message = (
+            f"waiting for a solver slot of engine '{engine_name}' ({limit} at once): "
+            f"position {position}"
+        )
+        st.set(queuePosition=position)
+        status = st.make("Queued", "Queued", message)
+        status["queuePosition"] = position
+        if old.get("phase") != "Queued":
+            events.append(("Normal", "Queued", message))
+        return Outcome(status, events, poll, waits_for=key)
+
+    st.set(jobName=job_name)
+    if inputs.queue_name:
+        message = f"created Job {job_name} ({what}) for Kueue LocalQueue '{inputs.queue_name}'"
+        status = st.make("Queued", "KueuePending", message)
+    else:
+        message = f"created Job {job_name} ({what})"
+        status = st.make("Pending", "Starting", message)
+    events.append(("Normal", "JobCreated", message))
+    return Outcome(status, events, poll)
+
+
+def _invalid(st: _Status, old: dict[str, Any], events: list[Event], lines: list[str]) -> Outcome:
+    """Failed, InvalidSpec, naming every field; no Job, no retry until the spec changes."""
+    message = "invalid problem: " + "; ".join(lines)
+    st.set(result={"explanation": list(lines), "finishedAt": now()})
+    status = st.make("Failed", "InvalidSpec", message, progressing=False)
+    return Outcome(
+        status,
+        [*events, ("Warning", "InvalidSpec", message)],
+        None,
+        Finished("INVALID"),
+    )
+
+
+async def _follow(
+    api: Api,
+    st: _Status,
+    old: dict[str, Any],
+    events: list[Event],
+    job: dict[str, Any],
+    poll: float,
+) -> Outcome:
+    """The problem's Job exists: report what it does."""
+    meta = job["metadata"]
+    job_name, namespace = meta["name"], meta["namespace"]
+    if solverjob.suspended(job):
+        message = await kueue_pending(api, job)
+        return Outcome(st.make("Queued", "KueuePending", message), events, poll)
+
+    state = solverjob.finished(job)
+    if state is None:
+        ready = int((job.get("status") or {}).get("ready") or 0)
+        running = ready > 0 or bool(old.get("progress"))
+        if not running:
+            pods = await api.list(Ref("v1", "Pod", namespace), {"job-name": job_name})
+            trouble = solverjob.starting(job, pods)
+            if trouble is not None:
+                reason, message, fatal = trouble
+                if fatal:
+                    await api.delete(Ref("batch/v1", "Job", namespace, job_name))
+                    st.set(result={"explanation": [message], "finishedAt": now()})
+                    status = st.make("Failed", reason, message, progressing=False)
+                    return Outcome(
+                        status, [*events, ("Warning", reason, message)], None, Finished("ERROR")
+                    )
+                status = st.make("Pending", reason, message)
+                new = _phase_event(old, "Pending", reason)
+                return Outcome(
+                    status, [*events, ("Warning", reason, message)] if new else events, poll
+                )
+        if running:
+            message = f"the solver pod of Job {job_name} is running"
+            status = st.make("Running", "Solving", message)
+            if old.get("phase") != "Running":
+                events.append(("Normal", "Solving", message))
+            return Outcome(status, events, poll)
+        message = f"Job {job_name} created; its pod is starting"
+        return Outcome(st.make("Pending", "Starting", message), events, poll)
+
+    pods = await api.list(Ref("v1", "Pod", namespace), {"job-name": job_name})
+    verdict = solverjob.verdict(job, pods, old.get("result"), now())
+    st.set(result=_compact(verdict.result))
+    if verdict.solution_ref is not None:
+        st.set(solutionRef=verdict.solution_ref)
+    if verdict.progress is not None:
+        st.set(progress=_compact(verdict.progress))
+    phase = "Succeeded" if verdict.succeeded else "Failed"
+    status = st.make(
+        phase, verdict.reason, verdict.message, ready=verdict.succeeded, progressing=False
+    )
+    kind = "Normal" if verdict.succeeded else "Warning"
+    return Outcome(
+        status,
+        [*events, (kind, verdict.reason, verdict.message)],
+        None,
+        Finished(verdict.metric_status, verdict.seconds, verdict.jobs_by_priority),
+    )

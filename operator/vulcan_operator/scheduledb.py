@@ -1,0 +1,197 @@
+"""A solved schedule as rows in the engine's PostgreSQL (asyncpg), written by the solver pod.
+
+The guide's data model has `schedules` (id, status draft|active|archived, makespan, solved_at)
+and `assignments` (schedule_id, task, machine, operator, planned_start, planned_end). The
+engine's own tables belong to its Alembic migrations and key tasks and machines by database
+ids a SchedulingProblem does not have, so the operator keeps its own pair of tables of that
+shape in the schema `vulcan_solver` (created when missing), keyed by names:
+
+    vulcan_solver.schedules    one row per solve of a problem generation; the newest of a
+                               problem is `active`, the ones before it `archived`
+    vulcan_solver.assignments  one row per task: job, task, machine, operator, planned_start,
+                               planned_end
+
+Writing is idempotent: the same problem uid and generation written twice (a retried pod)
+replaces its rows. Creating the tables takes a transaction-level advisory lock, so pods that
+finish together do not trip over each other.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+__all__ = [
+    "SCHEMA",
+    "ScheduleKey",
+    "asyncpg_dsn",
+    "ensure_tables",
+    "write_schedule",
+]
+
+SCHEMA = "vulcan_solver"
+CONNECT_TIMEOUT = 10.0
+COMMAND_TIMEOUT = 60.0
+#: pg_advisory_xact_lock key of the table creation and the archiving of older schedules.
+LOCK_KEY = 0x56554C43414E  # "VULCAN"
+
+DDL = (
+    f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
+    f"""
+    CREATE TABLE IF NOT EXISTS {SCHEMA}.schedules (
+        id bigserial PRIMARY KEY,
+        namespace text NOT NULL,
+        problem text NOT NULL,
+        problem_uid text NOT NULL,
+        generation bigint NOT NULL,
+        job_name text NOT NULL,
+        status text NOT NULL CHECK (status IN ('draft', 'active', 'archived')),
+        solver_status text NOT NULL,
+        objective bigint,
+        bound bigint,
+        makespan bigint,
+        wall_seconds double precision,
+        solved_at timestamptz NOT NULL DEFAULT now(),
+        UNIQUE (problem_uid, generation)
+    )
+    """,
+    f"""
+    CREATE TABLE IF NOT EXISTS {SCHEMA}.assignments (
+        id bigserial PRIMARY KEY,
+        schedule_id bigint NOT NULL REFERENCES {SCHEMA}.schedules (id) ON DELETE CASCADE,
+        job text NOT NULL,
+        task text NOT NULL,
+        machine text NOT NULL,
+        operator text,
+        planned_start bigint NOT NULL,
+        planned_end bigint NOT NULL,
+        CHECK (planned_end > planned_start),
+        UNIQUE (schedule_id, job, task)
+    )
+    """,
+    # The guide's indexes, for these tables.
+    f"CREATE INDEX IF NOT EXISTS idx_assignments_schedule_id ON {SCHEMA}.assignments (schedule_id)",
+    f"CREATE INDEX IF NOT EXISTS idx_task_schedule ON {SCHEMA}.assignments "
+    "(schedule_id, job, task, planned_start)",
+    f"CREATE INDEX IF NOT EXISTS idx_active_schedules ON {SCHEMA}.schedules (id) "
+    "WHERE status = 'active'",
+    f"CREATE INDEX IF NOT EXISTS idx_schedules_problem ON {SCHEMA}.schedules (namespace, problem)",
+)
+
+_DRIVER = re.compile(r"^(postgres(?:ql)?)\+[A-Za-z0-9_]+://")
+
+
+@dataclass(frozen=True)
+class ScheduleKey:
+    """Which solve the rows belong to."""
+
+    namespace: str
+    problem: str
+    problem_uid: str
+    generation: int
+    job_name: str
+
+
+def asyncpg_dsn(url: str) -> str:
+    """A DATABASE_URL asyncpg accepts: SQLAlchemy's `postgresql+asyncpg://` loses `+asyncpg`."""
+    return _DRIVER.sub(r"\1://", url.strip())
+
+
+async def ensure_tables(conn: Any) -> None:
+    """Create the schema, tables and indexes when missing (needs CREATE on the database then)."""
+    present = await conn.fetchval(
+        "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL",
+        f"{SCHEMA}.schedules",
+        f"{SCHEMA}.assignments",
+    )
+    if present:
+        return
+    for statement in DDL:
+        await conn.execute(statement)
+
+
+def _records(assignments: Iterable[Mapping[str, Any]], schedule_id: int) -> list[tuple[Any, ...]]:
+    return [
+        (
+            schedule_id,
+            str(a["job"]),
+            str(a["task"]),
+            str(a["machine"]),
+            None if a.get("operator") is None else str(a["operator"]),
+            int(a["start"]),
+            int(a["end"]),
+        )
+        for a in assignments
+    ]
+
+
+async def write_schedule(dsn: str, key: ScheduleKey, result: Mapping[str, Any]) -> int:
+    """Store `result` (the solver's result JSON) as one active schedule; returns its id.
+
+    The problem's earlier active schedules become `archived`.
+    """
+    conn = await asyncpg.connect(
+        asyncpg_dsn(dsn), timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT
+    )
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
+            await ensure_tables(conn)
+            await conn.execute(
+                f"UPDATE {SCHEMA}.schedules SET status = 'archived' "
+                "WHERE namespace = $1 AND problem = $2 AND status = 'active' "
+                "AND NOT (problem_uid = $3 AND generation = $4)",
+                key.namespace,
+                key.problem,
+                key.problem_uid,
+                key.generation,
+            )
+            schedule_id: int = await conn.fetchval(
+                f"""
+                INSERT INTO {SCHEMA}.schedules (namespace, problem, problem_uid, generation,
+                    job_name, status, solver_status, objective, bound, makespan, wall_seconds)
+                VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9, $10)
+                ON CONFLICT (problem_uid, generation) DO UPDATE SET
+                    job_name = EXCLUDED.job_name, status = 'active',
+                    solver_status = EXCLUDED.solver_status, objective = EXCLUDED.objective,
+                    bound = EXCLUDED.bound, makespan = EXCLUDED.makespan,
+                    wall_seconds = EXCLUDED.wall_seconds, solved_at = now()
+                RETURNING id
+                """,
+                key.namespace,
+                key.problem,
+                key.problem_uid,
+                key.generation,
+                key.job_name,
+                str(result["status"]),
+                result.get("objective"),
+                result.get("bound"),
+                result.get("makespan"),
+                result.get("wallSeconds"),
+            )
+            await conn.execute(
+                f"DELETE FROM {SCHEMA}.assignments WHERE schedule_id = $1", schedule_id
+            )
+            records = _records(result.get("assignments") or [], schedule_id)
+            if records:
+                await conn.copy_records_to_table(
+                    "assignments",
+                    schema_name=SCHEMA,
+                    columns=[
+                        "schedule_id",
+                        "job",
+                        "task",
+                        "machine",
+                        "operator",
+                        "planned_start",
+                        "planned_end",
+                    ],
+                    records=records,
+                )
+        return schedule_id
+    finally:
+        await conn.close()
