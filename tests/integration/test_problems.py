@@ -126,8 +126,8 @@ def phases(emulator: Emulator, name: str) -> list[str]:
     return out
 
 
-async def phase(emulator: Emulator, name: str, *wanted: str, timeout: float = 20) -> None:
-    await emulator.wait_for(lambda: status(emulator, name).get("phase") in wanted, timeout)
+async def phase(emulator: Emulator, name: str, *wanted: str, within: float = 20) -> None:
+    await emulator.wait_for(lambda: status(emulator, name).get("phase") in wanted, within)
 
 
 def solver_jobs(emulator: Emulator) -> list[dict[str, Any]]:
@@ -194,7 +194,7 @@ async def test_a_problem_goes_pending_running_succeeded_with_progress_and_a_sche
 ) -> None:
     before = problems_counted("FEASIBLE") + problems_counted("OPTIMAL")
     emulator.create(problem("week-48", **job_shop(seed=7)))
-    await phase(emulator, "week-48", "Succeeded", "Failed", timeout=30)
+    await phase(emulator, "week-48", "Succeeded", "Failed", within=30)
     st = status(emulator, "week-48")
     assert st["phase"] == "Succeeded", st
 
@@ -405,7 +405,7 @@ async def test_an_image_that_cannot_be_pulled_fails_the_problem_and_frees_the_sl
     emulator.patch(
         "jobs", NS, job["metadata"]["name"], {"status": {"ready": 0}}, subresource="status"
     )
-    await phase(emulator, "pull", "Failed", timeout=10)
+    await phase(emulator, "pull", "Failed", within=10)
     ready = condition(status(emulator, "pull"), "Ready")
     assert ready["reason"] == "ImagePullFailed" and "cannot be pulled" in ready["message"]
     await emulator.wait_for(lambda: solver_jobs(emulator) == [])
@@ -434,7 +434,7 @@ async def test_ten_problems_with_a_limit_of_two_run_two_at_a_time_first_come_fir
         for name in names:
             emulator.create(problem(name))
         for name in names:
-            await phase(emulator, name, "Succeeded", "Failed", timeout=45)
+            await phase(emulator, name, "Succeeded", "Failed", within=45)
     finally:
         sampler.cancel()
     assert all(status(emulator, n)["phase"] == "Succeeded" for n in names)
@@ -553,7 +553,7 @@ async def test_an_operator_restart_mid_run_creates_no_second_job(
     emulator.create(problem("steady", solver={"maxTimeSeconds": 3}, **job_shop(seed=5)))
     await phase(emulator, "steady", "Running")
     await operator.restart()
-    await phase(emulator, "steady", "Succeeded", "Failed", timeout=30)
+    await phase(emulator, "steady", "Succeeded", "Failed", within=30)
     assert status(emulator, "steady")["phase"] == "Succeeded"
     assert len(job_creations(emulator)) == 1 and len(solving.runs) == 1
 
@@ -597,4 +597,4 @@ async def test_idle_problems_make_no_writes(emulator: Emulator, solving: SolverP
     # The slot frees: the queued problem starts by itself, at once.
     (busy,) = [j for j in solver_jobs(emulator) if j["metadata"]["name"].startswith("busy-")]
     emulator.jobs.finish(NS, busy["metadata"]["name"], JobOutcome.fail(message="stopped"))
-    await phase(emulator, "waiting", "Succeeded", timeout=10)
+    await phase(emulator, "waiting", "Succeeded", within=10)
