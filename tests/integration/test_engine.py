@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.emulator import Emulator
+from tests.emulator import Emulator, JobOutcome
 from tests.emulator.kopf_runner import OperatorRunner
 
 ENGINES = "vulcanengines"
@@ -249,3 +249,25 @@ async def test_invalid_spec_is_reported_not_retried(
     mark = emulator.mark()
     await asyncio.sleep(2)
     assert emulator.writes(since=mark) == []
+
+
+async def test_a_failed_first_install_says_how_to_retry_and_can_be_retried(
+    emulator: Emulator, operator: OperatorRunner
+) -> None:
+    emulator.jobs.by_prefix["prod-migrate-"] = JobOutcome.fail(message="alembic: no database")
+    emulator.create(db_secret())
+    emulator.create(engine())
+    await emulator.wait_for(lambda: status(emulator)["upgrade"]["step"] == "Failed")
+    degraded = condition(emulator, "Degraded")
+    assert degraded["status"] == "True" and "alembic: no database" in degraded["message"]
+    assert "retry-upgrade" in degraded["message"] and "back to None" not in degraded["message"]
+    # The resyncs go on (a crashing handler would wait 60 s): the retry annotation is seen.
+    await asyncio.sleep(1.5)
+    del emulator.jobs.by_prefix["prod-migrate-"]
+    emulator.patch(
+        ENGINES,
+        "default",
+        "prod",
+        {"metadata": {"annotations": {"vulcan-engine.com/retry-upgrade": "1"}}},
+    )
+    await ready(emulator)

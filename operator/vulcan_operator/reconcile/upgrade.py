@@ -183,10 +183,10 @@ def _settled(ctx: Context, up: dict[str, Any]) -> Step:
         f"to {running}",
         "Refused": f"version change to {up['to']} refused: {up.get('reason')}",
     }[up["step"]]
-    hint = (
-        f"; set spec.version back to {up['from']}, or set the annotation {RETRY_ANNOTATION} "
-        "to a new value to try again"
-    )
+    retry = f"set the annotation {RETRY_ANNOTATION} to a new value to try again"
+    # A first install has no earlier version (and `from` is dropped from the stored status).
+    hint = f"; set spec.version back to {up['from']}, or {retry}" if up.get("from") else ""
+    hint = hint or f"; {retry}"
     if up["step"] == "Failed" and running == up["to"] and up.get("from"):
         hint = (
             f"; it runs {running} now. Roll back with: kubectl patch vulcanengine "
