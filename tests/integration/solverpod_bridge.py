@@ -1,7 +1,7 @@
 """Run a Job's pod for real, on this machine, for the emulator's Job controller.
 
     bridge = SolverPodBridge(emulator, tmp_path)
-    emulator.jobs.default = bridge.outcome()      # every Job's pod runs its real command
+    bridge.install()            # every solver Job's pod runs its real command (others: as before)
 
 `bridge.run(job, pod)` does what a kubelet would, as far as the solver pod needs it:
 
@@ -95,6 +95,22 @@ class SolverPodBridge:
 
     def outcome(self) -> JobOutcome:
         return JobOutcome.run(self.run)
+
+    def install(self) -> None:
+        """Run the pods of solver Jobs (component label `solver`); other Jobs (migrations,
+        backups) keep the controller's other outcomes. `by_prefix` entries still win."""
+        jobs = self.emulator.jobs
+
+        def choose(job: dict[str, Any]) -> JobOutcome | None:
+            name = job["metadata"]["name"]
+            if any(name.startswith(prefix) for prefix in jobs.by_prefix):
+                return None
+            labels = job["metadata"].get("labels") or {}
+            if labels.get("app.kubernetes.io/component") == "solver":
+                return self.outcome()
+            return None
+
+        jobs.outcome_for = choose
 
     # --- what a kubelet would do --------------------------------------------------------------
 

@@ -173,7 +173,7 @@ def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
 def bridge(emulator: Emulator, tmp_path: Path) -> SolverPodBridge:
     """Every Job's pod runs its real command here."""
     pods = SolverPodBridge(emulator, tmp_path / "pods")
-    emulator.jobs.default = pods.outcome()
+    pods.install()
     return pods
 
 
