@@ -271,3 +271,23 @@ def test_render_needs_the_engine() -> None:
     }
     with pytest.raises(RenderError, match="needs its VulcanEngine 'prod'"):
         render([doc], engines=[other], namespace="plant-a")
+
+
+def test_the_operator_holds_every_permission_it_grants_to_solver_pods() -> None:
+    """Kubernetes refuses a Role granting more than its creator holds (no `escalate`)."""
+    docs = yaml.safe_load_all((ROOT / "manifests" / "rbac.yaml").read_text())
+    cluster_role = next(d for d in docs if d and d["kind"] == "ClusterRole")
+    held = {
+        (group, resource, verb)
+        for rule in cluster_role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    role = by_kind(build(inputs()))["Role"]
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    assert (group, resource, verb) in held, (group, resource, verb)
+    assert {("kueue.x-k8s.io", "workloads", v) for v in ("get", "list")} <= held
