@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.emulator import Emulator, JobOutcome
+from tests.emulator import Emulator, Fault, FaultPolicy, FaultyEmulator, JobOutcome, RequestRecord
+from tests.emulator.faults import from_operator
 from tests.emulator.kopf_runner import OperatorRunner
 
 ENGINES = "vulcanengines"
@@ -271,3 +272,33 @@ async def test_a_failed_first_install_says_how_to_retry_and_can_be_retried(
         {"metadata": {"annotations": {"vulcan-engine.com/retry-upgrade": "1"}}},
     )
     await ready(emulator)
+
+
+def slow_job_creates(raw: Any, record: RequestRecord) -> bool:
+    return from_operator(raw, record) and (record.verb, record.resource) == ("create", "jobs")
+
+
+@pytest.mark.emulator(
+    cls=FaultyEmulator,
+    faults=FaultPolicy(rate=1.0, kinds={Fault.SLOW}, delay=(2.5, 2.5), scope=slow_job_creates),
+)
+async def test_overlapping_reconciles_run_one_migration(
+    emulator: Emulator, operator: OperatorRunner
+) -> None:
+    """The create handler is still creating the migration Job (a slow API) when the resync
+    timer starts: both start the install from the same status, and must agree on its Job."""
+    emulator.create(db_secret())
+    emulator.create(engine())
+    await ready(emulator)
+
+    def creates() -> list[RequestRecord]:
+        return [r for r in emulator.log if (r.verb, r.resource) == ("create", "jobs")]
+
+    # Both reconciles tried (the second one may still be in its slow request).
+    await emulator.wait_for(
+        lambda: len(creates()) >= 2 and all(r.status for r in creates()), timeout=10
+    )
+    created = [r.body["metadata"]["name"] for r in creates() if r.status == 201]
+    assert len(created) == 1, created
+    assert [r.status for r in creates()][1:] == [409]  # AlreadyExists: the same name
+    assert [h["outcome"] for h in status(emulator)["history"]] == ["Succeeded"]

@@ -19,6 +19,7 @@ A version that failed is not tried again while spec.version names it, unless the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,11 +123,30 @@ async def _revision(ctx: Context) -> tuple[str | None, str | None]:
         return None, str(exc)
 
 
+def flow_key(ctx: Context, running: str | None, target: str) -> str:
+    """What names the Jobs of a flow: the same for every reconcile that starts this flow from
+    the same status (two reconciles at once from one status, or a retry after the status write
+    that recorded the flow was lost), and new for the next flow (the history has grown) or a
+    retry asked for with the annotation. Not a clock: a second reconcile must find the first
+    one's migration Job, never run a second migration next to it."""
+    last = (ctx.status.get("history") or [{}])[-1]
+    return json.dumps(
+        [ctx.inputs.uid, running, target, ctx.retry, last.get("startedAt"), last.get("finishedAt")]
+    )
+
+
 def start(ctx: Context, running: str | None, target: str) -> dict[str, Any]:
     """A new flow from the running version to `target`."""
     spec = ctx.inputs.spec
     image = f"{spec.image}:{target}"
-    base = {"from": running, "to": target, "image": image, "startedAt": now(), "retry": ctx.retry}
+    base = {
+        "from": running,
+        "to": target,
+        "image": image,
+        "startedAt": now(),
+        "retry": ctx.retry,
+        "flow": flow_key(ctx, running, target),
+    }
     if running is None:
         return {**base, "kind": "install", "step": "Install"}
     known, _ = _history_revision(ctx.status, target)
@@ -243,7 +263,8 @@ def _wait(ctx: Context, up: dict[str, Any], run: str, message: str, events: Any 
 async def _job(
     ctx: Context, up: dict[str, Any], version: str, command: list[str], purpose: str
 ) -> tuple[str, str]:
-    job = migration_job(ctx.inputs, version, command, purpose, flow=up["startedAt"])
+    flow = up.get("flow") or up["startedAt"]  # flows recorded before `flow` existed
+    job = migration_job(ctx.inputs, version, command, purpose, flow=flow)
     await apply(ctx.api, job, create_only=True)
     return await job_state(ctx.api, ctx.inputs.namespace, job["metadata"]["name"])
 
