@@ -99,6 +99,7 @@ def test_install_has_every_piece(installed: list[Obj]) -> None:
             "Deployment",
             "Service",
             "PodDisruptionBudget",
+            "NetworkPolicy",
         ]
     )
     crds = {o["metadata"]["name"] for o in installed if o["kind"] == "CustomResourceDefinition"}
