@@ -89,6 +89,20 @@ def _positive_int(env: Mapping[str, str], key: str, default: int) -> int:
     return value
 
 
+def _positive_seconds(env: Mapping[str, str], key: str, default: float) -> float:
+    """A number of seconds, fractions allowed (at least 0.1)."""
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{key}={raw!r}: expected a number of seconds") from None
+    if not value >= 0.1:
+        raise ValueError(f"{key}={raw!r}: must be at least 0.1")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the operator is configured with, beyond the resources it watches."""
@@ -97,8 +111,9 @@ class Settings:
     operator_image: str = field(default_factory=default_operator_image)
     #: Periodic resync of each engine, seconds.
     resync_seconds: int = DEFAULT_RESYNC_SECONDS
-    #: How often an engine with something in flight (rollout, upgrade) is looked at, seconds.
-    poll_seconds: int = DEFAULT_POLL_SECONDS
+    #: How often an engine with something in flight (rollout, upgrade, restore) and an
+    #: unfinished VulcanBackup or VulcanRestore are looked at, seconds (fractions allowed).
+    poll_seconds: float = DEFAULT_POLL_SECONDS
     #: Liveness fails after this long without any handler running (while engines exist).
     liveness_seconds: int = 3 * DEFAULT_RESYNC_SECONDS + 60
     #: Port of the operator's own /metrics.
@@ -123,7 +138,7 @@ class Settings:
         return cls(
             operator_image=env.get(ENV_OPERATOR_IMAGE, "").strip() or default_operator_image(),
             resync_seconds=resync,
-            poll_seconds=_positive_int(env, ENV_POLL_SECONDS, DEFAULT_POLL_SECONDS),
+            poll_seconds=_positive_seconds(env, ENV_POLL_SECONDS, DEFAULT_POLL_SECONDS),
             liveness_seconds=_positive_int(env, "VULCAN_LIVENESS_SECONDS", 3 * resync + 60),
             metrics_port=_positive_int(env, "VULCAN_METRICS_PORT", 9090),
             namespaces=namespaces,

@@ -24,6 +24,9 @@ from typing import Any
 from tests.emulator import Emulator, JobOutcome
 
 API = "vulcan-engine.com/v1alpha1"
+ENGINES = "vulcanengines"
+BACKUPS = "vulcanbackups"
+RESTORES = "vulcanrestores"
 COMPONENT = "app.kubernetes.io/component"
 CHECKSUM = "9f" * 32
 STARTED = "2026-11-29T02:00:00Z"
@@ -100,6 +103,64 @@ def restore_result(
             "finishedAt": FINISHED,
             "rowCounts": rows if rows is not None else {"jobs": 500, "tasks": 2500},
         }
+    )
+
+
+# --- resources and their status -------------------------------------------------------------
+def engine(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "VulcanEngine",
+        "metadata": {"name": "prod", "namespace": "default"},
+        "spec": {"version": "2.0.0", **spec},
+    }
+
+
+def db_secret(url: str = "postgresql://vulcan:pw@db:5432/vulcan") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "prod-database", "namespace": "default"},
+        "stringData": {"database-url": url},
+    }
+
+
+def custom(kind: str, name: str, **spec: Any) -> dict[str, Any]:
+    """A VulcanBackup or VulcanRestore of the engine `prod`."""
+    return {
+        "apiVersion": API,
+        "kind": kind,
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"engineRef": {"name": "prod"}, **spec},
+    }
+
+
+def status(emulator: Emulator, resource: str = ENGINES, name: str = "prod") -> dict[str, Any]:
+    return emulator.get(resource, "default", name)["status"]  # type: ignore[index,no-any-return]
+
+
+def cond(st: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in st.get("conditions") or [] if c["type"] == type_)
+
+
+def events_of(emulator: Emulator, name: str) -> list[str]:
+    """Reasons of the Events about `name`, oldest first."""
+    found = [
+        e
+        for e in emulator.list("events", "default")
+        if (e.get("involvedObject") or {}).get("name") == name
+    ]
+    found.sort(key=lambda e: int(e["metadata"]["resourceVersion"]))
+    return [e["reason"] for e in found]
+
+
+async def installed(emulator: Emulator, url: str | None = None, **spec: Any) -> None:
+    """Create the database Secret and the engine; wait until it is installed and Ready."""
+    emulator.create(db_secret(url) if url else db_secret())
+    emulator.create(engine(**spec))
+    await emulator.wait_for(
+        lambda: status(emulator)["phase"] == "Ready" and status(emulator)["currentVersion"],
+        timeout=10,
     )
 
 

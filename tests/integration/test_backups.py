@@ -15,17 +15,21 @@ import pytest
 from tests.emulator import Emulator, JobOutcome
 from tests.emulator.kopf_runner import OperatorRunner
 from tests.integration.backup_helpers import (
-    API,
+    BACKUPS,
+    ENGINES,
     FINISHED,
     STARTED,
     backup_result,
     component_is,
+    cond,
+    custom,
+    events_of,
     failure,
+    installed,
     run_cronjob,
+    status,
 )
 
-ENGINES = "vulcanengines"
-BACKUPS = "vulcanbackups"
 LOCATION = "pvc://prod-backups/prod/on-demand/vulcan_20261129_020000.sql.gz"
 SCHEDULED = "pvc://prod-backups/prod/vulcan_20261129_020000.sql.gz"
 
@@ -33,52 +37,11 @@ SCHEDULED = "pvc://prod-backups/prod/vulcan_20261129_020000.sql.gz"
 @pytest.fixture(autouse=True)
 def fast(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VULCAN_RESYNC_SECONDS", "1")
-    monkeypatch.setenv("VULCAN_POLL_SECONDS", "1")
-
-
-def engine(**spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": API,
-        "kind": "VulcanEngine",
-        "metadata": {"name": "prod", "namespace": "default"},
-        "spec": {"version": "2.0.0", **spec},
-    }
-
-
-def db_secret() -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "prod-database", "namespace": "default"},
-        "stringData": {"database-url": "postgresql://vulcan:pw@db:5432/vulcan"},
-    }
+    monkeypatch.setenv("VULCAN_POLL_SECONDS", "0.25")
 
 
 def vulcan_backup(name: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": API,
-        "kind": "VulcanBackup",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {"engineRef": {"name": "prod"}, **spec},
-    }
-
-
-def status(emulator: Emulator, resource: str = ENGINES, name: str = "prod") -> dict[str, Any]:
-    return emulator.get(resource, "default", name)["status"]  # type: ignore[index,no-any-return]
-
-
-def cond(st: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next(c for c in st.get("conditions") or [] if c["type"] == type_)
-
-
-def events_of(emulator: Emulator, name: str) -> list[str]:
-    found = [
-        e
-        for e in emulator.list("events", "default")
-        if (e.get("involvedObject") or {}).get("name") == name
-    ]
-    found.sort(key=lambda e: int(e["metadata"]["resourceVersion"]))
-    return [e["reason"] for e in found]
+    return custom("VulcanBackup", name, **spec)
 
 
 def backup_gauge() -> float | None:
@@ -86,15 +49,6 @@ def backup_gauge() -> float | None:
 
     return REGISTRY.get_sample_value(
         "vulcan_engine_backup_healthy", {"namespace": "default", "engine": "prod"}
-    )
-
-
-async def installed(emulator: Emulator, **spec: Any) -> None:
-    emulator.create(db_secret())
-    emulator.create(engine(**spec))
-    await emulator.wait_for(
-        lambda: status(emulator)["phase"] == "Ready" and status(emulator)["currentVersion"],
-        timeout=10,
     )
 
 

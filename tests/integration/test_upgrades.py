@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -17,6 +16,7 @@ import pytest
 
 from tests.emulator import Emulator, JobOutcome, RolloutOutcome
 from tests.emulator.kopf_runner import OperatorRunner
+from tests.integration.backup_helpers import backup_result, failure, restore_result
 
 ENGINES = "vulcanengines"
 
@@ -68,7 +68,7 @@ class Migrations:
 @pytest.fixture(autouse=True)
 def fast(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VULCAN_RESYNC_SECONDS", "1")
-    monkeypatch.setenv("VULCAN_POLL_SECONDS", "1")
+    monkeypatch.setenv("VULCAN_POLL_SECONDS", "0.25")
 
 
 @pytest.fixture
@@ -87,27 +87,26 @@ async def migrations(emulator: Emulator, pg_dsn: str) -> Migrations:
 
 
 @pytest.fixture
-async def backups(emulator: Emulator) -> AsyncIterator[dict[str, str]]:
-    """Completes VulcanBackups as the backup controller would: phase by name, '*' for any."""
+def backups(emulator: Emulator, migrations: Migrations) -> dict[str, str]:
+    """Outcomes of the backup Jobs the real VulcanBackup controller makes, by VulcanBackup name
+    ('*' for any): "Succeeded" (the backup program's result line in the termination message)
+    or "Failed" (its failure line)."""
     outcomes: dict[str, str] = {}
 
-    async def complete() -> None:
-        while True:
-            for b in emulator.list("vulcanbackups", "default"):
-                if not (b.get("status") or {}).get("phase"):
-                    phase = outcomes.get(b["metadata"]["name"], outcomes.get("*", "Succeeded"))
-                    emulator.patch(
-                        "vulcanbackups",
-                        "default",
-                        b["metadata"]["name"],
-                        {"status": {"phase": phase}},
-                        subresource="status",
-                    )
-            await asyncio.sleep(0.05)
+    def outcome_for(job: dict[str, Any]) -> JobOutcome | None:
+        if job["metadata"]["labels"].get("app.kubernetes.io/component") != "backup":
+            return migrations.outcome_for(job)
+        (owner,) = job["metadata"]["ownerReferences"]
+        name = owner["name"]
+        location = f"pvc://prod-backups/prod/on-demand/vulcan_20261129_020000_{name}.sql.gz"
+        if outcomes.get(name, outcomes.get("*", "Succeeded")) == "Succeeded":
+            return JobOutcome.succeed(message=backup_result(location))
+        return JobOutcome.fail(
+            message=failure("vulcan-backup", "dump", "pg_dump failed (exit 1): disk full")
+        )
 
-    task = asyncio.create_task(complete())
-    yield outcomes
-    task.cancel()
+    emulator.jobs.outcome_for = outcome_for
+    return outcomes
 
 
 def engine(version: str, **upgrade: Any) -> dict[str, Any]:
@@ -180,7 +179,9 @@ async def test_upgrade_happy_path(
     assert last["version"] == "2.1.0" and last["outcome"] == "Succeeded"
     assert last["databaseRevision"] == "rev-2.1.0"
     assert last["backup"].startswith("prod-pre-") and last["backup"].endswith("2-1-0")
-    assert emulator.get("vulcanbackups", "default", last["backup"]) is not None
+    backup = emulator.get("vulcanbackups", "default", last["backup"])
+    assert backup["status"]["phase"] == "Succeeded"
+    assert backup["status"]["location"].endswith(f"_{last['backup']}.sql.gz")
     assert st["upgrade"]["revisionBefore"] == "rev-2.0.0"
     assert st["phase"] == "Ready" and "failedVersion" not in st
 
@@ -195,6 +196,9 @@ async def test_backup_failure_stops_before_anything_changes(
     set_version(emulator, "2.1.0")
     up = await settled(emulator, "Failed")
     assert up["failedStep"] == "Backup"
+    backup = emulator.get("vulcanbackups", "default", up["backup"])
+    assert backup["status"]["phase"] == "Failed"
+    assert "disk full" in backup["status"]["conditions"][0]["message"]
     assert image(emulator) == "vulcan-engine:2.0.0"
     assert migrate_jobs(emulator) == jobs
     st = status(emulator)
@@ -247,6 +251,48 @@ async def test_failed_rollout_rolls_back_by_itself_and_is_not_retried(
     )
     await installed(emulator, "2.1.0")
     assert "failedVersion" not in status(emulator)
+
+
+async def test_failed_rollout_with_the_restore_strategy_restores_the_pre_upgrade_backup(
+    emulator: Emulator, migrations: Migrations, backups: dict[str, str], operator: OperatorRunner
+) -> None:
+    """rollbackStrategy: restore: the real VulcanRestore controller brings back the backup taken
+    before the upgrade (scaling the engine to zero and back), without migrating it again."""
+    backup_jobs = emulator.jobs.outcome_for
+    assert backup_jobs is not None
+    restored: list[str] = []
+
+    async def run_restore(job: dict[str, Any], pod: dict[str, Any]) -> JobOutcome:
+        await migrations.set_revision("rev-2.0.0")  # the backup's revision comes back
+        restored.append(job["metadata"]["name"])
+        location = "pvc://prod-backups/prod/on-demand/vulcan.sql.gz"
+        return JobOutcome.succeed(message=restore_result(location, revision="rev-2.0.0"))
+
+    def outcome_for(job: dict[str, Any]) -> JobOutcome | None:
+        if job["metadata"]["labels"].get("app.kubernetes.io/component") == "restore":
+            return JobOutcome.run(run_restore)
+        return backup_jobs(job)
+
+    emulator.jobs.outcome_for = outcome_for
+    # Pods of a failing version go away too when it is scaled to zero.
+    emulator.deployments.outcome_for = lambda d: (
+        RolloutOutcome.ready() if d["spec"].get("replicas") == 0 else None
+    )
+    emulator.create(engine("2.0.0", rollbackStrategy="restore"))
+    await installed(emulator)
+    emulator.deployments.by_image["vulcan-engine:2.1.0"] = RolloutOutcome.fail()
+    set_version(emulator, "2.1.0")
+    up = await settled(emulator, "RolledBack")
+    assert image(emulator) == "vulcan-engine:2.0.0"
+    assert await migrations.revision() == "rev-2.0.0"
+    assert len(restored) == 1
+    assert not [c for v, c in migrations.ran if c[1] == "downgrade"]  # restored, not downgraded
+    restore = emulator.get("vulcanrestores", "default", up["restore"])
+    assert restore["spec"]["backupRef"]["name"] == up["backup"]
+    st = restore["status"]
+    assert st["phase"] == "Succeeded"
+    assert [s["name"] for s in st["steps"]] == ["ScaleDown", "Restore", "ScaleUp"]
+    assert "restore" not in status(emulator)
 
 
 async def test_failed_rollout_without_auto_rollback_stays_degraded(

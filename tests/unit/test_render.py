@@ -186,3 +186,14 @@ def test_settings_from_env() -> None:
 def test_bad_resync_interval_is_refused(raw: str) -> None:
     with pytest.raises(ValueError, match=config.ENV_RESYNC_SECONDS):
         Settings.from_env({config.ENV_RESYNC_SECONDS: raw})
+
+
+def test_poll_interval_takes_fractions() -> None:
+    assert Settings.from_env({config.ENV_POLL_SECONDS: "0.25"}).poll_seconds == 0.25
+    assert Settings.from_env({}).poll_seconds == 5
+
+
+@pytest.mark.parametrize("raw", ["soon", "0", "0.05", "-1", "nan"])
+def test_bad_poll_interval_is_refused(raw: str) -> None:
+    with pytest.raises(ValueError, match=config.ENV_POLL_SECONDS):
+        Settings.from_env({config.ENV_POLL_SECONDS: raw})

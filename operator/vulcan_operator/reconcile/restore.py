@@ -21,12 +21,13 @@ engine reconcile also checks the marker: a VulcanRestore that was deleted, or th
 without releasing it, is released (the engine scales back to `replicas`), so a restore can
 never leave the engine at zero silently.
 
-Start (Pending until all hold): the engine exists, is valid and not paused; no upgrade is in
-flight (the restore WAITS for it to end, with condition reason UpgradeInProgress: an upgrade
-ends by itself within its deadline, and a restore meanwhile would race its migrations; the
-upgrade's own restore, `rollbackStrategy: restore`, is exempt); no other restore holds the
-engine; the backup is known: backupRef → that VulcanBackup has Succeeded (its location and
-checksum), or spec.location. Version changes of the engine wait while a restore holds it.
+Start (Pending until all hold): the engine exists, has been reconciled once, is valid and not
+paused; no upgrade is in flight (the restore WAITS for it to end, with condition reason
+UpgradeInProgress: an upgrade ends by itself within its deadline, and a restore meanwhile would
+race its migrations; the upgrade's own restore, `rollbackStrategy: restore`, is exempt); no
+other restore holds the engine; the backup is known: backupRef → that VulcanBackup has
+Succeeded (its location and checksum), or spec.location. Version changes of the engine wait
+while a restore holds it.
 
 Failures: phase Failed, `step` names the step, `failure` says why. When the engine's database
 is known to be untouched (before the restore, a file refused, a restore rolled back, a side
@@ -402,6 +403,8 @@ async def _start(run: _Run) -> None:
         _pending(run, "EngineInvalid", f"VulcanEngine '{name}' is invalid: {problems}")
         raise
     estatus = engine.get("status") or {}
+    if estatus.get("observedGeneration") is None:
+        _pending(run, "EngineNotReconciled", f"waiting for VulcanEngine '{name}' to be set up")
     if spec.paused:
         _pending(run, "EnginePaused", f"VulcanEngine '{name}' is paused (spec.paused)")
     up = estatus.get("upgrade") or {}
