@@ -60,7 +60,7 @@ def validate_resource(doc: Any, configmaps: dict[str, dict[str, Any]] | None = N
     if model is None:
         return [f"kind: {kind!r} is not a {GROUP} kind; expected one of {', '.join(MODELS)}"]
     try:
-        obj = model.model_validate(doc)
+        obj = model.model_validate(doc, strict=True)
     except ValidationError as exc:
         return explain(exc, model)
     ref = getattr(getattr(obj, "spec", None), "problemRef", None)
