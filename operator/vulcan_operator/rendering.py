@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from vulcan_operator.api.engine import VulcanEngineSpec
+from vulcan_operator.api.backup import VulcanBackup, VulcanRestore
+from vulcan_operator.api.engine import S3Storage, VulcanEngineSpec
 from vulcan_operator.api.problem import SchedulingProblem
 from vulcan_operator.builders import engine_children
 from vulcan_operator.builders import problem as problem_builder
+from vulcan_operator.builders.backup import build_vulcan_backup_job, build_vulcan_restore_job
+from vulcan_operator.builders.common import Owner
 from vulcan_operator.builders.engine import EngineInputs, ensure_keys
+from vulcan_operator.builders.migration import restore_migration_job
 from vulcan_operator.config import Settings
 from vulcan_operator.validation import resource_name, validate_resource
 
@@ -57,9 +61,85 @@ def render_problem(
     return problem_builder.build(inputs)
 
 
+def _owner(doc: dict[str, Any]) -> Owner:
+    meta = doc["metadata"]
+    return Owner(kind=doc["kind"], name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+
+
+def render_backup(
+    doc: dict[str, Any], settings: Settings, engine: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The Job of a VulcanBackup (and the engine's backup volume, when the operator makes
+    it: created if missing, never owned)."""
+    if (doc.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return []  # a finished backup is never run again
+    spec = VulcanBackup.model_validate(doc).spec
+    return build_vulcan_backup_job(
+        _owner(doc),
+        engine["metadata"]["name"],
+        VulcanEngineSpec.model_validate(engine.get("spec") or {}),
+        settings,
+        storage=spec.storage,
+    )
+
+
+def render_restore(
+    doc: dict[str, Any],
+    settings: Settings,
+    engine: dict[str, Any],
+    backups: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """The Jobs of a VulcanRestore: the restore Job, then the migration Job (when it migrates).
+
+    With backupRef, the location and checksum come from that VulcanBackup's status: give it in
+    FILE or the --engine file as `kubectl get vulcanbackup NAME -o yaml` shows it. Scaling the
+    engine to zero and back changes the engine's own Deployment and HPA: nothing is created.
+    """
+    if (doc.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return []  # a finished restore is never run again
+    restore = VulcanRestore.model_validate(doc)
+    spec, name = restore.spec, resource_name(doc)
+    engine_spec = VulcanEngineSpec.model_validate(engine.get("spec") or {})
+    location, checksum, s3 = spec.location, "", None
+    if spec.backupRef is not None:
+        backup = (backups or {}).get(spec.backupRef.name)
+        status = (backup or {}).get("status") or {}
+        if not status.get("location"):
+            raise RenderError(
+                f"{name}: the location of VulcanBackup '{spec.backupRef.name}' is known once it "
+                "has succeeded: add it with its status (kubectl get vulcanbackup "
+                f"{spec.backupRef.name} -o yaml) to FILE, or use spec.location"
+            )
+        location, checksum = str(status["location"]), str(status.get("checksum") or "")
+        storage = (backup or {}).get("spec", {}).get("storage") or {}
+        s3 = S3Storage.model_validate(storage["s3"]) if storage.get("s3") else None
+    try:
+        out = build_vulcan_restore_job(
+            _owner(doc),
+            engine["metadata"]["name"],
+            engine_spec,
+            settings,
+            location=location,
+            checksum=checksum,
+            target_database=spec.targetDatabase,
+            s3=s3,
+        )
+    except ValueError as exc:
+        raise RenderError(f"{name}: {exc}") from None
+    if spec.migrate and not spec.targetDatabase:
+        version = (engine.get("status") or {}).get("currentVersion") or engine_spec.version
+        inputs = EngineInputs.from_resource(engine, settings=settings, run_version=version)
+        out.append(restore_migration_job(inputs, version, doc["metadata"]["uid"]))
+    return out
+
+
 RENDERERS = {"VulcanEngine": render_engine}
 #: Kinds rendered together with the VulcanEngine they refer to (`--engine`).
-ENGINE_RENDERERS = {"SchedulingProblem": render_problem}
+ENGINE_RENDERERS = {
+    "SchedulingProblem": render_problem,
+    "VulcanBackup": render_backup,
+    "VulcanRestore": render_restore,
+}
 
 
 def _engine_of(doc: dict[str, Any], engines: list[Any], namespace: str) -> dict[str, Any]:
@@ -94,6 +174,12 @@ def render(
         for d in docs
         if isinstance(d, dict) and d.get("apiVersion") == "v1" and d.get("kind") == "ConfigMap"
     }
+    # VulcanBackups (with their status) tell a restore's backupRef where the backup is.
+    backups = {
+        str((d.get("metadata") or {}).get("name")): d
+        for d in [*docs, *(engines or [])]
+        if isinstance(d, dict) and d.get("kind") == "VulcanBackup"
+    }
     out: list[dict[str, Any]] = []
     for doc in docs:
         if (
@@ -109,8 +195,14 @@ def render(
         with_engine = ENGINE_RENDERERS.get(doc["kind"])
         if with_engine is not None:
             doc = _with_defaults(doc, namespace)
-            engine = _engine_of(doc, engines or [], doc["metadata"]["namespace"])
-            out.extend(with_engine(doc, settings, engine))
+            engine = _with_defaults(
+                _engine_of(doc, [*(engines or []), *docs], doc["metadata"]["namespace"]),
+                doc["metadata"]["namespace"],
+            )
+            if doc["kind"] == "VulcanRestore":
+                out.extend(render_restore(doc, settings, engine, backups))
+            else:
+                out.extend(with_engine(doc, settings, engine))
             continue
         renderer = RENDERERS.get(doc["kind"])
         if renderer is None:

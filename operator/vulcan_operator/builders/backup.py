@@ -78,6 +78,8 @@ __all__ = [
     "build_engine_backup_children",
     "build_maintenance_cronjob",
     "build_restore_job",
+    "build_vulcan_backup_job",
+    "build_vulcan_restore_job",
     "database_secret_ref",
     "maintenance_cronjob_name",
     "parse_backup_result",
@@ -718,6 +720,53 @@ def build_restore_job(
         **_job_context(COMPONENT_RESTORE, labels, pod),
     }
     return [_named_job("restore-job.yaml.j2", restore_job_name, restore, labels, context)]
+
+
+# --- as the controllers (and `render`) make them ------------------------------------------------
+def build_vulcan_backup_job(
+    backup: Owner,
+    engine: str,
+    engine_spec: VulcanEngineSpec,
+    settings: Settings,
+    *,
+    storage: BackupStorage | None = None,
+) -> list[Manifest]:
+    """The Job (and the volume, see `build_backup_job`) of a VulcanBackup of `engine`: to the
+    backup's own `storage` if it has one, else the engine's; the engine's database and webhook."""
+    return build_backup_job(
+        backup,
+        engine,
+        storage or engine_spec.backup.storage,
+        database_secret_ref(engine, engine_spec.database),
+        settings,
+        notify_webhook=engine_spec.backup.notifyWebhookSecretRef,
+    )
+
+
+def build_vulcan_restore_job(
+    restore: Owner,
+    engine: str,
+    engine_spec: VulcanEngineSpec,
+    settings: Settings,
+    *,
+    location: str,
+    checksum: str = "",
+    target_database: str = "",
+    s3: S3Storage | None = None,
+) -> list[Manifest]:
+    """The Job of a VulcanRestore of `engine`: `location` into the engine's database (or
+    `target_database`), checked against `checksum`; S3 settings from `s3` (a VulcanBackup's
+    own storage), else the engine's. ValueError for a location that cannot be restored."""
+    return build_restore_job(
+        restore,
+        engine,
+        location,
+        database_secret_ref(engine, engine_spec.database),
+        settings,
+        target_database=target_database,
+        expected_sha256=checksum,
+        s3=s3 or engine_spec.backup.storage.s3,
+    )
 
 
 # --- results --------------------------------------------------------------------------------

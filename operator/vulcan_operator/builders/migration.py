@@ -46,3 +46,10 @@ def migration_job(
         pod=pod,
     )
     return finish(job, inputs.owner, names.labels(inputs.name, COMPONENT))
+
+
+def restore_migration_job(inputs: EngineInputs, version: str, restore_uid: str) -> dict[str, Any]:
+    """The migration a VulcanRestore runs after restoring: the engine's migration command in
+    the image of the version it runs, one Job per restore (named from the restore's uid)."""
+    command = list(inputs.spec.upgrade.migrationCommand)
+    return migration_job(inputs, version, command, "migrate", flow=f"restore/{restore_uid}")

@@ -35,8 +35,7 @@ from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.builders.backup import (
     COMPONENT_BACKUP,
     backup_cronjob_name,
-    build_backup_job,
-    database_secret_ref,
+    build_vulcan_backup_job,
     parse_backup_result,
     plan_storage,
 )
@@ -184,13 +183,12 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
                 body, "EngineInvalid", f"VulcanEngine '{engine_name}' is invalid: {problems}"
             )
         storage = backup.spec.storage or spec.backup.storage
-        manifests = build_backup_job(
+        manifests = build_vulcan_backup_job(
             Owner(kind=KIND, name=name, namespace=namespace, uid=uid),
             engine_name,
-            storage,
-            database_secret_ref(engine_name, spec.database),
+            spec,
             settings,
-            notify_webhook=spec.backup.notifyWebhookSecretRef,
+            storage=backup.spec.storage,
         )
         for manifest in manifests:
             await apply(api, manifest, create_only=True)

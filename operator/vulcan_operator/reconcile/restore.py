@@ -52,13 +52,12 @@ from vulcan_operator.api.engine import S3Storage, VulcanEngineSpec
 from vulcan_operator.builders.backup import (
     COMPONENT_RESTORE,
     BackupLocation,
-    build_restore_job,
-    database_secret_ref,
+    build_vulcan_restore_job,
     parse_restore_result,
 )
 from vulcan_operator.builders.common import Owner
 from vulcan_operator.builders.engine import EngineInputs
-from vulcan_operator.builders.migration import migration_job
+from vulcan_operator.builders.migration import restore_migration_job
 from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api, ApiError, Ref, apply
 from vulcan_operator.reconcile import upgrade
@@ -374,14 +373,14 @@ def _fail_early(run: _Run, message: str) -> None:
 def _restore_job(
     run: _Run, spec: VulcanEngineSpec, location: str, checksum: str, s3: S3Storage | None
 ) -> dict[str, Any]:
-    (job,) = build_restore_job(
+    (job,) = build_vulcan_restore_job(
         Owner(kind=KIND, name=run.name, namespace=run.namespace, uid=run.uid),
         run.engine_name,
-        location,
-        database_secret_ref(run.engine_name, spec.database),
+        spec,
         run.settings,
+        location=location,
+        checksum=checksum,
         target_database=run.restore.spec.targetDatabase,
-        expected_sha256=checksum,
         s3=s3,
     )
     return job
@@ -645,7 +644,7 @@ async def _migrate(run: _Run) -> None:
     version = _running_version(run)
     inputs = EngineInputs.from_resource(run.engine, settings=run.settings, run_version=version)
     command = list(spec.upgrade.migrationCommand)
-    job = migration_job(inputs, version, command, "migrate", flow=f"restore/{run.uid}")
+    job = restore_migration_job(inputs, version, run.uid)
     name = job["metadata"]["name"]
     await apply(run.api, job, create_only=True)
     run.status["migrationJobName"] = name
