@@ -273,7 +273,7 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
             },
             [("Warning", "SecretMissing", message)] if old.get("phase") != "Pending" else [],
         )
-    hold = await restore.engine_hold(api, namespace, old, gen)
+    hold = await restore.engine_hold(api, namespace, name, old, gen)
 
     annotations = meta.get("annotations") or {}
     rotation = annotations.get(names.ANNOTATION_ROTATE_SECRETS, "")

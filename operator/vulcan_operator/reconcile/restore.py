@@ -106,11 +106,16 @@ class EngineHold:
 
 
 async def engine_hold(
-    api: Api, namespace: str, status: dict[str, Any], generation: int | None
+    api: Api, namespace: str, engine: str, status: dict[str, Any], generation: int | None
 ) -> EngineHold:
     """Read the engine's status.restore (and the VulcanRestore it names, only when there is
-    one): what to render, which conditions to show, whether to release it."""
-    marker = status.get("restore")
+    one): what to render, which conditions to show, whether to release it.
+
+    The marker is read from the live engine, not from the body the reconcile started with: a
+    reconcile that began just before a restore wrote it must not scale the engine back up.
+    """
+    live_engine = await api.get(_engine_ref(namespace, engine))
+    marker = ((live_engine or {}).get("status") or {}).get("restore")
     if not marker:
         return EngineHold()
     name, step, replicas = marker.get("name", ""), marker.get("step"), marker.get("replicas")
