@@ -45,8 +45,16 @@ def explain(exc: ValidationError, model: type[BaseModel]) -> list[str]:
 
 
 def resource_name(doc: dict[str, Any]) -> str:
+    """'Kind/name'; '?' for a part that is missing or no plain word (a name given as a mapping,
+    an empty one), so every problem line keeps its '<Kind>/<name>: <field path>' shape."""
     meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
-    return f"{doc.get('kind', '?')}/{(meta or {}).get('name', '?')}"
+    kind, name = doc.get("kind"), (meta or {}).get("name")
+    return f"{_word(kind)}/{_word(name)}"
+
+
+def _word(value: Any) -> str:
+    plain = isinstance(value, str) and value and not any(c.isspace() for c in value)
+    return str(value) if plain else "?"
 
 
 def validate_resource(doc: Any, configmaps: dict[str, dict[str, Any]] | None = None) -> list[str]:
