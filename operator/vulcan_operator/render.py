@@ -70,11 +70,16 @@ def render_text(template: str, *, folder: Path | None = None, **context: Any) ->
     return environment(folder).get_template(template).render(**context)
 
 
+#: libyaml's safe loader when PyYAML has it (the same documents, ~15x faster: every reconcile
+#: renders all of an engine's children on Kopf's event loop), else the pure-Python one.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def render(template: str, *, folder: Path | None = None, **context: Any) -> list[dict[str, Any]]:
     """Render `template` and load it as YAML: one dict per non-empty document."""
     text = render_text(template, folder=folder, **context)
     documents: list[dict[str, Any]] = []
-    for doc in yaml.safe_load_all(text):
+    for doc in yaml.load_all(text, Loader=_SAFE_LOADER):
         if doc is None:
             continue
         if not isinstance(doc, dict):
