@@ -19,6 +19,7 @@ import pytest
 
 from tests.emulator import Emulator
 from tests.emulator.kopf_runner import OperatorRunner, kube_configuration
+from tests.rbac import denied
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -93,9 +94,14 @@ async def run_operator(
         await runner.start()
         return runner
 
+    mark = emulator.mark()
     yield start
     for runner in runners:
         await runner.stop()
+    # Every API call made while the operator ran (its own, and the solver pods' scoped calls,
+    # which are a subset of what it holds) must be allowed by manifests/rbac.yaml.
+    refused = denied(emulator.api_usage(since=mark))
+    assert not refused, f"requests the operator's ClusterRole does not allow: {refused}"
 
 
 @pytest.fixture
