@@ -38,7 +38,7 @@ class ModelOptions:
     """Redundant: at most |operators with skill s| tasks needing s run at once."""
     flexible_cumulative: bool = False
     """Redundant: at most |machines| flexible tasks run at once (one cumulative per machine set)."""
-    machine_load: bool = False
+    machine_load: bool = True
     """Redundant (makespan): each machine's chosen work fits between its first head and the
     makespan."""
 

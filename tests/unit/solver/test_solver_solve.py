@@ -5,7 +5,14 @@ from __future__ import annotations
 import threading
 
 import pytest
-from solver_testkit import DATA, assert_valid, bench_module, make_problem, random_problem
+from solver_testkit import (
+    DATA,
+    assert_valid,
+    bench_module,
+    make_problem,
+    random_job_shop,
+    random_problem,
+)
 
 from vulcan_operator.solver.problem import ProblemData, SolverSettings
 from vulcan_operator.solver.progress import Progress
@@ -306,3 +313,14 @@ def test_result_json_shape() -> None:
         {"job": "a", "task": "x", "machine": "m", "operator": "op", "start": 0, "end": 3},
         {"job": "a", "task": "y", "machine": "m", "operator": None, "start": 3, "end": 5},
     ]
+
+
+def test_horizon_tighter_than_the_dispatch_schedule_still_solves() -> None:
+    free = random_job_shop(1, 4, 3)
+    optimum = solve(free, FAST).objective
+    assert optimum is not None
+    tight = free.model_copy(update={"horizon": optimum})  # dispatch (426) misses it
+    result = solve(tight, FAST)
+    assert result.status == Status.OPTIMAL
+    assert result.makespan == optimum
+    assert_valid(tight, result)
