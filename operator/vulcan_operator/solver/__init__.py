@@ -1,0 +1,16 @@
+"""The scheduling solver: flexible job shop with operators, on OR-Tools CP-SAT.
+
+Stands alone (no Kopf, no Kubernetes client, nothing else from vulcan_operator). This package
+file imports nothing, so `from vulcan_operator.solver.problem import ProblemData` stays cheap
+for the API layer; OR-Tools loads only with the modules that solve.
+
+- `problem`   the public problem format (ProblemData, SolverSettings) with reference checks
+- `loader`    a SchedulingProblem file (or a bare problem, or a ConfigMap reference) -> problem
+- `solve`     `solve(problem, settings, on_progress=..., stop=...) -> SolveResult`
+- `result`    SolveResult / Status / Assignment: the result JSON
+- `progress`  Progress events and ready-made callbacks (text lines, JSON lines)
+- `instance`, `dispatch`, `model`, `schedule`, `explain`: index form, greedy start, the CP-SAT
+  model, compaction, infeasibility explanations
+- `check`     an independent schedule checker;  `gantt`  SVG/HTML charts
+- `cli`       `vulcan-operator solve`;  `runner`  the solver pod's entrypoint
+"""
