@@ -282,26 +282,20 @@ def test_positions_are_first_come_first_served_then_by_name() -> None:
     assert v.position(KEY, entry("z", "2026-11-29T02:00:09Z")) == 4  # not in the map yet
 
 
-async def test_admission_respects_the_limit_whatever_the_maps_lag() -> None:
+def test_admission_respects_the_limit_whatever_the_maps_lag() -> None:
     problems = [entry(n) for n in "abcde"]
     jobs = [JobEntry("old-solve-1", active=True), JobEntry("old-solve-0", active=False)]
     v = view(problems, jobs)
-    started: list[str] = []
-
-    def starter(name: str) -> Any:
-        async def start() -> str:
-            started.append(name)
-            return f"{name}-solve-1"
-
-        return start
-
     # limit 3 with one active Job: two slots; the maps never learn about the new Jobs here.
-    results = await asyncio.gather(*(v.admit(KEY, entry(n), 3, starter(n)) for n in "edcba"))
-    assert sorted(started) == ["a", "b"]
+    results = {n: v.admit(KEY, entry(n), 3, f"{n}-solve-1") for n in "edcba"}
     # Each answer is the position at the time of its decision (e, d and c decided first).
-    assert dict(zip("edcba", results, strict=True)) == {"a": 0, "b": 0, "c": 3, "d": 4, "e": 5}
+    assert results == {"a": 0, "b": 0, "c": 3, "d": 4, "e": 5}
     assert v.active(KEY) == 3
     assert [v.position(KEY, entry(n)) for n in "cde"] == [1, 2, 3]
+    v.admissions.release(KEY, "uid-a")  # its Job could not be created: the slot is free...
+    assert v.active(KEY) == 2 and v.position(KEY, entry("c")) == 2  # ...and a is first again
+    assert v.admit(KEY, entry("c"), 3, "c-solve-1") == 2
+    assert v.admit(KEY, entry("a"), 3, "a-solve-1") == 0
 
 
 def test_a_started_job_counts_until_the_map_shows_it_and_then_the_map_decides() -> None:
@@ -331,10 +325,9 @@ async def test_wakeups_end_a_sleep_early() -> None:
     await wakeups.sleep("u", 0.05)
     assert loop.time() - start >= 0.04  # nobody woke it
 
-    wakeups.queued(KEY, "u")
     sleeper = asyncio.create_task(wakeups.sleep("u", 10))
     await asyncio.sleep(0)
-    wakeups.wake_engine(KEY)
+    wakeups.wake("u")
     await asyncio.wait_for(sleeper, 1)
 
     wakeups.wake("u")  # a wake while it works is not lost: the next sleep returns at once
@@ -345,9 +338,13 @@ async def test_wakeups_end_a_sleep_early() -> None:
     await asyncio.sleep(0)
     stop.set_result(None)
     await asyncio.wait_for(sleeper, 1)
-
-    wakeups.queued(None, "u")
-    sleeper = asyncio.create_task(wakeups.sleep("u", 0.05))
-    wakeups.wake_engine(KEY)  # no longer queued on that engine: not woken
-    await sleeper
     wakeups.forget("u")
+
+
+def test_the_head_of_the_queue_gets_the_next_slot() -> None:
+    admissions = Admissions()
+    v = view([entry("b"), entry("a"), entry("x", waiting=False)], [], admissions)
+    assert v.head(KEY) == entry("a")
+    admissions.started(KEY, "uid-a", "a-solve-1")
+    assert v.head(KEY) == entry("b")
+    assert view([], []).head(KEY) is None

@@ -75,6 +75,12 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     wakeups = Wakeups()
     poll = float(settings.problem_poll_seconds)
 
+    def view(kwargs: dict[str, Any]) -> QueueView:
+        """The queues, from the indexes Kopf passes to every handler."""
+        return QueueView(
+            kwargs[PROBLEMS_INDEX], kwargs[JOBS_INDEX], kwargs[ENGINES_INDEX], admissions
+        )
+
     @kopf.index(GROUP, VERSION, PLURAL, id=PROBLEMS_INDEX, registry=registry)
     async def vulcan_problem_queue(
         namespace: str | None,
@@ -89,15 +95,17 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         if not engine:
             return {}
         generation = meta.get("generation")
-        ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        job = names.problem_job(name, uid, int(generation or 1))
+        ready: dict[str, Any] = next(
+            (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}
+        )
         waiting = not (
             (status.get("observedGeneration") == generation and status.get("phase") in TERMINAL)
-            or status.get("jobName") == names.problem_job(name, uid, int(generation or 1))
+            or status.get("jobName") == job
             or ready.get("reason") in NOT_WAITING
         )
-        entry = QueueEntry(
-            str(meta.get("creationTimestamp") or ""), name, uid, waiting, status.get("phase", "")
-        )
+        created = str(meta.get("creationTimestamp") or "")
+        entry = QueueEntry(created, name, uid, waiting, status.get("phase", ""), job)
         return {engine_key(str(namespace), engine): entry}
 
     @kopf.index("batch", "v1", "jobs", labels=SOLVER_JOBS, id=JOBS_INDEX, registry=registry)
@@ -125,13 +133,15 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
 
     @kopf.on.event("batch", "v1", "jobs", labels=SOLVER_JOBS, registry=registry)
     async def solver_job_changed(
-        type: str, body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
+        type: str, body: kopf.Body, namespace: str | None, labels: kopf.Labels, **kwargs: Any
     ) -> None:
         for owner in body.get("metadata", {}).get("ownerReferences") or []:
             if owner.get("kind") == problem.KIND:
                 wakeups.wake(owner.get("uid", ""))
         if type == "DELETED" or solverjob.finished(dict(body)) is not None:
-            wakeups.wake_engine((str(namespace), labels.get(names.LABEL_ENGINE, "")))
+            head = view(kwargs).head((str(namespace), labels.get(names.LABEL_ENGINE, "")))
+            if head is not None:  # a slot is free: the first in the queue takes it
+                wakeups.wake(head.uid)
 
     @kopf.on.event(GROUP, VERSION, ENGINES, registry=registry)
     async def engine_changed(type: str, namespace: str | None, name: str, **kwargs: Any) -> None:
@@ -159,19 +169,14 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         meta = body.get("metadata", {})
         uid, namespace, name = meta.get("uid", ""), meta.get("namespace"), meta.get("name")
         ref = Ref(API_VERSION, problem.KIND, namespace, name)
-        view = QueueView(
-            kwargs[PROBLEMS_INDEX],
-            kwargs[JOBS_INDEX],
-            kwargs[ENGINES_INDEX],
-            admissions,
-        )
+        queue = view(kwargs)
         ours: dict[str, Any] | None = None
         try:
             while not stopped:
                 current = _newest(copy.deepcopy(dict(body)), ours)
                 try:
                     with reconcile_timer(problem.KIND):
-                        outcome = await problem.reconcile(api, current, settings, view)
+                        outcome = await problem.reconcile(api, current, settings, queue)
                     for type_, reason, message in outcome.events:
                         kopf.event(body, type=type_, reason=reason, message=message)
                     patch = diff(current.get("status"), outcome.status)
@@ -193,10 +198,13 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
                         outcome.finished.seconds,
                         outcome.finished.jobs_by_priority,
                     )
-                wakeups.queued(outcome.waits_for, uid)
+                if outcome.took_slot is not None:  # the next in the queue may find one too
+                    head = queue.head(outcome.took_slot)
+                    if head is not None:
+                        wakeups.wake(head.uid)
                 engine = ((current.get("spec") or {}).get("engineRef") or {}).get("name")
                 if engine:
-                    depth = len(view.waiting(engine_key(str(namespace), str(engine))))
+                    depth = len(queue.waiting(engine_key(str(namespace), str(engine))))
                     set_queue_depth(str(namespace), str(engine), depth)
                 await wakeups.sleep(uid, outcome.requeue, stopped.wait())
         finally:

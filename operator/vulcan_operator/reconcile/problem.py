@@ -45,6 +45,8 @@ __all__ = ["HISTORY_LIMIT", "KIND", "TERMINAL", "Finished", "Outcome", "reconcil
 KIND = "SchedulingProblem"
 TERMINAL = ("Succeeded", "Failed")
 HISTORY_LIMIT = 5
+#: A Queued problem looks again (and refreshes its queuePosition) every this many polls.
+QUEUED_POLL_FACTOR = 3
 KUEUE_WORKLOAD = ("kueue.x-k8s.io/v1beta1", "Workload")
 KUEUE_JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"
 #: Fields of the status the reconcile owns; `progress`, `result` and `solutionRef` are also
@@ -70,8 +72,9 @@ class Outcome:
     #: Seconds until the next look without any event; None: nothing to wait for.
     requeue: float | None = None
     finished: Finished | None = None
-    #: The engine whose solver slot this problem waits for (Queued), if any.
-    waits_for: EngineKey | None = None
+    #: The engine whose solver slot this problem just took, if any (the next in its queue
+    #: may take another).
+    took_slot: EngineKey | None = None
 
 
 # --- the status -------------------------------------------------------------------------
@@ -180,29 +183,30 @@ def _owned(obj: dict[str, Any], uid: str) -> bool:
 
 
 async def ensure(api: Api, desired: dict[str, Any], uid: str, *, create_only: bool) -> str:
-    """Create `desired` if missing; repair it if ours and different (unless create_only);
-    refuse to touch an object of that name that is not ours."""
+    """Create `desired`; when it exists already, repair it if ours and different (unless
+    create_only), and refuse to touch an object of that name that is not ours.
+
+    Create first: a new problem's children never exist, so this costs one request each."""
     ref = Ref.of(desired)
+    try:
+        await api.create(desired)
+    except ApiError as exc:
+        if exc.status != 409:
+            raise
+    else:
+        return "created"
     current = await api.get(ref)
-    if current is None:
-        try:
-            await api.create(desired)
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
-            current = await api.get(ref)
-            if current is None:
-                raise
-        else:
-            return "created"
+    if current is None:  # deleted in between: the next look creates it
+        return "unchanged"
     if not _owned(current, uid):
         raise ConflictError(
             f"{desired['kind']} {ref.name} already exists and does not belong to this "
             "SchedulingProblem; rename or delete it"
         )
-    if create_only or contains(current, {k: v for k, v in desired.items() if k != "status"}):
+    wanted = {k: v for k, v in desired.items() if k != "status"}
+    if create_only or contains(current, wanted):
         return "unchanged"
-    await api.patch(ref, {k: v for k, v in desired.items() if k != "status"})
+    await api.patch(ref, wanted)
     return "patched"
 
 
@@ -277,7 +281,10 @@ async def reconcile(
     if isinstance(problem, list):
         return _invalid(st, old, events, problem)
 
-    job = await api.get(Ref("batch/v1", "Job", namespace, job_name))
+    key = engine_key(namespace, problem.spec.engineRef.name)
+    job = None
+    if old.get("jobName") == job_name or queue.knows_job(key, job_name, uid):
+        job = await api.get(Ref("batch/v1", "Job", namespace, job_name))
     if job is not None:
         st.set(jobName=job_name)
         return await _follow(api, st, old, events, job, poll)
@@ -334,33 +341,35 @@ async def reconcile(
         engine=engine_spec,
         settings=settings,
     )
-    key = engine_key(namespace, engine_name)
 
-    async def start() -> str:
+    async def start() -> None:
         for child in build(inputs):
             create_only = child["kind"] in ("Job", "ConfigMap")
             await ensure(api, child, uid, create_only=create_only)
-        return job_name
 
     solver = inputs.solver
     what = (
         f"{solver.numWorkers} CPU, {solver.memoryLimitMB} MiB, time limit "
         f"{solver.maxTimeSeconds:g} s, deadline {active_deadline_seconds(solver)} s"
     )
-    try:
-        if inputs.queue_name:
+    position = 0
+    if not inputs.queue_name:  # with Kueue, Kueue admits (unsuspends) the Jobs
+        created = str(meta.get("creationTimestamp") or "")
+        me = QueueEntry(created, name, uid, True, "Queued", job_name)
+        position = queue.admit(key, me, engine_spec.solver.maxConcurrentJobs, job_name)
+    if not position:
+        try:
             await start()
-            position = 0
-        else:
-            me = QueueEntry(str(meta.get("creationTimestamp") or ""), name, uid, True, "Queued")
-            position = await queue.admit(key, me, engine_spec.solver.maxConcurrentJobs, start)
-    except ConflictError as error:
-        message = str(error)
-        st.set(result={"explanation": [message], "finishedAt": now()})
-        status = st.make("Failed", "NameConflict", message, progressing=False)
-        return Outcome(
-            status, [*events, ("Warning", "NameConflict", message)], None, Finished("ERROR")
-        )
+        except ConflictError as error:
+            queue.admissions.release(key, uid)
+            message = str(error)
+            st.set(result={"explanation": [message], "finishedAt": now()})
+            status = st.make("Failed", "NameConflict", message, progressing=False)
+            event = ("Warning", "NameConflict", message)
+            return Outcome(status, [*events, event], None, Finished("ERROR"))
+        except BaseException:
+            queue.admissions.release(key, uid)
+            raise
 
     if position:
         limit = engine_spec.solver.maxConcurrentJobs
@@ -373,17 +382,18 @@ async def reconcile(
         status["queuePosition"] = position
         if old.get("phase") != "Queued":
             events.append(("Normal", "Queued", message))
-        return Outcome(status, events, poll, waits_for=key)
+        # A freed slot wakes the head of the queue at once; this look only refreshes the
+        # position, so it comes less often (each refresh is a status write).
+        return Outcome(status, events, poll * QUEUED_POLL_FACTOR)
 
     st.set(jobName=job_name)
     if inputs.queue_name:
         message = f"created Job {job_name} ({what}) for Kueue LocalQueue '{inputs.queue_name}'"
         status = st.make("Queued", "KueuePending", message)
-    else:
-        message = f"created Job {job_name} ({what})"
-        status = st.make("Pending", "Starting", message)
-    events.append(("Normal", "JobCreated", message))
-    return Outcome(status, events, poll)
+        return Outcome(status, [*events, ("Normal", "JobCreated", message)], poll)
+    message = f"created Job {job_name} ({what})"
+    status = st.make("Pending", "Starting", message)
+    return Outcome(status, [*events, ("Normal", "JobCreated", message)], poll, took_slot=key)
 
 
 def _invalid(st: _Status, old: dict[str, Any], events: list[Event], lines: list[str]) -> Outcome:
@@ -437,10 +447,7 @@ async def _follow(
                 )
         if running:
             message = f"the solver pod of Job {job_name} is running"
-            status = st.make("Running", "Solving", message)
-            if old.get("phase") != "Running":
-                events.append(("Normal", "Solving", message))
-            return Outcome(status, events, poll)
+            return Outcome(st.make("Running", "Solving", message), events, poll)
         message = f"Job {job_name} created; its pod is starting"
         return Outcome(st.make("Pending", "Starting", message), events, poll)
 

@@ -6,11 +6,13 @@ served (creation time, then name). Everything here is in memory and answers at o
 
 - `QueueView` reads three live maps the handlers keep up to date from watch events (Kopf
   indexes): the problems of each engine, the solver Jobs of each engine and the engines.
-- `Admissions` (one per operator process; only one replica is active) serialises the
-  decisions per engine with a lock and remembers the Jobs it created that the Job map has not
-  shown yet, so two problems never take the same free slot.
-- `Wakeups` lets a waiting problem sleep until something relevant happens (its Job changed, a
-  slot of its engine was freed) instead of polling.
+- `Admissions` (one per operator process; only one replica is active) remembers the slots
+  given that the Job map does not show yet, so two problems never take the same free slot.
+- `Wakeups` lets a waiting problem sleep until something relevant happens instead of polling.
+  A freed slot wakes only the head of the queue; a problem that got a slot wakes the next one
+  (which starts too if another slot is free, else learns it is now first). So a slot costs
+  O(1) work, not a wave through the whole queue; the positions further back are refreshed by
+  each problem's own poll.
 
 Keys are `(namespace, label_value(engine))`, the value of the engine label on the Jobs.
 """
@@ -58,6 +60,8 @@ class QueueEntry:
     waiting: bool = False
     #: Its phase ('' before its first status).
     phase: str = ""
+    #: The name of the Job of its current generation (whether it exists or not).
+    job: str = ""
 
     @property
     def order(self) -> tuple[str, str]:
@@ -77,22 +81,19 @@ class JobEntry:
 
 
 class Admissions:
-    """Per-engine locks, and the problems admitted here whose Job the maps do not show yet."""
+    """The problems given a slot here whose Job the maps do not show yet (one per process)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._locks: dict[EngineKey, asyncio.Lock] = {}
         self._started: dict[EngineKey, dict[str, tuple[str, float]]] = {}
 
-    def lock(self, key: EngineKey) -> asyncio.Lock:
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
-
     def started(self, key: EngineKey, uid: str, job: str) -> None:
-        """Problem `uid` got Job `job` just now (call while holding the engine's lock)."""
+        """Problem `uid` holds a slot for Job `job` from now on."""
         self._started.setdefault(key, {})[uid] = (job, self._clock())
+
+    def release(self, key: EngineKey, uid: str) -> None:
+        """Problem `uid` did not get its Job after all: its slot is free again."""
+        self._started.get(key, {}).pop(uid, None)
 
     def recent(self, key: EngineKey, seen: Iterable[str]) -> set[str]:
         """Uids of the problems started here whose Job is not among `seen` yet (the others
@@ -131,6 +132,16 @@ class QueueView:
         jobs = list(self._jobs.get(key, ()))
         return jobs, self.admissions.recent(key, (j.name for j in jobs))
 
+    def _waiting(self, key: EngineKey) -> list[QueueEntry]:
+        jobs, recent = self._recent(key)
+        existing = {j.name for j in jobs}
+        # A problem whose Job exists no longer waits, even before its status says so.
+        return [
+            e
+            for e in self._problems.get(key, ())
+            if e.waiting and e.uid not in recent and e.job not in existing
+        ]
+
     def active(self, key: EngineKey) -> int:
         """Solver Jobs of the engine holding a slot (including ones just created here)."""
         jobs, recent = self._recent(key)
@@ -138,40 +149,44 @@ class QueueView:
 
     def waiting(self, key: EngineKey) -> list[QueueEntry]:
         """The engine's problems waiting for a slot, first come first."""
-        _, recent = self._recent(key)
-        return sorted(
-            (e for e in self._problems.get(key, ()) if e.waiting and e.uid not in recent),
-            key=lambda e: e.order,
-        )
+        return sorted(self._waiting(key), key=lambda e: e.order)
+
+    def knows_job(self, key: EngineKey, job: str, uid: str) -> bool:
+        """Whether Job `job` of problem `uid` may exist: the Job map has it, or it was just
+        given a slot here. (The map is complete before any handler runs, after a restart too;
+        a Job created meanwhile by anyone else is still found, by name, when creating it.)"""
+        jobs, recent = self._recent(key)
+        return uid in recent or any(j.name == job for j in jobs)
+
+    def head(self, key: EngineKey) -> QueueEntry | None:
+        """The problem that gets the next free slot of the engine."""
+        waiting = self.waiting(key)
+        return waiting[0] if waiting else None
 
     def position(self, key: EngineKey, me: QueueEntry) -> int:
         """1 + the waiting problems ahead of `me`."""
         return 1 + sum(1 for e in self.waiting(key) if e.uid != me.uid and e.order < me.order)
 
-    async def admit(
-        self, key: EngineKey, me: QueueEntry, limit: int, start: Callable[[], Awaitable[str]]
-    ) -> int:
-        """Start `me` when a slot is free for it: `await start()` (creates the Job, returns
-        its name) under the engine's lock; returns 0 then, else `me`'s queue position.
+    def admit(self, key: EngineKey, me: QueueEntry, limit: int, job: str) -> int:
+        """Give `me` a slot for Job `job` when one is free for it: 0, and the slot is held
+        for it (create the Job then; `admissions.release` if that fails); else `me`'s queue
+        position.
 
-        Safe whatever the maps lag: under the lock, every admission counts the Jobs created
-        before it, and admits only while active + position <= limit.
+        Safe whatever the maps lag: the decision and the hold happen without a pause of the
+        event loop, and every decision counts the slots held before it: at most `limit`.
         """
-        async with self.admissions.lock(key):
-            position = self.position(key, me)
-            if self.active(key) + position > limit:
-                return position
-            job = await start()
-            self.admissions.started(key, me.uid, job)
-            return 0
+        position = self.position(key, me)
+        if self.active(key) + position > limit:
+            return position
+        self.admissions.started(key, me.uid, job)
+        return 0
 
 
 class Wakeups:
-    """Events that end a problem's wait early: its Job changed, its engine freed a slot."""
+    """Events that end a problem's wait early: its Job changed, a slot is free for it."""
 
     def __init__(self) -> None:
         self._events: dict[str, asyncio.Event] = {}
-        self._waiting: dict[EngineKey, set[str]] = {}
 
     def _event(self, uid: str) -> asyncio.Event:
         event = self._events.get(uid)
@@ -183,20 +198,7 @@ class Wakeups:
         if uid:
             self._event(uid).set()
 
-    def wake_engine(self, key: EngineKey) -> None:
-        """Wake every problem waiting for a slot of this engine."""
-        for uid in list(self._waiting.get(key, ())):
-            self.wake(uid)
-
-    def queued(self, key: EngineKey | None, uid: str) -> None:
-        """Say whether `uid` waits for a slot of `key` (None: it does not wait for any)."""
-        for waiting in self._waiting.values():
-            waiting.discard(uid)
-        if key is not None:
-            self._waiting.setdefault(key, set()).add(uid)
-
     def forget(self, uid: str) -> None:
-        self.queued(None, uid)
         self._events.pop(uid, None)
 
     async def sleep(
