@@ -114,8 +114,9 @@ class Settings:
     #: How often an engine with something in flight (rollout, upgrade, restore) and an
     #: unfinished VulcanBackup or VulcanRestore are looked at, seconds (fractions allowed).
     poll_seconds: float = DEFAULT_POLL_SECONDS
-    #: Liveness fails after this long without any handler running (while engines exist).
-    liveness_seconds: int = 3 * DEFAULT_RESYNC_SECONDS + 60
+    #: Liveness fails after this long without any handler running (while engines exist);
+    #: 0: three resync periods and a minute.
+    liveness_seconds: int = 0
     #: Port of the operator's own /metrics.
     metrics_port: int = 9090
     #: Namespaces to watch; empty: the whole cluster.
@@ -134,12 +135,11 @@ class Settings:
         namespaces = tuple(
             ns.strip() for ns in env.get(ENV_NAMESPACES, "").split(",") if ns.strip()
         )
-        resync = _positive_int(env, ENV_RESYNC_SECONDS, DEFAULT_RESYNC_SECONDS)
         return cls(
             operator_image=env.get(ENV_OPERATOR_IMAGE, "").strip() or default_operator_image(),
-            resync_seconds=resync,
+            resync_seconds=_positive_int(env, ENV_RESYNC_SECONDS, DEFAULT_RESYNC_SECONDS),
             poll_seconds=_positive_seconds(env, ENV_POLL_SECONDS, DEFAULT_POLL_SECONDS),
-            liveness_seconds=_positive_int(env, "VULCAN_LIVENESS_SECONDS", 3 * resync + 60),
+            liveness_seconds=_positive_int(env, "VULCAN_LIVENESS_SECONDS", 0),
             metrics_port=_positive_int(env, "VULCAN_METRICS_PORT", 9090),
             namespaces=namespaces,
             postgres_image=env.get(ENV_POSTGRES_IMAGE, "").strip() or DEFAULT_POSTGRES_IMAGE,
@@ -147,6 +147,11 @@ class Settings:
                 env, ENV_PROBLEM_POLL_SECONDS, DEFAULT_PROBLEM_POLL_SECONDS
             ),
         )
+
+    @property
+    def liveness_threshold(self) -> int:
+        """Seconds of silence after which the liveness probe fails."""
+        return self.liveness_seconds or 3 * self.resync_seconds + 60
 
     @property
     def clusterwide(self) -> bool:

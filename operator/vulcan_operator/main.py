@@ -46,7 +46,7 @@ def make_registry(settings: Settings | None = None) -> kopf.OperatorRegistry:
     settings = settings or Settings.from_env()
     registry = kopf.OperatorRegistry()
     kopf.on.startup(registry=registry)(configure)
-    heartbeat = Heartbeat(settings.liveness_seconds)
+    heartbeat = Heartbeat(settings.liveness_threshold)
     health.register(registry, heartbeat)
     engine.register(registry, settings, heartbeat)
     problem.register(registry, settings)

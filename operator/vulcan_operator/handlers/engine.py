@@ -8,6 +8,7 @@ import kopf
 
 from vulcan_operator import GROUP, VERSION, metrics
 from vulcan_operator.config import Settings
+from vulcan_operator.health import Heartbeat
 from vulcan_operator.k8s import Api
 from vulcan_operator.reconcile import backup, engine, upgrade
 from vulcan_operator.status import diff, get_condition
@@ -15,17 +16,20 @@ from vulcan_operator.status import diff, get_condition
 PLURAL = "vulcanengines"
 
 
-def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
+def register(registry: kopf.OperatorRegistry, settings: Settings, heartbeat: Heartbeat) -> None:
     api = Api()
 
-    async def reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-        outcome = await engine.reconcile(api, dict(body), settings)
+    async def reconcile(body: kopf.Body, patch: kopf.Patch, uid: str, **_: Any) -> None:
+        heartbeat.beat(uid)
+        with metrics.reconcile_timer(engine.KIND):
+            outcome = await engine.reconcile(api, dict(body), settings)
         for type_, reason, message in outcome.events:
             kopf.event(body, type=type_, reason=reason, message=message)
         patch.status.update(diff(body.get("status"), outcome.status))
         export_metrics(body, outcome.status)
 
-    async def forget(namespace: str | None, name: str, **_: Any) -> None:
+    async def forget(namespace: str | None, name: str, uid: str, **_: Any) -> None:
+        heartbeat.forget(uid)
         metrics.forget_engine(str(namespace), name)
 
     kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)(reconcile)
