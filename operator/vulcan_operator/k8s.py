@@ -3,16 +3,24 @@
 It uses the official `kubernetes` client (its configuration loading, auth and TLS) through its
 generic `ApiClient.call_api`, so one code path serves every kind. The client is synchronous:
 every call runs in a worker thread so Kopf's event loop is never blocked.
+
+Transient failures are retried here, as Kopf's own client retries its calls: 429 (after its
+Retry-After when longer), 5xx, no answer at all, and a 409 Conflict on a write without a
+resourceVersion precondition (a busy server gives up on its own retries of a patch). Waits
+`RETRY_BACKOFFS`, then the error goes to the handler. Without this, one such answer failed a
+whole reconcile, and Kopf waits 60 s before the next try.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
+import urllib3
 from kubernetes import client
 
 from vulcan_operator import API_VERSION
@@ -46,16 +54,33 @@ PLURALS: dict[tuple[str, str], str] = {
 }
 
 MERGE = "application/merge-patch+json"
+#: Seconds between the attempts of a call that failed transiently (see the module's doc).
+RETRY_BACKOFFS = (0.25, 0.5, 1.0, 2.0, 4.0)
+#: A server's Retry-After is obeyed up to this many seconds.
+RETRY_AFTER_LIMIT = 30.0
+TRANSIENT = frozenset({0, 429, 500, 502, 503, 504})
 
 
 class ApiError(Exception):
     """A failed API call; `status` is the HTTP status (0 when the server was not reached)."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(
+        self, status: int, reason: str, message: str, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+        self.retry_after = retry_after  # seconds, from a Retry-After header
+
+
+def _retryable(exc: ApiError, method: str, body: Any) -> bool:
+    if exc.status in TRANSIENT:
+        return True
+    if exc.status == 409 and exc.reason == "Conflict" and method != "GET":
+        meta = body.get("metadata") if isinstance(body, dict) else None
+        return not (meta or {}).get("resourceVersion")  # a precondition's 409 is an answer
+    return False
 
 
 @dataclass(frozen=True)
@@ -111,13 +136,24 @@ class Api:
             try:
                 response = self._client.call_api(*request)
             except client.ApiException as exc:  # not reached the server, or no answer
-                raise _api_error(exc.status, exc.reason, exc.body) from None
+                raise _api_error(exc.status, exc.reason, exc.body, exc.headers) from None
+            except urllib3.exceptions.HTTPError as exc:  # connection refused, reset, ...
+                raise ApiError(0, "Unreachable", str(exc)[:500]) from None
             data = response.read()  # type: ignore[no-untyped-call]
             if not 200 <= response.status < 300:
-                raise _api_error(response.status, response.reason, data)
+                headers = response.headers
+                raise _api_error(response.status, response.reason, data, headers)
             return json.loads(data) if data else None
 
-        return await asyncio.to_thread(call)
+        for backoff in (*RETRY_BACKOFFS, None):
+            try:
+                return await asyncio.to_thread(call)
+            except ApiError as exc:
+                if backoff is None or not _retryable(exc, method, body):
+                    raise
+                wait = max(backoff, min(exc.retry_after or 0.0, RETRY_AFTER_LIMIT))
+                await asyncio.sleep(wait)
+        raise AssertionError("unreachable")  # the last attempt returns or raises
 
     async def get(self, ref: Ref) -> dict[str, Any] | None:
         try:
@@ -175,7 +211,7 @@ class Api:
         return any(r.get("kind") == kind for r in (result or {}).get("resources", []))
 
 
-def _api_error(status: int | None, reason: str | None, body: Any) -> ApiError:
+def _api_error(status: int | None, reason: str | None, body: Any, headers: Any = None) -> ApiError:
     reason, message = str(reason or ""), ""
     try:
         details = json.loads(body or "{}")
@@ -183,7 +219,10 @@ def _api_error(status: int | None, reason: str | None, body: Any) -> ApiError:
         message = details.get("message") or ""
     except (TypeError, ValueError):
         message = str(body or "")[:500]
-    return ApiError(int(status or 0), reason, message)
+    retry_after = None
+    with contextlib.suppress(TypeError, ValueError):  # absent, or an HTTP date: backoff only
+        retry_after = float((headers or {}).get("Retry-After") or "")
+    return ApiError(int(status or 0), reason, message, retry_after)
 
 
 # --- applying desired objects -----------------------------------------------------------------

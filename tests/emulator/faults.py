@@ -10,14 +10,18 @@ Every request the policy's `scope` selects (by default: the operator's, see `fro
 draws once; with probability `rate` it gets one fault, chosen among the kinds that make sense
 for it (and that `kinds` allows):
 
-| fault | requests | what the client sees |
-|---|---|---|
-| `CONFLICT` | writes | 409 `Conflict` ("the object has been modified"); nothing written |
-| `TOO_MANY_REQUESTS` | any | 429 `TooManyRequests`, `Retry-After: <retry_after>` header and `details.retryAfterSeconds` |
-| `INTERNAL_ERROR` | any | 500 `InternalError`; nothing written |
-| `SLOW` | any but watches | the real answer, after a delay drawn from `delay` |
-| `DROP_WATCH` | watches | the stream starts as usual and ends after a time drawn from `watch_lifetime`: cleanly (as on a server-side timeout), or for a share `abrupt` of drops (half by default) with a connection reset and no final chunk |
-| `EXPIRED` | watches from a `resourceVersion` (not 0) | one `ERROR` event with a 410 `Expired` Status, then the end of the stream, as the API server answers a compacted resourceVersion |
+- `CONFLICT` (writes): 409 `Conflict` ("the object has been modified"); nothing is written.
+- `TOO_MANY_REQUESTS` (any): 429 `TooManyRequests` with a `Retry-After: <retry_after>` header
+  and `details.retryAfterSeconds`.
+- `INTERNAL_ERROR` (any): 500 `InternalError`; nothing is written.
+- `SLOW` (any but watches): the real answer, after a delay drawn from `delay`.
+- `DROP_WATCH` (watches): the stream starts as usual and ends after a time drawn from
+  `watch_lifetime`: cleanly (as on a server-side timeout), or, for a share `abrupt` of the drops
+  (half by default), with a connection reset and no final chunk.
+- `EXPIRED` (watches from a `resourceVersion`, not 0): one `ERROR` event with a 410 `Expired`
+  Status, then the end of the stream, as the API server answers a compacted resourceVersion.
+
+Watch requests are few and long: `watch_rate`, when set, is their rate instead of `rate`.
 
 Deterministic given the seed, as far as the clients' requests are: the draw of a request does
 not depend on the order in which concurrent requests arrive, only on the seed, on what the
@@ -100,6 +104,7 @@ class Injection:
     namespace: str | None
     name: str | None
     detail: str = ""  # the delay, the watch lifetime, "abrupt"...
+    client: str = ""  # the User-Agent's product: kopf, OpenAPI-Generator (the official client)
 
 
 def applicable(record: RequestRecord) -> list[Fault]:
@@ -121,6 +126,7 @@ class FaultPolicy:
 
     rate: float = 0.1
     seed: int = 0
+    watch_rate: float | None = None  # for watch requests, if not `rate` (they are few)
     kinds: Collection[Fault] = ALL_FAULTS
     scope: Callable[[web.BaseRequest, RequestRecord], bool] = from_operator
     delay: tuple[float, float] = (0.05, 0.5)  # SLOW: seconds, uniform
@@ -153,7 +159,8 @@ class FaultPolicy:
         signature = self._signature(record)
         self._occurrences[signature] += 1
         rng = random.Random(f"{self.seed}|{signature}|{self._occurrences[signature]}")
-        hit = rng.random() < self.rate
+        rate = self.watch_rate if record.verb == "watch" and self.watch_rate is not None else None
+        hit = rng.random() < (self.rate if rate is None else rate)
         kinds = [k for k in applicable(record) if k in self.kinds]
         return (rng.choice(kinds) if hit and kinds else None), rng
 
@@ -192,7 +199,7 @@ class FaultPolicy:
         elif fault is Fault.SLOW:
             seconds = rng.uniform(*self.delay)
             detail = f"{seconds:.3f}s"
-            self._record(record, fault, detail)
+            self._record(raw, record, fault, detail)
             await asyncio.sleep(seconds)
             return None  # then served as usual
         elif fault is Fault.DROP_WATCH:
@@ -204,17 +211,19 @@ class FaultPolicy:
             else:  # the server ends the stream, as on its own timeoutSeconds
                 current = float(record.query.get("timeoutSeconds") or "inf")
                 record.query["timeoutSeconds"] = str(min(current, seconds))
-            self._record(record, fault, detail)
+            self._record(raw, record, fault, detail)
             return None
         elif fault is Fault.EXPIRED:
             since = record.query.get("resourceVersion", "")
             detail = f"resourceVersion={since}"
-            self._record(record, fault, detail)
+            self._record(raw, record, fault, detail)
             return await _expired(raw, record, since, emulator.resource_version)
-        self._record(record, fault, detail)
+        self._record(raw, record, fault, detail)
         return response
 
-    def _record(self, record: RequestRecord, fault: Fault, detail: str) -> None:
+    def _record(
+        self, raw: web.BaseRequest, record: RequestRecord, fault: Fault, detail: str
+    ) -> None:
         self.injected.append(
             Injection(
                 record.index,
@@ -224,6 +233,7 @@ class FaultPolicy:
                 record.namespace,
                 record.name,
                 detail,
+                raw.headers.get("User-Agent", "").split("/")[0],
             )
         )
 
