@@ -159,6 +159,18 @@ def problem_writes(emulator: Emulator, since: int, *names: str) -> list[tuple[st
     ]
 
 
+async def settled(emulator: Emulator, *names: str, quiet: float = 1.0) -> int:
+    """Wait until nothing was written about these problems for `quiet` seconds (Kopf adds and
+    removes its finalizer, Events are posted in the background); returns a log mark."""
+    deadline = asyncio.get_running_loop().time() + 20
+    while True:
+        mark = emulator.mark()
+        await asyncio.sleep(quiet)
+        if not problem_writes(emulator, mark, *names):
+            return emulator.mark()
+        assert asyncio.get_running_loop().time() < deadline, "never settled"
+
+
 def problems_counted(status_label: str) -> float:
     value = METRICS.registry.get_sample_value("solver_problems_total", {"status": status_label})
     return value or 0.0
@@ -193,6 +205,9 @@ async def test_a_problem_goes_pending_running_succeeded_with_progress_and_a_sche
     emulator: Emulator, solving: SolverPodBridge
 ) -> None:
     before = problems_counted("FEASIBLE") + problems_counted("OPTIMAL")
+    sample = METRICS.registry.get_sample_value
+    scheduled = sample("jobs_scheduled_total", {"priority": "1"}) or 0.0
+    durations = sample("solver_duration_seconds_count") or 0.0
     emulator.create(problem("week-48", **job_shop(seed=7)))
     await phase(emulator, "week-48", "Succeeded", "Failed", within=30)
     st = status(emulator, "week-48")
@@ -258,6 +273,8 @@ async def test_a_problem_goes_pending_running_succeeded_with_progress_and_a_sche
     await emulator.wait_for(
         lambda: problems_counted("FEASIBLE") + problems_counted("OPTIMAL") == before + 1
     )
+    assert sample("jobs_scheduled_total", {"priority": "1"}) == scheduled + 10  # its 10 jobs
+    assert sample("solver_duration_seconds_count") == durations + 1
 
 
 async def test_a_problem_from_a_configmap_is_solved(
@@ -331,13 +348,11 @@ async def test_invalid_problems_fail_with_the_validation_messages_and_no_job(
     assert any("configmap/broken" in line for line in from_cm["result"]["explanation"])
     assert solver_jobs(emulator) == [] and solving.runs == []
 
-    for name in ("typo", "from-cm"):  # finished: Kopf lets go of it (its finalizer goes)
-        await emulator.wait_for(
-            lambda n=name: not emulator.get(PROBLEMS, NS, n)["metadata"].get("finalizers")
-        )
-    mark = emulator.mark()
+    mark = await settled(emulator, "typo", "from-cm")
     await asyncio.sleep(2.5)  # polls would retry a failure: an invalid problem is final
-    assert problem_writes(emulator, mark, "typo", "from-cm") == []
+    assert problem_writes(emulator, mark, "typo", "from-cm") == [], [
+        (r.method, r.path, r.body) for r in emulator.writes(since=mark)
+    ]
 
 
 async def test_an_oom_killed_pod_says_to_raise_the_memory_limit(
@@ -595,8 +610,7 @@ async def test_idle_problems_make_no_writes(emulator: Emulator, solving: SolverP
     await phase(emulator, "busy", "Running")
     emulator.create(problem("waiting"))
     await emulator.wait_for(lambda: status(emulator, "waiting").get("queuePosition") == 1)
-    await asyncio.sleep(1.5)  # let the last status settle
-    mark = emulator.mark()
+    mark = await settled(emulator, "done", "busy", "waiting")
     await asyncio.sleep(3)  # three polls of every unfinished problem
     assert problem_writes(emulator, mark, "done", "busy", "waiting") == []
     # The slot frees: the queued problem starts by itself, at once.
