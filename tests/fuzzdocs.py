@@ -639,7 +639,18 @@ def mutate(draw: st.DrawFn, doc: Doc) -> Broken:
         doc["spec"].setdefault(section, {})["schedule"] = draw(st.sampled_from(BAD_CRONS))
         return Broken(doc, f"spec.{section}.schedule", how)
     if how == "cross-field":
-        which = draw(st.sampled_from(["autoscaling", "storage"]))
+        which = draw(st.sampled_from(["autoscaling", "storage", "resources"]))
+        if which == "resources":  # a request above its limit, given or defaulted
+            doc["spec"]["resources"] = draw(
+                st.sampled_from(
+                    [
+                        {"limits": {"cpu": "500m"}},
+                        {"requests": {"memory": "8Gi"}},
+                        {"requests": {"cpu": "2"}, "limits": {"cpu": "1500m"}},
+                    ]
+                )
+            )
+            return Broken(doc, "spec.resources", how)
         if which == "autoscaling":
             doc["spec"]["autoscaling"] = {"minReplicas": 9, "maxReplicas": draw(st.integers(1, 8))}
             return Broken(doc, "spec.autoscaling", how)

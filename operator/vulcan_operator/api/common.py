@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from croniter import croniter
@@ -24,6 +25,7 @@ __all__ = [
     "Status",
     "Strict",
     "cel",
+    "quantity_value",
 ]
 
 DnsLabel = Annotated[
@@ -57,6 +59,28 @@ def _quantity(value: int | str) -> int | str:
     if isinstance(value, str) and not re.fullmatch(QUANTITY_PATTERN, value):
         raise ValueError(f"'{value}' is not a Kubernetes quantity (e.g. 500m, 2, 4Gi)")
     return value
+
+
+_SUFFIXES = {
+    "": Decimal(1),
+    "m": Decimal("0.001"),
+    **{s: Decimal(1000) ** (i + 1) for i, s in enumerate("kMGTPE")},
+    **{f"{s}i": Decimal(1024) ** (i + 1) for i, s in enumerate("KMGTPE")},
+}
+_NUMBER = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(.*)$")
+
+
+def quantity_value(value: int | str) -> Decimal:
+    """A Kubernetes quantity as a number: 500m -> 0.5, 2Gi -> 2147483648, 1e3 -> 1000."""
+    match = _NUMBER.match(str(value))
+    if match is None:
+        raise ValueError(f"'{value}' is not a Kubernetes quantity")
+    number, suffix = Decimal(match[1]), match[2]
+    if suffix in _SUFFIXES:
+        return number * _SUFFIXES[suffix]
+    if suffix[:1] in ("e", "E"):
+        return number * Decimal(10) ** Decimal(suffix[1:])
+    raise ValueError(f"'{value}' is not a Kubernetes quantity")
 
 
 Quantity = Annotated[

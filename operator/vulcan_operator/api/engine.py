@@ -17,6 +17,7 @@ from vulcan_operator.api.common import (
     Status,
     Strict,
     cel,
+    quantity_value,
 )
 from vulcan_operator.solver.problem import SolverSettings
 
@@ -58,6 +59,20 @@ class Resources(Strict):
         default_factory=lambda: {"cpu": "2", "memory": "4Gi"},  # type: ignore[arg-type]
         description="Resource limits.",
     )
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> Resources:
+        # The API server refuses a pod whose request exceeds its limit (also when the request
+        # is our default: a spec lowering only limits.cpu below 1 would break the Deployment).
+        for name, limit in self.limits.items():
+            request = self.requests.get(name)
+            if request is not None and quantity_value(request) > quantity_value(limit):
+                raise ValueError(
+                    f"requests.{name}: {request} is more than limits.{name} ({limit}), which "
+                    "the API server refuses; a side not given takes its default (requests: "
+                    "cpu 1, memory 2Gi; limits: cpu 2, memory 4Gi)"
+                )
+        return self
 
 
 class Database(Strict):
