@@ -777,3 +777,23 @@ def invalid_solver_problem(draw: st.DrawFn) -> Broken:
         if broken.path.startswith(("spec.engineRef", "spec.solver")) or broken.path == "spec":
             continue  # not part of the problem (engineRef), or no problem at all
         return broken
+
+
+# --- reporting ----------------------------------------------------------------------------------
+def report(config: Any, lines: list[str]) -> None:
+    """Print past pytest's output capture (the counts of a fuzz module, for the README), and
+    append them as JSON lines to $VULCAN_FUZZ_SUMMARY when set."""
+    import json
+    import os
+    import sys
+
+    capture = config.pluginmanager.getplugin("capturemanager")
+    context = capture.global_and_fixture_disabled() if capture else None
+    if context is not None:
+        with context:
+            print("\n" + "\n".join(lines), file=sys.stderr, flush=True)
+    target = os.environ.get("VULCAN_FUZZ_SUMMARY")
+    if target:
+        with open(target, "a") as out:
+            for line in lines:
+                out.write(json.dumps(line) + "\n")

@@ -24,7 +24,6 @@ import io
 import json
 import os
 import re
-import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
@@ -40,7 +39,7 @@ from hypothesis import strategies as st
 from test_cel_rules import rule_failures
 from test_crds import root_schema, schema_errors
 
-from fuzzdocs import KINDS, Broken, invalid_doc, valid_doc
+from fuzzdocs import KINDS, Broken, invalid_doc, report, valid_doc
 from manifests import manifest_errors
 from vulcan_operator import cli
 from vulcan_operator.config import Settings
@@ -74,7 +73,7 @@ TALLY: Counter[tuple[str, str]] = Counter()
 
 
 @pytest.fixture(scope="module", autouse=True)
-def summary() -> Iterator[None]:
+def summary(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     lines = []
     for kind in KINDS:
@@ -92,12 +91,7 @@ def summary() -> Iterator[None]:
                 else ""
             )
         )
-    print("\n" + "\n".join(lines), file=sys.__stderr__)
-    target = os.environ.get("VULCAN_FUZZ_SUMMARY")
-    if target:
-        with open(target, "a") as out:
-            tally = {"/".join(k): n for k, n in sorted(TALLY.items())}
-            out.write(json.dumps({"module": __name__, "tally": tally}) + "\n")
+    report(request.config, lines)
 
 
 @pytest.fixture(scope="module", autouse=True)
