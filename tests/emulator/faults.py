@@ -266,6 +266,10 @@ class FaultyEmulator(Emulator):
 
     faults: FaultPolicy | None = None
 
+    async def __aenter__(self) -> FaultyEmulator:
+        await super().__aenter__()
+        return self
+
     async def _intercept(
         self, raw: web.BaseRequest, record: RequestRecord
     ) -> web.StreamResponse | None:

@@ -87,6 +87,14 @@ class OperatorRunner:
             server=self.server, insecure=True, scheme=None, default_namespace="default"
         )
 
+    def replace_registry(self, registry: kopf.OperatorRegistry) -> None:
+        """Start with this registry from now on: a new process, with none of the in-memory
+        state the handlers of the previous one kept (e.g. made by a fresh `make_registry()`)."""
+        if self.running:
+            raise RuntimeError("stop the operator first")
+        kopf.on.login(registry=registry)(self._login)
+        self.registry = registry
+
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()

@@ -23,9 +23,10 @@ import pathlib
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+import kopf
 import kubernetes
 
 from tests.emulator import FaultPolicy, FaultyEmulator, JobOutcome
@@ -162,9 +163,13 @@ def backup_outcome(job: dict[str, Any]) -> JobOutcome | None:
 
 @contextlib.asynccontextmanager
 async def cluster(
-    faults: FaultPolicy | None = None, *, bridge_dir: pathlib.Path | None = None
+    faults: FaultPolicy | None = None,
+    *,
+    bridge_dir: pathlib.Path | None = None,
+    registry: Callable[[], kopf.OperatorRegistry] | None = None,
 ) -> AsyncIterator[tuple[FaultyEmulator, OperatorRunner, SolverPodBridge | None]]:
-    """A fresh emulator (faults off until the caller turns them on) and a runner (not started)."""
+    """A fresh emulator with `faults`, and a runner (not started) of `registry()` (default:
+    the operator's `make_registry()`)."""
     from vulcan_operator.main import make_registry
 
     async with FaultyEmulator(faults=faults) as emulator:
@@ -173,7 +178,7 @@ async def cluster(
         bridge = SolverPodBridge(emulator, bridge_dir) if bridge_dir is not None else None
         previous = kubernetes.client.Configuration._default
         kubernetes.client.Configuration.set_default(kube_configuration(emulator.url))
-        runner = OperatorRunner(emulator.url, make_registry())
+        runner = OperatorRunner(emulator.url, (registry or make_registry)())
         try:
             yield emulator, runner, bridge
         finally:
@@ -210,10 +215,10 @@ def jobs_created(emulator: FaultyEmulator) -> Counter[str]:
     for (res, namespace, _), item in list(emulator.objects.items()):
         if res.plural != "jobs" or namespace != NS:
             continue
-        uids = {}
+        uids: dict[str, dict[str, Any]] = {}
         for version in item.history:
             if version is not None:
-                uids[version["metadata"]["uid"]] = version
+                uids[version["metadata"]["uid"]] = dict(version)
         for job in uids.values():
             found[_job_label(job)] += 1
     return found
@@ -366,7 +371,8 @@ class Run:
     job_creations: Counter[str]
     faults: FaultPolicy | None = None
     starts: int = 1
-    notes: list[str] = field(default_factory=list)
+    #: The operator's requests until the state was reached (when `faults` counted them).
+    requests: int = 0
 
 
 Chaos = Callable[[FaultyEmulator, OperatorRunner], Awaitable[None]]
@@ -412,17 +418,15 @@ async def run_scenario(
     want: dict[str, Any] | None = None,
     chaos: Chaos | None = None,
     pods_dir: pathlib.Path | None = None,
+    registry: Callable[[], kopf.OperatorRegistry] | None = None,
     timeout: float = 60.0,  # noqa: ASYNC109 (a poller's deadline, by design)
 ) -> Run:
     """Run the operator on the scenario until it settles (no `want`) or reaches `want`;
     `chaos(emulator, runner)` runs meanwhile (e.g. kills and restarts the operator)."""
     if scenario.real_solver and pods_dir is None:
         raise ValueError("the real solver needs a folder for its pods")
-    async with cluster(faults, bridge_dir=pods_dir if scenario.real_solver else None) as (
-        emulator,
-        runner,
-        bridge,
-    ):
+    pods = pods_dir if scenario.real_solver else None
+    async with cluster(faults, bridge_dir=pods, registry=registry) as (emulator, runner, bridge):
         sizes = dict(scenario.problems)
         solve = bridge.outcome() if bridge is not None else None
         fake = fake_solver(sizes)
@@ -452,12 +456,13 @@ async def run_scenario(
             return settled(state, scenario) if want is None else state == want
 
         try:
-            await emulator.wait_for(reached, timeout=timeout, interval=0.1)
+            await emulator.wait_for(reached, timeout=timeout, interval=0.05)
         except TimeoutError:
             if want is None:
                 raise
             lines = differences(end_state(emulator), want)
             raise AssertionError(f"not converged in {timeout}s:\n" + "\n".join(lines)) from None
+        requests = faults.seen if faults is not None else 0
         state = await quiet(emulator, 1.0, timeout=10)
         return Run(
             state=state,
@@ -465,4 +470,5 @@ async def run_scenario(
             job_creations=job_creations(emulator),
             faults=faults,
             starts=runner.starts,
+            requests=requests,
         )

@@ -31,7 +31,7 @@ def cm(name: str) -> dict[str, Any]:
 
 async def call(
     http: aiohttp.ClientSession, method: str, path: str, body: Any = None, **headers: str
-) -> tuple[int, Any, aiohttp.typedefs.LooseHeaders]:
+) -> tuple[int, Any, Any]:
     data = None if body is None else json.dumps(body)
     headers.setdefault("Content-Type", "application/json")
     async with http.request(method, path, data=data, headers=headers) as response:
@@ -150,6 +150,24 @@ async def test_a_watch_from_a_resource_version_can_expire(
     events, error = await read_watch(http, "timeoutSeconds=1")
     assert error is None and [e["type"] for e in events] == ["ADDED", "ADDED"]
     assert emulator.faults.injected == []
+
+
+async def test_watches_can_have_their_own_rate(emulator: FaultyEmulator, http: Any) -> None:
+    emulator.create(cm("a"))
+    emulator.faults = FaultPolicy(
+        rate=0.0,
+        watch_rate=1.0,
+        kinds={Fault.INTERNAL_ERROR},
+        scope=anyone,
+        watch_lifetime=(0.2, 0.2),
+        abrupt=0.0,
+    )
+    assert [(await call(http, "GET", f"{CM}/a"))[0] for _ in range(20)] == [200] * 20
+    assert emulator.faults.injected == []
+    emulator.faults.kinds = {Fault.DROP_WATCH}
+    events, error = await read_watch(http, "timeoutSeconds=30")
+    assert error is None and [e["type"] for e in events] == ["ADDED"]
+    assert [i.fault for i in emulator.faults.injected] == [Fault.DROP_WATCH]
 
 
 async def test_rate_zero_and_disabled_inject_nothing(emulator: FaultyEmulator, http: Any) -> None:
