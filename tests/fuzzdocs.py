@@ -797,3 +797,19 @@ def report(config: Any, lines: list[str]) -> None:
         with open(target, "a") as out:
             for line in lines:
                 out.write(json.dumps(line) + "\n")
+
+
+def related(named: str, broken: str) -> bool:
+    """A message naming `named` points at the `broken` field: the field itself, an ancestor (a
+    check across fields) or a descendant (the broken value's own fields)."""
+    if named == broken:
+        return True
+    return any(
+        a and (b.startswith(a + ".") or b.startswith(a + "["))
+        for a, b in ((named, broken), (broken, named))
+    )
+
+
+def fields_named(message: str) -> list[str]:
+    """The field paths a '; '-joined list of '<path>: <what>' problems names."""
+    return re.findall(r"(?:^|; )([A-Za-z][\w-]*(?:\[\d+\])*(?:\.[\w-]+(?:\[\d+\])*)*): ", message)

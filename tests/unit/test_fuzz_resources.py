@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 from test_cel_rules import rule_failures
 from test_crds import root_schema, schema_errors
 
-from fuzzdocs import KINDS, Broken, invalid_doc, report, valid_doc
+from fuzzdocs import KINDS, Broken, invalid_doc, related, report, valid_doc
 from manifests import manifest_errors
 from vulcan_operator import cli
 from vulcan_operator.config import Settings
@@ -113,17 +113,6 @@ def run_validate(doc: Any) -> tuple[int, str, str, str]:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = cli.main(["validate", str(path)])
         return code, out.getvalue(), err.getvalue(), str(path)
-
-
-def related(line_path: str, broken: str) -> bool:
-    """The line names the broken field, one of its ancestors (a check across fields) or one of
-    its descendants (the broken value's own fields)."""
-    if line_path == broken:
-        return True
-    for a, b in ((line_path, broken), (broken, line_path)):
-        if a and (b.startswith(a + ".") or b.startswith(a + "[")):
-            return True
-    return False
 
 
 # --- validate ---------------------------------------------------------------------------------
