@@ -13,7 +13,8 @@ What it does (the operator builds the Job; see builders/problem.py):
 2. Runs the solver entrypoint (`solver.runner.main`) on it with the settings given here, with
    a progress callback that patches `status.progress` (objective, bound, gap, elapsed,
    solutions) at most every `--progress-interval` seconds, from a thread of its own.
-3. When a result exists (INFEASIBLE included): writes the full result JSON into the schedule
+3. When a result exists (INFEASIBLE included) and the problem is still the one it solved
+   (else it stores nothing and exits 3): writes the full result JSON into the schedule
    ConfigMap (when it fits in 1 MiB), writes the schedule rows into the engine's PostgreSQL
    when `DATABASE_URL` is set (see `scheduledb`), then patches the final progress,
    `status.result` and `status.solutionRef`.
@@ -287,13 +288,9 @@ class Pod:
             return None
 
     def patch_status(self, status: dict[str, Any]) -> None:
-        body, why = self.current()
-        if body is None:
-            _log(f"not reporting the result: {why}")
-            return
         try:
             asyncio.run(self.api.patch(self.ref, {"status": status}, subresource="status"))
-        except ApiError as error:
+        except Exception as error:  # the termination message still carries the result
             _log(f"cannot report the result in the status: {error}")
 
 
@@ -379,6 +376,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: dict[str, Any] = json.loads(output.read_text(encoding="utf-8"))
 
     finished_at = now()
+    try:
+        still, why = pod.current()
+    except Exception as error:  # the API is away: store what can be stored, report anyway
+        still, why = body, ""
+        pod.notes.append(f"cannot check the SchedulingProblem before storing: {error}")
+    if still is None:  # deleted or changed while solving: this schedule is nobody's now
+        _log(f"not storing the schedule: {why}")
+        runner.write_termination_log(args.termination_log, {"error": "Stale", "message": why})
+        return EXIT_STALE
     summary = {k: v for k, v in result.items() if k != "assignments"}
     configmap = pod.write_configmap(json.dumps(result, indent=1))
     schedule_id = pod.write_database(body, args.job, result)
