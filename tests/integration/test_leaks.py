@@ -1,0 +1,400 @@
+"""No secret ever leaves its Secret: the real operator on the emulator, through the main
+scenarios, scanned everywhere it writes or says something.
+
+Scenarios (one operator run): an engine created with generated keys, its keys rotated, a
+second engine waiting for its missing database Secret and then installed, an upgrade whose
+pre-upgrade backup succeeds and whose migration fails, a SchedulingProblem solved by a real
+solver pod (a subprocess that gets DATABASE_URL), an on-demand VulcanBackup.
+
+Scanned: every log record of every logger (DEBUG, Kopf's included: message, arguments,
+exception text and extra fields), everything written to this process's stdout/stderr, every
+Event (core and events.k8s.io), every stored version of every object (statuses, annotations,
+ConfigMaps...; of Secrets, everything but their data), every request body sent to the API
+server (but the Secrets' own), the stdout, stderr and termination message of every solver pod
+subprocess, the Prometheus metrics, and the emulator's failures.
+
+Looked for: SECRET_KEY and JWT_SECRET_KEY (every value they ever had, plain, base64 and a
+12-character prefix) and the database password and URL (plain and base64). Zero hits; the
+negative control plants one secret in each channel and the same scan must find every one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import subprocess
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client import generate_latest
+
+from fuzzdocs import report
+from tests.emulator import Emulator, JobOutcome
+from tests.emulator.kopf_runner import OperatorRunner
+from tests.integration.backup_helpers import backup_result
+from tests.integration.solverpod_bridge import SolverPodBridge
+from vulcan_operator.metrics import METRICS
+
+NS = "default"
+API = "vulcan-engine.com/v1alpha1"
+ENGINES = "vulcanengines"
+PASSWORD = "Leak-Canary-7f3a9c-Pw"
+# Nothing listens on port 9 here: every connection is refused at once, so the operator's and
+# the solver pod's database error paths (the likeliest to print a URL) run too.
+DB_URL = f"postgresql://vulcan_app:{PASSWORD}@127.0.0.1:9/vulcan"
+OTHER_URL = f"postgresql://other_app:{PASSWORD}@127.0.0.1:9/other"
+PREFIX = 12
+
+
+# --- the corpus and the scanner ------------------------------------------------------------------
+@dataclass
+class Corpus:
+    """Everything the operator said or wrote, by channel."""
+
+    texts: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, channel: str, text: Any) -> None:
+        if not isinstance(text, str):
+            text = json.dumps(text, default=str, sort_keys=True)
+        self.texts.setdefault(channel, []).append(text)
+
+    def size(self) -> dict[str, int]:
+        return {channel: len(items) for channel, items in sorted(self.texts.items())}
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def needles(keys: list[str]) -> dict[str, str]:
+    """What must never appear, by a name that says which secret it is."""
+    found = {
+        "database password": PASSWORD,
+        "database URL": DB_URL,
+        "database URL (base64)": b64(DB_URL),
+        "other database URL": OTHER_URL,
+        "other database URL (base64)": b64(OTHER_URL),
+        "database password (base64)": b64(PASSWORD),
+    }
+    for i, key in enumerate(keys):
+        found[f"key #{i}"] = key
+        found[f"key #{i} (base64)"] = b64(key)
+        found[f"key #{i} (first {PREFIX} characters)"] = key[:PREFIX]
+    return found
+
+
+def scan(corpus: Corpus, wanted: dict[str, str]) -> list[str]:
+    """Every (channel, secret) hit, with a little context."""
+    hits = []
+    for channel, texts in corpus.texts.items():
+        for text in texts:
+            for name, value in wanted.items():
+                at = text.find(value)
+                if at >= 0:
+                    context = text[max(0, at - 60) : at + len(value) + 20].replace("\n", " ")
+                    hits.append(f"{channel}: {name}: ...{context}...")
+    return hits
+
+
+def format_record(record: logging.LogRecord) -> str:
+    """Message, arguments, exception and stack text, and every extra field of a record."""
+    parts = [record.name, record.levelname, str(record.msg), repr(record.args)]
+    try:
+        parts.append(record.getMessage())
+    except Exception as exc:  # a broken format string is itself worth seeing
+        parts.append(f"<unformattable: {exc!r}>")
+    if record.exc_info and record.exc_info[1] is not None:
+        parts.append("".join(traceback.format_exception(*record.exc_info)))
+    if record.exc_text:
+        parts.append(record.exc_text)
+    if record.stack_info:
+        parts.append(record.stack_info)
+    standard = set(vars(logging.makeLogRecord({})))
+    extras = {k: v for k, v in vars(record).items() if k not in standard}
+    parts.append(repr(extras))
+    return "\n".join(parts)
+
+
+def collect(
+    emulator: Emulator,
+    records: list[logging.LogRecord],
+    output: str,
+    processes: list[tuple[str, str]],
+) -> Corpus:
+    corpus = Corpus()
+    for record in records:
+        corpus.add("log", format_record(record))
+    corpus.add("stdout/stderr", output)
+    for ref in ("events", "events.k8s.io/v1/events"):
+        for event in emulator.list(ref):
+            corpus.add("event", event)
+    for key in list(emulator.objects.keys()):
+        resource = key[0]
+        for version in list(emulator.objects[key].history):
+            if version is None:
+                continue
+            obj = dict(version)
+            if resource.plural == "secrets":
+                obj = {k: v for k, v in obj.items() if k not in ("data", "stringData")}
+            corpus.add("status" if "status" in obj else "object", obj.get("status"))
+            corpus.add(f"object {resource.plural}", obj)
+    for request in emulator.log:
+        corpus.add("request", f"{request.method} {request.path}?{request.query}")
+        if request.resource != "secrets":
+            corpus.add("request body", request.body)
+    for name, text in processes:
+        corpus.add(f"subprocess {name}", text)
+    corpus.add("metrics", generate_latest(METRICS.registry).decode())
+    corpus.add("emulator failures", repr(list(emulator.failures)))
+    return corpus
+
+
+def all_keys(emulator: Emulator) -> list[str]:
+    """Every value SECRET_KEY and JWT_SECRET_KEY ever had, in every keys Secret."""
+    values = set()
+    for key in list(emulator.objects.keys()):
+        if key[0].plural != "secrets" or not str(key[2]).endswith("-keys"):
+            continue
+        for version in emulator.objects[key].history:
+            for encoded in ((version or {}).get("data") or {}).values():
+                values.add(base64.b64decode(encoded).decode())
+    return sorted(values)
+
+
+# --- the scenarios ------------------------------------------------------------------------------
+def engine(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "VulcanEngine",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "version": "2.0.0",
+            "solver": {"maxTimeSeconds": 2, "numWorkers": 1, "memoryLimitMB": 512},
+            **spec,
+        },
+    }
+
+
+def secret(name: str, key: str, url: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": NS},
+        "stringData": {key: url},
+    }
+
+
+def status(emulator: Emulator, resource: str, name: str) -> dict[str, Any]:
+    return (emulator.get(resource, NS, name) or {}).get("status") or {}
+
+
+def condition(st: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in st.get("conditions") or [] if c["type"] == type_), {})
+
+
+def backups_succeed(job: dict[str, Any]) -> JobOutcome | None:
+    labels = job["metadata"].get("labels") or {}
+    if labels.get("app.kubernetes.io/component") != "backup":
+        return None
+    (owner,) = job["metadata"]["ownerReferences"]
+    location = f"pvc://prod-backups/prod/on-demand/vulcan_20261129_020000_{owner['name']}.sql.gz"
+    return JobOutcome.succeed(message=backup_result(location))
+
+
+@pytest.fixture(autouse=True)
+def fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VULCAN_RESYNC_SECONDS", "1")
+    monkeypatch.setenv("VULCAN_POLL_SECONDS", "0.25")
+    monkeypatch.setenv("VULCAN_PROBLEM_POLL_SECONDS", "1")
+
+
+@pytest.fixture
+def pods(emulator: Emulator, tmp_path: Path) -> SolverPodBridge:
+    """Solver pods run for real; backup Jobs succeed with the program's result line."""
+    bridge = SolverPodBridge(emulator, tmp_path / "pods")
+    bridge.install()
+    solver = emulator.jobs.outcome_for
+    assert solver is not None
+    emulator.jobs.outcome_for = lambda job: backups_succeed(job) or solver(job)
+    return bridge
+
+
+async def run_scenarios(emulator: Emulator) -> None:
+    # An engine with generated keys, installed.
+    emulator.create(secret("prod-database", "database-url", DB_URL))
+    emulator.create(engine("prod"))
+    await emulator.wait_for(
+        lambda: status(emulator, ENGINES, "prod").get("currentVersion") == "2.0.0", timeout=20
+    )
+    keys = emulator.get("secrets", NS, "prod-keys")["data"]
+
+    # Its keys rotated.
+    emulator.patch(
+        ENGINES,
+        NS,
+        "prod",
+        {"metadata": {"annotations": {"vulcan-engine.com/rotate-secrets": "2026-11-29"}}},
+    )
+    await emulator.wait_for(lambda: emulator.get("secrets", NS, "prod-keys")["data"] != keys)
+
+    # An engine waiting for its database Secret, then installed.
+    emulator.create(engine("other", database={"urlSecretRef": {"name": "other-db", "key": "url"}}))
+    await emulator.wait_for(lambda: status(emulator, ENGINES, "other").get("phase") == "Pending")
+    assert condition(status(emulator, ENGINES, "other"), "Ready")["reason"] == "SecretMissing"
+    emulator.create(secret("other-db", "url", OTHER_URL))
+    await emulator.wait_for(
+        lambda: status(emulator, ENGINES, "other").get("currentVersion") == "2.0.0", timeout=20
+    )
+
+    # An upgrade: the pre-upgrade backup succeeds, the migration fails.
+    emulator.jobs.by_prefix["prod-migrate-"] = JobOutcome.fail(
+        message="alembic: Can't locate revision identified by 'c0ffee'"
+    )
+    emulator.patch(ENGINES, NS, "prod", {"spec": {"version": "2.1.0"}})
+    await emulator.wait_for(
+        lambda: status(emulator, ENGINES, "prod").get("failedVersion") == "2.1.0", timeout=30
+    )
+
+    # A problem solved by a real solver pod (it gets DATABASE_URL; the database is down).
+    emulator.create(
+        {
+            "apiVersion": API,
+            "kind": "SchedulingProblem",
+            "metadata": {"name": "week-48", "namespace": NS},
+            "spec": {
+                "engineRef": {"name": "prod"},
+                "machines": [{"name": "m1"}, {"name": "m2"}],
+                "jobs": [
+                    {"name": "j1", "tasks": [{"name": "a", "duration": 3, "machines": ["m1"]}]},
+                    {"name": "j2", "tasks": [{"name": "a", "duration": 2, "machines": ["m2"]}]},
+                ],
+            },
+        }
+    )
+    await emulator.wait_for(
+        lambda: status(emulator, "schedulingproblems", "week-48").get("phase") in ("Succeeded",),
+        timeout=40,
+    )
+
+    # An on-demand backup.
+    emulator.create(
+        {
+            "apiVersion": API,
+            "kind": "VulcanBackup",
+            "metadata": {"name": "manual-1", "namespace": NS},
+            "spec": {"engineRef": {"name": "prod"}},
+        }
+    )
+    await emulator.wait_for(
+        lambda: status(emulator, "vulcanbackups", "manual-1").get("phase") == "Succeeded",
+        timeout=20,
+    )
+
+
+async def test_no_secret_leaks_anywhere(
+    emulator: Emulator,
+    pods: SolverPodBridge,
+    operator: OperatorRunner,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+    request: pytest.FixtureRequest,
+) -> None:
+    caplog.set_level(logging.DEBUG)  # every logger, Kopf's included
+    for name in ("kopf", "vulcan_operator", "asyncio", "kubernetes", "urllib3", "asyncpg"):
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    await run_scenarios(emulator)
+    await operator.stop()  # its last words are part of the corpus too
+
+    keys = all_keys(emulator)
+    assert len(keys) == 6, "prod (2 + 2 rotated) and other (2)"
+    wanted = needles(keys)
+    out, err = capfd.readouterr()
+    processes = [
+        (f"{run.job} {stream}", text)
+        for run in pods.runs
+        for stream, text in (
+            ("stdout", run.stdout),
+            ("stderr", run.stderr),
+            ("termination", run.termination),
+        )
+    ]
+    assert pods.runs and all(run.code == 0 for run in pods.runs), pods.runs
+    # The solver pod had DATABASE_URL and went down its error path (the database is down).
+    problem = status(emulator, "schedulingproblems", "week-48")
+    assert "cannot write the schedule to the engine's database" in json.dumps(problem) + "".join(
+        run.stdout + run.stderr + run.termination for run in pods.runs
+    )
+    corpus = collect(emulator, caplog.records, out + err, processes)
+
+    # The corpus is the real thing: each channel has content, and the logs are Kopf's too.
+    sizes = corpus.size()
+    report(
+        request.config,
+        [f"leak scan: {len(wanted)} secret forms in {sum(sizes.values())} texts: {sizes}"],
+    )
+    assert sizes["log"] > 200 and sizes["event"] > 10 and sizes["request body"] > 50, sizes
+    assert any(r.name.startswith("kopf") for r in caplog.records)
+    assert any(r.levelno == logging.DEBUG for r in caplog.records)
+    assert any("subprocess" in channel for channel in sizes)
+
+    assert scan(corpus, wanted) == []
+
+    # --- negative control: one secret planted in each channel; the same scan finds each ---
+    jwt, password = keys[0], PASSWORD
+    log = logging.getLogger("kopf.objects")
+    log.debug("planted %s", keys[1])
+    try:
+        raise RuntimeError(f"connect failed: {DB_URL}")
+    except RuntimeError:
+        logging.getLogger("vulcan_operator.planted").exception("boom")  # only in exc_info
+    print(f"planted {b64(keys[2])}")
+    emulator.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": "planted", "namespace": NS},
+            "involvedObject": {"kind": "VulcanEngine", "name": "prod", "namespace": NS},
+            "reason": "Planted",
+            "message": f"key {b64(jwt)}",
+        }
+    )
+    async with aiohttp.ClientSession(emulator.url) as http:  # a request, as a client makes it
+        response = await http.patch(
+            f"/apis/{API}/namespaces/{NS}/{ENGINES}/other/status",
+            data=json.dumps({"status": {"lastBackup": {"message": password}}}),
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        assert response.status == 200, await response.text()
+    planted = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", f"import sys; sys.stderr.write({keys[3][:PREFIX]!r})"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    out, err = capfd.readouterr()
+    corpus = collect(
+        emulator,
+        caplog.records,
+        out + err,
+        [*processes, ("planted stderr", planted.stderr)],
+    )
+    hits = scan(corpus, wanted)
+    found = {hit.split(": ", 2)[0] + ": " + hit.split(": ", 2)[1] for hit in hits}
+    for expected in (
+        "log: key #1",
+        "log: database URL",  # from the exception in exc_info, not the message
+        "stdout/stderr: key #2 (base64)",
+        "event: key #0 (base64)",
+        "status: database password",
+        "request body: database password",
+        f"subprocess planted stderr: key #3 (first {PREFIX} characters)",
+    ):
+        assert expected in found, f"the scanner missed a planted {expected!r}: {sorted(found)}"
