@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 import asyncpg
@@ -33,7 +34,11 @@ async def database_url(api: Api, namespace: str, ref: SecretKeyRef) -> str:
 
 
 async def read_revision(url: str, connect_seconds: float = 5.0) -> str | None:
-    """The alembic revision of the database (heads joined by ','); None before any migration."""
+    """The alembic revision of the database (heads joined by ','); None before any migration.
+
+    SQLAlchemy-style URLs (postgresql+asyncpg://, postgresql+psycopg2://) work too.
+    """
+    url = re.sub(r"^postgres(ql)?\+\w+://", "postgresql://", url)
     try:
         conn = await asyncpg.connect(url, timeout=connect_seconds)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:

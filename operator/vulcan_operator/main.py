@@ -100,11 +100,13 @@ def run(
     metrics.start_metrics_server(settings.metrics_port)
     if not standalone:
         asyncio.run(ensure_peering(peering, namespaces))
+    registry = make_registry(settings)
+    kopf.on.login(registry=registry)(kopf.login_via_client)  # in-cluster or kubeconfig
     kopf.run(
-        registry=make_registry(settings),
+        registry=registry,
         clusterwide=not namespaces,
         namespaces=namespaces,
         standalone=standalone,
-        peering_name=peering,
+        peering_name=None if standalone else peering,
         liveness_endpoint=liveness,
     )

@@ -40,3 +40,8 @@ async def test_unreachable_database_never_shows_the_url(pg_dsn: str, kind: str) 
     with pytest.raises(DatabaseUnavailable) as info:
         await read_revision(url, connect_seconds=2)
     assert password not in str(info.value) and "127.0.0.1" not in str(info.value)
+
+
+async def test_sqlalchemy_style_urls_work(pg_dsn: str) -> None:
+    url = pg_dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+    assert await read_revision(url) is None

@@ -14,7 +14,7 @@ from vulcan_operator.api.common import (
     Strict,
     cel,
 )
-from vulcan_operator.solver.problem import ProblemData, SolverSettings
+from vulcan_operator.solver.problem import Objective, ProblemData, SolverSettings
 
 
 class ProblemRef(Strict):
@@ -64,6 +64,11 @@ class SchedulingProblemSpec(ProblemData):
     engineRef: LocalObjectReference = Field(
         description="The VulcanEngine whose solver defaults and database are used."
     )
+    # No default here (unlike ProblemData): a problemRef ConfigMap's own objective must not
+    # be overridden by a default the API server filled in.
+    objective: Objective | None = Field(  # type: ignore[assignment]
+        None, description="What to minimise (default: makespan, or the problemRef's own)."
+    )
     solver: SolverOverrides = Field(SolverOverrides(), description="Solver overrides.")
     problemRef: ProblemRef | None = Field(
         None, description="Take machines, operators and jobs from a ConfigMap instead."
@@ -80,7 +85,8 @@ class SchedulingProblemSpec(ProblemData):
 
     def problem(self) -> ProblemData:
         """The inline problem (objective, horizon, machines, operators, jobs)."""
-        return ProblemData.model_validate(self.model_dump(include=set(ProblemData.model_fields)))
+        fields = set(ProblemData.model_fields)
+        return ProblemData.model_validate(self.model_dump(include=fields, exclude_none=True))
 
 
 class Progress(BaseModel):
