@@ -1,12 +1,14 @@
 """A killed operator, restarted, ends where it ends when nothing happens to it.
 
 Twenty seeded runs of one engine, three tiny SchedulingProblems and one VulcanBackup. In each,
-the operator is killed one to three times, each time after a number of its own API requests
-drawn from the seed (from its first requests to well after the Jobs exist), and started again
-as a new process: a hard stop (the stop flag, then an immediate cancel: no grace for handlers
-in flight), and a fresh handler registry (no in-memory state survives, as in a new pod). The
-normalised end state must equal the one of a run without kills, with one Job per problem,
-backup and install.
+the operator is killed one to three times, at points drawn from the seed among its first
+`WINDOW` API requests (the work of a fault-free run: from its start-up scan to the last status),
+and started again as a new process: a hard stop (the stop flag, then an immediate cancel: no
+grace for handlers in flight, no draining of Kopf's queues), and a fresh handler registry (no
+in-memory state survives, as in a new pod). The kill points are counted from the operator's
+requests as the emulator sees them, polled every 2 ms, so a kill lands within a burst, not on
+its exact request. The normalised end state must equal the one of a run without kills, with
+one Job per problem, backup and install.
 
 Solver Jobs end at once with the termination message the real solver pod writes
 (`faults_scenario.solved_message`): twenty runs of the real solver would not fit in a minute.
@@ -29,6 +31,10 @@ from tests.integration.faults_scenario import ENV, Scenario, run_scenario
 SCENARIO = Scenario.of(3)
 SEEDS = range(20)
 KILLS = (1, 3)  # per run, inclusive
+#: Kill points are drawn from the first this many requests of the operator: about what a
+#: fault-free run makes to get done (140-180, with its resyncs), fixed so the points depend
+#: on the seed alone.
+WINDOW = 150
 _BASELINE: dict[str, Any] = {}
 TOTALS: dict[str, float] = {"runs": 0, "kills": 0, "seconds": 0.0}
 
@@ -68,14 +74,15 @@ async def baseline() -> tuple[dict[str, Any], int]:
 @pytest.mark.parametrize("seed", SEEDS)
 async def test_a_killed_operator_converges_after_restarts(seed: int) -> None:
     want, busy = await baseline()
+    assert WINDOW / 2 < busy < WINDOW * 2, busy  # the window still covers the work
     rng = random.Random(seed)
     counter = FaultPolicy(rate=0.0)
     kills: list[int] = []
 
     async def chaos(emulator: FaultyEmulator, runner: OperatorRunner) -> None:
-        # Anywhere in as many requests as a fault-free run makes to get done (a restarted
-        # operator repeats some, so they all fall while there is work left).
-        points = sorted(rng.sample(range(1, busy + 1), rng.randint(*KILLS)))
+        # Anywhere in the work of a fault-free run (a restarted operator repeats some of it,
+        # so the later points too fall while there is work left).
+        points = sorted(rng.sample(range(1, WINDOW + 1), rng.randint(*KILLS)))
         for target in points:
             with contextlib.suppress(TimeoutError):  # idle before that: killed idle
                 await emulator.wait_for(
@@ -98,4 +105,4 @@ async def test_a_killed_operator_converges_after_restarts(seed: int) -> None:
     TOTALS["runs"] += 1
     TOTALS["kills"] += len(kills)
     TOTALS["seconds"] += time.monotonic() - started
-    print(f"\nseed {seed}: killed after requests {kills} (of {busy}); {run.seconds:.1f}s; {TOTALS}")
+    print(f"\nseed {seed}: killed after requests {kills}; {run.seconds:.1f}s; {TOTALS}")
