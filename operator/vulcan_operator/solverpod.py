@@ -280,10 +280,12 @@ class Pod:
             schedule_id: int = asyncio.run(write_schedule(url, key, result))
             return str(schedule_id)
         except Exception as error:  # the ConfigMap still has the schedule
-            message = str(error).replace(url, "<DATABASE_URL>")
+            # Only the kind of error and PostgreSQL's own SQLSTATE: a driver's message may
+            # quote a fragment of a malformed URL, password included.
+            sqlstate = getattr(error, "sqlstate", None)
             self.notes.append(
-                f"cannot write the schedule to the engine's database: "
-                f"{type(error).__name__}: {message}"[:500]
+                "cannot write the schedule to the engine's database: "
+                f"{type(error).__name__}" + (f" (SQLSTATE {sqlstate})" if sqlstate else "")
             )
             return None
 
