@@ -4,7 +4,7 @@ kmock gives the HTTP server (`kmock.Server`, a free localhost port), the object 
 history (`emulator.objects[...]`, kmock's `ObjectsArray`), the resource registry with the
 built-in resources of a real cluster (`emulator.resources`), and the request parsing it is
 built around. kmock's own request handling is replaced (see TESTBED.md for what it lacks): every
-request goes through `__call__` -> `_intercept` (the single place for future fault injection)
+request goes through `__call__` -> `_intercept` (the single place for fault injection, faults.py)
 -> `_route` -> the store methods, which also serve the direct helpers (`create`, `patch`, ...).
 
 The server runs in its own thread with its own event loop. The operator under test (Kopf, in
