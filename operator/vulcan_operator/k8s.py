@@ -54,6 +54,8 @@ PLURALS: dict[tuple[str, str], str] = {
 }
 
 MERGE = "application/merge-patch+json"
+# (connect, read) seconds: a hung API call fails (and is retried) instead of hanging a handler.
+REQUEST_TIMEOUT = (10.0, 60.0)
 #: Seconds between the attempts of a call that failed transiently (see the module's doc).
 RETRY_BACKOFFS = (0.25, 0.5, 1.0, 2.0, 4.0)
 #: A server's Retry-After is obeyed up to this many seconds.
@@ -134,7 +136,7 @@ class Api:
                 auth_settings=["BearerToken"],
             )
             try:
-                response = self._client.call_api(*request)
+                response = self._client.call_api(*request, _request_timeout=REQUEST_TIMEOUT)
             except client.ApiException as exc:  # not reached the server, or no answer
                 raise _api_error(exc.status, exc.reason, exc.body, exc.headers) from None
             except urllib3.exceptions.HTTPError as exc:  # connection refused, reset, ...
