@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import statistics
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +154,26 @@ def table(rows: list[dict[str, Any]], label: str = "ours", against: str = "basel
     return "\n".join(lines)
 
 
+def _variant_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--option", action="append", default=[])
+    parser.add_argument("--param", action="append", default=[])
+    parser.add_argument("--phase", action="append", default=[])
+    return parser
+
+
+def _tuning(options: list[str], params: list[str], phase_texts: list[str]) -> Tuning:
+    phases = tuple(
+        Phase(float(until), _pairs([p for p in rest.split(";") if p]))
+        for until, _, rest in (text.partition(":") for text in phase_texts)
+    )
+    return Tuning(
+        model=replace(ModelOptions(), **_pairs(options)),
+        parameters={**DEFAULT_PARAMETERS, **_pairs(params)},
+        phases=phases or DEFAULT_PHASES,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -177,6 +201,12 @@ def main(argv: list[str] | None = None) -> int:
         "share of the time limit at which it ends)",
     )
     parser.add_argument("--label", default="ours", help="name of our variant in the records")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="another variant run in turn with ours: 'LABEL: --option .. --param .. --phase ..'",
+    )
     parser.add_argument("--against", default="baseline", help="label to compare with (--report)")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--no-ours", action="store_true")
@@ -195,18 +225,11 @@ def main(argv: list[str] | None = None) -> int:
         print(table(rows, args.label, args.against))
         return 0
 
-    phases = (
-        tuple(
-            Phase(float(until), _pairs([p for p in rest.split(";") if p]))
-            for until, _, rest in (text.partition(":") for text in args.phase)
-        )
-        or DEFAULT_PHASES
-    )
-    tuning = Tuning(
-        model=replace(ModelOptions(), **_pairs(args.option)),
-        parameters={**DEFAULT_PARAMETERS, **_pairs(args.param)},
-        phases=phases,
-    )
+    variants = [(args.label, _tuning(args.option, args.param, args.phase))]
+    for text in args.variant:
+        label, _, rest = text.partition(":")
+        extra = _variant_parser().parse_args(shlex.split(rest))
+        variants.append((label.strip(), _tuning(extra.option, extra.param, extra.phase)))
     chosen = loaders.instances(loaders.bench_dir(args.bench_dir), args.instances)
     if args.family:
         chosen = [i for i in chosen if i.family == args.family]
@@ -217,25 +240,21 @@ def main(argv: list[str] | None = None) -> int:
     turn = 0
     for inst in chosen:
         for seed in args.seeds:
-            runs = []
+            runs: list[tuple[str, Callable[[], dict[str, Any]]]] = []
             if not args.no_ours:
-                runs.append(
-                    (
-                        args.label,
-                        lambda i=inst, s=seed: run_ours(
-                            i, args.time_limit, args.workers, s, tuning
-                        ),
+                for label, tuning in variants:
+                    runs.append(
+                        (
+                            label,
+                            partial(run_ours, inst, args.time_limit, args.workers, seed, tuning),
+                        )
                     )
-                )
             if not args.no_baseline:
                 runs.append(
-                    (
-                        "baseline",
-                        lambda i=inst, s=seed: run_baseline(i, args.time_limit, args.workers, s),
-                    )
+                    ("baseline", partial(run_baseline, inst, args.time_limit, args.workers, seed))
                 )
-            if turn % 2:
-                runs.reverse()
+            shift = turn % max(1, len(runs))  # rotate who goes first: same load for all
+            runs = runs[shift:] + runs[:shift]
             turn += 1
             for model, fn in runs:
                 record = {
@@ -249,9 +268,11 @@ def main(argv: list[str] | None = None) -> int:
                     "options": args.option,
                     "params": args.param,
                     "phases": args.phase,
+                    "variants": args.variant,
                     "n_jobs": None,
                     "n_machines": None,
                     "at": time.strftime("%H:%M:%S"),
+                    "load": round(os.getloadavg()[0], 2),
                 }
                 jobs, machines = loaders.read(inst.path)
                 record["n_jobs"], record["n_machines"] = len(jobs), machines
@@ -259,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
                 g = gap(record["makespan"], inst.bks)
                 print(
                     f"{inst.name:7s} seed {seed} {model:10s} makespan {record['makespan']} "
-                    f"gap {'-' if g is None else f'{g:.2f}%'} wall {record['wall']}s",
+                    f"gap {'-' if g is None else f'{g:.2f}%'} wall {record['wall']}s "
+                    f"load {record['load']}",
                     flush=True,
                 )
                 rows.append(record)

@@ -69,15 +69,36 @@ def run(args: argparse.Namespace) -> int:
     print(_header(loaded.name, problem, settings), flush=True)
     stop = threading.Event()
     restore = stop_on_signals(stop)
-    try:
+    try:  # the handlers stay until the result is written: a second SIGTERM changes nothing
         result = solve(
             problem,
             settings,
             stop=stop,
             on_progress=None if args.quiet else text_printer(sys.stdout),
         )
+        _report(result, problem, loaded.name, args)
     finally:
         restore()
+    if abandoned_solver_thread():
+        # CP-SAT ignored the stop request: everything is written, do not wait for it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    return 0
+
+
+def _report(result: SolveResult, problem: ProblemData, name: str, args: argparse.Namespace) -> None:
+    """Write the files first (they matter most when time is short), then print."""
+    written = []
+    if args.output:
+        Path(args.output).write_text(result.to_json() + "\n", encoding="utf-8")
+        written.append(f"result written to {args.output}")
+    if args.gantt:
+        if result.assignments:
+            write_gantt(args.gantt, problem, result, name)
+            written.append(f"Gantt chart written to {args.gantt}")
+        else:
+            written.append(f"no schedule, so no Gantt chart written to {args.gantt}")
     print()
     print(summary_text(result))
     if result.assignments:
@@ -89,21 +110,10 @@ def run(args: argparse.Namespace) -> int:
                 "internal error: the schedule breaks rules: " + "; ".join(violations[:5]),
                 file=sys.stderr,
             )
-    if args.output:
-        Path(args.output).write_text(result.to_json() + "\n", encoding="utf-8")
-        print(f"\nresult written to {args.output}")
-    if args.gantt:
-        if result.assignments:
-            write_gantt(args.gantt, problem, result, loaded.name)
-            print(f"Gantt chart written to {args.gantt}")
-        else:
-            print(f"no schedule, so no Gantt chart written to {args.gantt}")
+    if written:
+        print()
+        print("\n".join(written))
     sys.stdout.flush()
-    if abandoned_solver_thread():
-        # CP-SAT ignored the stop request: everything is written, do not wait for it.
-        sys.stderr.flush()
-        os._exit(0)
-    return 0
 
 
 def _header(name: str, problem: ProblemData, settings: SolverSettings) -> str:

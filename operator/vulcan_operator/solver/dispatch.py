@@ -1,20 +1,36 @@
 """Greedy dispatch schedules: a fast, always-feasible first schedule and the CP-SAT hint.
 
-An active-schedule generator in the Giffler-Thompson style, extended to machine choice,
-operators and maintenance windows: among the jobs whose next task can start before the
-earliest possible completion of any next task, a priority rule picks one; it runs on the
-machine (and with the operator) that finish it first. Several rules are tried and the best
-schedule for the objective wins. It respects every constraint except an explicit horizon.
+Two generators, both respecting every constraint except an explicit horizon:
+
+- An active-schedule generator in the Giffler-Thompson style, extended to machine choice,
+  operators and maintenance windows: among the jobs whose next task can start before the
+  earliest possible completion of any next task, a priority rule picks one; it runs on the
+  machine (and with the operator) that finish it first. Its cost grows with tasks x jobs x
+  options (about 10 ms for a 20x20 job shop, seconds for thousands of flexible tasks).
+- `list`: tasks in the order of their earliest possible start, each placed where it ends
+  first. Linear in tasks x options: the safety net for very large problems.
+
+`best_dispatch` tries several rules under a deadline and keeps the best for the objective.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from vulcan_operator.solver.instance import Instance, earliest_fit
+from vulcan_operator.solver.instance import (
+    DeadlinePassed,
+    Instance,
+    TaskInfo,
+    check_deadline,
+    earliest_fit,
+)
 from vulcan_operator.solver.schedule import NO_OPERATOR, Schedule
+
+Clock = Callable[[], float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,44 +42,77 @@ class _Choice:
     operator: int
 
 
-@dataclass(frozen=True, slots=True)
-class _JobState:
-    """What a rule may look at for one candidate job."""
-
-    job: int
-    choice: _Choice
-    remaining_work: int
-    """Shortest total duration of the job's unscheduled tasks, the candidate included."""
-    remaining_tasks: int
-    due: int | None
-    priority: int
-
-
-RuleKey = Callable[[_JobState], tuple[float, ...]]
+RuleKey = Callable[[_Choice, int, int, int | None, int], tuple[float, ...]]
+"""(choice, remaining work, remaining tasks, due date, priority) -> sort key."""
 
 RULES: dict[str, RuleKey] = {
-    "mwkr": lambda s: (-s.remaining_work, s.choice.start),
-    "mopnr": lambda s: (-s.remaining_tasks, -s.remaining_work),
-    "spt": lambda s: (s.choice.duration, -s.remaining_work),
-    "est": lambda s: (s.choice.start, -s.remaining_work),
-    "slack": lambda s: (
-        math.inf if s.due is None else (s.due - s.choice.start - s.remaining_work) / s.priority,
-        -s.remaining_work,
+    "mwkr": lambda c, work, left, due, prio: (-work, c.start),
+    "mopnr": lambda c, work, left, due, prio: (-left, -work),
+    "spt": lambda c, work, left, due, prio: (c.duration, -work),
+    "est": lambda c, work, left, due, prio: (c.start, -work),
+    "slack": lambda c, work, left, due, prio: (
+        math.inf if due is None else (due - c.start - work) / prio,
+        -work,
     ),
 }
-"""Priority rules: the candidate with the smallest key goes first."""
+"""Priority rules of the active-schedule generator: the smallest key goes first."""
 
 MAKESPAN_RULES = ("mwkr", "mopnr", "spt", "est")
+LIST_RULE = "list"
+ACTIVE_SECONDS_PER_UNIT = 3e-7
+"""Measured cost of the active-schedule generator per (task option x job), in seconds."""
+_CHECK_EVERY = 64
 
 
-def rules_for(instance: Instance) -> tuple[str, ...]:
-    if instance.objective == "makespan" or all(j.due is None for j in instance.jobs):
-        return MAKESPAN_RULES
-    return (*MAKESPAN_RULES, "slack")
+def rules_for(instance: Instance, seconds: float | None = None) -> tuple[str, ...]:
+    """The rules to try, in order; the list rule first when an active-schedule rule could
+    take more than a tenth of `seconds`."""
+    rules: tuple[str, ...] = MAKESPAN_RULES
+    if instance.objective != "makespan" and any(j.due is not None for j in instance.jobs):
+        rules = (*rules, "slack")
+    options = sum(len(t.options) for t in instance.tasks)
+    estimate = options * len(instance.jobs) * ACTIVE_SECONDS_PER_UNIT
+    if seconds is not None and estimate > 0.1 * seconds:
+        return (LIST_RULE, *rules)
+    return (*rules, LIST_RULE)
 
 
-def dispatch(instance: Instance, rule: str) -> Schedule:
-    """One greedy schedule built with priority rule `rule`."""
+def _best_choice(
+    task: TaskInfo,
+    ready: int,
+    machine_free: list[int],
+    operator_free: list[int],
+    windows: tuple[tuple[tuple[int, int], ...], ...],
+) -> _Choice:
+    """Where `task` ends first: machine, operator and start (ties: the shorter duration)."""
+    best: _Choice | None = None
+    for option in task.options:
+        m, d = option.machine, option.duration
+        base = max(ready, machine_free[m])
+        for o in task.operators or (NO_OPERATOR,):
+            earliest = base if o == NO_OPERATOR else max(base, operator_free[o])
+            start = earliest_fit(earliest, d, windows[m]) if windows[m] else earliest
+            if (
+                best is None
+                or start + d < best.end
+                or (start + d == best.end and d < best.duration)
+            ):
+                best = _Choice(start, start + d, m, d, o)
+    assert best is not None
+    return best
+
+
+def dispatch(
+    instance: Instance,
+    rule: str,
+    deadline: float | None = None,
+    clock: Clock = time.monotonic,
+    stop: threading.Event | None = None,
+) -> Schedule:
+    """One greedy schedule built with `rule`; DeadlinePassed when `clock()` passes deadline
+    or `stop` is set (checked every few dozen steps)."""
+    if rule == LIST_RULE:
+        return _list_schedule(instance, deadline, clock, stop)
     key = RULES[rule]
     tasks, jobs, windows = instance.tasks, instance.jobs, instance.windows
     n = len(tasks)
@@ -74,43 +123,37 @@ def dispatch(instance: Instance, rule: str) -> Schedule:
     job_ready = [job.release for job in jobs]
     position = [0] * len(jobs)
     remaining_work = [sum(tasks[i].min_duration for i in job.tasks) for job in jobs]
-    active = {j for j, job in enumerate(jobs) if job.tasks}
+    active = [j for j, job in enumerate(jobs) if job.tasks]
+    uses = [(frozenset(o.machine for o in t.options), frozenset(t.operators)) for t in tasks]
     cache: dict[int, _Choice] = {}
-
-    def evaluate(j: int) -> _Choice:
-        task = tasks[jobs[j].tasks[position[j]]]
-        best: _Choice | None = None
-        for option in task.options:
-            m, d = option.machine, option.duration
-            base = max(job_ready[j], machine_free[m])
-            candidates = task.operators or (NO_OPERATOR,)
-            for o in candidates:
-                earliest = base if o == NO_OPERATOR else max(base, operator_free[o])
-                start = earliest_fit(earliest, d, windows[m])
-                if best is None or (start + d, d) < (best.end, best.duration):
-                    best = _Choice(start, start + d, m, d, o)
-        assert best is not None
-        return best
-
+    step = 0
     while active:
+        step += 1
+        if step % _CHECK_EVERY == 0:
+            check_deadline(deadline, clock, stop)
+        earliest_end = math.inf
         for j in active:
-            if j not in cache:
-                cache[j] = evaluate(j)
-        earliest_end = min(cache[j].end for j in active)
-        conflict = [
-            _JobState(
-                job=j,
-                choice=cache[j],
-                remaining_work=remaining_work[j],
-                remaining_tasks=len(jobs[j].tasks) - position[j],
-                due=jobs[j].due,
-                priority=jobs[j].priority,
-            )
-            for j in sorted(active)
-            if cache[j].start < earliest_end
-        ]
-        chosen = min(conflict, key=key)
-        j, c = chosen.job, chosen.choice
+            c = cache.get(j)
+            if c is None:
+                c = cache[j] = _best_choice(
+                    tasks[jobs[j].tasks[position[j]]],
+                    job_ready[j],
+                    machine_free,
+                    operator_free,
+                    windows,
+                )
+            if c.end < earliest_end:
+                earliest_end = c.end
+        chosen, chosen_key = -1, None
+        for j in active:
+            c = cache[j]
+            if c.start < earliest_end:
+                job = jobs[j]
+                k = key(c, remaining_work[j], len(job.tasks) - position[j], job.due, job.priority)
+                if chosen_key is None or k < chosen_key:
+                    chosen, chosen_key = j, k
+        j = chosen
+        c = cache.pop(j)
         i = jobs[j].tasks[position[j]]
         starts[i], machines[i] = c.start, c.machine
         durations[i], operators[i] = c.duration, c.operator
@@ -120,30 +163,82 @@ def dispatch(instance: Instance, rule: str) -> Schedule:
         job_ready[j] = c.end
         remaining_work[j] -= tasks[i].min_duration
         position[j] += 1
-        del cache[j]
         if position[j] == len(jobs[j].tasks):
-            active.discard(j)
+            active.remove(j)
         for other in list(cache):
-            task = tasks[jobs[other].tasks[position[other]]]
-            if c.operator in task.operators or any(
-                opt.machine == c.machine for opt in task.options
-            ):
+            used_machines, used_operators = uses[jobs[other].tasks[position[other]]]
+            if c.machine in used_machines or c.operator in used_operators:
                 del cache[other]
     return Schedule(starts, machines, durations, operators)
 
 
+def _list_schedule(
+    instance: Instance, deadline: float | None, clock: Clock, stop: threading.Event | None
+) -> Schedule:
+    tasks, jobs = instance.tasks, instance.jobs
+    n = len(tasks)
+    starts, machines = [0] * n, [0] * n
+    durations, operators = [0] * n, [NO_OPERATOR] * n
+    machine_free = [0] * len(instance.machines)
+    operator_free = [0] * len(instance.operators)
+    job_ready = [job.release for job in jobs]
+    work = [0] * n  # shortest remaining work of the job from each task on
+    for job in jobs:
+        total = 0
+        for i in reversed(job.tasks):
+            total += tasks[i].min_duration
+            work[i] = total
+    order = sorted(range(n), key=lambda i: (tasks[i].head, -work[i], i))
+    for step, i in enumerate(order):
+        if step % 256 == 255:
+            check_deadline(deadline, clock, stop)
+        task = tasks[i]
+        c = _best_choice(task, job_ready[task.job], machine_free, operator_free, instance.windows)
+        starts[i], machines[i], durations[i], operators[i] = (
+            c.start,
+            c.machine,
+            c.duration,
+            c.operator,
+        )
+        machine_free[c.machine] = job_ready[task.job] = c.end
+        if c.operator != NO_OPERATOR:
+            operator_free[c.operator] = c.end
+    return Schedule(starts, machines, durations, operators)
+
+
 def best_dispatch(
-    instance: Instance, rules: Sequence[str] | None = None
+    instance: Instance,
+    rules: Sequence[str] | None = None,
+    *,
+    deadline: float | None = None,
+    more_until: float | None = None,
+    clock: Clock = time.monotonic,
+    stop: threading.Event | None = None,
 ) -> tuple[Schedule, str] | None:
-    """The best greedy schedule for the objective (ties: shorter makespan), and its rule."""
+    """The best greedy schedule for the objective (ties: shorter makespan), and its rule.
+
+    Until one rule has finished, rules may run until `deadline`; after that, the others must
+    finish by `more_until`. None when no rule finished in time (or there are no tasks)."""
     if not instance.tasks:
         return None
+    seconds = None if deadline is None else deadline - clock()
     best: tuple[tuple[int, int], Schedule, str] | None = None
-    for rule in rules or rules_for(instance):
-        schedule = dispatch(instance, rule)
+    for rule in rules or rules_for(instance, seconds):
+        limit = deadline
+        if best is not None and more_until is not None:
+            if clock() >= more_until:
+                break
+            limit = more_until if deadline is None else min(deadline, more_until)
+        try:
+            schedule = dispatch(instance, rule, limit, clock, stop)
+        except DeadlinePassed:
+            if stop is not None and stop.is_set():
+                break
+            if best is not None or (deadline is not None and clock() > deadline):
+                break
+            continue
         ends = schedule.ends
         score = (instance.objective_of(ends), max(ends))
         if best is None or score < best[0]:
             best = (score, schedule, rule)
-    assert best is not None
-    return best[1], best[2]
+    return None if best is None else (best[1], best[2])

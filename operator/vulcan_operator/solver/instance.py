@@ -7,10 +7,23 @@ tails), so the hot loops never look names up.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from vulcan_operator.solver.problem import ProblemData
+
+
+class DeadlinePassed(Exception):
+    """Dispatch or model building ran out of time (or was asked to stop)."""
+
+
+def check_deadline(
+    deadline: float | None, clock: Callable[[], float], stop: threading.Event | None
+) -> None:
+    """Raise DeadlinePassed when `clock()` is past `deadline` or `stop` is set."""
+    if (deadline is not None and clock() > deadline) or (stop is not None and stop.is_set()):
+        raise DeadlinePassed
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,13 +12,16 @@ switched by `ModelOptions`, so bench/ can measure each idea on its own.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Protocol
 
 from ortools.sat.python import cp_model
 
-from vulcan_operator.solver.instance import Instance, TaskInfo
+from vulcan_operator.solver.instance import Instance, TaskInfo, check_deadline
 from vulcan_operator.solver.schedule import NO_OPERATOR, Schedule
 
 LinearExpr = cp_model.LinearExprT
@@ -87,15 +90,30 @@ def horizon_for(instance: Instance, start: Schedule | None, options: ModelOption
 
 
 def build(
-    instance: Instance, start: Schedule | None = None, options: ModelOptions | None = None
+    instance: Instance,
+    start: Schedule | None = None,
+    options: ModelOptions | None = None,
+    *,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    stop: threading.Event | None = None,
 ) -> BuiltModel:
-    """The CP-SAT model; `start` (a feasible schedule) tightens bounds and becomes the hint."""
+    """The CP-SAT model; `start` (a feasible schedule) tightens bounds and becomes the hint.
+
+    Raises DeadlinePassed when building outlasts `deadline` (or `stop` is set): checked every
+    few hundred tasks, so a huge problem cannot overrun its time limit here."""
     options = options or ModelOptions()
     model = cp_model.CpModel()
     horizon = horizon_for(instance, start, options)
     feasible_start = start is not None and start.makespan() <= horizon
-    tasks = [_task_variables(model, instance, t, horizon, options) for t in instance.tasks]
+    tasks = []
+    for t in instance.tasks:
+        if t.index % 256 == 255:
+            check_deadline(deadline, clock, stop)
+        tasks.append(_task_variables(model, instance, t, horizon, options))
+    check_deadline(deadline, clock, stop)
     _machine_constraints(model, instance, tasks, horizon)
+    check_deadline(deadline, clock, stop)
     _operator_constraints(model, instance, tasks)
     _job_constraints(model, instance, tasks)
     if options.skill_cumulative:
@@ -117,6 +135,7 @@ def build(
     )
     objective, objective_lower = _objective(instance, makespan, lower, lateness)
     model.minimize(objective)
+    check_deadline(deadline, clock, stop)
     built = BuiltModel(
         model, instance, tasks, objective, makespan, horizon, objective_lower, lateness
     )
@@ -304,8 +323,12 @@ def _lateness(
         if job.due is None or not job.tasks:
             continue
         late_max = max(0, horizon - job.due)
-        if start_value is not None:
-            late_max = min(late_max, start_value // job.priority)
+        weight = job.priority * (
+            1 if instance.objective == "weightedTardiness" else instance.weight_tardiness
+        )
+        if start_value is not None and weight > 0:
+            # A schedule at least as good as the start pays at most start_value in tardiness.
+            late_max = min(late_max, start_value // weight)
         lateness = model.new_int_var(0, late_max, f"j{j}.tardiness")
         model.add(lateness >= tasks[job.tasks[-1]].end - job.due)
         out.append((j, lateness))

@@ -212,16 +212,16 @@ def main(
     )
     stop = threading.Event()
     restore = stop_on_signals(stop)
-    try:
+    try:  # the handlers stay until the result is written: a second SIGTERM changes nothing
         result = solve(
             problem,
             settings,
             stop=stop,
             on_progress=fan_out([json_lines_printer(), *progress_callbacks]),
         )
+        return finish(result, problem_name=loaded.name, args=args, problem=problem)
     finally:
         restore()
-    return finish(result, problem_name=loaded.name, args=args, problem=problem)
 
 
 def finish(

@@ -10,6 +10,7 @@ so far is returned and the thread is left behind (a daemon; the entrypoints then
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from ortools.sat.python import cp_model
 
 from vulcan_operator.solver import explain
 from vulcan_operator.solver.dispatch import best_dispatch
-from vulcan_operator.solver.instance import Instance
+from vulcan_operator.solver.instance import DeadlinePassed, Instance
 from vulcan_operator.solver.model import BuiltModel, ModelOptions, add_hint, build, decode
 from vulcan_operator.solver.problem import ProblemData, SolverSettings
 from vulcan_operator.solver.progress import Progress, ProgressCallback
@@ -32,7 +33,10 @@ GRACE_SECONDS = 1.0
 _STOP_AFTER = 0.25
 """How long past the limit CP-SAT may run before the guard asks it to stop."""
 MEMORY_SHARE = 0.9
-"""Share of the memory limit given to CP-SAT; the rest is for Python and the result."""
+"""Share of the memory limit given to CP-SAT (max_memory_in_mb); the guard also stops the
+search when the whole process passes it (CP-SAT 9.15 does not always stop by itself)."""
+DISPATCH_SHARE = 0.05
+"""After the first dispatch rule, further rules must finish within this share of the limit."""
 
 DEFAULT_PARAMETERS: dict[str, Any] = {}
 """CP-SAT parameters we set beyond the settings (the measured winners, bench/RESULTS.md)."""
@@ -160,11 +164,15 @@ def solve(
     tuning: Tuning | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> SolveResult:
-    """Solve `problem` within `settings.maxTimeSeconds` (+ GRACE_SECONDS at worst)."""
+    """Solve `problem` within `settings.maxTimeSeconds` (+ GRACE_SECONDS at worst).
+
+    Dispatch and model building run here under the same deadline (they check it as they go);
+    the CP-SAT phases run on a thread watched by `_guarded`."""
     started = clock()
     settings = settings or SolverSettings()
     tuning = tuning or Tuning()
     limit = settings.maxTimeSeconds
+    deadline = started + limit
     instance = Instance.from_problem(problem)
 
     def elapsed() -> float:
@@ -179,24 +187,63 @@ def solve(
         )
 
     best = _Best(instance, started, on_progress)
-    dispatched = best_dispatch(instance)
-    start = dispatched[0] if dispatched else None
-    built = build(instance, start, tuning.model)
-    if start is not None and start.makespan() <= built.horizon:
-        best.offer(start, built.objective_lower_bound, "dispatch")
+    end = _End()
+    built: BuiltModel | None = None
+    try:
+        dispatched = best_dispatch(
+            instance,
+            deadline=deadline,
+            more_until=started + DISPATCH_SHARE * limit,
+            clock=clock,
+            stop=stop,
+        )
+        start = dispatched[0] if dispatched else None
+        if start is not None and (instance.horizon is None or start.makespan() <= instance.horizon):
+            best.offer(
+                start,
+                instance.makespan_lower_bound() if instance.objective == "makespan" else None,
+                "dispatch",
+            )
+        built = build(instance, start, tuning.model, deadline=deadline, clock=clock, stop=stop)
+    except DeadlinePassed:
+        end.reason = "interrupted" if stop is not None and stop.is_set() else "timeLimit"
+    if built is not None:
+        best.raise_bound(built.objective_lower_bound)
+        _search(built, best, end, settings, tuning, stop, elapsed, limit)
+    return _result(instance, built, best, end, elapsed, limit, settings, stop)
 
-    solver = cp_model.CpSolver()
-    outcome: dict[str, Any] = {}
-    reason = ""
+
+@dataclass(slots=True)
+class _End:
+    """How the search ended: the last solver, its status or exception, and why it stopped."""
+
+    solver: cp_model.CpSolver | None = None
+    status: Any = None
+    error: BaseException | None = None
+    reason: str = ""
+    detail: str = ""
+
+
+def _search(
+    built: BuiltModel,
+    best: _Best,
+    end: _End,
+    settings: SolverSettings,
+    tuning: Tuning,
+    stop: threading.Event | None,
+    elapsed: Callable[[], float],
+    limit: float,
+) -> None:
+    """The CP-SAT phases, each hinted with the best schedule so far."""
     for k, phase in enumerate(tuning.phases):
         last = k == len(tuning.phases) - 1
         if stop is not None and stop.is_set():
-            reason = "interrupted"
-            break
+            end.reason = "interrupted"
+            return
         phase_end = limit if last else min(limit, phase.until * limit)
         if phase_end - elapsed() <= 0.01:
             if last:
-                reason = reason or "timeLimit"
+                end.reason = end.reason or "timeLimit"
             continue
         if k > 0 and built.hinted:
             with best.lock:
@@ -208,16 +255,16 @@ def solve(
         if best.schedule is None or not settings.useLNS:
             # LNS needs a schedule to improve and cannot prove infeasibility: search fully.
             values["use_lns_only"] = False
-        solver = _solver(values)
-        outcome = {}
-        reason = _guarded(solver, built, best, outcome, stop, elapsed, phase_end, limit)
-        if reason in ("interrupted", "wallClockGuard") or "error" in outcome:
-            break
-        status = outcome.get("status")
-        if status in (cp_model.OPTIMAL, cp_model.INFEASIBLE, cp_model.MODEL_INVALID):
-            break
-        best.raise_bound(solver.best_objective_bound)
-    return _result(instance, built, solver, outcome, best, reason, elapsed, limit, settings, stop)
+        end.solver, end.status, end.error = _solver(values), None, None
+        _guarded(end, built, best, stop, elapsed, phase_end, limit, settings.memoryLimitMB)
+        if end.reason in STOPS_FOR_GOOD or end.error is not None:
+            return
+        if end.status in (cp_model.OPTIMAL, cp_model.INFEASIBLE, cp_model.MODEL_INVALID):
+            return
+        best.raise_bound(end.solver.best_objective_bound)
+
+
+STOPS_FOR_GOOD = ("interrupted", "wallClockGuard", "memoryLimit", "error")
 
 
 def _solver(values: dict[str, Any]) -> cp_model.CpSolver:
@@ -231,91 +278,127 @@ def _solver(values: dict[str, Any]) -> cp_model.CpSolver:
     return solver
 
 
+def resident_mb() -> float | None:
+    """This process's resident memory in MiB (Linux), None where unknown."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * _PAGE_SIZE / 2**20
+
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
 def _guarded(
-    solver: cp_model.CpSolver,
+    end: _End,
     built: BuiltModel,
     best: _Best,
-    outcome: dict[str, Any],
     stop: threading.Event | None,
     elapsed: Callable[[], float],
     phase_end: float,
     limit: float,
-) -> str:
-    """Run one CP-SAT search on a thread; stop it at phase_end (or on `stop`), and give up
-    on it at limit + GRACE_SECONDS. Returns "", "timeLimit", "interrupted" or
-    "wallClockGuard"; the solver's status (or exception) lands in `outcome`."""
+    memory_mb: int,
+) -> None:
+    """Run one CP-SAT search on a thread. Stop it at phase_end, on `stop`, or when the process
+    nears its memory limit; give up on it at limit + GRACE_SECONDS. Sets end.status or
+    end.error, and end.reason when it stopped the search."""
+    solver = end.solver
+    assert solver is not None
 
     def run() -> None:
         try:
-            outcome["status"] = solver.solve(built.model, _Callback(built, best))
-        except Exception as error:  # reported as a result, not a crash
-            outcome["error"] = error
+            end.status = solver.solve(built.model, _Callback(built, best))
+        except BaseException as error:
+            end.error = error
 
     thread = threading.Thread(target=run, name="cp-sat", daemon=True)
-    thread.start()
-    reason = ""
+    try:
+        thread.start()
+    except RuntimeError as error:  # no thread (e.g. under a hard memory cap)
+        end.reason, end.error = "error", error
+        end.detail = f"The search could not start ({error}); the dispatch schedule is returned."
+        return
+    requested = ""
     stop_at, abandon_at = phase_end + _STOP_AFTER, limit + GRACE_SECONDS
+    memory_cap = MEMORY_SHARE * memory_mb
     while thread.is_alive():
         thread.join(0.02)
         now = elapsed()
-        if not reason and stop is not None and stop.is_set():
-            reason, abandon_at = "interrupted", min(abandon_at, now + GRACE_SECONDS * 0.75)
-            solver.stop_search()
-        elif not reason and now >= stop_at:
-            reason = "timeLimit"
-            solver.stop_search()
+        if not requested:
+            rss = resident_mb()
+            if stop is not None and stop.is_set():
+                requested = "interrupted"
+                abandon_at = min(abandon_at, now + GRACE_SECONDS * 0.75)
+            elif rss is not None and rss > memory_cap:
+                requested = "memoryLimit"
+                abandon_at = min(abandon_at, now + GRACE_SECONDS * 0.75)
+                end.detail = (
+                    f"The solver reached {rss:.0f} MiB of its {memory_mb} MiB memory limit and "
+                    "stopped with the best schedule so far; raise spec.solver.memoryLimitMB "
+                    "to search further."
+                )
+            elif now >= stop_at:
+                requested = "timeLimit"
+            if requested:
+                end.reason = requested
+                solver.stop_search()
         if now >= abandon_at and thread.is_alive():
-            return "wallClockGuard"
-    return reason
+            end.reason = "wallClockGuard"
+            return
 
 
 def _result(
     instance: Instance,
-    built: BuiltModel,
-    solver: cp_model.CpSolver,
-    outcome: dict[str, Any],
+    built: BuiltModel | None,
     best: _Best,
-    reason: str,
+    end: _End,
     elapsed: Callable[[], float],
     limit: float,
     settings: SolverSettings,
     stop: threading.Event | None,
 ) -> SolveResult:
-    status = outcome.get("status")
-    finished = reason != "wallClockGuard" and ("status" in outcome or "error" in outcome)
-    explanation: list[str] = []
-    if finished and status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        # The final response may hold a solution no callback saw (e.g. found during presolve).
-        best.offer(decode(solver, built), None, "cp-sat")
+    finished = end.solver is not None and end.reason != "wallClockGuard" and end.error is None
+    status = end.status if finished else None
+    explanation: list[str] = [end.detail] if end.detail else []
+    reason = end.reason
+    if (
+        built is not None
+        and end.solver is not None
+        and status in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+    ):
+        # The final response may hold a solution no callback saw (e.g. found in presolve).
+        best.offer(decode(end.solver, built), None, "cp-sat")
+    if end.solver is not None and status in (cp_model.OPTIMAL, cp_model.FEASIBLE, cp_model.UNKNOWN):
+        best.raise_bound(end.solver.best_objective_bound)
+    if end.error is not None and not end.detail:
+        if isinstance(end.error, MemoryError):
+            reason = "outOfMemory"
+            explanation.append(
+                f"CP-SAT ran out of memory ({end.error}); the best schedule so far is returned. "
+                f"Raise spec.solver.memoryLimitMB (now {settings.memoryLimitMB} MiB)."
+            )
+        else:
+            reason = "error"
+            explanation.append(f"The solver failed: {end.error!r}.")
     with best.lock:
-        schedule, objective = best.schedule, best.objective
-        bound = best.bound
-    if finished and status in (cp_model.OPTIMAL, cp_model.FEASIBLE, cp_model.UNKNOWN):
-        proven = solver.best_objective_bound
-        if status == cp_model.OPTIMAL and objective is not None:
-            proven = objective
-        if math.isfinite(proven):
-            bound = max(bound or 0, _integer_bound(proven), built.objective_lower_bound)
-    if objective is not None and bound is not None:
-        bound = min(bound, objective)
-    if "error" in outcome:
-        explanation.append(f"The solver failed: {outcome['error']!r}.")
-    if finished and status == cp_model.INFEASIBLE:
+        schedule, objective, bound = best.schedule, best.objective, best.bound
+    if status == cp_model.INFEASIBLE and built is not None:
         budget = min(max(0.0, limit - elapsed()), 30.0)
-        explanation = explain.diagnose(instance, budget, settings.numWorkers, stop)
         return SolveResult(
             Status.INFEASIBLE,
             wall_seconds=elapsed(),
-            explanation=explanation,
+            explanation=explain.diagnose(instance, budget, settings.numWorkers, stop),
             stop_reason="infeasible",
         )
-    if finished and status == cp_model.MODEL_INVALID:
-        detail = built.model.validate()
+    if status == cp_model.MODEL_INVALID and built is not None:
         return SolveResult(
             Status.MODEL_INVALID,
             wall_seconds=elapsed(),
             explanation=[
-                f"CP-SAT rejected the model (a bug in the solver, please report): {detail}"
+                "CP-SAT rejected the model (a bug in the solver, please report): "
+                f"{built.model.validate()}"
             ],
             stop_reason="error",
         )
@@ -328,7 +411,7 @@ def _result(
             explanation=explanation,
             stop_reason=reason or "timeLimit",
         )
-    optimal = (finished and status == cp_model.OPTIMAL) or objective == bound
+    optimal = status == cp_model.OPTIMAL or objective == bound
     if optimal:
         reason = "optimal"
     elif not reason:
