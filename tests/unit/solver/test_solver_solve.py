@@ -324,3 +324,31 @@ def test_horizon_tighter_than_the_dispatch_schedule_still_solves() -> None:
     assert result.status == Status.OPTIMAL
     assert result.makespan == optimum
     assert_valid(tight, result)
+
+
+@pytest.mark.parametrize(
+    "weights", [{"makespan": 4, "tardiness": 0}, {"makespan": 1, "tardiness": 7}]
+)
+def test_weighted_sum_tardiness_cut_uses_the_weights(weights: dict[str, int]) -> None:
+    # A late, heavy job: the cut on its tardiness must scale with the tardiness weight
+    # (with weight 0 it must not cap it at all).
+    problem = make_problem(
+        [
+            {
+                "name": "a",
+                "priority": 700,
+                "dueDate": 5,
+                "tasks": [{"name": "x", "duration": 30, "machines": ["m"]}],
+            },
+            {
+                "name": "b",
+                "priority": 1,
+                "dueDate": 5,
+                "tasks": [{"name": "x", "duration": 30, "machines": ["m"]}],
+            },
+        ],
+        objective={"type": "weightedSum", "weights": weights},
+    )
+    result = solve(problem, FAST)
+    assert result.status == Status.OPTIMAL
+    assert_valid(problem, result)
