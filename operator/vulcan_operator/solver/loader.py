@@ -3,7 +3,7 @@ problem mapping. Every problem with the file becomes one message naming the fiel
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,7 +90,27 @@ def load_text(text: str, source: str = "<problem>", default_name: str = "problem
 
 def _bare(data: dict[str, Any], name: str) -> LoadedProblem:
     solver = data.pop("solver", None) or {}
-    return LoadedProblem(name, _problem(data, ""), _settings(solver, "solver"))
+    return _both(name, lambda: _problem(data, ""), solver, "solver")
+
+
+def _both(
+    name: str, problem: Callable[[], ProblemData], solver: Any, solver_path: str
+) -> LoadedProblem:
+    """Validate the problem and the solver settings, reporting the errors of both."""
+    messages: list[str] = []
+    settings: SolverSettings | None = None
+    data: ProblemData | None = None
+    try:
+        data = problem()
+    except ProblemFileError as error:
+        messages += error.messages
+    try:
+        settings = _settings(solver, solver_path)
+    except ProblemFileError as error:
+        messages += error.messages
+    if messages or data is None or settings is None:
+        raise ProblemFileError(messages)
+    return LoadedProblem(name, data, settings)
 
 
 def _resource(
@@ -111,8 +131,9 @@ def _resource(
     solver = spec.get("solver") or {}
     ref = spec.get("problemRef")
     data = {k: v for k, v in spec.items() if k not in NON_PROBLEM_KEYS}
-    problem = _problem(data, "spec") if ref is None else _referenced(ref, data, documents, source)
-    return LoadedProblem(name, problem, _settings(solver, "spec.solver"))
+    if ref is None:
+        return _both(name, lambda: _problem(data, "spec"), solver, "spec.solver")
+    return _both(name, lambda: _referenced(ref, data, documents, source), solver, "spec.solver")
 
 
 def _referenced(ref: Any, inline: dict[str, Any], documents: list[Any], source: str) -> ProblemData:

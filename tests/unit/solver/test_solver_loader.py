@@ -186,3 +186,13 @@ def test_examples_load() -> None:
     for name in ("plant.yaml", "ft06.yaml"):
         loaded = load_file(examples / name)
         assert loaded.problem.jobs
+
+
+def test_problem_and_solver_errors_are_reported_together() -> None:
+    messages = _errors(
+        RESOURCE.replace("numWorkers: 2", "numWorkers: 0").replace("duration: 30", "duration: 0")
+    )
+    assert messages == [
+        "spec.jobs[0].tasks[1].duration: Input should be greater than or equal to 1",
+        "spec.solver.numWorkers: Input should be greater than or equal to 1",
+    ]
