@@ -14,9 +14,9 @@ import kopf
 
 from vulcan_operator import GROUP, VERSION
 from vulcan_operator.config import Settings
+from vulcan_operator.handlers import publish
 from vulcan_operator.k8s import Api
 from vulcan_operator.reconcile import backup
-from vulcan_operator.status import diff
 
 PLURAL = "vulcanbackups"
 
@@ -30,9 +30,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
 
     async def reconcile_backup(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         outcome = await backup.reconcile(api, dict(body), settings)
-        for type_, reason, message in outcome.events:
-            kopf.event(body, type=type_, reason=reason, message=message)
-        patch.status.update(diff(body.get("status"), outcome.status))
+        publish(body, patch, outcome)
 
     kopf.timer(
         GROUP,

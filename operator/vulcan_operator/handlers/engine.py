@@ -8,10 +8,11 @@ import kopf
 
 from vulcan_operator import GROUP, VERSION, metrics
 from vulcan_operator.config import Settings
+from vulcan_operator.handlers import publish
 from vulcan_operator.health import Heartbeat
 from vulcan_operator.k8s import Api
 from vulcan_operator.reconcile import backup, engine, upgrade
-from vulcan_operator.status import diff, get_condition
+from vulcan_operator.status import get_condition
 
 PLURAL = "vulcanengines"
 
@@ -23,9 +24,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, heartbeat: Hea
         heartbeat.beat(uid)
         with metrics.reconcile_timer(engine.KIND):
             outcome = await engine.reconcile(api, dict(body), settings)
-        for type_, reason, message in outcome.events:
-            kopf.event(body, type=type_, reason=reason, message=message)
-        patch.status.update(diff(body.get("status"), outcome.status))
+        publish(body, patch, outcome)
         export_metrics(body, outcome.status)
 
     async def forget(namespace: str | None, name: str, uid: str, **_: Any) -> None:
