@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
-from tests.emulator import Emulator, JobOutcome  # noqa: E402
+from tests.emulator import Emulator, JobOutcome, RequestRecord  # noqa: E402
+
+from vulcan_operator import names  # noqa: E402
 
 NS = "default"
 API = "vulcan-engine.com/v1alpha1"
@@ -102,11 +105,53 @@ kopf.run(registry=registry, clusterwide=True, standalone=True)
 """
 
 
+def operator_env(work: Path, url: str, **settings: str) -> dict[str, str]:
+    """The environment of an operator process talking to the emulator at `url`: a kubeconfig
+    written into `work`, a free metrics port, and the `VULCAN_*` settings given."""
+    kubeconfig = work / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "e", "cluster": {"server": url}}],
+                "users": [{"name": "u", "user": {"token": "bench"}}],
+                "contexts": [{"name": "e", "context": {"cluster": "e", "user": "u"}}],
+                "current-context": "e",
+            }
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    env.update(KUBECONFIG=str(kubeconfig), VULCAN_METRICS_PORT=str(free_port()), **settings)
+    return env
+
+
 def start_operator(env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
     """The operator in its own process."""
     return subprocess.Popen(
         [sys.executable, "-c", OPERATOR], env=env, stdout=log, stderr=subprocess.STDOUT
     )
+
+
+def stop_operator(operator: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (Kopf stops gracefully), SIGKILL after 20 s."""
+    operator.terminate()
+    try:
+        operator.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        operator.kill()
+
+
+def solver_jobs(outcome: JobOutcome) -> Callable[[dict[str, Any]], JobOutcome | None]:
+    """An `emulator.jobs.outcome_for` giving solver Jobs `outcome`; other Jobs (an engine's
+    migration) get the emulator's default, a plain success."""
+
+    def outcome_for(job: dict[str, Any]) -> JobOutcome | None:
+        labels = job.get("metadata", {}).get("labels") or {}
+        solver = labels.get(names.LABEL_COMPONENT) == names.COMPONENT_SOLVER
+        return outcome if solver else None
+
+    return outcome_for
 
 
 def cpu_seconds(pid: int) -> float:
@@ -129,6 +174,15 @@ def peak_rss_mib(pid: int) -> tuple[float, float]:
         if key in ("VmHWM", "VmRSS"):
             values[key] = int(rest.split()[0]) / 1024
     return values["VmHWM"], values["VmRSS"]
+
+
+def request_kind(record: RequestRecord) -> str:
+    """'verb resource[/subresource]' of a logged request, e.g. 'patch schedulingproblems/status';
+    discovery requests by their path."""
+    if record.resource is None:
+        return f"{record.verb or record.method.lower()} {record.path}"
+    sub = f"/{record.subresource}" if record.subresource else ""
+    return f"{record.verb} {record.resource}{sub}"
 
 
 def converged(items: list[dict[str, Any]], mode: str, limit: int) -> bool:
@@ -154,34 +208,16 @@ async def main(args: argparse.Namespace) -> None:
         emulator.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
         emulator.load_crds(ROOT / "crds")
         if args.mode == "hold":
-            emulator.jobs.default = JobOutcome.running()
+            emulator.jobs.outcome_for = solver_jobs(JobOutcome.running())
         else:
-            emulator.jobs.default = JobOutcome.succeed(
-                message=json.dumps(SUMMARY), delay=args.job_seconds
+            emulator.jobs.outcome_for = solver_jobs(
+                JobOutcome.succeed(message=json.dumps(SUMMARY), delay=args.job_seconds)
             )
         engines = [f"e{i}" for i in range(args.engines)]
         for name in engines:
             emulator.create(engine(name, args.limit))
 
-        kubeconfig = work / "kubeconfig"
-        kubeconfig.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [{"name": "e", "cluster": {"server": emulator.url}}],
-                    "users": [{"name": "u", "user": {"token": "bench"}}],
-                    "contexts": [{"name": "e", "context": {"cluster": "e", "user": "u"}}],
-                    "current-context": "e",
-                }
-            )
-        )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
-        env.update(
-            KUBECONFIG=str(kubeconfig),
-            VULCAN_METRICS_PORT=str(free_port()),
-            VULCAN_PROBLEM_POLL_SECONDS=str(args.poll),
-        )
+        env = operator_env(work, emulator.url, VULCAN_PROBLEM_POLL_SECONDS=str(args.poll))
         log = (work / "operator.log").open("w")
         operator = start_operator(env, log)
         try:
@@ -212,16 +248,10 @@ async def main(args: argparse.Namespace) -> None:
             writes = emulator.writes(since=mark)
             hwm, rss = peak_rss_mib(operator.pid)
         finally:
-            operator.terminate()
-            try:
-                operator.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                operator.kill()
+            stop_operator(operator)
             log.close()
 
-    kinds = collections.Counter(
-        f"{r.verb} {r.resource}{'/' + r.subresource if r.subresource else ''}" for r in writes
-    )
+    kinds = collections.Counter(request_kind(r) for r in writes)
     events = sum(n for k, n in kinds.items() if k.endswith(" events"))
     n = args.problems
     print(
