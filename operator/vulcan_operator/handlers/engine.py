@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kopf
@@ -19,16 +20,21 @@ PLURAL = "vulcanengines"
 
 def register(registry: kopf.OperatorRegistry, settings: Settings, heartbeat: Heartbeat) -> None:
     api = Api()
+    # Kopf runs the change handlers and both timers of one engine in separate tasks: one
+    # reconcile at a time per engine, so they never race on the same children.
+    locks: dict[str, asyncio.Lock] = {}
 
     async def reconcile(body: kopf.Body, patch: kopf.Patch, uid: str, **_: Any) -> None:
         heartbeat.beat(uid)
-        with metrics.reconcile_timer(engine.KIND):
-            outcome = await engine.reconcile(api, dict(body), settings)
+        async with locks.setdefault(uid, asyncio.Lock()):
+            with metrics.reconcile_timer(engine.KIND):
+                outcome = await engine.reconcile(api, dict(body), settings)
         publish(body, patch, outcome)
         export_metrics(body, outcome.status)
 
     async def forget(namespace: str | None, name: str, uid: str, **_: Any) -> None:
         heartbeat.forget(uid)
+        locks.pop(uid, None)
         metrics.forget_engine(str(namespace), name)
 
     kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)(reconcile)

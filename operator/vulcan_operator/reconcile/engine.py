@@ -130,9 +130,12 @@ async def missing_secrets(api: Api, namespace: str, refs: list[tuple[str, str, s
 async def current_keys(
     api: Api, namespace: str, name: str, spec: VulcanEngineSpec, rotation: str
 ) -> tuple[dict[str, str] | None, bool]:
-    """The generated keys to build with, and whether they differ from the stored ones.
+    """The generated keys to build with, and whether the existing Secret must be patched.
 
-    Keys are created once and kept forever; only a new rotate-secrets value replaces them.
+    Keys are created once and kept forever; only a new rotate-secrets value (or a key missing
+    from an existing Secret) replaces them. When there was no Secret, the new keys are only
+    ever created, never patched in: a concurrent reconcile that created the Secret first wins,
+    and its keys are kept.
     """
     if not generated_key_names(spec):
         return None, False
@@ -146,7 +149,7 @@ async def current_keys(
         )
         rotate = recorded != rotation
     keys = ensure_keys(spec, stored, rotate=rotate)
-    return keys, keys != stored
+    return keys, secret is not None and keys != stored
 
 
 def deployment_status(
