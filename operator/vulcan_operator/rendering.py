@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from vulcan_operator.api.backup import VulcanBackup, VulcanRestore
-from vulcan_operator.api.engine import S3Storage, VulcanEngineSpec
+from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.api.problem import SchedulingProblem
 from vulcan_operator.builders import engine_children
 from vulcan_operator.builders import problem as problem_builder
@@ -69,17 +69,16 @@ def _owner(doc: dict[str, Any]) -> Owner:
 def render_backup(
     doc: dict[str, Any], settings: Settings, engine: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """The Job of a VulcanBackup (and the engine's backup volume, when the operator makes
-    it: created if missing, never owned)."""
+    """The Job of a VulcanBackup: to the engine's own store, nothing else (the engine's
+    managed claim is the engine's to create)."""
     if (doc.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
         return []  # a finished backup is never run again
-    spec = VulcanBackup.model_validate(doc).spec
+    VulcanBackup.model_validate(doc)  # refuses spec.storage (validated before, too)
     return build_vulcan_backup_job(
         _owner(doc),
         engine["metadata"]["name"],
         VulcanEngineSpec.model_validate(engine.get("spec") or {}),
         settings,
-        storage=spec.storage,
     )
 
 
@@ -94,25 +93,37 @@ def render_restore(
     With backupRef, the location and checksum come from that VulcanBackup's status: give it in
     FILE or the --engine file as `kubectl get vulcanbackup NAME -o yaml` shows it. Scaling the
     engine to zero and back changes the engine's own Deployment and HPA: nothing is created.
+    The location must be a backup file of the engine's own store (`restore_source_problem`).
     """
     if (doc.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
         return []  # a finished restore is never run again
     restore = VulcanRestore.model_validate(doc)
     spec, name = restore.spec, resource_name(doc)
     engine_spec = VulcanEngineSpec.model_validate(engine.get("spec") or {})
-    location, checksum, s3 = spec.location, "", None
+    location, checksum = spec.location, spec.checksum
     if spec.backupRef is not None:
         backup = (backups or {}).get(spec.backupRef.name)
         status = (backup or {}).get("status") or {}
+        engine_of_backup = ((backup or {}).get("spec") or {}).get("engineRef") or {}
+        if backup is not None and engine_of_backup.get("name") != engine["metadata"]["name"]:
+            raise RenderError(
+                f"{name}: spec.backupRef: VulcanBackup '{spec.backupRef.name}' is a backup of "
+                f"VulcanEngine '{engine_of_backup.get('name')}', not of "
+                f"'{engine['metadata']['name']}'"
+            )
         if not status.get("location"):
             raise RenderError(
                 f"{name}: the location of VulcanBackup '{spec.backupRef.name}' is known once it "
                 "has succeeded: add it with its status (kubectl get vulcanbackup "
                 f"{spec.backupRef.name} -o yaml) to FILE, or use spec.location"
             )
-        location, checksum = str(status["location"]), str(status.get("checksum") or "")
-        storage = (backup or {}).get("spec", {}).get("storage") or {}
-        s3 = S3Storage.model_validate(storage["s3"]) if storage.get("s3") else None
+        recorded = str(status.get("checksum") or "")
+        if checksum and checksum != recorded:
+            raise RenderError(
+                f"{name}: spec.checksum is not the recorded checksum (status.checksum) of "
+                f"VulcanBackup '{spec.backupRef.name}'"
+            )
+        location, checksum = str(status["location"]), recorded
     try:
         out = build_vulcan_restore_job(
             _owner(doc),
@@ -122,7 +133,6 @@ def render_restore(
             location=location,
             checksum=checksum,
             target_database=spec.targetDatabase,
-            s3=s3,
         )
     except ValueError as exc:
         raise RenderError(f"{name}: {exc}") from None

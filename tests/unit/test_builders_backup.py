@@ -38,8 +38,9 @@ S3 = S3Storage(
 S3_STORAGE = BackupStorage(s3=S3)
 VB = Owner(kind="VulcanBackup", name="prod-before-2-1-0", namespace="vulcan", uid="vb-uid")
 VR = Owner(kind="VulcanRestore", name="prod-restore", namespace="vulcan", uid="vr-uid")
-LOCATION = "pvc://prod-backups/prod/vulcan_20261129_020000.sql.gz"
-S3_LOCATION = "s3://vulcan-backups/database/vulcan_20261129_020000.sql.gz"
+LOCATION = "pvc://prod-backups/vulcan/prod/vulcan_20261129_020000.dump"
+S3_LOCATION = "s3://vulcan-backups/database/vulcan/prod/vulcan_20261129_020000.dump"
+SHA = "ab" * 32
 
 
 def spec(**fields: Any) -> VulcanEngineSpec:
@@ -98,9 +99,9 @@ def all_variants() -> list[dict[str, Any]]:
     objs += b.build_backup_job(VB, "prod", spec().backup.storage, DB, SETTINGS)
     objs += b.build_backup_job(VB, "prod", S3_STORAGE, DB, SETTINGS, notify_webhook=HOOK)
     objs += b.build_restore_job(
-        VR, "prod", LOCATION, DB, SETTINGS, target_database="copy", expected_sha256="ab" * 32
+        VR, "prod", LOCATION, DB, SETTINGS, target_database="copy", expected_sha256=SHA
     )
-    objs += b.build_restore_job(VR, "prod", S3_LOCATION, DB, SETTINGS, s3=S3)
+    objs += b.build_restore_job(VR, "prod", S3_LOCATION, DB, SETTINGS, expected_sha256=SHA, s3=S3)
     return objs
 
 
@@ -138,6 +139,9 @@ def test_jobs_are_bounded_and_never_overlap(kind: str) -> None:
             assert cron["startingDeadlineSeconds"] > 0
             assert cron["timeZone"] == "Etc/UTC"
             assert "ttlSecondsAfterFinished" not in js  # the history limits keep them
+        elif obj["metadata"]["labels"][names.LABEL_COMPONENT] == "restore":
+            # The operator records the result, then deletes the Job: no TTL may take it first.
+            assert "ttlSecondsAfterFinished" not in js
         else:
             assert js["ttlSecondsAfterFinished"] > 0
 
@@ -173,7 +177,7 @@ def test_the_commands_are_the_packaged_programs() -> None:
     maintenance = b.build_maintenance_cronjob(ENGINE, Maintenance(), DB, SETTINGS)[0]
     (container,) = containers(maintenance)
     assert container["command"] == ["sh", "-c", program("maintenance"), "vulcan-maintenance"]
-    restore = b.build_restore_job(VR, "prod", LOCATION, DB, SETTINGS)[0]
+    restore = b.build_restore_job(VR, "prod", LOCATION, DB, SETTINGS, expected_sha256=SHA)[0]
     assert containers(restore)[0]["command"][2] == program("restore")
 
 
@@ -221,10 +225,11 @@ def test_schedule_and_retention_come_from_the_spec() -> None:
     assert cronjob["spec"]["schedule"] == "15 1 * * *"
     env = env_of(containers(cronjob)[0])
     assert env["RETENTION_DAYS"] == "7"
-    assert env["BACKUP_DIR"] == "/backups/prod"
-    assert env["BACKUP_LOCATION"] == "pvc://prod-backups/prod"
+    assert env["BACKUP_DIR"] == "/backups/vulcan/prod"
+    assert env["BACKUP_LOCATION"] == "pvc://prod-backups/vulcan/prod"
     assert env["NOTIFY_WEBHOOK_URL"] == ("secret", "slack", "url", False)
     assert env["VULCAN_ENGINE"] == "prod"
+    assert env["VULCAN_NAMESPACE"] == "vulcan"
     maintenance = b.build_maintenance_cronjob(
         ENGINE, Maintenance(schedule="30 4 * * 6"), DB, SETTINGS, reindex=True
     )[0]
@@ -287,14 +292,22 @@ def test_no_pvc_for_an_existing_claim_or_s3() -> None:
     cronjob = b.build_backup_cronjob(ENGINE, Backup(storage=shared), DB, SETTINGS)[0]
     volumes = {v["name"]: v for v in pod_spec(cronjob)["volumes"]}
     assert volumes["backups"]["persistentVolumeClaim"] == {"claimName": "shared-backups"}
-    assert env_of(containers(cronjob)[0])["BACKUP_LOCATION"] == "pvc://shared-backups/prod"
+    assert env_of(containers(cronjob)[0])["BACKUP_LOCATION"] == "pvc://shared-backups/vulcan/prod"
 
 
-def test_disabled_backups_and_maintenance_build_nothing() -> None:
+def test_disabled_backups_and_maintenance_build_only_the_store() -> None:
     objs = b.build_engine_backup_children(
         ENGINE, spec(backup={"enabled": False}, maintenance={"enabled": False}), SETTINGS
     )
-    assert objs == []
+    # The claim stays: VulcanBackups (on-demand, pre-upgrade) write there and never create it.
+    assert [(o["kind"], o["metadata"]["name"]) for o in objs] == [
+        ("PersistentVolumeClaim", "prod-backups")
+    ]
+    s3_off = spec(
+        backup={"enabled": False, "storage": S3_STORAGE.model_dump(exclude_none=True)},
+        maintenance={"enabled": False},
+    )
+    assert b.build_engine_backup_children(ENGINE, s3_off, SETTINGS) == []
     names_ = {name for _, _, name in b.possible_backup_children("prod")}
     assert names_ == {"prod-backup", "prod-maintenance"}
 
@@ -309,13 +322,14 @@ def test_s3_backups_dump_in_an_init_container_and_upload_with_the_aws_cli() -> N
     assert upload["image"] == "aws:test" and upload["command"][2] == program("s3-upload")
     dump_env, upload_env = env_of(dump), env_of(upload)
     assert dump_env["BACKUP_DIR"] == upload_env["BACKUP_DIR"] == "/work"
-    assert dump_env["BACKUP_LOCATION"] == "s3://vulcan-backups/database"
+    assert dump_env["BACKUP_LOCATION"] == "s3://vulcan-backups/database/vulcan/prod"
     assert dump_env["NOTIFY_ON_SUCCESS"] == "false"
     assert "RETENTION_DAYS" not in dump_env and upload_env["RETENTION_DAYS"] == "14"
     assert "DATABASE_URL" in dump_env and "DATABASE_URL" not in upload_env  # least privilege
     assert "AWS_SECRET_ACCESS_KEY" not in dump_env
     assert upload_env["S3_BUCKET"] == "vulcan-backups"
-    assert upload_env["S3_PREFIX"] == "database/"
+    assert upload_env["S3_PREFIX"] == "database/vulcan/prod/"
+    assert dump_env["VULCAN_NAMESPACE"] == upload_env["VULCAN_NAMESPACE"] == "vulcan"
     assert upload_env["S3_ENDPOINT_URL"] == "https://minio.example.com"
     assert upload_env["AWS_DEFAULT_REGION"] == "eu-west-1"
     assert upload_env["AWS_ACCESS_KEY_ID"] == ("secret", "s3-creds", "AWS_ACCESS_KEY_ID", False)
@@ -333,22 +347,23 @@ def test_s3_backups_dump_in_an_init_container_and_upload_with_the_aws_cli() -> N
 
 def test_an_on_demand_backup_job() -> None:
     objs = b.build_backup_job(VB, "prod", spec().backup.storage, DB, SETTINGS, notify_webhook=HOOK)
-    pvc, job = objs
-    assert pvc["kind"] == "PersistentVolumeClaim" and "ownerReferences" not in pvc["metadata"]
-    assert pvc == b.build_backup_pvc(ENGINE, spec().backup.storage)[0]  # the engine's claim
+    (job,) = objs  # never a claim: the managed one is the engine's reconcile's to create
+    volumes = {v["name"]: v for v in pod_spec(job)["volumes"]}
+    assert volumes["backups"]["persistentVolumeClaim"] == {"claimName": "prod-backups"}
     (ref,) = job["metadata"]["ownerReferences"]
     assert (ref["kind"], ref["name"], ref["uid"]) == ("VulcanBackup", VB.name, VB.uid)
     assert job["metadata"]["name"].startswith("prod-before-2-1-0-backup-")
     assert len(job["metadata"]["name"]) <= 63
     assert job["metadata"]["labels"] == names.labels("prod", "backup")
     env = env_of(containers(job)[0])
-    assert env["BACKUP_DIR"] == "/backups/prod/on-demand"  # out of retention's reach
-    assert env["BACKUP_LOCATION"] == "pvc://prod-backups/prod/on-demand"
+    assert env["BACKUP_DIR"] == "/backups/vulcan/prod/on-demand"  # out of retention's reach
+    assert env["BACKUP_LOCATION"] == "pvc://prod-backups/vulcan/prod/on-demand"
+    assert env["VULCAN_NAMESPACE"] == "vulcan"
     assert "RETENTION_DAYS" not in env
     assert env["NOTIFY_WEBHOOK_URL"][0] == "secret"
     (s3_job,) = b.build_backup_job(VB, "prod", S3_STORAGE, DB, SETTINGS)
     upload_env = env_of(pod_spec(s3_job)["containers"][0])
-    assert upload_env["S3_PREFIX"] == "database/on-demand/"
+    assert upload_env["S3_PREFIX"] == "database/vulcan/prod/on-demand/"
     assert "RETENTION_DAYS" not in upload_env
 
 
@@ -365,14 +380,17 @@ def test_one_off_job_names_carry_a_hash_of_their_inputs() -> None:
         b.build_backup_job(other_owner, "prod", storage, DB, SETTINGS),
     ):
         assert variant[-1]["metadata"]["name"] != name
-    r1 = b.build_restore_job(VR, "prod", LOCATION, DB, SETTINGS)[0]["metadata"]["name"]
-    r2 = b.build_restore_job(VR, "prod", LOCATION, DB, SETTINGS, target_database="x")[0]
+    r1 = b.build_restore_job(VR, "prod", LOCATION, DB, SETTINGS, expected_sha256=SHA)[0]
+    r2 = b.build_restore_job(
+        VR, "prod", LOCATION, DB, SETTINGS, expected_sha256=SHA, target_database="x"
+    )[0]
+    r1 = r1["metadata"]["name"]
     assert r1 != r2["metadata"]["name"] and r1.startswith("prod-restore-restore-")
 
 
 def test_a_restore_job_from_a_volume() -> None:
     (job,) = b.build_restore_job(
-        VR, "prod", LOCATION, DB, SETTINGS, target_database="copy", expected_sha256="ab" * 32
+        VR, "prod", LOCATION, DB, SETTINGS, target_database="copy", expected_sha256=SHA
     )
     (ref,) = job["metadata"]["ownerReferences"]
     assert (ref["kind"], ref["name"]) == ("VulcanRestore", "prod-restore")
@@ -382,10 +400,12 @@ def test_a_restore_job_from_a_volume() -> None:
     assert "initContainers" not in pod
     (container,) = pod["containers"]
     env = env_of(container)
-    assert env["BACKUP_FILE"] == "/backups/prod/vulcan_20261129_020000.sql.gz"
+    assert env["BACKUP_FILE"] == "/backups/vulcan/prod/vulcan_20261129_020000.dump"
     assert env["BACKUP_LOCATION"] == LOCATION
     assert env["TARGET_DATABASE"] == "copy"
-    assert env["EXPECTED_SHA256"] == "ab" * 32
+    assert env["EXPECTED_SHA256"] == SHA
+    assert (env["VULCAN_ENGINE"], env["VULCAN_NAMESPACE"]) == ("prod", "vulcan")
+    assert "ttlSecondsAfterFinished" not in job["spec"]
     assert env["DATABASE_URL"] == ("secret", "vulcan-db", "database-url", False)
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["backups"]["persistentVolumeClaim"] == {
@@ -395,13 +415,19 @@ def test_a_restore_job_from_a_volume() -> None:
     assert {"name": "backups", "mountPath": "/backups", "readOnly": True} in container[
         "volumeMounts"
     ]
-    (plain,) = b.build_restore_job(VR, "prod", LOCATION, DB, SETTINGS)
+    (plain,) = b.build_restore_job(VR, "prod", LOCATION, DB, SETTINGS, expected_sha256=SHA)
     assert "TARGET_DATABASE" not in env_of(pod_spec(plain)["containers"][0])
+
+
+@pytest.mark.parametrize("checksum", ["", "AB" * 32, "ab" * 31, "g" * 64, "ab" * 32 + "\n"])
+def test_a_restore_job_needs_the_expected_checksum(checksum: str) -> None:
+    with pytest.raises(ValueError, match="expected sha256"):
+        b.build_restore_job(VR, "prod", LOCATION, DB, SETTINGS, expected_sha256=checksum)
 
 
 def test_a_restore_job_from_s3_downloads_first() -> None:
     (job,) = b.build_restore_job(
-        VR, "prod", S3_LOCATION, DB, SETTINGS, s3=S3, aws_cli_image="aws:test"
+        VR, "prod", S3_LOCATION, DB, SETTINGS, expected_sha256=SHA, s3=S3, aws_cli_image="aws:test"
     )
     pod = pod_spec(job)
     (download,) = pod["initContainers"]
@@ -412,10 +438,11 @@ def test_a_restore_job_from_s3_downloads_first() -> None:
     assert d_env["S3_LOCATION"] == S3_LOCATION and d_env["BACKUP_DIR"] == "/work"
     assert d_env["AWS_SECRET_ACCESS_KEY"][0] == "secret"
     assert "DATABASE_URL" not in d_env
-    assert r_env["BACKUP_FILE"] == "/work/vulcan_20261129_020000.sql.gz"
+    assert r_env["BACKUP_FILE"] == "/work/vulcan_20261129_020000.dump"
     assert "AWS_SECRET_ACCESS_KEY" not in r_env
+    assert d_env["VULCAN_NAMESPACE"] == r_env["VULCAN_NAMESPACE"] == "vulcan"
     with pytest.raises(ValueError, match="needs S3 settings"):
-        b.build_restore_job(VR, "prod", S3_LOCATION, DB, SETTINGS)
+        b.build_restore_job(VR, "prod", S3_LOCATION, DB, SETTINGS, expected_sha256=SHA)
 
 
 @pytest.mark.parametrize(
@@ -432,7 +459,7 @@ def test_a_restore_job_from_s3_downloads_first() -> None:
 )
 def test_bad_locations_are_refused(location: str) -> None:
     with pytest.raises(ValueError, match="backup location"):
-        b.build_restore_job(VR, "prod", location, DB, SETTINGS, s3=S3)
+        b.build_restore_job(VR, "prod", location, DB, SETTINGS, expected_sha256=SHA, s3=S3)
 
 
 def test_locations_parse_both_ways() -> None:
@@ -440,10 +467,154 @@ def test_locations_parse_both_ways() -> None:
     assert (where.scheme, where.root, where.path) == (
         "pvc",
         "prod-backups",
-        "prod/vulcan_20261129_020000.sql.gz",
+        "vulcan/prod/vulcan_20261129_020000.dump",
     )
-    assert where.file_name == "vulcan_20261129_020000.sql.gz" and str(where) == LOCATION
+    assert where.file_name == "vulcan_20261129_020000.dump" and str(where) == LOCATION
     assert str(b.BackupLocation.parse(S3_LOCATION)) == S3_LOCATION
+
+
+def test_the_layout_carries_namespace_and_engine() -> None:
+    pvc = spec().backup.storage
+    assert b.plan_storage("prod", "vulcan", pvc).location == "pvc://prod-backups/vulcan/prod"
+    on_demand = b.plan_storage("prod", "vulcan", pvc, on_demand=True)
+    assert on_demand.location == "pvc://prod-backups/vulcan/prod/on-demand"
+    assert on_demand.backup_dir == "/backups/vulcan/prod/on-demand"
+    assert b.plan_storage("prod", "vulcan", S3_STORAGE).prefix == "database/vulcan/prod/"
+    assert b.plan_storage("prod", "other", S3_STORAGE, on_demand=True).location == (
+        "s3://vulcan-backups/database/other/prod/on-demand"
+    )
+    bare = BackupStorage(s3=S3.model_copy(update={"prefix": ""}))
+    assert b.plan_storage("prod", "vulcan", bare).prefix == "vulcan/prod/"
+
+
+@pytest.mark.parametrize(
+    ("storage", "location"),
+    [
+        (BackupStorage(pvc=PvcStorage()), LOCATION),
+        (BackupStorage(pvc=PvcStorage()), "pvc://prod-backups/vulcan/prod/on-demand/vulcan_x.dump"),
+        (
+            BackupStorage(pvc=PvcStorage(claimName="shared")),
+            "pvc://shared/vulcan/prod/vulcan_1.dump",
+        ),
+        (S3_STORAGE, S3_LOCATION),
+        (S3_STORAGE, "s3://vulcan-backups/database/vulcan/prod/on-demand/vulcan_1.dump"),
+    ],
+)
+def test_a_backup_file_of_the_engines_store_may_be_restored(
+    storage: BackupStorage, location: str
+) -> None:
+    assert b.restore_source_problem("prod", "vulcan", storage, location) is None
+
+
+@pytest.mark.parametrize(
+    ("location", "why"),
+    [
+        ("s3://vulcan-backups/database/vulcan/prod/x.dump", "keeps its backups in a volume"),
+        ("pvc://other-claim/vulcan/prod/vulcan_1.dump", "claim 'other-claim' is not the claim"),
+        ("pvc://prod-backups/vulcan/staging/vulcan_1.dump", "not in a backup folder"),
+        ("pvc://prod-backups/other/prod/vulcan_1.dump", "not in a backup folder"),
+        ("pvc://prod-backups/prod/vulcan_1.sql.gz", "not in a backup folder"),
+        ("pvc://prod-backups/vulcan/prod/vulcan_1.sql.gz", "restored by hand"),
+        ("pvc://prod-backups/vulcan/prod/vulcan_1.dump.sha256", "not a backup file"),
+        ("pvc://prod-backups/vulcan/prod/x/vulcan_1.dump", "not in a backup folder"),
+        ("pvc://prod-backups/vulcan/prod/../staging/vulcan_1.dump", "'..' parts"),
+        ("pvc://prod-backups/vulcan/prod/on-demand/../../staging/vulcan_1.dump", "'..' parts"),
+        ("ftp://prod-backups/vulcan/prod/vulcan_1.dump", "expected s3://bucket/key"),
+    ],
+)
+def test_anything_else_is_refused_naming_the_field(location: str, why: str) -> None:
+    problem = b.restore_source_problem("prod", "vulcan", BackupStorage(pvc=PvcStorage()), location)
+    assert problem is not None and why in problem
+    assert problem.startswith("spec.location: ") and "\n" not in problem
+    assert problem.endswith(
+        "allowed: pvc://prod-backups/vulcan/prod/vulcan_<time>.dump or "
+        "pvc://prod-backups/vulcan/prod/on-demand/vulcan_<time>.dump"
+    )
+
+
+def test_the_vulcan_restore_job_is_only_built_for_the_engines_store() -> None:
+    engine_spec = spec(backup={"storage": S3_STORAGE.model_dump(exclude_none=True)})
+    (job,) = b.build_vulcan_restore_job(
+        VR, "prod", engine_spec, SETTINGS, location=S3_LOCATION, checksum=SHA
+    )
+    download = env_of(pod_spec(job)["initContainers"][0])
+    assert download["S3_ENDPOINT_URL"] == "https://minio.example.com"  # the engine's settings
+    foreign = "s3://attacker-bucket/database/vulcan/prod/vulcan_20261129_020000.dump"
+    with pytest.raises(ValueError, match=r"^spec\.location: bucket 'attacker-bucket'"):
+        b.build_vulcan_restore_job(
+            VR, "prod", engine_spec, SETTINGS, location=foreign, checksum=SHA
+        )
+    with pytest.raises(ValueError, match="expected sha256"):
+        b.build_vulcan_restore_job(
+            VR, "prod", engine_spec, SETTINGS, location=S3_LOCATION, checksum=""
+        )
+
+
+def engine_doc(
+    name: str, namespace: str, created: str, storage: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "metadata": {"name": name, "namespace": namespace, "creationTimestamp": created},
+        "spec": {"version": "2.0.0"},
+    }
+    if storage is not None:
+        doc["spec"]["backup"] = {"storage": storage}
+    return doc
+
+
+def test_two_engines_may_not_share_a_store() -> None:
+    s3 = S3_STORAGE.model_dump(exclude_none=True)
+    first = engine_doc("prod", "team-a", "2026-11-01T00:00:00Z", s3)
+    second = engine_doc("prod", "team-b", "2026-11-02T00:00:00Z", s3)
+    engines = [first, second]
+    # The engine created first keeps its store; the later one is refused, naming the first.
+    assert b.storage_conflicts("team-a", "prod", "2026-11-01T00:00:00Z", S3_STORAGE, engines) == []
+    (problem,) = b.storage_conflicts("team-b", "prod", "2026-11-02T00:00:00Z", S3_STORAGE, engines)
+    assert problem.startswith("spec.backup.storage: S3 bucket 'vulcan-backups'")
+    assert "VulcanEngine 'team-a/prod'" in problem
+    assert "s3-creds" not in problem and "minio" not in problem  # no settings beyond the bucket
+    # A prefix inside the other's is the same store; another prefix, bucket or endpoint is not.
+    inner = BackupStorage(s3=S3.model_copy(update={"prefix": "database/team-b/"}))
+    assert b.storage_conflicts("team-b", "prod", "2026-11-02T00:00:00Z", inner, engines)
+    for other in (
+        S3.model_copy(update={"prefix": "database2/"}),
+        S3.model_copy(update={"bucket": "team-b-backups"}),
+        S3.model_copy(update={"endpoint": "https://s3.other.example.com"}),
+    ):
+        mine = BackupStorage(s3=other)
+        assert b.storage_conflicts("team-b", "prod", "2026-11-02T00:00:00Z", mine, engines) == []
+    # Same creation time: namespace and name decide, so exactly one of them is refused.
+    tie = [engine_doc("prod", ns, "2026-11-01T00:00:00Z", s3) for ns in ("a", "b")]
+    refused = [
+        ns
+        for ns in ("a", "b")
+        if b.storage_conflicts(ns, "prod", "2026-11-01T00:00:00Z", S3_STORAGE, tie)
+    ]
+    assert refused == ["b"]
+
+
+def test_two_engines_may_not_share_a_claim() -> None:
+    managed = engine_doc("prod", "vulcan", "2026-11-01T00:00:00Z")  # the default: prod-backups
+    squatter = BackupStorage(pvc=PvcStorage(claimName="prod-backups"))
+    (problem,) = b.storage_conflicts(
+        "vulcan", "staging", "2026-11-02T00:00:00Z", squatter, [managed]
+    )
+    assert "claim 'prod-backups'" in problem and "VulcanEngine 'prod'" in problem
+    # A claim of the same name in another namespace is another claim.
+    assert (
+        b.storage_conflicts("other", "staging", "2026-11-02T00:00:00Z", squatter, [managed]) == []
+    )
+    # Being deleted, invalid, or itself: no conflict.
+    gone = engine_doc("prod", "vulcan", "2026-11-01T00:00:00Z")
+    gone["metadata"]["deletionTimestamp"] = "2026-11-03T00:00:00Z"
+    broken = engine_doc("x", "vulcan", "2026-11-01T00:00:00Z", {"pvc": {}, "s3": {}})
+    me = engine_doc("staging", "vulcan", "2026-11-02T00:00:00Z", squatter.model_dump())
+    assert (
+        b.storage_conflicts(
+            "vulcan", "staging", "2026-11-02T00:00:00Z", squatter, [gone, broken, me]
+        )
+        == []
+    )
 
 
 def test_long_engine_names_fit_cronjob_limits() -> None:

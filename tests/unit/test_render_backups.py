@@ -16,7 +16,7 @@ from vulcan_operator.rendering import PLACEHOLDER_UID, RenderError, render
 
 ROOT = Path(__file__).resolve().parents[2]
 API = "vulcan-engine.com/v1alpha1"
-LOCATION = "pvc://prod-backups/prod/on-demand/vulcan_20261129_020000.sql.gz"
+LOCATION = "pvc://prod-backups/vulcan/prod/on-demand/vulcan_20261129_020000.dump"
 CHECKSUM = "9f" * 32
 S3 = {"bucket": "vulcan-backups", "credentialsSecretRef": {"name": "s3-creds"}}
 
@@ -82,23 +82,31 @@ def test_an_engine_renders_its_backup_volume_and_cronjobs() -> None:
     )
     validate_manifests(objs)
     off = render([engine(backup={"enabled": False}, maintenance={"enabled": False})])
-    assert not [o for o in off if o["kind"] in ("PersistentVolumeClaim", "CronJob")]
+    # No CronJob; the claim stays, as the store of the engine's VulcanBackups.
+    assert kinds([o for o in off if o["kind"] in ("PersistentVolumeClaim", "CronJob")]) == [
+        ("PersistentVolumeClaim", "prod-backups")
+    ]
 
 
 def test_a_backup_renders_its_job_with_the_engine() -> None:
     objs = render([custom("VulcanBackup", "manual-1")], engines=[engine()])
-    assert kinds(objs)[0] == ("PersistentVolumeClaim", "prod-backups")
-    (kind, name) = kinds(objs)[1]
-    assert kind == "Job" and name.startswith("manual-1-backup-")
-    job = objs[1]
+    (kind, name) = kinds(objs)[0]  # only the Job: the claim is the engine's to create
+    assert kind == "Job" and name.startswith("manual-1-backup-") and len(objs) == 1
+    job = objs[0]
     assert job["metadata"]["ownerReferences"][0]["kind"] == "VulcanBackup"
-    assert env(job, "backup")["BACKUP_DIR"] == "/backups/prod/on-demand"
+    assert env(job, "backup")["BACKUP_DIR"] == "/backups/vulcan/prod/on-demand"
     validate_manifests(objs)
-    # Its own storage instead of the engine's: object storage, no volume.
-    s3 = render([custom("VulcanBackup", "archive", storage={"s3": S3})], engines=[engine()])
+    # An engine keeping its backups in object storage: the backup goes there, no volume.
+    s3 = render(
+        [custom("VulcanBackup", "archive")], engines=[engine(backup={"storage": {"s3": S3}})]
+    )
     assert [o["kind"] for o in s3] == ["Job"]
     assert env(s3[0], "upload")["S3_BUCKET"] == "vulcan-backups"
+    assert env(s3[0], "upload")["S3_PREFIX"] == "database/vulcan/prod/on-demand/"
     validate_manifests(s3)
+    # Its own storage: refused, naming the field.
+    with pytest.raises(RenderError, match=r"VulcanBackup/archive: spec\.storage: not allowed"):
+        render([custom("VulcanBackup", "archive", storage={"s3": S3})], engines=[engine()])
     # Finished: nothing more to create.
     assert render([succeeded()], engines=[engine()]) == []
 
@@ -112,26 +120,32 @@ def test_a_restore_renders_the_restore_job_and_the_migration() -> None:
     assert job["metadata"]["ownerReferences"][0]["kind"] == "VulcanRestore"
     values = env(job, "restore")
     assert values["EXPECTED_SHA256"] == CHECKSUM
-    assert values["BACKUP_FILE"] == "/backups/prod/on-demand/vulcan_20261129_020000.sql.gz"
+    assert values["BACKUP_FILE"] == "/backups/vulcan/prod/on-demand/vulcan_20261129_020000.dump"
+    assert "ttlSecondsAfterFinished" not in job["spec"]
     (container,) = migration["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["alembic", "upgrade", "head"]
     assert container["image"] == "vulcan-engine:2.0.0"
     validate_manifests(objs)
 
-    side = custom("VulcanRestore", "r2", location=LOCATION, targetDatabase="vulcan_inspect")
+    side = custom(
+        "VulcanRestore", "r2", location=LOCATION, checksum=CHECKSUM, targetDatabase="vulcan_inspect"
+    )
     (only,) = render([side], engines=[engine()])
     assert env(only, "restore")["TARGET_DATABASE"] == "vulcan_inspect"
-    no_migration = custom("VulcanRestore", "r3", location=LOCATION, migrate=False)
+    assert env(only, "restore")["EXPECTED_SHA256"] == CHECKSUM
+    no_migration = custom(
+        "VulcanRestore", "r3", location=LOCATION, checksum=CHECKSUM, migrate=False
+    )
     assert [o["kind"] for o in render([no_migration], engines=[engine()])] == ["Job"]
 
 
 def test_a_restore_from_s3_downloads_with_the_engines_settings() -> None:
-    location = "s3://vulcan-backups/database/vulcan_20261129_020000.sql.gz"
-    restore = custom("VulcanRestore", "r1", location=location, migrate=False)
+    location = "s3://vulcan-backups/database/vulcan/prod/vulcan_20261129_020000.dump"
+    restore = custom("VulcanRestore", "r1", location=location, checksum=CHECKSUM, migrate=False)
     (job,) = render([restore], engines=[engine(backup={"storage": {"s3": S3}})])
     assert env(job, "download")["S3_LOCATION"] == location
     validate_manifests([job])
-    with pytest.raises(RenderError, match="needs S3 settings"):
+    with pytest.raises(RenderError, match="keeps its backups in a volume claim"):
         render([restore], engines=[engine()])
 
 
@@ -145,6 +159,13 @@ def test_a_restore_needs_what_it_refers_to() -> None:
     pending["status"] = {"phase": "Running"}
     with pytest.raises(RenderError, match="kubectl get vulcanbackup manual-1 -o yaml"):
         render([pending, restore], engines=[engine()])
+    other_engine = copy.deepcopy(succeeded())
+    other_engine["spec"]["engineRef"]["name"] = "staging"
+    with pytest.raises(RenderError, match="is a backup of VulcanEngine 'staging', not of 'prod'"):
+        render([restore], engines=[engine(), other_engine])
+    wrong = custom("VulcanRestore", "r1", backupRef={"name": "manual-1"}, checksum="ab" * 32)
+    with pytest.raises(RenderError, match=r"spec\.checksum is not the recorded checksum"):
+        render([succeeded(), wrong], engines=[engine()])
 
 
 def test_the_command_line_renders_the_examples(

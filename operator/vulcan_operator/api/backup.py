@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vulcan_operator.api.common import (
     LocalObjectReference,
@@ -13,16 +13,36 @@ from vulcan_operator.api.common import (
     Strict,
     cel,
 )
-from vulcan_operator.api.engine import BackupStorage
+
+#: Why spec.storage of a VulcanBackup is refused (a backup may not choose where the engine's
+#: database goes: only the engine's spec.backup.storage says that).
+STORAGE_NOT_ALLOWED = (
+    "not allowed: a VulcanBackup writes only where its VulcanEngine's spec.backup.storage says"
+)
+#: Why a VulcanRestore with a location and no checksum is refused.
+CHECKSUM_REQUIRED = (
+    "required with spec.location: the sha256 of the backup file (64 lowercase hex characters, "
+    "as in its VulcanBackup's status.checksum or its .sha256 file)"
+)
 
 
 class VulcanBackupSpec(Strict):
-    """One database backup of an engine, taken once."""
+    """One database backup of an engine, taken once, to the engine's own backup storage."""
+
+    model_config = cel(("!has(self.storage)", f"spec.storage is {STORAGE_NOT_ALLOWED}"))
 
     engineRef: LocalObjectReference = Field(description="The VulcanEngine to back up.")
-    storage: BackupStorage | None = Field(
-        None, description="Where to store it; default: the engine's spec.backup.storage."
+    storage: dict[str, Any] | None = Field(
+        None,
+        description="Not allowed (refused when set): a VulcanBackup is written to its "
+        "VulcanEngine's spec.backup.storage, on-demand folder, and nowhere else.",
     )
+
+    @field_validator("storage")
+    @classmethod
+    def _no_storage(cls, value: dict[str, Any] | None) -> None:
+        if value is not None:
+            raise ValueError(STORAGE_NOT_ALLOWED)
 
 
 class VulcanBackupStatus(Status):
@@ -60,6 +80,11 @@ class VulcanRestoreSpec(Strict):
             "has(self.backupRef) != (has(self.location) && self.location != '')",
             "set exactly one of backupRef or location",
         ),
+        (
+            "!has(self.location) || self.location == '' || "
+            "(has(self.checksum) && self.checksum != '')",
+            f"spec.checksum is {CHECKSUM_REQUIRED}",
+        ),
     )
 
     engineRef: LocalObjectReference = Field(description="The VulcanEngine to restore.")
@@ -68,7 +93,16 @@ class VulcanRestoreSpec(Strict):
         "",
         max_length=2048,
         pattern=f"^({LOCATION[1:-1]})?$",
-        description="Or a backup file: s3://bucket/key or pvc://claim/path.",
+        description="Or a backup file of the engine's own backup storage: "
+        "s3://<bucket>/<prefix><namespace>/<engine>/[on-demand/]vulcan_<time>.dump or "
+        "pvc://<claim>/<namespace>/<engine>/[on-demand/]vulcan_<time>.dump.",
+    )
+    checksum: str = Field(
+        "",
+        max_length=64,
+        pattern=r"^([0-9a-f]{64})?$",
+        description="sha256 of the backup file (64 lowercase hex). Required with location; "
+        "with backupRef, if given, it must equal the VulcanBackup's status.checksum.",
     )
     targetDatabase: str = Field(
         "",
@@ -82,6 +116,8 @@ class VulcanRestoreSpec(Strict):
     def _one_source(self) -> VulcanRestoreSpec:
         if (self.backupRef is None) == (not self.location):
             raise ValueError("set exactly one of backupRef or location")
+        if self.location and not self.checksum:
+            raise ValueError(f"checksum: {CHECKSUM_REQUIRED}")
         return self
 
 

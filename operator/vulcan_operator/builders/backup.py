@@ -19,19 +19,28 @@ Decisions (see also `vulcan_operator.scripts`):
   ownerReference, so deleting the engine never deletes its backups; the operator never deletes
   it either (`possible_backup_children` leaves it out). Apply it create-only: a claim's spec is
   immutable except for growing `resources.requests.storage`.
-- PVC layout: the claim is mounted at /backups; scheduled backups go to `<engine>/`, on-demand
-  ones to `<engine>/on-demand/` (out of reach of retention: a pre-upgrade backup stays until
-  someone deletes it). Locations read `pvc://<claim>/<engine>/vulcan_YYYYmmdd_HHMMSS.sql.gz`.
+- One store per engine, the engine's: `spec.backup.storage` of the VulcanEngine. A VulcanBackup
+  has no storage of its own (its Job writes to the engine's on-demand folder) and never
+  creates a claim: only the engine's reconcile creates the managed `<engine>-backups` claim.
+  A restore reads only a backup file of that store (`restore_source_problem`). Two engines
+  may not share a store (`storage_conflicts`: the later-created one is refused).
+- Layout: every backup of an engine lives under `<namespace>/<engine>/` of the store, the
+  on-demand ones under `<namespace>/<engine>/on-demand/` (out of reach of retention: a
+  pre-upgrade backup stays until someone deletes it). Files are `vulcan_YYYYmmdd_HHMMSS.dump`
+  (PostgreSQL custom format) with `.sha256` and `.json` sidecars.
+  PVC (mounted at /backups): `pvc://<claim>/<namespace>/<engine>/[on-demand/]<file>`.
+  S3: `s3://<bucket>/<prefix><namespace>/<engine>/[on-demand/]<file>`.
 - S3: postgres:15-alpine has no aws CLI, so the pod runs the dump as an init container
   (postgres image) into an emptyDir and uploads from the main container (aws CLI image); a
-  restore downloads in an init container and restores in the main one. Keys:
-  `s3://<bucket>/<prefix><file>`, on-demand ones under `<prefix>on-demand/`.
+  restore downloads in an init container and restores in the main one.
 - Pods: uid/gid 70 (`postgres` in the alpine image), fsGroup 70 so the volume is writable,
   RuntimeDefault seccomp, no capabilities, read-only root with an emptyDir /tmp, no service
   account token. `restartPolicy: Never` and a podFailurePolicy: exit 2 (bad settings) and 3
   (backup file refused) fail the Job at once; evictions do not count as failures.
 - Secrets only by reference: DATABASE_URL, the webhook URL and the S3 keys come from
   `secretKeyRef`s; no value ever appears in a manifest.
+- Restore Jobs have no ttlSecondsAfterFinished: the operator reads the result, records it and
+  deletes the Job itself (a TTL could remove it while the operator is down).
 """
 
 from __future__ import annotations
@@ -39,9 +48,11 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from pydantic import ValidationError
 
 from vulcan_operator import names, scripts
 from vulcan_operator.api.common import SecretKeyRef
@@ -50,6 +61,7 @@ from vulcan_operator.api.engine import (
     BackupStorage,
     Database,
     Maintenance,
+    PvcStorage,
     S3Storage,
     VulcanEngineSpec,
 )
@@ -89,6 +101,8 @@ __all__ = [
     "plan_storage",
     "possible_backup_children",
     "restore_job_name",
+    "restore_source_problem",
+    "storage_conflicts",
 ]
 
 Manifest = dict[str, Any]
@@ -231,9 +245,10 @@ class StoragePlan:
     #: pvc: the claim to mount (the operator's own when `managed`).
     claim: str = ""
     managed: bool = False
-    #: pvc: the folder inside the claim, e.g. "prod" or "prod/on-demand".
+    #: pvc: the folder inside the claim, e.g. "vulcan/prod" or "vulcan/prod/on-demand".
     folder: str = ""
-    #: s3: the settings, and the key prefix ("database/" or "database/on-demand/").
+    #: s3: the settings, and the key prefix ("database/vulcan/prod/" or
+    #: "database/vulcan/prod/on-demand/").
     s3: S3Storage | None = None
     prefix: str = ""
 
@@ -256,18 +271,112 @@ def _s3_prefix(prefix: str) -> str:
     return prefix if not prefix or prefix.endswith("/") else prefix + "/"
 
 
-def plan_storage(engine: str, storage: BackupStorage, *, on_demand: bool = False) -> StoragePlan:
-    """Decide where backups go (see the module docstring for the layout)."""
+def plan_storage(
+    engine: str, namespace: str, storage: BackupStorage, *, on_demand: bool = False
+) -> StoragePlan:
+    """Where the backups of engine `namespace`/`engine` go: its own folder of its store (see
+    the module docstring for the layout); `on_demand`: the on-demand folder."""
+    folder = posixpath.join(namespace, engine, *([ON_DEMAND_DIR] if on_demand else []))
     if storage.pvc is not None:
         managed = not storage.pvc.claimName
         claim = backup_pvc_name(engine) if managed else storage.pvc.claimName
-        folder = posixpath.join(engine, ON_DEMAND_DIR) if on_demand else engine
         return StoragePlan(kind="pvc", claim=claim, managed=managed, folder=folder)
     assert storage.s3 is not None  # BackupStorage guarantees exactly one
-    prefix = _s3_prefix(storage.s3.prefix)
-    if on_demand:
-        prefix = f"{prefix}{ON_DEMAND_DIR}/"
+    prefix = f"{_s3_prefix(storage.s3.prefix)}{folder}/"
     return StoragePlan(kind="s3", s3=storage.s3, prefix=prefix)
+
+
+#: The name of a backup file the programs write: vulcan_<YYYYmmdd_HHMMSS>.dump.
+BACKUP_FILE = re.compile(r"^vulcan_[0-9A-Za-z_-]+\.dump$")
+
+
+def restore_source_problem(
+    engine: str, namespace: str, storage: BackupStorage, location: str
+) -> str | None:
+    """None when `location` is a backup file of engine `namespace`/`engine`'s own store (its
+    scheduled or on-demand folder, a `vulcan_*.dump` file), else one line naming
+    spec.location, what is wrong and what is allowed."""
+    plans = [plan_storage(engine, namespace, storage, on_demand=d) for d in (False, True)]
+    allowed = " or ".join(f"{p.location}/vulcan_<time>.dump" for p in plans)
+    try:
+        where = BackupLocation.parse(location)
+    except ValueError as exc:
+        return f"spec.location: {exc}; allowed: {allowed}"
+    plan = plans[0]
+    folder, _, file_name = where.path.rpartition("/")
+    if where.scheme != plan.kind:
+        store = "a volume claim" if plan.kind == "pvc" else "S3"
+        problem = f"VulcanEngine '{engine}' keeps its backups in {store} (spec.backup.storage)"
+    elif where.root != (plan.s3.bucket if plan.s3 is not None else plan.claim):
+        what = "claim" if plan.kind == "pvc" else "bucket"
+        problem = f"{what} '{where.root}' is not the {what} of VulcanEngine '{engine}'"
+    elif not any((p.folder if p.kind == "pvc" else p.prefix.rstrip("/")) == folder for p in plans):
+        problem = f"not in a backup folder of VulcanEngine '{engine}' ({namespace}/{engine}/)"
+    elif not BACKUP_FILE.match(file_name):
+        problem = (
+            f"'{file_name}' is not a backup file of this operator (vulcan_<time>.dump; an "
+            "older .sql.gz backup must be restored by hand)"
+        )
+    else:
+        return None
+    return f"spec.location: {problem}; allowed: {allowed}"
+
+
+def _store(namespace: str, engine: str, storage: BackupStorage) -> tuple[str, str, str]:
+    """(kind, where, key prefix) of an engine's store: a claim is namespaced, a bucket is not."""
+    plan = plan_storage(engine, namespace, storage)
+    if plan.kind == "pvc":
+        return "pvc", f"{namespace}/{plan.claim}", ""
+    assert plan.s3 is not None
+    endpoint = plan.s3.endpoint.rstrip("/").lower()
+    return "s3", f"{endpoint} {plan.s3.bucket}", _s3_prefix(plan.s3.prefix)
+
+
+def storage_conflicts(
+    namespace: str,
+    engine: str,
+    created: str,
+    storage: BackupStorage,
+    engines: Iterable[Mapping[str, Any]],
+) -> list[str]:
+    """Why engine `namespace`/`engine` (created at `created`, an RFC 3339 time) may not use
+    `storage`: one line per engine of `engines` (VulcanEngine objects, e.g. a list of every
+    namespace) created before it that uses the same store: the same claim of the same
+    namespace, or the same S3 endpoint and bucket with a prefix that is the same or contains
+    the other. [] when there is none. The engine created first keeps its store; ties go by
+    namespace and name."""
+    kind, where, prefix = _store(namespace, engine, storage)
+    me = (created, namespace, engine)
+    found = []
+    for other in engines:
+        meta = other.get("metadata") or {}
+        other_ns, other_name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+        if meta.get("deletionTimestamp") or (other_ns, other_name) == (namespace, engine):
+            continue
+        if (str(meta.get("creationTimestamp") or ""), other_ns, other_name) >= me:
+            continue  # the later one is refused, not this one
+        raw = ((other.get("spec") or {}).get("backup") or {}).get("storage")
+        try:
+            theirs = BackupStorage.model_validate(raw) if raw else BackupStorage(pvc=PvcStorage())
+        except ValidationError:
+            continue  # an invalid engine runs no backups
+        other_kind, other_where, other_prefix = _store(other_ns, other_name, theirs)
+        if (other_kind, other_where) != (kind, where):
+            continue
+        if kind == "pvc":
+            claim = where.split("/", 1)[1]
+            found.append(
+                f"spec.backup.storage: claim '{claim}' is already the backup store of "
+                f"VulcanEngine '{other_name}' (created earlier): give each engine its own claim"
+            )
+        elif prefix.startswith(other_prefix) or other_prefix.startswith(prefix):
+            found.append(
+                f"spec.backup.storage: S3 bucket '{where.split(' ', 1)[1]}' with prefix "
+                f"'{prefix}' shares keys with prefix '{other_prefix}' of VulcanEngine "
+                f"'{other_ns}/{other_name}' (created earlier): give each engine its own "
+                "bucket or prefix"
+            )
+    return found
 
 
 _LOCATION = re.compile(r"^(?P<scheme>s3|pvc)://(?P<root>[a-z0-9][-a-z0-9.]*)/(?P<path>\S+)$")
@@ -318,8 +427,13 @@ def _secret_env(name: str, secret: str, key: str, *, optional: bool = False) -> 
     return {"name": name, "valueFrom": {"secretKeyRef": ref}}
 
 
-def _base_env(engine: str) -> list[dict[str, Any]]:
-    return [_env("VULCAN_ENGINE", engine), _env("HOME", TMP_MOUNT), _env("TMPDIR", TMP_MOUNT)]
+def _base_env(engine: str, namespace: str) -> list[dict[str, Any]]:
+    return [
+        _env("VULCAN_ENGINE", engine),
+        _env("VULCAN_NAMESPACE", namespace),
+        _env("HOME", TMP_MOUNT),
+        _env("TMPDIR", TMP_MOUNT),
+    ]
 
 
 def _database_env(ref: SecretKeyRef) -> list[dict[str, Any]]:
@@ -391,6 +505,7 @@ class _Pod:
 
 def _backup_pod(
     engine: str,
+    namespace: str,
     plan: StoragePlan,
     database: SecretKeyRef,
     settings: Settings,
@@ -403,7 +518,7 @@ def _backup_pod(
     retention = [] if retention_days is None else [_env("RETENTION_DAYS", str(retention_days))]
     if plan.kind == "pvc":
         env = [
-            *_base_env(engine),
+            *_base_env(engine, namespace),
             *_database_env(database),
             _env("BACKUP_DIR", plan.backup_dir),
             _env("BACKUP_LOCATION", plan.location),
@@ -419,7 +534,7 @@ def _backup_pod(
     assert plan.s3 is not None
     work = [{"name": "work", "mountPath": WORK_MOUNT}]
     dump_env = [
-        *_base_env(engine),
+        *_base_env(engine, namespace),
         *_database_env(database),
         _env("BACKUP_DIR", WORK_MOUNT),
         _env("BACKUP_LOCATION", plan.location),
@@ -427,7 +542,7 @@ def _backup_pod(
         *_webhook_env(webhook),
     ]
     upload_env = [
-        *_base_env(engine),
+        *_base_env(engine, namespace),
         _env("BACKUP_DIR", WORK_MOUNT),
         *_s3_env(plan.s3, bucket_and_prefix=plan.prefix),
         *retention,
@@ -487,8 +602,9 @@ def _without_owner(child: Manifest) -> Manifest:
 # --- engine children ------------------------------------------------------------------------
 def build_backup_pvc(engine: EngineRef, storage: BackupStorage) -> list[Manifest]:
     """The claim for the engine's backups, when the operator is to create one: storage.pvc
-    without a claimName. No ownerReference: it outlives the engine. [] otherwise."""
-    plan = plan_storage(engine.name, storage)
+    without a claimName. No ownerReference: it outlives the engine. [] otherwise. Only the
+    engine's reconcile applies it (a VulcanBackup never creates a claim)."""
+    plan = plan_storage(engine.name, engine.namespace, storage)
     if plan.kind != "pvc" or not plan.managed:
         return []
     assert storage.pvc is not None
@@ -522,7 +638,8 @@ def build_backup_cronjob(
     labels = names.labels(engine.name, COMPONENT_BACKUP)
     pod = _backup_pod(
         engine.name,
-        plan_storage(engine.name, backup.storage),
+        engine.namespace,
+        plan_storage(engine.name, engine.namespace, backup.storage),
         database,
         settings,
         retention_days=backup.retentionDays,
@@ -553,7 +670,7 @@ def build_maintenance_cronjob(
         return []
     labels = names.labels(engine.name, COMPONENT_MAINTENANCE)
     env = [
-        *_base_env(engine.name),
+        *_base_env(engine.name, engine.namespace),
         *_database_env(database),
         _env("MAINTENANCE_REINDEX", "true" if reindex else "false"),
     ]
@@ -579,11 +696,13 @@ def build_engine_backup_children(
     aws_cli_image: str = DEFAULT_AWS_CLI_IMAGE,
     suspend: bool = False,
 ) -> list[Manifest]:
-    """Backup PVC (when the operator makes it and backups are on), backup CronJob and
+    """Backup PVC (when the operator makes it, scheduled backups on or not), backup CronJob and
     maintenance CronJob of an engine, as its spec asks; `suspend` suspends both CronJobs
     (while a restore runs: no dump or VACUUM of a database being replaced)."""
     database = database_secret_ref(engine.name, spec.database)
-    pvc = build_backup_pvc(engine, spec.backup.storage) if spec.backup.enabled else []
+    # The engine's store exists whether or not scheduled backups run: VulcanBackups (on-demand,
+    # pre-upgrade) write there, and they never create a claim themselves.
+    pvc = build_backup_pvc(engine, spec.backup.storage)
     return [
         *pvc,
         *build_backup_cronjob(
@@ -627,16 +746,17 @@ def build_backup_job(
     notify_webhook: SecretKeyRef | None = None,
     aws_cli_image: str = DEFAULT_AWS_CLI_IMAGE,
 ) -> list[Manifest]:
-    """The Job of one VulcanBackup (owned by it), preceded by the engine's backup PVC when the
-    storage is the operator-made claim (create it if missing; it is the engine's, unowned).
+    """The Job of one VulcanBackup (owned by it), and nothing else: no claim (the managed one
+    is the engine's reconcile's to create).
 
-    `storage` is the VulcanBackup's own, else the engine's spec.backup.storage. The backup goes
-    to the on-demand folder/prefix, where retention never deletes it.
+    `storage` is the engine's spec.backup.storage (a VulcanBackup has none of its own). The
+    backup goes to the engine's on-demand folder/prefix, where retention never deletes it.
     """
     labels = names.labels(engine, COMPONENT_BACKUP)
     pod = _backup_pod(
         engine,
-        plan_storage(engine, storage, on_demand=True),
+        backup.namespace,
+        plan_storage(engine, backup.namespace, storage, on_demand=True),
         database,
         settings,
         retention_days=None,
@@ -647,10 +767,7 @@ def build_backup_job(
         "ttl_seconds_after_finished": TTL_SECONDS_AFTER_FINISHED,
         **_job_context(COMPONENT_BACKUP, labels, pod),
     }
-    job = _named_job("backup-job.yaml.j2", backup_job_name, backup, labels, context)
-    # The claim is unowned, so the uid given here ends up nowhere.
-    engine_ref = EngineRef(name=engine, namespace=backup.namespace, uid=backup.uid)
-    return [*build_backup_pvc(engine_ref, storage), job]
+    return [_named_job("backup-job.yaml.j2", backup_job_name, backup, labels, context)]
 
 
 def build_restore_job(
@@ -660,25 +777,34 @@ def build_restore_job(
     database: SecretKeyRef,
     settings: Settings,
     *,
+    expected_sha256: str,
     target_database: str = "",
-    expected_sha256: str = "",
     s3: S3Storage | None = None,
     aws_cli_image: str = DEFAULT_AWS_CLI_IMAGE,
 ) -> list[Manifest]:
     """The Job of one VulcanRestore (owned by it): restore `location` into the engine's
     database, or `target_database`. Only the database part: scaling the engine down, migrating
-    and scaling back are the reconciler's steps.
+    and scaling back are the reconciler's steps. No ttlSecondsAfterFinished: the operator
+    deletes the Job once it has recorded the result.
 
     `location` is `pvc://claim/path` (the claim is mounted read-only) or `s3://bucket/key`
-    (downloaded by an init container; `s3` gives endpoint, region and credentials, normally
-    the engine's or the VulcanBackup's storage.s3). `expected_sha256`, e.g. the VulcanBackup's
-    status.checksum, is checked before anything is touched. ValueError for a bad location.
+    (downloaded by an init container; `s3` gives endpoint, region and credentials: the
+    engine's storage.s3). `expected_sha256` (required: the VulcanBackup's status.checksum or
+    the VulcanRestore's spec.checksum) is checked before anything is touched. ValueError for
+    a bad location or checksum.
     """
     where = BackupLocation.parse(location)
+    if not re.fullmatch(r"[0-9a-f]{64}", expected_sha256):
+        raise ValueError(
+            "the expected sha256 of the backup file is missing or not 64 lowercase hex "
+            "characters (the VulcanBackup's status.checksum or spec.checksum)"
+        )
+    namespace = restore.namespace
     labels = names.labels(engine, COMPONENT_RESTORE)
-    restore_env = [*_base_env(engine), *_database_env(database)]
-    extra = [("TARGET_DATABASE", target_database), ("EXPECTED_SHA256", expected_sha256)]
-    restore_env += [_env(key, value) for key, value in extra if value]
+    restore_env = [*_base_env(engine, namespace), *_database_env(database)]
+    restore_env.append(_env("EXPECTED_SHA256", expected_sha256))
+    if target_database:
+        restore_env.append(_env("TARGET_DATABASE", target_database))
     restore_env.append(_env("BACKUP_LOCATION", str(where)))
     if where.scheme == "pvc":
         restore_env.append(_env("BACKUP_FILE", posixpath.join(BACKUP_MOUNT, where.path)))
@@ -698,7 +824,7 @@ def build_restore_job(
             )
         work = [{"name": "work", "mountPath": WORK_MOUNT}]
         download_env = [
-            *_base_env(engine),
+            *_base_env(engine, namespace),
             _env("S3_LOCATION", str(where)),
             _env("BACKUP_DIR", WORK_MOUNT),
             *_s3_env(s3),
@@ -715,10 +841,7 @@ def build_restore_job(
             ],
             volumes=_volumes({"name": "work", "emptyDir": {}}),
         )
-    context = {
-        "ttl_seconds_after_finished": TTL_SECONDS_AFTER_FINISHED,
-        **_job_context(COMPONENT_RESTORE, labels, pod),
-    }
+    context = _job_context(COMPONENT_RESTORE, labels, pod)
     return [_named_job("restore-job.yaml.j2", restore_job_name, restore, labels, context)]
 
 
@@ -728,15 +851,13 @@ def build_vulcan_backup_job(
     engine: str,
     engine_spec: VulcanEngineSpec,
     settings: Settings,
-    *,
-    storage: BackupStorage | None = None,
 ) -> list[Manifest]:
-    """The Job (and the volume, see `build_backup_job`) of a VulcanBackup of `engine`: to the
-    backup's own `storage` if it has one, else the engine's; the engine's database and webhook."""
+    """The Job of a VulcanBackup of `engine`: to the engine's own store (on-demand folder),
+    with the engine's database and webhook. Never a claim."""
     return build_backup_job(
         backup,
         engine,
-        storage or engine_spec.backup.storage,
+        engine_spec.backup.storage,
         database_secret_ref(engine, engine_spec.database),
         settings,
         notify_webhook=engine_spec.backup.notifyWebhookSecretRef,
@@ -750,13 +871,17 @@ def build_vulcan_restore_job(
     settings: Settings,
     *,
     location: str,
-    checksum: str = "",
+    checksum: str,
     target_database: str = "",
-    s3: S3Storage | None = None,
 ) -> list[Manifest]:
-    """The Job of a VulcanRestore of `engine`: `location` into the engine's database (or
-    `target_database`), checked against `checksum`; S3 settings from `s3` (a VulcanBackup's
-    own storage), else the engine's. ValueError for a location that cannot be restored."""
+    """The Job of a VulcanRestore of `engine`: `location`, a backup file of the engine's own
+    store (see `restore_source_problem`), into the engine's database (or `target_database`),
+    checked against `checksum` (required); S3 settings are the engine's. ValueError (one line
+    naming the field) for a location or checksum that cannot be restored."""
+    storage = engine_spec.backup.storage
+    problem = restore_source_problem(engine, restore.namespace, storage, location)
+    if problem is not None:
+        raise ValueError(problem)
     return build_restore_job(
         restore,
         engine,
@@ -765,7 +890,7 @@ def build_vulcan_restore_job(
         settings,
         target_database=target_database,
         expected_sha256=checksum,
-        s3=s3 or engine_spec.backup.storage.s3,
+        s3=storage.s3,
     )
 
 

@@ -30,7 +30,7 @@ from croniter import croniter
 from pydantic import ValidationError
 
 from vulcan_operator import API_VERSION, names
-from vulcan_operator.api.backup import VulcanBackup
+from vulcan_operator.api.backup import STORAGE_NOT_ALLOWED, VulcanBackup
 from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.builders.backup import (
     COMPONENT_BACKUP,
@@ -42,7 +42,13 @@ from vulcan_operator.builders.backup import (
 from vulcan_operator.builders.common import Owner
 from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api, Ref, apply
-from vulcan_operator.reconcile.jobs import JobRun, finished_at, owned_jobs, read_job_object
+from vulcan_operator.reconcile.jobs import (
+    JobRun,
+    finished_at,
+    owned_jobs,
+    read_job_object,
+    safe_revision,
+)
 from vulcan_operator.status import Outcome, condition, get_condition, now, set_conditions
 from vulcan_operator.validation import explain
 
@@ -132,7 +138,9 @@ def _pending(body: dict[str, Any], reason: str, message: str) -> Outcome:
             condition("Ready", False, reason, message, gen),
             condition("Progressing", False, reason, message, gen),
         ),
-        [("Warning" if reason != "Waiting" else "Normal", reason, message)] if news else [],
+        [("Normal" if reason.startswith("Waiting") else "Warning", reason, message)]
+        if news
+        else [],
     )
 
 
@@ -148,7 +156,13 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
     old = body.get("status") or {}
     if old.get("phase") in TERMINAL:
         return Outcome(dict(old))  # a finished backup is a record: never run again
-    backup = _parse(body)
+    # Where the engine's database goes is the engine's to say: even when the CRD let
+    # spec.storage in (an older CRD, a dropped validation rule), it is refused here.
+    backup = (
+        [f"spec.storage is {STORAGE_NOT_ALLOWED}"]
+        if (body.get("spec") or {}).get("storage") is not None
+        else _parse(body)
+    )
     if isinstance(backup, list):
         message = "; ".join(backup)
         return Outcome(
@@ -182,18 +196,17 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
             return _pending(
                 body, "EngineInvalid", f"VulcanEngine '{engine_name}' is invalid: {problems}"
             )
-        storage = backup.spec.storage or spec.backup.storage
+        storage = spec.backup.storage  # the engine's: a VulcanBackup has none of its own
         manifests = build_vulcan_backup_job(
             Owner(kind=KIND, name=name, namespace=namespace, uid=uid),
             engine_name,
             spec,
             settings,
-            storage=backup.spec.storage,
         )
         for manifest in manifests:
             await apply(api, manifest, create_only=True)
         job_name = manifests[-1]["metadata"]["name"]
-        where = plan_storage(engine_name, storage, on_demand=True).location
+        where = plan_storage(engine_name, namespace, storage, on_demand=True).location
         message = f"backing up VulcanEngine '{engine_name}' to {where} (Job {job_name})"
         return Outcome(
             _status(
@@ -237,7 +250,7 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
             "location": result.get("location"),
             "sizeBytes": result.get("sizeBytes"),
             "checksum": result.get("checksum"),
-            "databaseRevision": result.get("databaseRevision"),
+            "databaseRevision": safe_revision(result.get("databaseRevision")),
             **times,
         }
         if result.get("location"):
