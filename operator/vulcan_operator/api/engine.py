@@ -401,7 +401,8 @@ class LastBackup(BaseModel):
 
 
 class EngineRestore(BaseModel):
-    """A VulcanRestore holding the engine (written by the restore controller)."""
+    """The restore lock: the VulcanRestore holding the engine (written by the restore
+    controller with a resourceVersion precondition; one restore at a time)."""
 
     name: str = Field(description="The VulcanRestore.")
     uid: str | None = Field(None, description="Its uid.")
@@ -411,6 +412,9 @@ class EngineRestore(BaseModel):
     )
     replicas: int | None = Field(None, ge=0, description="Replicas to scale back to.")
     message: str | None = Field(None, description="Why the engine is held (step Hold).")
+    database: str | None = Field(
+        None, description="A side restore's target database: the engine keeps serving."
+    )
 
 
 class HistoryEntry(BaseModel):

@@ -355,7 +355,6 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
         **base,
         **counts,
         **step.fields,
-        **({"restore": None} if hold.clear else {}),
         "upgrade": step.upgrade,
         "phase": phase,
         "conditions": _conditions(body, *conds),
