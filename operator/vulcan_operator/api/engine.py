@@ -150,7 +150,8 @@ class RateLimit(Strict):
 
 
 class EngineSolver(SolverSettings):
-    """Solver defaults for this engine's SchedulingProblems, and their concurrency."""
+    """Solver defaults for this engine's SchedulingProblems, their concurrency, and the most
+    one problem may ask for."""
 
     maxConcurrentJobs: int = Field(
         4, ge=1, le=1000, description="Solver pods of this engine running at once."
@@ -161,6 +162,35 @@ class EngineSolver(SolverSettings):
         pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$",
         description="Kueue LocalQueue for solver Jobs; empty: no Kueue.",
     )
+    maxWorkers: int = Field(
+        16,
+        ge=1,
+        le=64,
+        description="Most search workers (= pod CPUs) a SchedulingProblem of this engine may "
+        "ask for (spec.solver.numWorkers); a problem asking for more fails.",
+    )
+    maxMemoryMB: int = Field(
+        32_768,
+        ge=256,
+        le=1_048_576,
+        description="Most memory (MiB) a SchedulingProblem of this engine may ask for "
+        "(spec.solver.memoryLimitMB); a problem asking for more fails.",
+    )
+
+    @model_validator(mode="after")
+    def _defaults_within_caps(self) -> EngineSolver:
+        issues = [
+            f"{field}: {value} is more than {cap} ({limit}), the most a problem of this engine "
+            f"may ask for; lower {field} or raise {cap}"
+            for field, value, cap, limit in (
+                ("numWorkers", self.numWorkers, "maxWorkers", self.maxWorkers),
+                ("memoryLimitMB", self.memoryLimitMB, "maxMemoryMB", self.maxMemoryMB),
+            )
+            if value > limit
+        ]
+        if issues:
+            raise ValueError("\n".join(issues))
+        return self
 
 
 class PvcStorage(Strict):

@@ -24,6 +24,9 @@ Decisions:
   the solver is told the same limit and keeps its own headroom below it.
 - `backoffLimit: 0` (a deterministic failure is not retried), `activeDeadlineSeconds` = the
   time limit + `GRACE_SECONDS` (start-up, writing the schedule), a TTL after it finishes.
+- A problem may not ask for more than its engine allows (`spec.solver.maxWorkers`,
+  `maxMemoryMB`): `cap_issues` names the field, the value and the cap; the reconcile fails
+  such a problem (InvalidSpec) before building anything.
 - With `solver.queueName`, the Job is created suspended with Kueue's queue label: Kueue
   admits it (unsuspends it); the operator's own per-engine limit does not apply then.
 """
@@ -60,6 +63,7 @@ __all__ = [
     "build_role_binding",
     "build_schedule_configmap",
     "build_service_account",
+    "cap_issues",
     "database_ref",
     "resolve_settings",
     "solver_labels",
@@ -135,6 +139,26 @@ def resolve_settings(spec: SchedulingProblemSpec, engine: VulcanEngineSpec) -> S
         engine.solver.model_dump(include=set(SolverSettings.model_fields))
     )
     return spec.solver.over(base)
+
+
+def cap_issues(spec: SchedulingProblemSpec, engine: VulcanEngineSpec) -> list[str]:
+    """What the problem asks for beyond its engine's caps, one line per field ([]: fits).
+
+    The engine's own defaults fit its caps (the engine model checks that), so only the
+    problem's overrides can go over."""
+    caps = engine.solver
+    asked = spec.solver
+    lines = []
+    for name, value, cap, limit in (
+        ("numWorkers", asked.numWorkers, "maxWorkers", caps.maxWorkers),
+        ("memoryLimitMB", asked.memoryLimitMB, "maxMemoryMB", caps.maxMemoryMB),
+    ):
+        if value is not None and value > limit:
+            lines.append(
+                f"spec.solver.{name}: {value} is more than engine '{spec.engineRef.name}' "
+                f"allows ({limit}, its spec.solver.{cap})"
+            )
+    return lines
 
 
 def active_deadline_seconds(settings: SolverSettings) -> int:
@@ -312,7 +336,8 @@ def build_job(inputs: ProblemInputs) -> Manifest:
 
 
 def build(inputs: ProblemInputs) -> list[Manifest]:
-    """Every child of one solve, dependencies first (the Job last)."""
+    """Every child of one solve, dependencies first (the Job last). The caller checks
+    `cap_issues` first (the reconcile fails such a problem, InvalidSpec)."""
     return [
         build_service_account(inputs),
         build_role(inputs),

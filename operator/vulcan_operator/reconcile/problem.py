@@ -13,17 +13,28 @@ infeasible, no schedule in time, out of memory, deadline, image, eviction, crash
 
 A spec edit starts over: a Job of the older generation still running is deleted, and the
 previous result moves to `status.history` (newest first, at most `HISTORY_LIMIT`).
+
+Reading a problem costs CPU in proportion to its size (up to ~1 MiB), so it never runs on the
+event loop: the spec and a problemRef ConfigMap are validated in a small thread pool
+(`CHECK_THREADS`), and a ConfigMap's verdict is kept per ConfigMap version
+(`checked_reference`), so a queued problem's polls do not read it again. The loader refuses
+YAML aliases and oversize text before building anything (`solver.loader`). A problem asking
+for more than its engine's caps fails (`builders.problem.cap_issues`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from vulcan_operator import API_VERSION, names
+from vulcan_operator import names
 from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.api.problem import SchedulingProblem
 from vulcan_operator.builders.problem import (
@@ -31,12 +42,13 @@ from vulcan_operator.builders.problem import (
     ProblemInputs,
     active_deadline_seconds,
     build,
+    cap_issues,
 )
 from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api, ApiError, Ref, contains
 from vulcan_operator.reconcile import solverjob
 from vulcan_operator.reconcile.queue import EngineKey, QueueEntry, QueueView, engine_key
-from vulcan_operator.solver.loader import ProblemFileError, load_text
+from vulcan_operator.solver.loader import INLINE_ONLY, ProblemFileError, referenced_problem
 from vulcan_operator.status import condition, get_condition, now, set_conditions
 from vulcan_operator.validation import explain
 
@@ -52,6 +64,21 @@ KUEUE_JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"
 #: Fields of the status the reconcile owns; `progress`, `result` and `solutionRef` are also
 #: written by the solver pod, and only set here when they must change.
 Event = tuple[str, str, str]
+#: Threads that read problems (each may hold a 1 MiB problem's objects, ~100 MiB at worst).
+CHECK_THREADS = 2
+#: ConfigMap verdicts kept (a few lines each).
+VERDICT_CACHE_SIZE = 1024
+#: Lines of an invalid problem's explanation kept in the status (and the Event).
+EXPLANATION_LINES = 20
+
+_T = TypeVar("_T")
+_CHECKS = ThreadPoolExecutor(max_workers=CHECK_THREADS, thread_name_prefix="problem-check")
+_VERDICTS: OrderedDict[tuple[str, ...], list[str]] = OrderedDict()
+
+
+async def off_loop(function: Callable[..., _T], *args: Any) -> _T:
+    """`function(*args)` in the problem-check threads, not on the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(_CHECKS, function, *args)
 
 
 @dataclass(frozen=True)
@@ -148,8 +175,18 @@ def parse(body: dict[str, Any]) -> SchedulingProblem | list[str]:
         return explain(exc, SchedulingProblem)
 
 
+def _inline(problem: SchedulingProblem) -> dict[str, Any]:
+    """The spec's own problem fields that go over a problemRef's (objective, horizon)."""
+    spec = problem.spec.model_dump(
+        mode="json", exclude_none=True, exclude={"engineRef", "solver", "problemRef"}
+    )
+    return {k: v for k, v in spec.items() if not (k in INLINE_ONLY and not v)}
+
+
 def check_referenced(problem: SchedulingProblem, configmap: dict[str, Any]) -> list[str]:
-    """Problems with a problemRef ConfigMap's content, as the solver pod will read it."""
+    """Problems with a problemRef ConfigMap's content, as the solver pod will read it (the
+    same loader: size cap, no YAML aliases, the same model). CPU-bound: see
+    `checked_reference` for the cached, off-the-loop call."""
     ref = problem.spec.problemRef
     assert ref is not None
     data = configmap.get("data") or {}
@@ -159,23 +196,37 @@ def check_referenced(problem: SchedulingProblem, configmap: dict[str, Any]) -> l
             f"spec.problemRef.key: ConfigMap '{ref.configMapName}' has no key '{ref.key}' "
             f"(keys: {keys})"
         ]
-    resource = {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "metadata": {"name": problem.metadata.name},
-        "spec": problem.spec.model_dump(mode="json", exclude_none=True),
-    }
-    cm = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": ref.configMapName},
-        "data": {ref.key: str(data[ref.key])},
-    }
     try:
-        load_text(json.dumps(resource) + "\n---\n" + json.dumps(cm))
+        referenced_problem(str(data[ref.key]), _inline(problem), ref.configMapName, ref.key)
     except ProblemFileError as error:
         return error.messages
     return []
+
+
+async def checked_reference(problem: SchedulingProblem, configmap: dict[str, Any]) -> list[str]:
+    """`check_referenced` in the check threads, once per ConfigMap version (and spec fields it
+    merges with); the verdicts are kept in a bounded cache."""
+    ref = problem.spec.problemRef
+    assert ref is not None
+    meta = configmap.get("metadata") or {}
+    version = str(meta.get("resourceVersion") or "")
+    key = (
+        str(meta.get("namespace") or ""),
+        ref.configMapName,
+        str(meta.get("uid") or ""),
+        version,
+        ref.key,
+        json.dumps(_inline(problem), sort_keys=True),
+    )
+    if version and key in _VERDICTS:
+        _VERDICTS.move_to_end(key)
+        return list(_VERDICTS[key])
+    lines = await off_loop(check_referenced, problem, configmap)
+    if version:
+        _VERDICTS[key] = list(lines)
+        while len(_VERDICTS) > VERDICT_CACHE_SIZE:
+            _VERDICTS.popitem(last=False)
+    return lines
 
 
 def _owned(obj: dict[str, Any], uid: str) -> bool:
@@ -277,7 +328,7 @@ async def reconcile(
     elif old.get("phase") in TERMINAL:
         return Outcome(old)  # this generation is done; nothing to do
 
-    problem = parse(body)
+    problem = await off_loop(parse, body)  # an inline problem may be ~1 MiB
     if isinstance(problem, list):
         return _invalid(st, old, events, problem)
 
@@ -319,6 +370,10 @@ async def reconcile(
             status, [*events, ("Warning", "EngineInvalid", message)] if new else events, poll
         )
 
+    over = cap_issues(problem.spec, engine_spec)
+    if over:
+        return _invalid(st, old, events, over)
+
     ref = problem.spec.problemRef
     if ref is not None:
         cm = await api.get(Ref("v1", "ConfigMap", namespace, ref.configMapName))
@@ -328,7 +383,7 @@ async def reconcile(
             new = _phase_event(old, "Pending", "ConfigMapNotFound")
             event = ("Warning", "ConfigMapNotFound", message)
             return Outcome(status, [*events, event] if new else events, poll)
-        lines = check_referenced(problem, cm)
+        lines = await checked_reference(problem, cm)
         if lines:
             return _invalid(st, old, events, lines)
 
@@ -397,7 +452,11 @@ async def reconcile(
 
 
 def _invalid(st: _Status, old: dict[str, Any], events: list[Event], lines: list[str]) -> Outcome:
-    """Failed, InvalidSpec, naming every field; no Job, no retry until the spec changes."""
+    """Failed, InvalidSpec, naming every field (the first `EXPLANATION_LINES`); no Job, no
+    retry until the spec changes."""
+    if len(lines) > EXPLANATION_LINES:
+        more = len(lines) - EXPLANATION_LINES
+        lines = [*lines[:EXPLANATION_LINES], f"... and {more} more"]
     message = "invalid problem: " + "; ".join(lines)
     st.set(result={"explanation": list(lines), "finishedAt": now()})
     status = st.make("Failed", "InvalidSpec", message, progressing=False)

@@ -1,8 +1,22 @@
 """Read a problem file: a SchedulingProblem resource (optionally with its ConfigMap) or a bare
-problem mapping. Every problem with the file becomes one message naming the field path."""
+problem mapping. Every problem with the file becomes one message naming the field path.
+
+Every problem document is read here (the operator's check of a problemRef ConfigMap, the
+solver pod, `vulcan-operator solve`), and reading is bounded by the size of the text:
+
+- the text has a size cap: `MAX_PROBLEM_BYTES` (1 MiB, what a ConfigMap can hold) for a
+  problemRef value, `MAX_FILE_BYTES` for a whole problem file;
+- YAML aliases (`*name`, and so `<<: *name` merges) are refused before anything is built:
+  a few KB of nested aliases ("billion laughs") would otherwise expand, through validation,
+  into millions of entries; anchors without an alias are harmless and allowed;
+- libyaml limits the nesting depth (1000 levels); JSON text takes json.loads (no aliases
+  exist in JSON, and it is ~50x faster than YAML for a 1 MiB problem);
+- the lists of the problem have `maxItems` (see `solver.problem`).
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +32,14 @@ KIND = "SchedulingProblem"
 NON_PROBLEM_KEYS = ("engineRef", "solver", "problemRef")
 """Spec keys that are not part of the problem itself."""
 INLINE_ONLY = ("machines", "operators", "jobs")
+#: The most a problemRef ConfigMap value may hold (bytes of UTF-8): a ConfigMap holds at most
+#: 1 MiB in all, so nothing larger can come from the cluster.
+MAX_PROBLEM_BYTES = 1_048_576
+#: The most a problem file may hold (a SchedulingProblem, its ConfigMap as a second document,
+#: or a bare problem; the solver pod's file is the resource plus the ConfigMap's text).
+MAX_FILE_BYTES = 8 * 1_048_576
+#: libyaml's C loader when PyYAML has it (the pure-Python one is ~5x slower).
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class ProblemFileError(Exception):
@@ -57,6 +79,11 @@ def error_lines(error: ValidationError, prefix: str) -> list[str]:
 def load_file(path: str | Path) -> LoadedProblem:
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ProblemFileError(
+                [f"{path}: {size} bytes, more than the {MAX_FILE_BYTES} bytes a problem may have"]
+            )
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ProblemFileError([f"{path}: cannot read: {error.strerror or error}"]) from error
@@ -65,11 +92,84 @@ def load_file(path: str | Path) -> LoadedProblem:
     return load_text(text, str(path), default_name=path.stem)
 
 
-def load_text(text: str, source: str = "<problem>", default_name: str = "problem") -> LoadedProblem:
+def _refuse_aliases(node: yaml.Node, where: str) -> None:
+    """Raise when a node is reached twice: the composer shares the anchored node with every
+    alias of it (and a merge key needs an alias). Iterative: no recursion limit to hit."""
+    seen: set[int] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            mark = current.start_mark
+            raise ProblemFileError(
+                [
+                    f"{where}: YAML aliases (*name) are not accepted in a problem: the value "
+                    f"at line {mark.line + 1}, column {mark.column + 1} is repeated through an "
+                    "alias; write the values out (or use JSON)"
+                ]
+            )
+        seen.add(id(current))
+        if isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
+        elif isinstance(current, yaml.MappingNode):
+            for key, value in current.value:
+                stack.extend((key, value))
+
+
+_NOT_JSON = object()
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity: let YAML read it as YAML does
+
+
+def _json(text: str) -> Any:
+    """The one JSON document of `text`, if it is one (else `_NOT_JSON`: read it as YAML)."""
+    if text.lstrip()[:1] in ("{", "["):
+        try:
+            return json.loads(text, parse_constant=_no_constant)
+        except (ValueError, RecursionError):
+            pass
+    return _NOT_JSON
+
+
+def safe_documents(text: str, where: str, limit: int = MAX_FILE_BYTES) -> list[Any]:
+    """The non-empty documents of a YAML (or JSON) text, read with the limits above; any
+    problem is a ProblemFileError whose message starts with `where`."""
+    size = len(text.encode("utf-8"))
+    if size > limit:
+        raise ProblemFileError(
+            [f"{where}: {size} bytes, more than the {limit} bytes a problem may have"]
+        )
+    document = _json(text)
+    if document is not _NOT_JSON:
+        return [document]
+    loader = _LOADER(text)
     try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+        documents = []
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                break
+            _refuse_aliases(node, where)
+            document = loader.construct_document(node)
+            if document is not None:
+                documents.append(document)
+        return documents
     except yaml.YAMLError as error:
-        raise ProblemFileError([f"{source}: not valid YAML: {error}"]) from error
+        raise ProblemFileError([f"{where}: not valid YAML: {_one_line(error)}"]) from error
+    except (ValueError, RecursionError) as error:  # e.g. an integer of 5000 digits
+        raise ProblemFileError([f"{where}: cannot be read: {_one_line(error)}"]) from error
+    finally:
+        loader.dispose()
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())[:500]
+
+
+def load_text(text: str, source: str = "<problem>", default_name: str = "problem") -> LoadedProblem:
+    documents = safe_documents(text, source)
     problems = [d for d in documents if isinstance(d, Mapping) and d.get("kind") == KIND]
     if len(problems) > 1:
         raise ProblemFileError(
@@ -171,11 +271,17 @@ def _referenced(ref: Any, inline: dict[str, Any], documents: list[Any], source: 
                 f"(keys: {', '.join(sorted(map(str, data))) or 'none'})"
             ]
         )
+    return referenced_problem(str(data[key]), inline, cm_name, key)
+
+
+def referenced_problem(text: str, inline: Mapping[str, Any], cm_name: str, key: str) -> ProblemData:
+    """The problem of a problemRef ConfigMap's value `text`, with the spec's own `inline`
+    fields (objective, horizon) over its own. Raises ProblemFileError naming the ConfigMap."""
     where = f"configmap/{cm_name}[{key}]"
-    try:
-        content = yaml.safe_load(str(data[key]))
-    except yaml.YAMLError as error:
-        raise ProblemFileError([f"{where}: not valid YAML: {error}"]) from error
+    documents = safe_documents(text, where, MAX_PROBLEM_BYTES)
+    if len(documents) > 1:
+        raise ProblemFileError([f"{where}: holds {len(documents)} YAML documents; give one"])
+    content = documents[0] if documents else None
     if isinstance(content, Mapping) and content.get("kind") == KIND:
         content = content.get("spec")
     if not isinstance(content, Mapping):

@@ -18,6 +18,23 @@ from pydantic_core import ErrorDetails
 MAX_TIME = 10**9
 """Upper bound of every time value; keeps sums of durations far inside CP-SAT's int64."""
 
+# Size limits of every list (maxItems in the CRD), well above the public benchmarks (Taillard
+# up to 100 jobs x 20 machines, Brandimarte up to 20 x 15 with 5 eligible machines a task) and
+# a 20,000-task plant (2,000 jobs x 10 tasks, 200 machines, 500 operators). The byte caps
+# bound the total as well: a problem comes from the API (an object is at most ~1.5 MiB) or a
+# ConfigMap (1 MiB).
+MAX_MACHINES = 1_000
+MAX_OPERATORS = 2_000
+MAX_SKILLS = 100
+"""Skills of one operator."""
+MAX_JOBS = 10_000
+MAX_TASKS = 1_000
+"""Tasks of one job."""
+MAX_ELIGIBLE = MAX_MACHINES
+"""Eligible machines (and machineDurations entries) of one task."""
+MAX_WINDOWS = 1_000
+"""Unavailable windows of one machine."""
+
 Name = Annotated[
     str,
     Field(min_length=1, max_length=253, pattern=r"^[^\s]+$", description="Name, no whitespace."),
@@ -51,6 +68,7 @@ class Machine(Strict):
     zone: str = Field("", max_length=253, description="Zone or hall of the plant (informative).")
     unavailable: list[Window] = Field(
         default_factory=list,
+        max_length=MAX_WINDOWS,
         description="Maintenance windows during which the machine runs no task.",
     )
 
@@ -59,7 +77,9 @@ class Operator(Strict):
     """A person who can attend one task at a time, for tasks that need one of their skills."""
 
     name: Name = Field(description="Operator name, unique among operators.")
-    skills: list[Name] = Field(default_factory=list, description="Skills this operator has.")
+    skills: list[Name] = Field(
+        default_factory=list, max_length=MAX_SKILLS, description="Skills this operator has."
+    )
 
 
 class Task(Strict):
@@ -70,10 +90,13 @@ class Task(Strict):
         ge=1, le=MAX_TIME, description="Duration on every eligible machine (unless overridden)."
     )
     machines: list[Name] = Field(
-        min_length=1, description="Eligible machines; the solver chooses exactly one."
+        min_length=1,
+        max_length=MAX_ELIGIBLE,
+        description="Eligible machines; the solver chooses exactly one.",
     )
     machineDurations: dict[str, Annotated[int, Field(ge=1, le=MAX_TIME)]] = Field(
         default_factory=dict,
+        max_length=MAX_ELIGIBLE,
         description="Per-machine duration overrides; keys must be eligible machines.",
     )
     skill: Name | None = Field(
@@ -92,7 +115,9 @@ class Job(Strict):
     priority: int = Field(1, ge=1, le=1000, description="Weight in weighted tardiness.")
     releaseDate: Time = Field(0, description="Earliest start of the job's first task.")
     dueDate: Time | None = Field(None, description="Due date; lateness past it is tardiness.")
-    tasks: list[Task] = Field(min_length=1, description="Tasks, run in this order.")
+    tasks: list[Task] = Field(
+        min_length=1, max_length=MAX_TASKS, description="Tasks, run in this order."
+    )
 
 
 class ObjectiveWeights(Strict):
@@ -130,16 +155,36 @@ def _duplicates(names: Iterable[str]) -> list[str]:
     return sorted(name for name, count in Counter(names).items() if count > 1)
 
 
+#: Names listed in one message, and messages reported, at most: a message must not grow with
+#: the problem (10,000 tasks naming an unknown machine among 1,000 long names would otherwise
+#: build gigabytes of text).
+LISTED_NAMES = 10
+MAX_ISSUES = 50
+
+
+def _listing(names: Iterable[str]) -> str:
+    ordered = sorted(names)
+    shown = ", ".join(ordered[:LISTED_NAMES]) or "none"
+    more = len(ordered) - LISTED_NAMES
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
 class ProblemData(Strict):
     """The problem itself: what an inline spec or a problemRef ConfigMap holds."""
 
     objective: Objective = Field(default_factory=Objective, description="What to minimise.")
     horizon: Time | None = Field(None, description="Optional upper bound on any end time.")
-    machines: list[Machine] = Field(default_factory=list, description="The machines.")
-    operators: list[Operator] = Field(
-        default_factory=list, description="Operators, for tasks that need a skill."
+    machines: list[Machine] = Field(
+        default_factory=list, max_length=MAX_MACHINES, description="The machines."
     )
-    jobs: list[Job] = Field(default_factory=list, description="The jobs to schedule.")
+    operators: list[Operator] = Field(
+        default_factory=list,
+        max_length=MAX_OPERATORS,
+        description="Operators, for tasks that need a skill.",
+    )
+    jobs: list[Job] = Field(
+        default_factory=list, max_length=MAX_JOBS, description="The jobs to schedule."
+    )
 
     @model_validator(mode="after")
     def _references(self) -> ProblemData:
@@ -160,7 +205,12 @@ class ProblemData(Strict):
                 issues.append(f"{field}: duplicate name '{dup}'; names must be unique")
         machines = {m.name for m in self.machines}
         skills = {s for o in self.operators for s in o.skills}
+        known_machines, known_skills = _listing(machines), _listing(skills)
         for j, job in enumerate(self.jobs):
+            if len(issues) >= MAX_ISSUES:
+                issues = issues[:MAX_ISSUES]
+                issues.append(f"jobs[{j}]: further problems from here on are not listed")
+                break
             where, who = f"jobs[{j}]", f"job '{job.name}'"
             for dup in _duplicates(t.name for t in job.tasks):
                 issues.append(f"{where}.tasks: duplicate task name '{dup}' in {who}")
@@ -175,7 +225,7 @@ class ProblemData(Strict):
                     if machine not in machines:
                         issues.append(
                             f"{at}.machines[{m}]: unknown machine '{machine}' ({who}); "
-                            f"known machines: {', '.join(sorted(machines)) or 'none'}"
+                            f"known machines: {known_machines}"
                         )
                 for dup in _duplicates(task.machines):
                     issues.append(f"{at}.machines: machine '{dup}' listed twice ({who})")
@@ -183,12 +233,12 @@ class ProblemData(Strict):
                     if machine not in task.machines:
                         issues.append(
                             f"{at}.machineDurations: '{machine}' is not one of the eligible "
-                            f"machines ({', '.join(task.machines)}) of {who}"
+                            f"machines ({_listing(task.machines)}) of {who}"
                         )
                 if task.skill is not None and task.skill not in skills:
                     issues.append(
                         f"{at}.skill: no operator has skill '{task.skill}' ({who}); "
-                        f"skills available: {', '.join(sorted(skills)) or 'none'}"
+                        f"skills available: {known_skills}"
                     )
         return issues
 
