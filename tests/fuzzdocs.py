@@ -241,8 +241,9 @@ def engine_spec() -> st.SearchStrategy[Doc]:
                 maxTimeSeconds=maybe(
                     st.floats(0.5, 86400, allow_nan=False).map(lambda x: round(x, 1))
                 ),
-                numWorkers=maybe(st.integers(1, 64)),
-                memoryLimitMB=maybe(st.integers(256, 65536)),
+                # Within the engine's default caps (maxWorkers 16, maxMemoryMB 32768).
+                numWorkers=maybe(st.integers(1, 16)),
+                memoryLimitMB=maybe(st.integers(256, 32768)),
                 useLNS=maybe(st.booleans()),
                 maxConcurrentJobs=maybe(st.integers(1, 1000)),
                 queueName=maybe(st.one_of(st.just(""), dns_label())),
