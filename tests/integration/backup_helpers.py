@@ -44,6 +44,7 @@ def backup_result(
     checksum: str = CHECKSUM,
     revision: str = "4f2a9c1d7e3b",
     engine: str = "prod",
+    namespace: str = "default",
 ) -> str:
     """A successful backup's result line (backup.sh's manifest plus retention)."""
     return _line(
@@ -51,6 +52,7 @@ def backup_result(
             "kind": "vulcan-backup",
             "outcome": "Succeeded",
             "engine": engine,
+            "namespace": namespace,
             "database": "vulcan",
             "location": location,
             "file": location.rsplit("/", 1)[-1],
@@ -58,7 +60,7 @@ def backup_result(
             "checksum": checksum,
             "checksumAlgorithm": "sha256",
             "databaseRevision": revision,
-            "format": "plain+gzip",
+            "format": "custom",
             "startedAt": STARTED,
             "finishedAt": FINISHED,
         }
@@ -87,9 +89,11 @@ def restore_result(
     database: str = "vulcan",
     rows: dict[str, int] | None = None,
     revision: str = "4f2a9c1d7e3b",
+    rows_json: str | None = None,
 ) -> str:
-    """A successful restore's result line (restore.sh)."""
-    return _line(
+    """A successful restore's result line (restore.sh); `rows_json` replaces rowCounts with
+    raw JSON text (keys a hostile dump could choose)."""
+    line = _line(
         {
             "kind": "vulcan-restore",
             "outcome": "Succeeded",
@@ -104,6 +108,9 @@ def restore_result(
             "rowCounts": rows if rows is not None else {"jobs": 500, "tasks": 2500},
         }
     )
+    if rows_json is not None:
+        line = line[: line.rindex('"rowCounts":')] + f'"rowCounts":{rows_json}}}'
+    return line
 
 
 # --- resources and their status -------------------------------------------------------------

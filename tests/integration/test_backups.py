@@ -30,8 +30,8 @@ from tests.integration.backup_helpers import (
     status,
 )
 
-LOCATION = "pvc://prod-backups/prod/on-demand/vulcan_20261129_020000.sql.gz"
-SCHEDULED = "pvc://prod-backups/prod/vulcan_20261129_020000.sql.gz"
+LOCATION = "pvc://prod-backups/default/prod/on-demand/vulcan_20261129_020000.dump"
+SCHEDULED = "pvc://prod-backups/default/prod/vulcan_20261129_020000.dump"
 
 
 @pytest.fixture(autouse=True)

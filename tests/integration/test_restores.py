@@ -16,6 +16,7 @@ from tests.emulator import Emulator, JobOutcome
 from tests.emulator.kopf_runner import OperatorRunner
 from tests.integration.backup_helpers import (
     BACKUPS,
+    CHECKSUM,
     COMPONENT,
     RESTORES,
     LocalPods,
@@ -32,7 +33,7 @@ from tests.integration.backup_helpers import (
 )
 from tests.pg import PgServer
 
-LOCATION = "pvc://prod-backups/prod/on-demand/vulcan_20261129_020000.sql.gz"
+LOCATION = "pvc://prod-backups/default/prod/on-demand/vulcan_20261129_020000.dump"
 ROWS = {"jobs": 500, "tasks": 2500}
 STEPS = ["ScaleDown", "Restore", "Migrate", "ScaleUp"]
 
@@ -126,7 +127,7 @@ async def test_a_restore_walks_its_steps_and_scales_the_engine_back(
     assert engine["phase"] == "Restoring" and cond(engine, "Ready")["reason"] == "Restoring"
     env = env_of(job)
     assert env["EXPECTED_SHA256"] == backup["checksum"]
-    assert env["BACKUP_FILE"] == "/backups/prod/on-demand/vulcan_20261129_020000.sql.gz"
+    assert env["BACKUP_FILE"] == "/backups/default/prod/on-demand/vulcan_20261129_020000.dump"
     running = await emulator.wait_for(
         lambda: restore_status(emulator)["step"] == "Restore" and restore_status(emulator)
     )
@@ -168,7 +169,7 @@ async def test_a_restore_walks_its_steps_and_scales_the_engine_back(
             and status(emulator)["phase"] == "Ready"
         )
     )
-    assert replicas(emulator) == 4
+    await emulator.wait_for(lambda: replicas(emulator) == 4)
     for name in ("prod-backup", "prod-maintenance"):
         assert emulator.get("cronjobs", "default", name)["spec"]["suspend"] is False
 
@@ -184,7 +185,7 @@ async def test_a_failed_restore_says_where_and_scales_the_engine_back(
         exit_code=3, message=failure("vulcan-restore", "verify", refused, exit_code=3)
     )
     await installed(emulator, autoscaling={"enabled": False}, replicas=2)
-    emulator.create(custom("VulcanRestore", "r1", location=LOCATION))
+    emulator.create(custom("VulcanRestore", "r1", location=LOCATION, checksum=CHECKSUM))
     st = await finished(emulator)
     assert (st["phase"], st["step"]) == ("Failed", "Restore")
     assert st["failure"]["step"] == "Restore" and st["failure"]["databaseChanged"] is False
@@ -198,7 +199,7 @@ async def test_a_failed_restore_says_where_and_scales_the_engine_back(
         ("ScaleUp", "Succeeded"),
     ]
     await emulator.wait_for(lambda: "restore" not in status(emulator))
-    assert replicas(emulator) == 2
+    await emulator.wait_for(lambda: replicas(emulator) == 2)
     assert cond(status(emulator), "Degraded")["status"] == "False"
     assert len(jobs(emulator, "migration")) == 1  # the install's only
     await emulator.wait_for(lambda: events_of(emulator, "r1")[-1] == "Failed")
@@ -209,7 +210,7 @@ async def test_a_failed_migration_holds_the_engine_at_zero_and_says_so(
 ) -> None:
     await installed(emulator, autoscaling={"enabled": False}, replicas=2)
     outcomes.by_component["migration"] = JobOutcome.fail(message="alembic: Can't locate revision")
-    emulator.create(custom("VulcanRestore", "r1", location=LOCATION))
+    emulator.create(custom("VulcanRestore", "r1", location=LOCATION, checksum=CHECKSUM))
     st = await finished(emulator)
     assert (st["phase"], st["step"]) == ("Failed", "Migrate")
     assert st["failure"]["databaseChanged"] is True
@@ -232,7 +233,7 @@ async def test_a_failed_migration_holds_the_engine_at_zero_and_says_so(
     # A person deletes the restore: the engine serves again, as it is.
     emulator.delete(RESTORES, "default", "r1")
     await emulator.wait_for(lambda: "restore" not in status(emulator), timeout=5)
-    assert replicas(emulator) == 2
+    await emulator.wait_for(lambda: replicas(emulator) == 2)
     await emulator.wait_for(lambda: status(emulator)["phase"] == "Ready")
     assert "RestoreReleased" in events_of(emulator, "prod")
 
@@ -240,9 +241,15 @@ async def test_a_failed_migration_holds_the_engine_at_zero_and_says_so(
 async def test_an_operator_restart_mid_restore_resumes_without_a_second_job(
     emulator: Emulator, outcomes: Outcomes, operator: OperatorRunner
 ) -> None:
-    outcomes.by_component["restore"] = JobOutcome.running()
+    made: list[str] = []
+
+    def restore_jobs(job: dict[str, Any]) -> JobOutcome:
+        made.append(job["metadata"]["name"])
+        return JobOutcome.running()
+
+    outcomes.by_component["restore"] = restore_jobs
     await installed(emulator, autoscaling={"enabled": False}, replicas=3)
-    emulator.create(custom("VulcanRestore", "r1", location=LOCATION))
+    emulator.create(custom("VulcanRestore", "r1", location=LOCATION, checksum=CHECKSUM))
     (job,) = await emulator.wait_for(lambda: jobs(emulator, "restore"), timeout=8)
     await operator.restart()
     await asyncio.sleep(1.2)  # a poll or two of the new operator
@@ -253,10 +260,12 @@ async def test_an_operator_restart_mid_restore_resumes_without_a_second_job(
     )
     st = await finished(emulator)
     assert st["phase"] == "Succeeded" and [s["name"] for s in st["steps"]] == STEPS
-    assert [j["metadata"]["name"] for j in jobs(emulator, "restore")] == [job["metadata"]["name"]]
+    assert made == [job["metadata"]["name"]]
+    assert jobs(emulator, "restore") == []  # its result recorded, the operator deleted it
+    assert st["jobName"] == job["metadata"]["name"]
     assert len(jobs(emulator, "migration")) == 2  # the install's and the restore's
     await emulator.wait_for(lambda: "restore" not in status(emulator))
-    assert replicas(emulator) == 3
+    await emulator.wait_for(lambda: replicas(emulator) == 3)
 
 
 async def test_a_restore_waits_for_its_engine_and_for_an_upgrade_in_flight(
@@ -269,7 +278,7 @@ async def test_a_restore_waits_for_its_engine_and_for_an_upgrade_in_flight(
         return JobOutcome.running() if len(started) == 1 else JobOutcome.succeed()
 
     outcomes.by_component["migration"] = first_migration_runs
-    emulator.create(custom("VulcanRestore", "r1", location=LOCATION))
+    emulator.create(custom("VulcanRestore", "r1", location=LOCATION, checksum=CHECKSUM))
     pending = await emulator.wait_for(
         lambda: (
             restore_status(emulator)["phase"] == "Pending"
@@ -298,21 +307,45 @@ async def test_a_restore_waits_for_its_engine_and_for_an_upgrade_in_flight(
 async def test_a_restore_into_another_database_leaves_the_engine_serving(
     emulator: Emulator, outcomes: Outcomes, operator: OperatorRunner
 ) -> None:
-    outcomes.by_component["restore"] = JobOutcome.succeed(
-        message=restore_result(LOCATION, database="vulcan_inspect")
-    )
+    outcomes.by_component["restore"] = JobOutcome.running()
     await installed(emulator, autoscaling={"enabled": False}, replicas=2)
     emulator.create(
-        custom("VulcanRestore", "r1", location=LOCATION, targetDatabase="vulcan_inspect")
+        custom(
+            "VulcanRestore",
+            "r1",
+            location=LOCATION,
+            checksum=CHECKSUM,
+            targetDatabase="vulcan_inspect",
+        )
+    )
+    (job,) = await emulator.wait_for(lambda: jobs(emulator, "restore"), timeout=8)
+    assert env_of(job)["TARGET_DATABASE"] == "vulcan_inspect"
+    # It holds the engine's restore lock (one restore at a time), without scaling it down.
+    marker = status(emulator)["restore"]
+    assert (marker["name"], marker["step"], marker["database"]) == (
+        "r1",
+        "Restore",
+        "vulcan_inspect",
+    )
+    assert marker.get("replicas") is None
+    await asyncio.sleep(0.6)  # a resync or two of the engine
+    assert replicas(emulator) == 2 and status(emulator)["phase"] == "Ready"
+    for name in ("prod-backup", "prod-maintenance"):
+        assert emulator.get("cronjobs", "default", name)["spec"]["suspend"] is False
+
+    emulator.jobs.finish(
+        "default",
+        job["metadata"]["name"],
+        JobOutcome.succeed(message=restore_result(LOCATION, database="vulcan_inspect")),
     )
     st = await finished(emulator)
     assert st["phase"] == "Succeeded" and [s["name"] for s in st["steps"]] == ["Restore"]
     assert st["database"] == "vulcan_inspect"
-    (job,) = jobs(emulator, "restore")
-    assert env_of(job)["TARGET_DATABASE"] == "vulcan_inspect"
-    assert replicas(emulator) == 2 and "restore" not in status(emulator)
+    await emulator.wait_for(lambda: "restore" not in status(emulator))
+    assert replicas(emulator) == 2
+    assert jobs(emulator, "restore") == []  # its result recorded, the operator deleted it
     assert len(jobs(emulator, "migration")) == 1  # not migrated: that would be the engine's
-    assert "MigrateSkipped" in events_of(emulator, "r1")
+    await emulator.wait_for(lambda: "MigrateSkipped" in events_of(emulator, "r1"))
 
 
 # --- the real programs against a real PostgreSQL --------------------------------------------
@@ -337,7 +370,7 @@ async def test_a_backup_then_a_restore_loses_nothing(
         emulator.jobs.outcome_for = pods.outcome_for
         await installed(emulator, url=db.dsn, autoscaling={"enabled": False}, replicas=2)
         backup = await backed_up(emulator, "before")
-        assert backup["location"].startswith("pvc://prod-backups/prod/on-demand/vulcan_")
+        assert backup["location"].startswith("pvc://prod-backups/default/prod/on-demand/vulcan_")
         assert len(backup["checksum"]) == 64 and backup["sizeBytes"] > 0
         assert backup["databaseRevision"] == SEED_REVISION
         expected, counts = fingerprint(db.dsn), row_counts(db.dsn)
@@ -354,7 +387,7 @@ async def test_a_backup_then_a_restore_loses_nothing(
         assert [name for name, code in pods.ran] == ["backup", "restore"]
         assert db.password not in str(emulator.get(RESTORES, "default", "r1"))
         await emulator.wait_for(lambda: "restore" not in status(emulator))
-        assert replicas(emulator) == 2
+        await emulator.wait_for(lambda: replicas(emulator) == 2)
     finally:
         await operator.stop()
         pg_server.drop_database(db.dbname)

@@ -9,15 +9,65 @@ module only collects the text, the builders' parsers read it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from vulcan_operator.k8s import Api, Ref
 
-__all__ = ["JobRun", "finished_at", "job_run", "owned_jobs", "read_job", "read_job_object"]
+__all__ = [
+    "JobRun",
+    "finished_at",
+    "job_run",
+    "owned_jobs",
+    "read_job",
+    "read_job_object",
+    "running_jobs",
+    "safe_database",
+    "safe_revision",
+    "safe_row_counts",
+]
 
 MESSAGE_TAIL = 500  # characters of a termination message quoted in a failure message
+
+# What a pod reports about the database it worked on is derived from that database (table
+# names, the alembic revision): whoever wrote the dump chose it. Only these shapes ever reach a
+# status or an Event (the programs filter the same way; this is the second line).
+TABLE_KEY = re.compile(r"^[a-z_][a-z0-9_]{0,62}(\.[a-z_][a-z0-9_]{0,62})?$")
+REVISION = re.compile(r"^[A-Za-z0-9_,]{1,128}$")
+DATABASE = re.compile(r"^[A-Za-z0-9_]{1,63}$")
+MAX_TABLES = 100  # rowCounts keys kept; the rest are summed under "other"
+
+
+def safe_row_counts(counts: Any) -> dict[str, int]:
+    """`counts` ({table: rows}) with only plain table names (schema.table at most) and integer
+    counts; anything else, and tables beyond MAX_TABLES, is summed under "other"."""
+    if not isinstance(counts, Mapping):
+        return {}
+    kept: dict[str, int] = {}
+    other = 0
+    for key, value in sorted(counts.items(), key=lambda kv: str(kv[0])):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            continue
+        plain = isinstance(key, str) and TABLE_KEY.match(key) and key != "other"
+        if plain and len(kept) < MAX_TABLES:
+            kept[str(key)] = value
+            continue
+        other += value
+    if other or "other" in counts:
+        kept["other"] = other
+    return kept
+
+
+def safe_revision(value: Any) -> str | None:
+    """An alembic revision (heads joined by ','), or None for anything else."""
+    return value if isinstance(value, str) and REVISION.match(value) else None
+
+
+def safe_database(value: Any) -> str | None:
+    """A database name as a restore reports it (a plain identifier), or None."""
+    return value if isinstance(value, str) and DATABASE.match(value) else None
 
 
 @dataclass(frozen=True)
@@ -171,3 +221,9 @@ async def owned_jobs(
     return sorted(
         mine, key=lambda j: (j["metadata"].get("creationTimestamp") or "", j["metadata"]["name"])
     )
+
+
+async def running_jobs(api: Api, namespace: str, labels: dict[str, str]) -> list[str]:
+    """Names of the Jobs with `labels` that have not finished, sorted."""
+    jobs = await api.list(Ref("batch/v1", "Job", namespace), labels)
+    return sorted(j["metadata"]["name"] for j in jobs if finished_at(j) is None)

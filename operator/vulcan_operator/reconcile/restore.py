@@ -10,50 +10,74 @@ again) as a persisted state machine per VulcanRestore; and what a restore means 
 (start, end, outcome, message); every transition is an Event. A reconcile moves on as far as
 the cluster allows and never waits; the handler calls it again every few seconds.
 
-How the engine learns of a restore: the restore controller writes `status.restore` on the
-VulcanEngine ({name, uid, step, replicas}); the engine reconcile reads it from its own body
-(no extra call while no restore runs) and renders the Deployment with 0 replicas and no HPA,
-and suspends the backup and maintenance CronJobs, while the step is ScaleDown, Restore or
-Migrate (or Hold); with `replicas` during ScaleUp. A status field, not an annotation: the
-operator never writes an engine's spec or metadata that Argo CD compares, a status field shows
-in `kubectl get -o yaml` next to the phase it explains, and it is gone with the engine. The
-engine reconcile also checks the marker: a VulcanRestore that was deleted, or that ended
-without releasing it, is released (the engine scales back to `replicas`), so a restore can
-never leave the engine at zero silently.
+The lock: the engine's `status.restore` ({name, uid, step, replicas, message, database}) is
+the lock of its database, one restore at a time. A restore takes it when it starts (before
+anything is touched), with a resourceVersion precondition on the engine's status (a 409 means
+someone moved first: it reads again), and only from no one or from a holder that has ended
+(its VulcanRestore deleted or Succeeded/Failed); otherwise it waits, Pending with reason
+WaitingForRestore naming the holder. Every later write of the marker (each step, the release)
+carries the same precondition. A side restore (spec.targetDatabase) takes the lock too (it
+shares the server), with `database` set and no replicas: the engine keeps serving.
 
-Start (Pending until all hold): the engine exists, has been reconciled once, is valid and not
-paused; no upgrade is in flight (the restore WAITS for it to end, with condition reason
-UpgradeInProgress: an upgrade ends by itself within its deadline, and a restore meanwhile would
-race its migrations; the upgrade's own restore, `rollbackStrategy: restore`, is exempt); no
-other restore holds the engine; the backup is known: backupRef → that VulcanBackup has
-Succeeded (its location and checksum), or spec.location. Version changes of the engine wait
-while a restore holds it.
+How the engine reads it: the engine reconcile reads the marker from the live engine (no extra
+call while no restore runs) and renders the Deployment with 0 replicas and no HPA, and
+suspends the backup and maintenance CronJobs, while the step is ScaleDown, Restore or Migrate
+(or Hold); with `replicas` during ScaleUp; as the spec says for a side restore. A status field,
+not an annotation: the operator never writes an engine's spec or metadata that Argo CD
+compares, a status field shows in `kubectl get -o yaml` next to the phase it explains, and it
+is gone with the engine. The engine reconcile also releases a marker whose VulcanRestore was
+deleted, or ended without releasing it (conditionally too: a restore taking the lock over at
+that moment is never undone), so a restore can never leave the engine at zero silently.
+
+Start (Pending until all hold; refusals first, they never wait): the source is the engine's own
+(backupRef → a VulcanBackup of the same engine that Succeeded, with its recorded location and
+checksum; or spec.location, a backup file of the engine's store, with spec.checksum: see
+`builders.backup.restore_source_problem`); a side restore does not name the engine's own
+database (read from its DATABASE_URL Secret; the restore program refuses it too); the engine
+exists, has been reconciled once, is valid and not paused; no upgrade is in flight (the
+restore WAITS for it to end, with condition reason UpgradeInProgress: an upgrade ends by
+itself within its deadline, and a restore meanwhile would race its migrations; the upgrade's
+own restore, `rollbackStrategy: restore`, is exempt); no backup Job of the engine is running
+(WaitingForBackup: the engine is not scaled down under a running backup, and the restore Job
+is not started while one runs); the lock. Version changes of the engine and new VulcanBackups
+wait while a restore holds it.
+
+Results: the restore Job's result (the pod's termination message) is recorded in the status
+as soon as it is seen, `rowCounts` keys and `databaseRevision` filtered to plain identifiers
+(`reconcile.jobs.safe_row_counts`: a table name is the dump's to choose); the next pass deletes
+the Job (restore Jobs have no TTL) and moves on from the status, so a Job that is gone after
+that is no loss.
 
 Failures: phase Failed, `step` names the step, `failure` says why. When the engine's database
 is known to be untouched (before the restore, a file refused, a restore rolled back, a side
 database), the engine is scaled back first. When it may have been changed and is not fit to
 serve (restored but not migrated; a restore Job that ended without saying how far it got),
 the engine is kept at zero: its status.restore step becomes Hold and its conditions say so
-(Degraded=True, reason RestoreFailed, with what to do). Deleting the VulcanRestore releases it.
+(Degraded=True, reason RestoreFailed, with what to do). Deleting the VulcanRestore releases it;
+a new VulcanRestore may take the lock over from it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import re
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
-from vulcan_operator import API_VERSION, names
-from vulcan_operator.api.backup import VulcanRestore
-from vulcan_operator.api.engine import S3Storage, VulcanEngineSpec
+from vulcan_operator import API_VERSION, database, names
+from vulcan_operator.api.backup import CHECKSUM_REQUIRED, VulcanRestore
+from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.builders.backup import (
+    COMPONENT_BACKUP,
     COMPONENT_RESTORE,
     BackupLocation,
     build_vulcan_restore_job,
     parse_restore_result,
+    restore_source_problem,
 )
 from vulcan_operator.builders.common import Owner
 from vulcan_operator.builders.engine import EngineInputs
@@ -62,7 +86,15 @@ from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api, ApiError, Ref, apply
 from vulcan_operator.reconcile import upgrade
 from vulcan_operator.reconcile.backup import failure as job_failure
-from vulcan_operator.reconcile.jobs import owned_jobs, read_job, read_job_object
+from vulcan_operator.reconcile.jobs import (
+    owned_jobs,
+    read_job,
+    read_job_object,
+    running_jobs,
+    safe_database,
+    safe_revision,
+    safe_row_counts,
+)
 from vulcan_operator.status import Outcome, condition, get_condition, now, set_conditions
 from vulcan_operator.validation import explain
 
@@ -98,8 +130,6 @@ class EngineHold:
     suspend: bool = False
     #: A restore holds the engine: version changes wait.
     restoring: bool = False
-    #: Write status.restore = null (the restore has ended or is gone).
-    clear: bool = False
     phase: str | None = None
     conditions: list[dict[str, Any]] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)
@@ -109,27 +139,59 @@ async def engine_hold(
     api: Api, namespace: str, engine: str, status: dict[str, Any], generation: int | None
 ) -> EngineHold:
     """Read the engine's status.restore (and the VulcanRestore it names, only when there is
-    one): what to render, which conditions to show, whether to release it.
+    one): what to render, which conditions to show; release a lock whose holder has ended.
 
     The marker is read from the live engine, not from the body the reconcile started with: a
-    reconcile that began just before a restore wrote it must not scale the engine back up.
+    reconcile that began just before a restore wrote it must not scale the engine back up. The
+    release is conditional on the engine's resourceVersion (a restore waiting for the lock may
+    take it over at the same moment: its marker is never cleared by a stale decision).
     """
-    live_engine = await api.get(_engine_ref(namespace, engine))
-    marker = ((live_engine or {}).get("status") or {}).get("restore")
-    if not marker:
-        return EngineHold()
-    name, step, replicas = marker.get("name", ""), marker.get("step"), marker.get("replicas")
-    live = await api.get(Ref(API_VERSION, KIND, namespace, name))
-    gone = live is None or bool(marker.get("uid") and live["metadata"].get("uid") != marker["uid"])
-    phase = ((live or {}).get("status") or {}).get("phase")
-    if gone or (phase in TERMINAL and step != "Hold"):
-        why = "was deleted" if gone else f"has ended ({phase})"
+    for _ in range(LOCK_ATTEMPTS):
+        live_engine = await api.get(_engine_ref(namespace, engine))
+        marker = ((live_engine or {}).get("status") or {}).get("restore")
+        if not marker or live_engine is None:
+            return EngineHold()
+        name, replicas = marker.get("name", ""), marker.get("replicas")
+        why = await _ended(api, namespace, marker)
+        if why is None:
+            return _held(marker, status, generation)
+        try:
+            await _write_marker(api, live_engine, None)
+        except _Conflict:
+            continue  # the engine changed meanwhile: look again
+        if marker.get("database"):  # a side restore: the engine was never scaled down
+            return EngineHold(
+                events=[("Normal", "RestoreReleased", f"VulcanRestore '{name}' {why}")]
+            )
         back = f"back to {replicas} replicas" if replicas is not None else "back up"
         return EngineHold(
             replicas=replicas,
-            clear=True,
             events=[("Normal", "RestoreReleased", f"VulcanRestore '{name}' {why}: scaling {back}")],
         )
+    # Could not settle it: change nothing this pass (zero and suspended, as a held engine).
+    return EngineHold(replicas=0, suspend=True, restoring=True)
+
+
+async def _ended(
+    api: Api, namespace: str, marker: dict[str, Any], *, takeover: bool = False
+) -> str | None:
+    """None while the VulcanRestore named by `marker` holds the engine; else how it ended.
+    A restore that failed and holds the engine at zero (step Hold) keeps it at zero until it
+    is deleted, or until a new restore takes the lock over (`takeover`)."""
+    live = await api.get(Ref(API_VERSION, KIND, namespace, marker.get("name", "")))
+    if live is None or (marker.get("uid") and live["metadata"].get("uid") != marker["uid"]):
+        return "was deleted"
+    phase = (live.get("status") or {}).get("phase")
+    if phase in TERMINAL and (takeover or marker.get("step") != "Hold"):
+        return f"has ended ({phase})"
+    return None
+
+
+def _held(marker: dict[str, Any], status: dict[str, Any], generation: int | None) -> EngineHold:
+    """What a live marker asks of the engine."""
+    name, step, replicas = marker.get("name", ""), marker.get("step"), marker.get("replicas")
+    if marker.get("database"):  # a side restore shares the server: no version change meanwhile
+        return EngineHold(restoring=True)
     if step == "Hold":
         message = (
             f"kept at zero replicas by the failed VulcanRestore '{name}': "
@@ -324,18 +386,38 @@ def _pending(run: _Run, reason: str, message: str) -> None:
     raise _Wait
 
 
-async def _source(run: _Run, spec: VulcanEngineSpec) -> tuple[str, str, S3Storage | None]:
-    """(location, expected checksum, S3 settings) of the backup to restore."""
-    ref = run.restore.spec.backupRef
+CHECKSUM = re.compile(r"^[0-9a-f]{64}$")
+
+
+async def _source(run: _Run, spec: VulcanEngineSpec) -> tuple[str, str]:
+    """(location, expected checksum) of the backup to restore: a file of this engine's own
+    store, with a checksum the operator recorded (backupRef) or the spec gives (location)."""
+    storage, name = spec.backup.storage, run.engine_name
+    ref, given = run.restore.spec.backupRef, run.restore.spec.checksum
     if ref is None:
-        return run.restore.spec.location, "", spec.backup.storage.s3
+        location = run.restore.spec.location
+        if not CHECKSUM.match(given):
+            _fail_early(run, f"spec.checksum is {CHECKSUM_REQUIRED}")
+        problem = restore_source_problem(name, run.namespace, storage, location)
+        if problem:
+            _fail_early(run, problem)
+        return location, given
     backup = await run.api.get(Ref(API_VERSION, BACKUP_KIND, run.namespace, ref.name))
     if backup is None:
         _pending(run, "BackupNotFound", f"waiting for VulcanBackup '{ref.name}': not found")
     assert backup is not None
+    of = ((backup.get("spec") or {}).get("engineRef") or {}).get("name")
+    if of != name:
+        _fail_early(
+            run,
+            f"spec.backupRef: VulcanBackup '{ref.name}' is a backup of VulcanEngine '{of}', not "
+            f"of '{name}': a restore takes only its own engine's backups",
+        )
     status = backup.get("status") or {}
     if status.get("phase") == "Failed":
-        _fail_early(run, f"VulcanBackup '{ref.name}' failed: there is nothing to restore")
+        _fail_early(
+            run, f"spec.backupRef: VulcanBackup '{ref.name}' failed: there is nothing to restore"
+        )
     if status.get("phase") != "Succeeded":
         _pending(
             run,
@@ -343,20 +425,27 @@ async def _source(run: _Run, spec: VulcanEngineSpec) -> tuple[str, str, S3Storag
             f"waiting for VulcanBackup '{ref.name}' to succeed "
             f"(it is {status.get('phase') or 'Pending'})",
         )
-    if not status.get("location"):
-        _fail_early(run, f"VulcanBackup '{ref.name}' has no recorded location")
-    return str(status["location"]), str(status.get("checksum") or ""), await _s3(run, spec)
-
-
-async def _s3(run: _Run, spec: VulcanEngineSpec) -> S3Storage | None:
-    """S3 settings for an s3:// location: the VulcanBackup's own storage, else the engine's."""
-    ref = run.restore.spec.backupRef
-    if ref is not None:
-        backup = await run.api.get(Ref(API_VERSION, BACKUP_KIND, run.namespace, ref.name))
-        storage = ((backup or {}).get("spec") or {}).get("storage") or {}
-        if storage.get("s3"):
-            return S3Storage.model_validate(storage["s3"])
-    return spec.backup.storage.s3
+    checksum, location = str(status.get("checksum") or ""), str(status.get("location") or "")
+    if not CHECKSUM.match(checksum) or not location:
+        _fail_early(
+            run,
+            f"spec.backupRef: VulcanBackup '{ref.name}' recorded no location and sha256 "
+            "checksum: there is nothing to check the file against",
+        )
+    if given and given != checksum:
+        _fail_early(
+            run,
+            f"spec.checksum does not match the sha256 VulcanBackup '{ref.name}' recorded "
+            "(status.checksum); leave it out, or give the same",
+        )
+    problem = restore_source_problem(name, run.namespace, storage, location)
+    if problem:
+        _fail_early(
+            run,
+            f"spec.backupRef: VulcanBackup '{ref.name}' is not in VulcanEngine '{name}''s "
+            f"backup storage: {problem}",
+        )
+    return location, checksum
 
 
 def _fail_early(run: _Run, message: str) -> None:
@@ -375,9 +464,7 @@ def _fail_early(run: _Run, message: str) -> None:
     raise _Wait
 
 
-def _restore_job(
-    run: _Run, spec: VulcanEngineSpec, location: str, checksum: str, s3: S3Storage | None
-) -> dict[str, Any]:
+def _restore_job(run: _Run, spec: VulcanEngineSpec, location: str, checksum: str) -> dict[str, Any]:
     (job,) = build_vulcan_restore_job(
         Owner(kind=KIND, name=run.name, namespace=run.namespace, uid=run.uid),
         run.engine_name,
@@ -386,9 +473,50 @@ def _restore_job(
         location=location,
         checksum=checksum,
         target_database=run.restore.spec.targetDatabase,
-        s3=s3,
     )
     return job
+
+
+def database_name(url: str) -> str:
+    """The database a PostgreSQL URL names (path, else ?dbname=, else the user name, as libpq
+    does); ValueError for what is not a PostgreSQL URL. Never puts the URL in a message."""
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        user = parts.username
+    except ValueError:
+        raise ValueError("not a valid URL") from None
+    if parts.scheme.split("+")[0] not in ("postgres", "postgresql"):
+        raise ValueError("not a postgresql:// URL")
+    name = urllib.parse.unquote(parts.path.lstrip("/"))
+    if not name:
+        name = (urllib.parse.parse_qs(parts.query).get("dbname") or [""])[0]
+    return name or urllib.parse.unquote(user or "")
+
+
+async def _own_database(run: _Run, spec: VulcanEngineSpec) -> None:
+    """Refuse a side restore into the engine's own database (it would replace the data under
+    a serving engine). The name comes from the engine's DATABASE_URL Secret."""
+    ref = database.url_ref(run.engine_name, spec)
+    try:
+        own = database_name(await database.database_url(run.api, run.namespace, ref))
+    except (database.InvalidDatabaseURL, ValueError):
+        _fail_early(
+            run,
+            f"the DATABASE_URL in Secret '{ref.name}' (key '{ref.key}') is not a valid "
+            "postgresql:// URL: the engine's own database cannot be told from "
+            "spec.targetDatabase, and the restore could not connect",
+        )
+        raise
+    except database.DatabaseUnavailable as exc:
+        _pending(run, "DatabaseUrlUnavailable", f"cannot read the engine's database name: {exc}")
+        raise
+    if own and own == run.restore.spec.targetDatabase:
+        _fail_early(
+            run,
+            f"spec.targetDatabase '{own}' is VulcanEngine '{run.engine_name}''s own database: a "
+            "side restore goes into another database (to restore the engine's own, leave "
+            "targetDatabase out: the engine is then scaled down first)",
+        )
 
 
 async def _start(run: _Run) -> None:
@@ -406,6 +534,15 @@ async def _start(run: _Run) -> None:
         problems = "; ".join(explain(exc, VulcanEngineSpec))
         _pending(run, "EngineInvalid", f"VulcanEngine '{name}' is invalid: {problems}")
         raise
+    location, checksum = await _source(run, spec)  # refusals first: they never wait
+    try:
+        where = BackupLocation.parse(location)
+        _restore_job(run, spec, location, checksum)  # refuses what cannot be built
+    except ValueError as exc:
+        _fail_early(run, str(exc))
+        raise
+    if run.side:
+        await _own_database(run, spec)
     estatus = engine.get("status") or {}
     if estatus.get("observedGeneration") is None:
         _pending(run, "EngineNotReconciled", f"waiting for VulcanEngine '{name}' to be set up")
@@ -419,89 +556,172 @@ async def _start(run: _Run) -> None:
             f"waiting for the upgrade of VulcanEngine '{name}' to {up.get('to')} to end "
             f"(step {up.get('step')}): a restore meanwhile would race its migrations",
         )
-    marker = estatus.get("restore") or {}
-    if marker and marker.get("name") != run.name:
-        other = await run.api.get(Ref(API_VERSION, KIND, run.namespace, marker["name"]))
-        if other is not None and ((other.get("status") or {}).get("phase") not in TERMINAL):
-            _pending(
-                run,
-                "RestoreInProgress",
-                f"waiting for VulcanRestore '{marker['name']}', which holds the engine",
-            )
-    location, checksum, s3 = await _source(run, spec)
-    try:
-        where = BackupLocation.parse(location)
-        _restore_job(run, spec, location, checksum, s3)  # refuses what cannot be built
-    except ValueError as exc:
-        _fail_early(run, str(exc))
-        raise
     if where.scheme == "pvc":
         claim = await run.api.get(Ref("v1", "PersistentVolumeClaim", run.namespace, where.root))
         if claim is None:
             _fail_early(run, f"{location}: PersistentVolumeClaim '{where.root}' not found")
-    database = run.restore.spec.targetDatabase or None
+    if not run.side:
+        await _no_backup_running(run, "scaling it down")
+    marker = await _lock(run, spec)
+    database_ = run.restore.spec.targetDatabase or None
     run.status.update(
         phase="Running",
         startedAt=now(),
         location=location,
-        **({"checksum": checksum} if checksum else {}),
-        **({"database": database} if database else {}),
+        checksum=checksum,
+        **({"database": database_} if database_ else {}),
     )
     if run.side:
         run.begin(
             "Restore",
-            f"restoring {location} into the database '{database}'; VulcanEngine '{name}' keeps "
+            f"restoring {location} into the database '{database_}'; VulcanEngine '{name}' keeps "
             "serving from its own",
         )
         return  # the Job is created on the next pass, with the status persisted
-    deployment = await run.api.get(_deployment_ref(run.namespace, name))
-    if marker and marker.get("replicas") is not None:
-        before = int(marker["replicas"])  # taking over from a failed restore that held it
-    elif deployment is not None:
-        before = int((deployment.get("spec") or {}).get("replicas", 1))
-    else:
-        before = spec.autoscaling.minReplicas if spec.autoscaling.enabled else spec.replicas
+    before = marker["replicas"]
     run.status["replicasBefore"] = before
     run.begin("ScaleDown", f"scaling VulcanEngine '{name}' from {before} replicas to zero")
-    # replicasBefore is persisted before the engine is told anything (a restart must never
-    # read the count back from a Deployment that is already at zero).
+
+
+async def _no_backup_running(run: _Run, before: str) -> None:
+    """Wait while a backup Job of the engine runs (scheduled or a VulcanBackup's): the restore
+    would take the database and the backup volume from under it."""
+    running = await running_jobs(
+        run.api, run.namespace, names.selector(run.engine_name, COMPONENT_BACKUP)
+    )
+    if running:
+        message = (
+            f"waiting for the backup Job {', '.join(running)} of VulcanEngine "
+            f"'{run.engine_name}' to finish before {before}"
+        )
+        if run.status.get("step"):
+            run.progress("WaitingForBackup", message)
+            raise _Wait
+        _pending(run, "WaitingForBackup", message)
+
+
+# --- the lock: the engine's status.restore ----------------------------------------------------
+class _Conflict(Exception):
+    """The engine changed since it was read (resourceVersion precondition failed)."""
+
+
+LOCK_ATTEMPTS = 3
+MARKER_KEYS = ("name", "uid", "step", "replicas", "message", "database")
+
+
+async def _write_marker(
+    api: Api, engine: dict[str, Any], marker: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Set (or clear) the engine's status.restore, only if the engine is still as read."""
+    full = None if marker is None else {k: marker.get(k) for k in MARKER_KEYS}
+    body = {
+        "metadata": {"resourceVersion": engine["metadata"]["resourceVersion"]},
+        "status": {"restore": full},
+    }
+    try:
+        return await api.patch(Ref.of(engine), body, subresource="status")
+    except ApiError as exc:
+        if exc.status in (404, 409, 422):
+            raise _Conflict from None
+        raise
+
+
+def _mine(run: _Run, marker: dict[str, Any]) -> bool:
+    return marker.get("name") == run.name and marker.get("uid") in (None, "", run.uid)
+
+
+async def _lock(run: _Run, spec: VulcanEngineSpec) -> dict[str, Any]:
+    """Take the engine's restore lock (its status.restore, written with a resourceVersion
+    precondition), from no one or from a restore that has ended; else wait, saying for whom."""
+    name = run.engine_name
+    for _ in range(LOCK_ATTEMPTS):
+        engine = await run.api.get(_engine_ref(run.namespace, name))
+        if engine is None:
+            _pending(run, "EngineNotFound", f"waiting for VulcanEngine '{name}': not found")
+        assert engine is not None
+        current = (engine.get("status") or {}).get("restore") or {}
+        if (
+            current
+            and not _mine(run, current)
+            and await _ended(run.api, run.namespace, current, takeover=True) is None
+        ):
+            _pending(
+                run,
+                "WaitingForRestore",
+                f"waiting for VulcanRestore '{current.get('name')}', which holds "
+                f"VulcanEngine '{name}' (one restore at a time)",
+            )
+        marker: dict[str, Any] = {"name": run.name, "uid": run.uid}
+        if run.side:
+            marker.update(step="Restore", database=run.restore.spec.targetDatabase)
+        else:
+            marker.update(step="ScaleDown", replicas=await _replicas_before(run, spec, current))
+        if {k: current.get(k) for k in MARKER_KEYS} == {k: marker.get(k) for k in MARKER_KEYS}:
+            run.engine = engine
+            return marker
+        try:
+            run.engine = await _write_marker(run.api, engine, marker)
+        except _Conflict:
+            continue  # someone moved first: read again
+        return marker
+    _pending(run, "WaitingForRestore", f"VulcanEngine '{name}' kept changing; trying again")
+    raise AssertionError("unreachable")
+
+
+async def _replicas_before(run: _Run, spec: VulcanEngineSpec, current: dict[str, Any]) -> int:
+    """The replicas to scale back to: a previous holder's (taking over from a restore that
+    held the engine, or our own marker after a restart), else the Deployment's, else the spec's.
+    """
+    if current.get("replicas") is not None and not current.get("database"):
+        return int(current["replicas"])
+    deployment = await run.api.get(_deployment_ref(run.namespace, run.engine_name))
+    if deployment is not None:
+        return int((deployment.get("spec") or {}).get("replicas", 1))
+    return spec.autoscaling.minReplicas if spec.autoscaling.enabled else spec.replicas
 
 
 # --- the steps ------------------------------------------------------------------------------
 async def _mark(run: _Run, step: str | None, message: str | None = None) -> None:
-    """Write (or clear, with step None) the engine's status.restore; taking it over from no one
-    or from another restore is conditional on the engine not having changed meanwhile."""
-    engine = await run.api.get(_engine_ref(run.namespace, run.engine_name))
-    if engine is None:
-        return
-    current = (engine.get("status") or {}).get("restore") or {}
-    body: dict[str, Any]
-    if step is None:
-        if current.get("name") != run.name:
+    """Move our marker to `step` (or release it, with step None). Always conditional on the
+    engine's resourceVersion; a marker that is no longer ours is taken back only from a holder
+    that has ended (never by one restore from another that runs)."""
+    for _ in range(LOCK_ATTEMPTS):
+        engine = await run.api.get(_engine_ref(run.namespace, run.engine_name))
+        if engine is None:
             return
-        body = {"status": {"restore": None}}
-    else:
-        marker = {
-            "name": run.name,
-            "uid": run.uid,
-            "step": step,
-            "replicas": run.status.get("replicasBefore"),
-            **({"message": message} if message else {}),
-        }
-        if {k: current.get(k) for k in marker} == marker:
-            run.engine = engine
+        current = (engine.get("status") or {}).get("restore") or {}
+        marker: dict[str, Any] | None = None
+        if step is None:
+            if not current or not _mine(run, current):
+                return
+        else:
+            if (
+                current
+                and not _mine(run, current)
+                and await _ended(run.api, run.namespace, current, takeover=True) is None
+            ):
+                run.progress(
+                    "WaitingForRestore",
+                    f"VulcanRestore '{current.get('name')}' holds VulcanEngine '{run.engine_name}'",
+                )
+                raise _Wait
+            marker = {
+                "name": run.name,
+                "uid": run.uid,
+                "step": step,
+                "replicas": run.status.get("replicasBefore"),
+                "message": message,
+                "database": run.restore.spec.targetDatabase or None,
+            }
+            if {k: current.get(k) for k in MARKER_KEYS} == marker:
+                run.engine = engine
+                return
+        try:
+            run.engine = await _write_marker(run.api, engine, marker)
             return
-        body = {"status": {"restore": marker}}
-        if current.get("name") != run.name:
-            body["metadata"] = {"resourceVersion": engine["metadata"]["resourceVersion"]}
-    try:
-        run.engine = await run.api.patch(
-            _engine_ref(run.namespace, run.engine_name), body, subresource="status"
-        )
-    except ApiError as exc:
-        if exc.status == 409:  # the engine changed meanwhile: look again next time
-            raise _Wait from None
-        raise
+        except _Conflict:
+            continue
+    raise _Wait  # the engine kept changing: look again next time
 
 
 def _scaled_to(deployment: dict[str, Any] | None, replicas: int) -> bool:
@@ -566,11 +786,24 @@ async def _scale_down(run: _Run) -> None:
     run.begin("Restore", f"restoring {location} into the database of '{run.engine_name}'")
 
 
+def _result_recorded(run: _Run) -> bool:
+    """Whether the restore Job's result is in the status already (its step record ended)."""
+    steps = run.status.get("steps") or []
+    return bool(steps) and steps[-1].get("name") == "Restore" and "finishedAt" in steps[-1]
+
+
 async def _restore(run: _Run) -> None:
     if not run.side:
         if run.engine is None:
             _engine_gone(run)
         await _mark(run, "Restore")
+    if _result_recorded(run):
+        # The result was persisted by the previous pass: the Job has served its purpose (and
+        # may be gone already: nothing is lost), the rest follows from the status.
+        if run.status.get("jobName"):
+            await run.api.delete(Ref("batch/v1", "Job", run.namespace, run.status["jobName"]))
+        await _after_restore(run)
+        return
     selector = names.selector(run.engine_name, COMPONENT_RESTORE)
     jobs = await owned_jobs(run.api, run.namespace, selector, run.uid)
     if not jobs:
@@ -584,9 +817,11 @@ async def _restore(run: _Run) -> None:
             return
         if run.engine is None:
             _engine_gone(run)
+        if not run.side:
+            await _no_backup_running(run, "restoring")
         spec = run.engine_spec()
         location, checksum = str(run.status["location"]), str(run.status.get("checksum") or "")
-        job = _restore_job(run, spec, location, checksum, await _s3(run, spec))
+        job = _restore_job(run, spec, location, checksum)
         await apply(run.api, job, create_only=True)
         run.status["jobName"] = job["metadata"]["name"]
         run.progress("Restore", f"restore Job {run.status['jobName']} created")
@@ -600,12 +835,38 @@ async def _restore(run: _Run) -> None:
         raise _Wait
     result = parse_restore_result(state.termination)
     if state.state == "Succeeded":
-        run.status.update(
-            rowCounts=result.get("rowCounts") or {},
-            **{k: result[k] for k in ("database", "databaseRevision") if result.get(k)},
+        counts = safe_row_counts(result.get("rowCounts"))
+        found = {
+            "database": safe_database(result.get("database")),
+            "databaseRevision": safe_revision(result.get("databaseRevision")),
+        }
+        run.status.update(rowCounts=counts, **{k: v for k, v in found.items() if v})
+        into = found["database"] or "?"
+        run.end("Succeeded", f"restored into '{into}' ({len(counts)} tables)")
+    else:
+        _, message = job_failure(result, state, "restore")
+        untouched = run.side or (
+            result.get("outcome") == "Failed"
+            and (result.get("step") in UNTOUCHED or result.get("exitCode") in (2, 3))
         )
-        tables = len(result.get("rowCounts") or {})
-        run.end("Succeeded", f"restored into '{result.get('database')}' ({tables} tables)")
+        if untouched and not run.side:
+            message += "; the database was not changed"
+        run.end("Failed", message)
+        run.status["failure"] = {
+            "step": "Restore",
+            "message": message,
+            "databaseChanged": False if untouched else None,
+        }
+    # The result is kept in the status first (a Job can vanish: TTL, a person, a node);
+    # the next pass deletes the Job and moves on from what the status says.
+    run.progress("Restore", f"restore Job {run.status['jobName']} has ended: result recorded")
+    raise _Wait
+
+
+async def _after_restore(run: _Run) -> None:
+    """The step after a recorded restore result."""
+    steps = run.status.get("steps") or []
+    if steps[-1].get("outcome") == "Succeeded":
         if run.side:
             if run.restore.spec.migrate:
                 run.events.append(
@@ -616,6 +877,7 @@ async def _restore(run: _Run) -> None:
                         "database, and this restore went into another one",
                     )
                 )
+            await _mark(run, None)
             _finish(run)
             raise _Wait
         if run.restore.spec.migrate:
@@ -624,14 +886,9 @@ async def _restore(run: _Run) -> None:
         else:
             _begin_scale_up(run)
         return
-    _, message = job_failure(result, state, "restore")
-    untouched = run.side or (
-        result.get("outcome") == "Failed"
-        and (result.get("step") in UNTOUCHED or result.get("exitCode") in (2, 3))
-    )
-    if untouched and not run.side:
-        message += "; the database was not changed"
-    await _failed(run, message, database_changed=False if untouched else None)
+    failure = run.status.get("failure") or {}
+    message = str(failure.get("message") or steps[-1].get("message") or "the restore failed")
+    await _failed(run, message, database_changed=failure.get("databaseChanged"))
 
 
 def _running_version(run: _Run) -> str:
@@ -682,6 +939,7 @@ async def _failed(run: _Run, message: str, *, database_changed: bool | None) -> 
     if database_changed is False or run.side:
         run.status["failure"] = failure
         if run.side:
+            await _mark(run, None)
             _finish(run, failure=failure)
             raise _Wait
         before = run.status.get("replicasBefore")
