@@ -98,7 +98,7 @@ def backups(emulator: Emulator, migrations: Migrations) -> dict[str, str]:
             return migrations.outcome_for(job)
         (owner,) = job["metadata"]["ownerReferences"]
         name = owner["name"]
-        location = f"pvc://prod-backups/prod/on-demand/vulcan_20261129_020000_{name}.sql.gz"
+        location = f"pvc://prod-backups/default/prod/on-demand/vulcan_20261129_020000_{name}.dump"
         if outcomes.get(name, outcomes.get("*", "Succeeded")) == "Succeeded":
             return JobOutcome.succeed(message=backup_result(location))
         return JobOutcome.fail(
@@ -181,7 +181,7 @@ async def test_upgrade_happy_path(
     assert last["backup"].startswith("prod-pre-") and last["backup"].endswith("2-1-0")
     backup = emulator.get("vulcanbackups", "default", last["backup"])
     assert backup["status"]["phase"] == "Succeeded"
-    assert backup["status"]["location"].endswith(f"_{last['backup']}.sql.gz")
+    assert backup["status"]["location"].endswith(f"_{last['backup']}.dump")
     assert st["upgrade"]["revisionBefore"] == "rev-2.0.0"
     assert st["phase"] == "Ready" and "failedVersion" not in st
 
@@ -265,7 +265,7 @@ async def test_failed_rollout_with_the_restore_strategy_restores_the_pre_upgrade
     async def run_restore(job: dict[str, Any], pod: dict[str, Any]) -> JobOutcome:
         await migrations.set_revision("rev-2.0.0")  # the backup's revision comes back
         restored.append(job["metadata"]["name"])
-        location = "pvc://prod-backups/prod/on-demand/vulcan.sql.gz"
+        location = "pvc://prod-backups/default/prod/on-demand/vulcan.dump"
         return JobOutcome.succeed(message=restore_result(location, revision="rev-2.0.0"))
 
     def outcome_for(job: dict[str, Any]) -> JobOutcome | None:

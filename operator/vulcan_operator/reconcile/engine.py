@@ -297,7 +297,7 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
     url_ref = database.url_ref(name, spec)
 
     async def read_revision() -> str | None:
-        return await database.read_revision(await database.database_url(api, namespace, url_ref))
+        return await database.engine_revision(api, namespace, url_ref)
 
     step = await upgrade.advance(
         upgrade.Context(

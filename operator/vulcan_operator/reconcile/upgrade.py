@@ -14,7 +14,17 @@ repeated. One flow at a time: a version change during a flow waits until the flo
               Downgrade (to the revision that version ran with) → Rollout → Succeeded;
               refused when the revision it needs is unknown
 A version that failed is not tried again while spec.version names it, unless the
-`vulcan-engine.com/retry-upgrade` annotation is given a new value.
+`vulcan-engine.com/retry-upgrade` annotation is given a new value: a new flow, with its own
+pre-upgrade VulcanBackup and revert VulcanRestore (their names carry a hash of the flow key).
+
+The database revision decides what is safe, so a flow whose next decision needs it and cannot
+read it holds (Degraded, reason RevisionUnknown, saying why) and resumes by itself once it can:
+the operator cannot reach the database, its URL is malformed, or the database shows no alembic
+revision before nor after a migration (is the Secret naming the engine's database?). It never
+rolls the old image back onto a schema whose revision it could not confirm, and after a failed
+migration Job it reads the revision again: a migration that moved it is brought back the way
+the rollback strategy says (or, without autoRollback, reported as a partly migrated schema),
+never reported as "the old version keeps serving".
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from typing import Any
 from vulcan_operator import API_VERSION, names
 from vulcan_operator.builders.engine import EngineInputs
 from vulcan_operator.builders.migration import migration_job
+from vulcan_operator.database import DatabaseUnavailable, InvalidDatabaseURL
 from vulcan_operator.k8s import Api, Ref, apply
 from vulcan_operator.reconcile.jobs import read_job
 from vulcan_operator.status import condition, now
@@ -115,8 +126,6 @@ def _progress(ctx: Context, up: dict[str, Any], message: str) -> dict[str, Any]:
 
 async def _revision(ctx: Context) -> tuple[str | None, str | None]:
     """(revision, problem): the database revision now, or why it is unknown."""
-    from vulcan_operator.database import DatabaseUnavailable
-
     try:
         return await ctx.read_revision(), None
     except DatabaseUnavailable as exc:
@@ -226,6 +235,7 @@ def _settled(ctx: Context, up: dict[str, Any]) -> Step:
 
 def _end(ctx: Context, up: dict[str, Any], step: str, running: str, **extra: Any) -> Step:
     up = {**up, **extra, "step": step, "running": running, "finishedAt": now()}
+    up.pop("revisionUnknown", None)
     outcome = "Succeeded" if step == "Succeeded" else step
     fields: dict[str, Any] = {"history": _history(ctx.status, up, outcome)}
     if step == "Succeeded":
@@ -248,6 +258,7 @@ def _fail(ctx: Context, up: dict[str, Any], reason: str) -> Step:
 
 
 def _wait(ctx: Context, up: dict[str, Any], run: str, message: str, events: Any = ()) -> Step:
+    up.pop("revisionUnknown", None)  # moving on: a hold, if any, is over
     phase: str | None = "RollingBack" if up["step"] in ("Revert", "RevertRollout") else "Upgrading"
     if up["kind"] == "install":
         phase = None  # a first install shows the Deployment's own progress
@@ -258,6 +269,32 @@ def _wait(ctx: Context, up: dict[str, Any], run: str, message: str, events: Any 
         conditions=[_progress(ctx, up, message)],
         events=list(events),
     )
+
+
+def _unknown(ctx: Context, up: dict[str, Any], run: str, problem: str) -> Step:
+    """Hold the flow where it is: its next decision needs the revision, which is unknown."""
+    message = (
+        f"{up['kind']} to {up['to']} waits at step {up['step']}: the database revision could "
+        f"not be read ({problem}); nothing more is done until it can be read"
+    )
+    news = up.get("revisionUnknown") != problem
+    up["revisionUnknown"] = problem
+    return Step(
+        run_version=run,
+        upgrade=up,
+        conditions=[
+            condition("Degraded", True, "RevisionUnknown", message, ctx.generation),
+            condition("Progressing", False, "RevisionUnknown", message, ctx.generation),
+        ],
+        events=[("Warning", "RevisionUnknown", message)] if news else [],
+    )
+
+
+NO_REVISION = (
+    "the database shows no alembic revision before nor after the migration, so the operator "
+    "cannot tell whether the schema changed; check that the database Secret names the "
+    "engine's database"
+)
 
 
 async def _job(
@@ -279,12 +316,18 @@ async def _step(ctx: Context, up: dict[str, Any]) -> Step:
         if state == "Failed":
             return _fail(ctx, up, f"migration failed: {message}")
         if state == "Succeeded" and rollout_state(ctx.deployment, up["image"]) == "Done":
-            revision, _ = await _revision(ctx)
+            try:
+                revision = await ctx.read_revision()
+            except InvalidDatabaseURL as exc:  # the engine's pods cannot use it either
+                return _unknown(ctx, up, new, str(exc))
+            except DatabaseUnavailable:
+                revision = None  # recorded as unknown: a rollback to this version is refused
             return _end(ctx, up, "Succeeded", new, revisionAfter=revision)
         return _wait(ctx, up, new, f"installing {new}: migration {state.lower()}")
 
     if step == "Backup":
-        name = names.dns_name(inputs.name, "pre", new)
+        # The flow key in the name: a retry takes a new backup, never the first attempt's.
+        name = up.get("backup") or names.dns_name(inputs.name, "pre", _flow_hash(up), new)
         up["backup"] = name
         backup = {
             "apiVersion": API_VERSION,
@@ -307,27 +350,29 @@ async def _step(ctx: Context, up: dict[str, Any]) -> Step:
 
     if step == "Migrate":
         if not up.get("revisionRecorded"):  # persisted before the migration may run
-            up["revisionBefore"], problem = await _revision(ctx)
-            up["revisionRecorded"] = True
+            before, problem = await _revision(ctx)
             if problem:
-                up["revisionProblem"] = problem
-            message = f"database revision before migrating: {up['revisionBefore']}"
-            return _wait(ctx, up, old or new, message)
+                return _unknown(ctx, up, old or new, problem)
+            up["revisionBefore"], up["revisionRecorded"] = before, True
+            return _wait(ctx, up, old or new, f"database revision before migrating: {before}")
         state, message = await _job(ctx, up, new, up_cmd, "migrate")
-        if state == "Failed":
-            return _fail(ctx, up, f"migration with {new} failed: {message}; {old} keeps serving")
-        if state != "Succeeded":
+        if state not in ("Failed", "Succeeded"):
             return _wait(ctx, up, old or new, f"migrating the database with {new}")
-        up["revisionAfter"], _ = await _revision(ctx)
+        after, problem = await _revision(ctx)
+        if problem:
+            return _unknown(ctx, up, old or new, f"after the migration Job {state}: {problem}")
+        if state == "Failed":
+            return _migration_failed(ctx, up, message, after)
+        up["revisionAfter"] = after
         up["step"] = step = "Rollout"
         return _wait(ctx, up, new, f"rolling out {new}", [("Normal", "Migrated", up_cmd[-1])])
 
     if step == "Downgrade":  # rollback to a version from the history
         _, wanted = _history_revision(ctx.status, new)
         now_rev, problem = await _revision(ctx)
-        up.setdefault("revisionBefore", now_rev)
         if problem:
-            return _end(ctx, up, "Refused", old or new, reason=f"cannot downgrade: {problem}")
+            return _unknown(ctx, up, old or new, problem)
+        up.setdefault("revisionBefore", now_rev)
         if now_rev != wanted:
             if wanted is None:
                 why = f"the database revision {new} ran with is not recorded"
@@ -355,25 +400,7 @@ async def _step(ctx: Context, up: dict[str, Any]) -> Step:
             return _wait(ctx, up, new, f"rolling out {new} (since {started})")
 
     if step == "Revert":
-        before, after = up.get("revisionBefore"), up.get("revisionAfter")
-        if before != after:
-            if spec.upgrade.rollbackStrategy == "restore" and up.get("backup"):
-                state, message = await _restore(ctx, up)
-            elif before is None:
-                return _fail(
-                    ctx,
-                    up,
-                    f"{up['reason']}; the schema changed and the revision "
-                    "before is unknown, so it cannot be downgraded safely",
-                )
-            else:
-                command = [*spec.upgrade.downgradeCommand, str(before)]
-                state, message = await _job(ctx, up, new, command, "downgrade")
-            if state == "Failed":
-                return _fail(ctx, up, f"{up['reason']}; bringing the schema back failed: {message}")
-            if state != "Succeeded":
-                return _wait(ctx, up, new, f"bringing the schema back to {before}")
-        up["step"] = step = "RevertRollout"
+        return await _revert(ctx, up)
 
     if step == "RevertRollout":
         image = f"{spec.image}:{old}"
@@ -383,10 +410,83 @@ async def _step(ctx: Context, up: dict[str, Any]) -> Step:
     raise ValueError(f"unknown upgrade step {step!r}")
 
 
+def _flow_hash(up: dict[str, Any]) -> str:
+    return names.short_hash(up.get("flow") or up["startedAt"])
+
+
+def _migration_failed(ctx: Context, up: dict[str, Any], message: str, after: str | None) -> Step:
+    """A failed migration Job, judged by the revision read after it (never assumed unchanged)."""
+    old, new, before = up.get("from"), up["to"], up.get("revisionBefore")
+    failed = f"migration with {new} failed: {message}"
+    if after == before and before is not None:
+        return _fail(ctx, up, f"{failed}; the database is still at {before}, {old} keeps serving")
+    if after == before:
+        return _unknown(ctx, up, old or new, f"the migration Job failed and {NO_REVISION}")
+    moved = f"{failed}; it moved the database from revision {before} to {after}"
+    if ctx.inputs.spec.upgrade.autoRollback:  # bring the schema back as for a failed rollout
+        up.update(step="Revert", reason=moved, revisionAfter=after)
+        return _wait(ctx, up, new, f"{moved}: bringing the schema back to {before}")
+    return _fail(
+        ctx,
+        up,
+        f"{moved}: the schema is partly migrated and {old} may not work with it; bring the "
+        f"database back to {before} (downgrade or restore) before relying on {old}",
+    )
+
+
+async def _revert(ctx: Context, up: dict[str, Any]) -> Step:
+    """Bring the schema back to the revision before the upgrade, then the old image.
+
+    The revision is read again first, and again after bringing it back: the old image goes
+    back only onto a schema known to be the one it ran with.
+    """
+    new, before = up["to"], up.get("revisionBefore")
+    if up.get("revertStarted") and not up.get("revertDone"):
+        return await _bring_back(ctx, up)
+    now_rev, problem = await _revision(ctx)
+    if problem:
+        return _unknown(ctx, up, new, problem)
+    if now_rev == before and (before is not None or up.get("revertDone")):
+        up["step"] = "RevertRollout"
+        return _wait(ctx, up, up.get("from") or new, f"rolling back to {up.get('from')}")
+    if now_rev == before:  # no revision before nor now: unchanged, or the wrong database?
+        return _unknown(ctx, up, new, NO_REVISION)
+    if up.get("revertDone"):
+        why = f"the schema is at revision {now_rev} after bringing it back, not {before}"
+        return _fail(ctx, up, f"{up['reason']}; {why}")
+    by_restore = ctx.inputs.spec.upgrade.rollbackStrategy == "restore" and up.get("backup")
+    if before is None and not by_restore:
+        return _fail(
+            ctx,
+            up,
+            f"{up['reason']}; the schema changed and the revision "
+            "before is unknown, so it cannot be downgraded safely",
+        )
+    up["revertStarted"] = True
+    return await _bring_back(ctx, up)
+
+
+async def _bring_back(ctx: Context, up: dict[str, Any]) -> Step:
+    """The downgrade Job (to the revision before) or the restore of the pre-upgrade backup."""
+    spec = ctx.inputs.spec
+    new, before = up["to"], up.get("revisionBefore")
+    if spec.upgrade.rollbackStrategy == "restore" and up.get("backup"):
+        state, message = await _restore(ctx, up)
+    else:
+        command = [*spec.upgrade.downgradeCommand, str(before)]
+        state, message = await _job(ctx, up, new, command, "downgrade")
+    if state == "Failed":
+        return _fail(ctx, up, f"{up['reason']}; bringing the schema back failed: {message}")
+    if state != "Succeeded":
+        return _wait(ctx, up, new, f"bringing the schema back to {before}")
+    up["revertDone"] = True
+    return _wait(ctx, up, new, f"the schema was brought back; checking it is at {before}")
+
+
 async def _restore(ctx: Context, up: dict[str, Any]) -> tuple[str, str]:
     """Restore the pre-upgrade backup (rollbackStrategy: restore) through a VulcanRestore."""
     inputs = ctx.inputs
-    name = names.dns_name(inputs.name, "revert", up["to"])
+    name = up.get("restore") or names.dns_name(inputs.name, "revert", _flow_hash(up), up["to"])
     up["restore"] = name  # the restore controller lets this one through during the upgrade
     restore = {
         "apiVersion": API_VERSION,
