@@ -246,6 +246,64 @@ async def test_status_subresource_isolation(http: aiohttp.ClientSession, widgets
     assert (status, fetched) == (200, obj)
 
 
+async def test_status_writes_honour_resource_version_preconditions(
+    http: aiohttp.ClientSession, widgets: None
+) -> None:
+    """A lock written to a status (the restore lock on an engine) relies on these: a stale
+    resourceVersion in a merge patch is 409, a failed JSON-patch `test` is 422, on /status too,
+    and nothing is written either way."""
+    _, obj = await call(http, "POST", WIDGETS, {"metadata": {"name": "l"}, "spec": {"a": 1}})
+    rv = obj["metadata"]["resourceVersion"]
+    status, held = await call(
+        http,
+        "PATCH",
+        f"{WIDGETS}/l/status",
+        {"metadata": {"resourceVersion": rv}, "status": {"holder": "a"}},
+        MERGE,
+    )
+    assert status == 200 and held["status"] == {"holder": "a"}
+    for body, kind, code in (
+        ({"metadata": {"resourceVersion": rv}, "status": {"holder": "b"}}, MERGE, 409),
+        (
+            [
+                {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+                {"op": "replace", "path": "/status", "value": {"holder": "b"}},
+            ],
+            JSON_PATCH,
+            422,
+        ),
+        (
+            [
+                {"op": "test", "path": "/status/holder", "value": "nobody"},
+                {"op": "replace", "path": "/status", "value": {"holder": "b"}},
+            ],
+            JSON_PATCH,
+            422,
+        ),
+    ):
+        status, error = await call(http, "PATCH", f"{WIDGETS}/l/status", body, kind)
+        assert status == code, error
+        assert error["reason"] == ("Conflict" if code == 409 else "Invalid")
+    _, now = await call(http, "GET", f"{WIDGETS}/l")
+    assert now["status"] == {"holder": "a"}
+    assert now["metadata"]["resourceVersion"] == held["metadata"]["resourceVersion"]
+    status, moved = await call(
+        http,
+        "PATCH",
+        f"{WIDGETS}/l/status",
+        [
+            {
+                "op": "test",
+                "path": "/metadata/resourceVersion",
+                "value": now["metadata"]["resourceVersion"],
+            },
+            {"op": "replace", "path": "/status", "value": {"holder": "b"}},
+        ],
+        JSON_PATCH,
+    )
+    assert status == 200 and moved["status"] == {"holder": "b"}
+
+
 async def test_status_of_builtins_and_of_kinds_without_it(
     emulator: Emulator, http: aiohttp.ClientSession
 ) -> None:
