@@ -405,7 +405,8 @@ def problem_spec(draw: st.DrawFn) -> Doc:
 
 # --- VulcanBackup, VulcanRestore ---------------------------------------------------------------
 def backup_spec() -> st.SearchStrategy[Doc]:
-    return _mapping(engineRef=st.just({"name": "prod"}), storage=maybe(backup_storage()))
+    # No storage: a VulcanBackup writes where its engine's spec.backup.storage says.
+    return _mapping(engineRef=st.just({"name": "prod"}))
 
 
 @st.composite
@@ -417,12 +418,13 @@ def restore_spec(draw: st.DrawFn) -> Doc:
         spec["location"] = draw(
             st.sampled_from(
                 [
-                    "s3://vulcan-backups/database/vulcan_20261129_020000.sql.gz",
-                    "pvc://prod-backups/prod/on-demand/x.sql.gz",
+                    "s3://vulcan-backups/database/vulcan/prod/vulcan_20261129_020000.dump",
+                    "pvc://prod-backups/vulcan/prod/on-demand/vulcan_x.dump",
                     "s3://b.c-d/a/b/c",
                 ]
             )
         )
+        spec["checksum"] = draw(st.sampled_from(["9f" * 32, "0" * 64]))
     if draw(st.booleans()):
         spec["targetDatabase"] = draw(word(_LOWER, _LOWER + string.digits, 20))
     if draw(st.booleans()):

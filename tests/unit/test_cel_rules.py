@@ -105,7 +105,8 @@ INLINE = {
 }
 REF = {"problemRef": {"configMapName": "big-problem"}}
 ENGINE_REF = {"engineRef": {"name": "prod"}}
-LOCATION = "s3://vulcan-backups/database/vulcan_20261129_020000.sql.gz"
+LOCATION = "s3://vulcan-backups/database/vulcan/prod/vulcan_20261129_020000.dump"
+CHECKSUM = "9f" * 32
 
 CASES: dict[tuple[str, str, str], list[tuple[str, Any, bool]]] = {
     ("VulcanEngine", "spec.autoscaling", "self.minReplicas <= self.maxReplicas"): [
@@ -121,7 +122,27 @@ CASES: dict[tuple[str, str, str], list[tuple[str, Any, bool]]] = {
     ("VulcanEngine", "spec.resources.requests", KEYS_RULE): KEYS_CASES,
     ("VulcanEngine", "spec.resources.limits", KEYS_RULE): KEYS_CASES,
     ("VulcanEngine", "spec.backup.storage", "has(self.pvc) != has(self.s3)"): STORAGE_CASES,
-    ("VulcanBackup", "spec.storage", "has(self.pvc) != has(self.s3)"): STORAGE_CASES,
+    # A VulcanBackup writes where its engine's spec.backup.storage says: any storage is refused.
+    ("VulcanBackup", "spec", "!has(self.storage)"): [
+        ("engine-ref-only", ENGINE_REF, True),
+        ("pvc-900Ti", {**ENGINE_REF, "storage": {"pvc": {"size": "900Ti"}}}, False),
+        ("pvc-claim", {**ENGINE_REF, "storage": {"pvc": {"claimName": "prod-backups"}}}, False),
+        (
+            "s3-http-foreign",
+            {
+                **ENGINE_REF,
+                "storage": {
+                    "s3": {
+                        "bucket": "attacker",
+                        "endpoint": "http://evil.example.com",
+                        "credentialsSecretRef": {"name": "s3-creds"},
+                    }
+                },
+            },
+            False,
+        ),
+        ("empty", {**ENGINE_REF, "storage": {}}, False),
+    ],
     (
         "SchedulingProblem",
         "spec",
@@ -144,7 +165,7 @@ CASES: dict[tuple[str, str, str], list[tuple[str, Any, bool]]] = {
         "has(self.backupRef) != (has(self.location) && self.location != '')",
     ): [
         ("backup-ref", {**ENGINE_REF, "backupRef": {"name": "b1"}}, True),
-        ("location", {**ENGINE_REF, "location": LOCATION}, True),
+        ("location", {**ENGINE_REF, "location": LOCATION, "checksum": CHECKSUM}, True),
         (
             "backup-ref-empty-location",
             {**ENGINE_REF, "backupRef": {"name": "b1"}, "location": ""},
@@ -153,6 +174,21 @@ CASES: dict[tuple[str, str, str], list[tuple[str, Any, bool]]] = {
         ("both", {**ENGINE_REF, "backupRef": {"name": "b1"}, "location": LOCATION}, False),
         ("neither", ENGINE_REF, False),
         ("empty-location-only", {**ENGINE_REF, "location": ""}, False),
+    ],
+    (
+        "VulcanRestore",
+        "spec",
+        "!has(self.location) || self.location == '' || (has(self.checksum) && self.checksum != '')",
+    ): [
+        ("location-and-checksum", {**ENGINE_REF, "location": LOCATION, "checksum": CHECKSUM}, True),
+        ("backup-ref", {**ENGINE_REF, "backupRef": {"name": "b1"}}, True),
+        (
+            "backup-ref-checksum",
+            {**ENGINE_REF, "backupRef": {"name": "b1"}, "checksum": CHECKSUM},
+            True,
+        ),
+        ("location-no-checksum", {**ENGINE_REF, "location": LOCATION}, False),
+        ("location-empty-checksum", {**ENGINE_REF, "location": LOCATION, "checksum": ""}, False),
     ],
 }
 
