@@ -26,9 +26,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from vulcan_operator import database, names
+from vulcan_operator import API_VERSION, database, names
 from vulcan_operator.api.engine import VulcanEngine, VulcanEngineSpec
 from vulcan_operator.builders import engine_children
+from vulcan_operator.builders.backup import storage_conflicts
 from vulcan_operator.builders.engine import (
     EngineInputs,
     ensure_keys,
@@ -242,6 +243,18 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
     backups = await backup.engine_backups(
         api, namespace, name, spec, old, gen, created=meta.get("creationTimestamp")
     )
+    # Two engines never share a backup store: the one created later runs no backups.
+    conflicts = storage_conflicts(
+        namespace,
+        name,
+        meta.get("creationTimestamp") or "",
+        spec.backup.storage,
+        await api.list(Ref(API_VERSION, KIND, None)),
+    )
+    if conflicts:
+        reason, message = "BackupStorageConflict", "; ".join(conflicts)
+        backups.condition = condition(backup.BACKUP_HEALTHY, False, reason, message, gen)
+        spec = spec.model_copy(update={"backup": spec.backup.model_copy(update={"enabled": False})})
     base = {
         "observedGeneration": gen,
         "targetVersion": spec.version,
