@@ -256,7 +256,8 @@ def test_the_designed_backup_and_restore_are_valid() -> None:
     VulcanRestore.model_validate(yaml.safe_load(DESIGN_RESTORE))
     restore = yaml.safe_load(DESIGN_RESTORE)
     del restore["spec"]["backupRef"]
-    restore["spec"]["location"] = "s3://vulcan-backups/database/vulcan_20261129_020000.sql.gz"
+    restore["spec"]["location"] = "s3://vulcan-backups/database/vulcan/prod/vulcan_1.dump"
+    restore["spec"]["checksum"] = "9f" * 32
     VulcanRestore.model_validate(restore)
 
 

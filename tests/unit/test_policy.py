@@ -91,16 +91,18 @@ def one_off_jobs(settings: Settings) -> dict[str, list[Obj]]:
         "restore-job-pvc": backup_builder.build_restore_job(
             restore,
             "prod",
-            "pvc://prod-backups/prod/vulcan_20261129_020000.sql.gz",
+            "pvc://prod-backups/vulcan/prod/vulcan_20261129_020000.dump",
             database,
             settings,
+            expected_sha256="9f" * 32,
         ),
         "restore-job-s3": backup_builder.build_restore_job(
             restore,
             "prod",
-            "s3://vulcan-backups/database/vulcan_20261129_020000.sql.gz",
+            "s3://vulcan-backups/database/vulcan/prod/vulcan_20261129_020000.dump",
             database,
             settings,
+            expected_sha256="9f" * 32,
             s3=s3.s3,
         ),
     }
