@@ -6,11 +6,11 @@ constraints, a few thousand rows and an alembic_version table.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,8 +29,8 @@ from tests.pg import PgDatabase, PgServer
 
 from vulcan_operator.scripts import source
 
-NAME = re.compile(r"^vulcan_\d{8}_\d{6}\.sql\.gz$")
-TRAILER = b"PostgreSQL database dump complete"
+NAME = re.compile(r"^vulcan_\d{8}_\d{6}\.dump$")
+IDENT = {"VULCAN_NAMESPACE": "shop", "VULCAN_ENGINE": "prod"}
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +66,14 @@ def _backups(folder: Path) -> list[Path]:
 def test_backup_writes_a_verified_checksummed_dump(
     seeded: PgDatabase, pg_bin_dir: Path, tmp_path: Path, shell: str
 ) -> None:
-    folder = tmp_path / "backups" / "prod"
+    folder = tmp_path / "backups" / "shop" / "prod"
     run = Runner(pg_bin_dir, tmp_path / "run", shell=shell)(
         "backup",
+        IDENT,
         DATABASE_URL=seeded.dsn,
         BACKUP_DIR=str(folder),
-        BACKUP_LOCATION="pvc://prod-backups/prod",
+        BACKUP_LOCATION="pvc://prod-backups/shop/prod",
         RETENTION_DAYS="30",
-        VULCAN_ENGINE="prod",
     )
     assert run.code == 0, run.explain()
     assert seeded.password not in run.everything
@@ -85,9 +85,15 @@ def test_backup_writes_a_verified_checksummed_dump(
         f"{dump.name}.sha256",
     ]
     data = dump.read_bytes()
-    text = gzip.decompress(data)
-    assert TRAILER in text[-300:]
-    assert b"DROP TABLE IF EXISTS" in text  # --clean --if-exists: restores over a database
+    assert data[:5] == b"PGDMP"  # custom format
+    listing = subprocess.run(
+        [str(pg_bin_dir / "pg_restore"), "--list", str(dump)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert "TABLE DATA public tasks" in listing
     digest = hashlib.sha256(data).hexdigest()
     assert (folder / f"{dump.name}.sha256").read_text() == f"{digest}  {dump.name}\n"
 
@@ -95,12 +101,14 @@ def test_backup_writes_a_verified_checksummed_dump(
     assert result == json.loads(run.termination)
     assert result["kind"] == "vulcan-backup"
     assert result["outcome"] == "Succeeded"
-    assert result["location"] == f"pvc://prod-backups/prod/{dump.name}"
+    assert result["location"] == f"pvc://prod-backups/shop/prod/{dump.name}"
     assert result["file"] == dump.name
     assert result["sizeBytes"] == len(data)
     assert result["checksum"] == digest
     assert result["databaseRevision"] == SEED_REVISION
     assert result["engine"] == "prod"
+    assert result["namespace"] == "shop"
+    assert result["format"] == "custom"
     assert result["retention"] == {"days": 30, "deleted": [], "kept": 1}
     for key in ("startedAt", "finishedAt"):
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", result[key])
@@ -115,7 +123,7 @@ def test_a_database_without_alembic_has_an_empty_revision(
 
     with psycopg.connect(pg_database.dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE things (id int PRIMARY KEY)")
-    run = runner("backup", DATABASE_URL=pg_database.dsn, BACKUP_DIR=str(tmp_path / "b"))
+    run = runner("backup", IDENT, DATABASE_URL=pg_database.dsn, BACKUP_DIR=str(tmp_path / "b"))
     assert run.code == 0, run.explain()
     assert run.result["databaseRevision"] == ""
     assert "retention" not in run.result
@@ -125,7 +133,7 @@ def test_sqlalchemy_style_urls_are_accepted(
     seeded: PgDatabase, runner: Runner, tmp_path: Path
 ) -> None:
     url = seeded.dsn.replace("postgresql://", "postgresql+asyncpg://")
-    run = runner("backup", DATABASE_URL=url, BACKUP_DIR=str(tmp_path / "b"))
+    run = runner("backup", IDENT, DATABASE_URL=url, BACKUP_DIR=str(tmp_path / "b"))
     assert run.code == 0, run.explain()
     assert run.result["database"] == seeded.dbname
 
@@ -145,13 +153,13 @@ def test_a_pg_dump_failure_mid_stream_is_caught_and_leaves_no_file(
     fake.chmod(0o755)
     folder = tmp_path / "b"
     run = Runner(pg_bin_dir, tmp_path / "run", extra_path=[fake_bin])(
-        "backup", DATABASE_URL=seeded.dsn, BACKUP_DIR=str(folder), RETENTION_DAYS="30"
+        "backup", IDENT, DATABASE_URL=seeded.dsn, BACKUP_DIR=str(folder), RETENTION_DAYS="30"
     )
     assert run.code == 1, run.explain()
     result = run.result
     assert result["outcome"] == "Failed"
     assert result["step"] == "dump"
-    assert "pg_dump failed (exit 1)" in result["message"]
+    assert "pg_dump failed" in result["message"]
     assert "server closed the connection" in result["message"]
     assert list(folder.iterdir()) == []  # neither a final file nor a .partial
     assert json.loads(run.termination) == result
@@ -164,7 +172,7 @@ def test_wrong_password_fails_cleanly_without_printing_it(
     url = seeded.dsn.replace(f":{quote(seeded.password, safe='')}@", f":{wrong}@")
     assert wrong in url
     folder = tmp_path / "b"
-    run = runner("backup", DATABASE_URL=url, BACKUP_DIR=str(folder))
+    run = runner("backup", IDENT, DATABASE_URL=url, BACKUP_DIR=str(folder))
     assert run.code == 1, run.explain()
     assert "password authentication failed" in run.result["message"]
     assert wrong not in run.everything
@@ -206,23 +214,28 @@ def test_passwords_needing_url_escapes_work_and_are_never_printed(
     encoded = quote(SPECIAL_PASSWORD, safe="")
     assert db.dsn.count(encoded) == 1
     folder = tmp_path / "b"
-    good = runner("backup", DATABASE_URL=db.dsn, BACKUP_DIR=str(folder))
+    good = runner("backup", IDENT, DATABASE_URL=db.dsn, BACKUP_DIR=str(folder))
     assert good.code == 0, good.explain()
     restore = runner(
         "restore",
         DATABASE_URL=db.dsn,
         BACKUP_FILE=str(_backups(folder)[0]),
         TARGET_DATABASE=f"sp{os.getpid()}_copy",
+        EXPECTED_SHA256=good.result["checksum"],
     )
     assert restore.code == 0, restore.explain()
     # Failures: a database that does not exist, a server that is not there.
     missing_db = runner(
-        "backup", DATABASE_URL=db.dsn.rsplit("/", 1)[0] + "/no_such_db", BACKUP_DIR=str(folder)
+        "backup",
+        IDENT,
+        DATABASE_URL=db.dsn.rsplit("/", 1)[0] + "/no_such_db",
+        BACKUP_DIR=str(folder),
     )
     assert missing_db.code == 1
     assert "no_such_db" in missing_db.result["message"]
     no_server = runner(
         "backup",
+        IDENT,
         DATABASE_URL=db.dsn.replace(f":{db.port}/", ":1/"),
         BACKUP_DIR=str(folder),
         PGCONNECT_TIMEOUT="3",
@@ -259,13 +272,30 @@ def test_scrub_hides_every_form_of_the_secrets(pg_bin_dir: Path, tmp_path: Path)
     [
         ({"BACKUP_DIR": "/tmp/x"}, "DATABASE_URL is not set"),
         (
-            {"DATABASE_URL": "host=db password=hunter2-secret", "BACKUP_DIR": "/tmp/x"},
+            {"DATABASE_URL": "postgresql://u:hunter2-secret@db/x", "BACKUP_DIR": "/tmp/x"},
+            "VULCAN_NAMESPACE is not set",
+        ),
+        (
+            {
+                "DATABASE_URL": "postgresql://u:hunter2-secret@db/x",
+                "BACKUP_DIR": "/tmp/x",
+                "VULCAN_NAMESPACE": "shop",
+                "VULCAN_ENGINE": "../prod",
+            },
+            "not a DNS name",
+        ),
+        (
+            {**IDENT, "DATABASE_URL": "host=db password=hunter2-secret", "BACKUP_DIR": "/tmp/x"},
             "is not a postgresql:// URL",
         ),
-        ({"DATABASE_URL": "mysql://u:hunter2-secret@db/x", "BACKUP_DIR": "/tmp/x"}, "not a"),
+        (
+            {**IDENT, "DATABASE_URL": "mysql://u:hunter2-secret@db/x", "BACKUP_DIR": "/tmp/x"},
+            "not a",
+        ),
         ({"DATABASE_URL": "postgresql://u:hunter2-secret@db/x"}, "BACKUP_DIR is not set"),
         (
             {
+                **IDENT,
                 "DATABASE_URL": "postgresql://u:hunter2-secret@db/x",
                 "BACKUP_DIR": "/tmp/x",
                 "RETENTION_DAYS": "thirty",
@@ -291,17 +321,17 @@ def test_the_webhook_hears_of_success_and_failure(
     with webhook() as (url, bodies):
         ok = runner(
             "backup",
+            IDENT,
             DATABASE_URL=seeded.dsn,
             BACKUP_DIR=str(tmp_path / "b"),
             NOTIFY_WEBHOOK_URL=url,
-            VULCAN_ENGINE="prod",
         )
         bad = runner(
             "backup",
+            IDENT,
             DATABASE_URL=seeded.dsn.rsplit("/", 1)[0] + "/missing_db",
             BACKUP_DIR=str(tmp_path / "b"),
             NOTIFY_WEBHOOK_URL=url,
-            VULCAN_ENGINE="prod",
         )
     assert ok.code == 0, ok.explain()
     assert bad.code == 1, bad.explain()
@@ -319,6 +349,7 @@ def test_an_unreachable_webhook_does_not_fail_the_backup(
 ) -> None:
     run = runner(
         "backup",
+        IDENT,
         DATABASE_URL=seeded.dsn,
         BACKUP_DIR=str(tmp_path / "b"),
         NOTIFY_WEBHOOK_URL="http://127.0.0.1:1/hooks/T0KEN-s3cr3t-path",
@@ -335,71 +366,103 @@ def test_stale_partial_files_are_cleared_and_fresh_ones_kept(
     runner = Runner(pg_bin_dir, tmp_path / "run", shell=shell)
     folder = tmp_path / "b"
     folder.mkdir()
-    stale = folder / "vulcan_20240101_020000.sql.gz.partial"
-    fresh = folder / "vulcan_20240102_020000.sql.gz.partial"  # another backup's, running now
+    stale = folder / "vulcan_20240101_020000.dump.partial"
+    fresh = folder / "vulcan_20240102_020000.dump.partial"  # another backup's, running now
     other = folder / "something.partial"
     for path in (stale, fresh, other):
         path.write_bytes(b"half")
     old = time.time() - 2 * 86400
     for path in (stale, other):
         os.utime(path, (old, old))
-    run = runner("backup", DATABASE_URL=seeded.dsn, BACKUP_DIR=str(folder))
+    run = runner("backup", IDENT, DATABASE_URL=seeded.dsn, BACKUP_DIR=str(folder))
     assert run.code == 0, run.explain()
     assert not stale.exists()
     assert fresh.exists() and other.exists()
 
 
+def _stored(folder: Path, name: str, age_days: float, manifest: dict[str, str] | None) -> None:
+    """A backup (and, with `manifest`, its sidecars) `age_days` old in a fake bucket folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / name]
+    paths[0].write_bytes(b"old")
+    if manifest is not None:
+        (folder / f"{name}.json").write_text(json.dumps({**manifest, "file": name}) + "\n")
+        (folder / f"{name}.sha256").write_text(f"{'0' * 64}  {name}\n")
+        paths += [folder / f"{name}.json", folder / f"{name}.sha256"]
+    stamp = time.time() - age_days * 86400
+    for path in paths:
+        os.utime(path, (stamp, stamp))
+
+
 def test_backup_to_s3_through_the_upload_container(
     seeded: PgDatabase, pg_bin_dir: Path, tmp_path: Path
 ) -> None:
-    """The S3 pod: `backup` (postgres image) into a shared folder, then `s3-upload` (aws CLI)."""
+    """The S3 pod: `backup` (postgres image) into a shared folder, then `s3-upload` (aws CLI).
+    The key is exactly S3_PREFIX (the builder's `<prefix><namespace>/<engine>/`) + the name."""
     root = tmp_path / "s3"
     shared = tmp_path / "work"
     runner = Runner(pg_bin_dir, tmp_path / "run", extra_path=[fake_aws(tmp_path / "aws").parent])
-    old = root / "vulcan-backups" / "database" / "vulcan_20200101_020000.sql.gz"
-    old.parent.mkdir(parents=True)
-    old.write_bytes(b"old")
-    os.utime(old, (time.time() - 90 * 86400,) * 2)
-    keep_new = old.with_name("vulcan_20200102_020000.sql.gz")  # newest before ours
-    keep_new.write_bytes(b"newer")
+    stored = root / "vulcan-backups" / "database" / "shop" / "prod"
+    ours = {"namespace": "shop", "engine": "prod"}
+    _stored(stored, "vulcan_20200101_020000.dump", 90, ours)  # expired
+    _stored(stored, "vulcan_20200102_020000.dump", 10, ours)  # not expired
+    _stored(stored, "vulcan_20200103_020000.dump", 88, None)  # no manifest: not ours
+    _stored(stored, "vulcan_20200104_020000.dump", 87, {"namespace": "shop", "engine": "other"})
+    before = {p.name for p in stored.iterdir()}
 
     with webhook() as (url, bodies):
         dump = runner(
             "backup",
+            IDENT,
             DATABASE_URL=seeded.dsn,
             BACKUP_DIR=str(shared),
-            BACKUP_LOCATION="s3://vulcan-backups/database",
+            BACKUP_LOCATION="s3://vulcan-backups/database/shop/prod",
             NOTIFY_ON_SUCCESS="false",
             NOTIFY_WEBHOOK_URL=url,
         )
         assert dump.code == 0, dump.explain()
-        upload = runner(
-            "s3-upload",
-            BACKUP_DIR=str(shared),
-            S3_BUCKET="vulcan-backups",
-            S3_PREFIX="database/",
-            S3_ENDPOINT_URL="http://minio.invalid:9000",
-            RETENTION_DAYS="30",
-            FAKE_S3_ROOT=str(root),
-            AWS_ACCESS_KEY_ID="AKIDEXAMPLE",
-            AWS_SECRET_ACCESS_KEY="aws-s3cr3t-key-do-not-print",
-            NOTIFY_WEBHOOK_URL=url,
-        )
-    assert upload.code == 0, upload.explain()
-    name = dump.result["file"]
-    stored = root / "vulcan-backups" / "database"
-    assert sorted(p.name for p in stored.iterdir()) == sorted(
-        [keep_new.name, name, f"{name}.sha256", f"{name}.json"]
-    )
-    assert (stored / name).read_bytes() == (shared / name).read_bytes()
+        upload_env = {
+            **IDENT,
+            "BACKUP_DIR": str(shared),
+            "S3_BUCKET": "vulcan-backups",
+            "S3_PREFIX": "database/shop/prod/",
+            "S3_ENDPOINT_URL": "http://minio.invalid:9000",
+            "RETENTION_DAYS": "30",
+            "FAKE_S3_ROOT": str(root),
+            "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+            "AWS_SECRET_ACCESS_KEY": "aws-s3cr3t-key-do-not-print",
+            "NOTIFY_WEBHOOK_URL": url,
+        }
+        upload = runner("s3-upload", upload_env)
+        assert upload.code == 0, upload.explain()
+        # The same upload again: every key exists now; nothing is overwritten.
+        name = dump.result["file"]
+        (stored / name).write_bytes(b"already there")
+        again = runner("s3-upload", upload_env)
+    assert again.code == 1, again.explain()
+    assert "already exists; not overwriting it" in again.result["message"]
+    assert (stored / name).read_bytes() == b"already there"
+    (stored / name).write_bytes((shared / name).read_bytes())
+    assert {p.name for p in stored.iterdir()} == before - {
+        "vulcan_20200101_020000.dump",
+        "vulcan_20200101_020000.dump.json",
+        "vulcan_20200101_020000.dump.sha256",
+    } | {name, f"{name}.sha256", f"{name}.json"}
     result = upload.result
-    assert result["location"] == f"s3://vulcan-backups/database/{name}"
+    assert result["location"] == f"s3://vulcan-backups/database/shop/prod/{name}"
     assert dump.result["location"] == result["location"]
     for key in ("sizeBytes", "checksum", "databaseRevision", "startedAt", "database"):
         assert result[key] == dump.result[key]
-    assert result["retention"] == {"days": 30, "deleted": [old.name], "kept": 2}
-    assert [b["outcome"] for b in bodies] == ["Succeeded"]  # once, from the upload
+    assert result["namespace"] == "shop" and result["engine"] == "prod"
+    assert result["format"] == "custom"
+    assert result["retention"] == {
+        "days": 30,
+        "deleted": ["vulcan_20200101_020000.dump"],
+        "kept": 2,
+    }
+    assert [b["outcome"] for b in bodies] == ["Succeeded", "Failed"]  # from the uploads
     calls = (root / "calls.log").read_text()
     assert "--endpoint-url http://minio.invalid:9000 s3 cp" in calls
-    assert "aws-s3cr3t-key-do-not-print" not in calls + upload.everything
+    assert "--endpoint-url http://minio.invalid:9000 s3api head-object" in calls
+    assert "aws-s3cr3t-key-do-not-print" not in calls + upload.everything + again.everything
     assert "AWS_SECRET_ACCESS_KEY" in calls  # the CLI got the key through its environment

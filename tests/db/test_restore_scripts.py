@@ -2,7 +2,8 @@
 
 Backup → drop → restore loses nothing; restoring over a changed database brings it back to the
 backup; a new target database works; a bad backup file is refused before the database is
-touched; a failure half-way rolls everything back.
+touched; a failure half-way rolls everything back. Every restore names the checksum it expects
+(EXPECTED_SHA256), as the operator's restore Jobs do.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from tests.data.db.harness import (
 )
 from tests.pg import PgDatabase, PgServer
 
-TRAILER = b"-- PostgreSQL database dump complete"
+IDENT = {"VULCAN_NAMESPACE": "shop", "VULCAN_ENGINE": "prod"}
 
 
 def _db_name(tag: str) -> str:
@@ -61,7 +62,10 @@ def backup_file(
     """One backup of the seed, made by the backup program; tests copy it."""
     folder = tmp_path_factory.mktemp("backup")
     run = Runner(pg_bin_dir, folder / "run")(
-        "backup", DATABASE_URL=_as_db(pg_server, template).dsn, BACKUP_DIR=str(folder / "files")
+        "backup",
+        IDENT,
+        DATABASE_URL=_as_db(pg_server, template).dsn,
+        BACKUP_DIR=str(folder / "files"),
     )
     assert run.code == 0, run.explain()
     return folder / "files" / str(run.result["file"])
@@ -107,6 +111,10 @@ def _copy(backup: Path, folder: Path, *, sidecar: bool = True) -> Path:
     return target
 
 
+def _sum(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def _mutate(dsn: str) -> None:
     """What may happen to a database after its backup: rows gone, changed, added; objects
     dropped and added; sequences moved."""
@@ -139,7 +147,8 @@ def test_backup_drop_restore_loses_nothing(
             "restore",
             DATABASE_URL=db.dsn,
             BACKUP_FILE=str(file),
-            BACKUP_LOCATION="pvc://prod-backups/prod/" + file.name,
+            BACKUP_LOCATION="pvc://prod-backups/shop/prod/" + file.name,
+            EXPECTED_SHA256=_sum(file),
         )
         assert run.code == 0, run.explain()
         assert db.password not in run.everything
@@ -147,10 +156,10 @@ def test_backup_drop_restore_loses_nothing(
         result = run.result
         assert result["outcome"] == "Succeeded"
         assert result["database"] == db.dbname
-        assert result["location"] == "pvc://prod-backups/prod/" + file.name
+        assert result["location"] == "pvc://prod-backups/shop/prod/" + file.name
         assert result["created"] is False
         assert result["databaseRevision"] == SEED_REVISION
-        assert result["checksum"] == hashlib.sha256(file.read_bytes()).hexdigest()
+        assert result["checksum"] == _sum(file)
         assert result["rowCounts"] == row_counts(db.dsn)
         assert result["rowCounts"]["tasks"] == 3000
     finally:
@@ -166,8 +175,9 @@ def test_restore_over_a_changed_database_brings_back_the_backup(
 ) -> None:
     _mutate(seeded.dsn)
     assert fingerprint(seeded.dsn) != expected
+    file = _copy(backup_file, tmp_path / "f")
     run = runner(
-        "restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(_copy(backup_file, tmp_path / "f"))
+        "restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file), EXPECTED_SHA256=_sum(file)
     )
     assert run.code == 0, run.explain()
     assert fingerprint(seeded.dsn) == expected
@@ -191,22 +201,21 @@ def test_restore_into_a_new_target_database(
     changed = fingerprint(seeded.dsn)
     target = _db_name("restore")
     file = _copy(backup_file, tmp_path / "f")
+    env = {"EXPECTED_SHA256": _sum(file), "TARGET_DATABASE": target}
     try:
-        first = runner(
-            "restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file), TARGET_DATABASE=target
-        )
+        first = runner("restore", env, DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file))
         assert first.code == 0, first.explain()
         assert first.result["created"] is True
         assert first.result["database"] == target
         assert fingerprint(dsn_for(seeded, target)) == expected
         assert fingerprint(seeded.dsn) == changed  # the engine's database is left alone
         # Again, now that it exists: restored over, not created.
-        again = runner(
-            "restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file), TARGET_DATABASE=target
-        )
+        _mutate(dsn_for(seeded, target))
+        again = runner("restore", env, DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file))
         assert again.code == 0, again.explain()
         assert again.result["created"] is False
         assert fingerprint(dsn_for(seeded, target)) == expected
+        assert fingerprint(seeded.dsn) == changed
     finally:
         pg_server.drop_database(target)
 
@@ -222,41 +231,33 @@ def _corrupted(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def _incomplete(path: Path) -> None:
-    # A valid gzip of a dump cut short (e.g. the guide's script, whose pg_dump died while gzip
-    # carried on): only the missing completion trailer tells.
-    text = gzip.decompress(path.read_bytes())
-    path.write_bytes(gzip.compress(text[: text.index(TRAILER)]))
+def _header_only(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:300])
 
 
 def _emptied(path: Path) -> None:
     path.write_bytes(b"")
 
 
-def _not_gzip(path: Path) -> None:
-    path.write_bytes(gzip.decompress(path.read_bytes()))
+def _not_an_archive(path: Path) -> None:
+    path.write_bytes(b"CREATE TABLE t (i int);\n")
+
+
+def _plain_gzip(path: Path) -> None:
+    path.write_bytes(gzip.compress(b"CREATE TABLE t (i int);\n"))
 
 
 @pytest.mark.parametrize(
-    ("damage", "sidecar", "message"),
+    ("damage", "own_checksum", "message"),
     [
-        (_truncated, False, "is corrupt or truncated"),
-        (_corrupted, False, "is corrupt or truncated"),
-        (_not_gzip, False, "is corrupt or truncated"),
-        (_incomplete, False, "is an incomplete dump"),
-        (_emptied, False, "is empty"),
-        (_corrupted, True, "checksum mismatch"),
-        (_incomplete, True, "checksum mismatch"),
+        (_truncated, False, "checksum mismatch"),
+        (_corrupted, False, "checksum mismatch"),
+        (_emptied, True, "is empty"),
+        (_header_only, True, "is not a complete archive"),
+        (_not_an_archive, True, "is not a PostgreSQL custom-format archive"),
+        (_plain_gzip, True, "is a plain SQL dump"),
     ],
-    ids=[
-        "truncated",
-        "corrupted",
-        "not-gzip",
-        "incomplete",
-        "empty",
-        "checksum",
-        "incomplete-checksum",
-    ],
+    ids=["truncated", "corrupted", "empty", "header-only", "not-an-archive", "plain-gzip"],
 )
 def test_a_bad_backup_is_refused_and_the_database_untouched(
     pg_server: PgServer,
@@ -265,15 +266,19 @@ def test_a_bad_backup_is_refused_and_the_database_untouched(
     runner: Runner,
     tmp_path: Path,
     damage: object,
-    sidecar: bool,
+    own_checksum: bool,
     message: str,
 ) -> None:
     seeded, before = changed
-    file = _copy(backup_file, tmp_path / "f", sidecar=sidecar)
+    file = _copy(backup_file, tmp_path / "f")
+    recorded = _sum(file)
     damage(file)  # type: ignore[operator]
+    checksum = _sum(file) if own_checksum else recorded
     target = _db_name("never")
     for env in ({}, {"TARGET_DATABASE": target}):
-        run = runner("restore", env, DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file))
+        run = runner(
+            "restore", env, DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file), EXPECTED_SHA256=checksum
+        )
         assert run.code == 3, run.explain()
         result = run.result
         assert result["outcome"] == "Failed"
@@ -298,11 +303,12 @@ def test_a_missing_file_and_a_wrong_expected_checksum_are_refused(
     missing = runner(
         "restore",
         DATABASE_URL=seeded.dsn,
-        BACKUP_FILE=str(tmp_path / "vulcan_20200101_000000.sql.gz"),
+        BACKUP_FILE=str(tmp_path / "vulcan_20200101_000000.dump"),
+        EXPECTED_SHA256="0" * 64,
     )
     assert missing.code == 3, missing.explain()
     assert "does not exist" in missing.result["message"]
-    file = _copy(backup_file, tmp_path / "f", sidecar=False)
+    file = _copy(backup_file, tmp_path / "f")
     wrong = runner(
         "restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file), EXPECTED_SHA256="0" * 64
     )
@@ -313,36 +319,66 @@ def test_a_missing_file_and_a_wrong_expected_checksum_are_refused(
         "restore",
         DATABASE_URL=seeded.dsn,
         BACKUP_FILE=str(file),
-        EXPECTED_SHA256=hashlib.sha256(file.read_bytes()).hexdigest().upper(),
+        EXPECTED_SHA256=_sum(file).upper(),
     )
     assert right.code == 0, right.explain()
     assert fingerprint(seeded.dsn) == expected
 
 
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "EXPECTED_SHA256 is not set"),
+        ({"EXPECTED_SHA256": "abc"}, "EXPECTED_SHA256 must be 64 hex digits"),
+        ({"EXPECTED_SHA256": "g" * 64}, "EXPECTED_SHA256 must be 64 hex digits"),
+        ({"EXPECTED_SHA256": "0" * 64, "TARGET_DATABASE": "Bad-Name"}, "TARGET_DATABASE must"),
+    ],
+)
+def test_bad_settings_exit_2_and_touch_nothing(
+    changed: tuple[PgDatabase, dict[str, object]],
+    backup_file: Path,
+    runner: Runner,
+    tmp_path: Path,
+    env: dict[str, str],
+    message: str,
+) -> None:
+    seeded, before = changed
+    file = _copy(backup_file, tmp_path / "f")
+    run = runner("restore", env, DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file))
+    assert run.code == 2, run.explain()
+    assert message in run.result["message"]
+    assert fingerprint(seeded.dsn) == before
+
+
 def test_a_failure_half_way_rolls_everything_back(
+    pg_server: PgServer,
     changed: tuple[PgDatabase, dict[str, object]],
     backup_file: Path,
     runner: Runner,
     tmp_path: Path,
 ) -> None:
-    # A well-formed file (gzip fine, trailer there, no checksum) whose SQL fails after the
-    # tables were dropped and half the data loaded: the database must come out as it went in.
+    # A well-formed archive (its checksum given, its table of contents readable) whose data
+    # ends half-way: the database was emptied and half loaded when pg_restore fails; it must
+    # come out as it went in.
     seeded, before = changed
-    text = gzip.decompress(backup_file.read_bytes())
-    cut = text.index(b'COPY "public"."tasks"')
-    bad = text[:cut] + b"SELECT 1 / 0;\n" + text[cut:]
     file = tmp_path / backup_file.name
-    file.write_bytes(gzip.compress(bad))
-    run = runner("restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file))
+    data = backup_file.read_bytes()
+    file.write_bytes(data[: len(data) * 3 // 4])
+    run = runner(
+        "restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file), EXPECTED_SHA256=_sum(file)
+    )
     assert run.code == 1, run.explain()
     assert run.result["step"] == "restore"
     assert "rolled back" in run.result["message"]
-    assert "division by zero" in run.result["message"]
     assert fingerprint(seeded.dsn) == before
     # Into a new database: the empty database the restore created is dropped again.
     target = _db_name("halfway")
     again = runner(
-        "restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file), TARGET_DATABASE=target
+        "restore",
+        DATABASE_URL=seeded.dsn,
+        BACKUP_FILE=str(file),
+        TARGET_DATABASE=target,
+        EXPECTED_SHA256=_sum(file),
     )
     assert again.code == 1, again.explain()
     assert f"dropping the database '{target}'" in again.stderr
@@ -352,37 +388,59 @@ def test_a_failure_half_way_rolls_everything_back(
         ).fetchone() == (0,)
 
 
-def test_a_guide_style_dump_restores_into_an_empty_database(
+def test_an_sql_error_half_way_rolls_back_the_emptying_too(
     pg_server: PgServer,
-    template: str,
-    expected: dict[str, object],
+    seeded: PgDatabase,
+    backup_file: Path,
     runner: Runner,
-    pg_bin_dir: Path,
     tmp_path: Path,
 ) -> None:
-    seeded = _as_db(pg_server, template)
-    # The guide's own script: `pg_dump ... | gzip` without --clean; fine into an empty database.
-    dump = (
-        __import__("subprocess")
-        .run(
-            [str(pg_bin_dir / "pg_dump"), "--no-owner", "--dbname", seeded.dsn],
-            capture_output=True,
-            check=True,
-            timeout=60,
-        )
-        .stdout
+    # A table the engine's role does not own, with a name the archive creates: the emptying
+    # leaves it, the archive's CREATE TABLE fails after everything else was dropped; the
+    # whole transaction rolls back.
+    with psycopg.connect(seeded.dsn, autocommit=True) as conn:
+        conn.execute("ALTER TABLE machines RENAME TO machines_old")
+    with pg_server.admin_connect(seeded.dbname) as conn:
+        conn.execute("CREATE TABLE public.machines (id int)")
+    before = fingerprint(seeded.dsn)
+    file = _copy(backup_file, tmp_path / "f")
+    run = runner(
+        "restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file), EXPECTED_SHA256=_sum(file)
     )
-    file = tmp_path / "vulcan_20250807_120000.sql.gz"
-    file.write_bytes(gzip.compress(dump))
-    target = _db_name("guide")
-    try:
-        run = runner(
-            "restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file), TARGET_DATABASE=target
-        )
-        assert run.code == 0, run.explain()
-        assert fingerprint(dsn_for(seeded, target)) == expected
-    finally:
-        pg_server.drop_database(target)
+    assert run.code == 1, run.explain()
+    assert "rolled back" in run.result["message"]
+    assert "already exists" in run.result["message"]
+    assert fingerprint(seeded.dsn) == before
+
+
+def test_a_restore_removes_what_the_backup_did_not_have(
+    seeded: PgDatabase,
+    backup_file: Path,
+    expected: dict[str, object],
+    runner: Runner,
+    tmp_path: Path,
+) -> None:
+    # Objects created after the backup (a schema, a table referencing an old one, a function,
+    # a type) are gone after the restore: the database is exactly the backup.
+    with psycopg.connect(seeded.dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA reports")
+        conn.execute("CREATE TABLE reports.daily (id int)")
+        conn.execute("CREATE TABLE notes (id int, job_id int REFERENCES jobs (id))")
+        conn.execute("CREATE FUNCTION twice(i int) RETURNS int LANGUAGE sql AS 'SELECT 2 * i'")
+        conn.execute("CREATE TYPE mood AS ENUM ('ok', 'sad')")
+    file = _copy(backup_file, tmp_path / "f")
+    run = runner(
+        "restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file), EXPECTED_SHA256=_sum(file)
+    )
+    assert run.code == 0, run.explain()
+    assert fingerprint(seeded.dsn) == expected
+    with psycopg.connect(seeded.dsn, autocommit=True) as conn:
+        left = conn.execute(
+            "SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 'reports'),"
+            " (SELECT count(*) FROM pg_proc WHERE proname = 'twice'),"
+            " (SELECT count(*) FROM pg_type WHERE typname = 'mood')"
+        ).fetchone()
+    assert left == (0, 0, 0)
 
 
 def test_restore_from_s3_downloads_then_restores(
@@ -394,9 +452,9 @@ def test_restore_from_s3_downloads_then_restores(
 ) -> None:
     """The S3 restore pod: `s3-download` (aws CLI), then `restore` from the shared folder."""
     root = tmp_path / "s3"
-    _copy(backup_file, root / "vulcan-backups" / "database")
+    _copy(backup_file, root / "vulcan-backups" / "database" / "shop" / "prod")
     runner = Runner(pg_bin_dir, tmp_path / "run", extra_path=[fake_aws(tmp_path / "aws").parent])
-    location = f"s3://vulcan-backups/database/{backup_file.name}"
+    location = f"s3://vulcan-backups/database/shop/prod/{backup_file.name}"
     shared = tmp_path / "work"
     s3_env = {
         "FAKE_S3_ROOT": str(root),
@@ -411,16 +469,14 @@ def test_restore_from_s3_downloads_then_restores(
     download = runner("s3-download", s3_env, S3_LOCATION=location, BACKUP_DIR=str(shared))
     assert download.code == 0, download.explain()
     assert download.result["file"] == str(shared / backup_file.name)
-    assert sorted(p.name for p in shared.iterdir()) == [
-        backup_file.name,
-        f"{backup_file.name}.sha256",
-    ]
+    assert sorted(p.name for p in shared.iterdir()) == [backup_file.name]
     _mutate(seeded.dsn)
     restore = runner(
         "restore",
         DATABASE_URL=seeded.dsn,
         BACKUP_FILE=download.result["file"],
         BACKUP_LOCATION=location,
+        EXPECTED_SHA256=_sum(backup_file),
     )
     assert restore.code == 0, restore.explain()
     assert restore.result["location"] == location
@@ -437,11 +493,13 @@ def test_a_wrong_password_is_not_printed(
 ) -> None:
     seeded = changed[0]
     url = seeded.dsn.replace(f":{seeded.password}@", ":Wr0ng-Passw0rd-do-not-print@")
+    file = _copy(backup_file, tmp_path / "f")
     run = runner(
         "restore",
         DATABASE_URL=url,
-        BACKUP_FILE=str(_copy(backup_file, tmp_path / "f")),
+        BACKUP_FILE=str(file),
         TARGET_DATABASE="elsewhere",
+        EXPECTED_SHA256=_sum(file),
     )
     assert run.code == 1, run.explain()
     assert "password authentication failed" in run.result["message"]

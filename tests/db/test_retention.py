@@ -21,30 +21,33 @@ DAYS = 30
 
 # (name, age in days) of the scheduled backups in the folder.
 SCHEDULED = [
-    ("vulcan_20261128_020000.sql.gz", 1),
-    ("vulcan_20261119_020000.sql.gz", 10),
-    ("vulcan_20261031_020000.sql.gz", 29.9),
-    ("vulcan_20261029_020000.sql.gz", 30.1),
-    ("vulcan_20261015_020000.sql.gz", 45),
-    ("vulcan_20251025_020000.sql.gz", 400),
+    ("vulcan_20261128_020000.dump", 1),
+    ("vulcan_20261119_020000.dump", 10),
+    ("vulcan_20261031_020000.dump", 29.9),
+    ("vulcan_20261029_020000.dump", 30.1),
+    ("vulcan_20261015_020000.dump", 45),
+    ("vulcan_20251025_020000.dump", 400),
 ]
 EXPIRED = {
-    "vulcan_20261029_020000.sql.gz",
-    "vulcan_20261015_020000.sql.gz",
-    "vulcan_20251025_020000.sql.gz",
+    "vulcan_20261029_020000.dump",
+    "vulcan_20261015_020000.dump",
+    "vulcan_20251025_020000.dump",
 }
-# Old files retention must never touch: other names, partial files, uncompressed dumps,
-# another tool's files, a sub-folder of on-demand backups.
+# Old files retention must never touch: other names, partial files, old plain dumps,
+# another tool's files, a sub-folder of on-demand backups, dumps without a manifest.
 FOREIGN = [
-    "vulcan_manual.sql.gz",
-    "vulcan_20240101_000000.sql.gz.partial",
-    "vulcan_20240101_000000.sql",
-    "vulcan_20240101_000000.sql.gz.bak",
-    "db_20240101_000000.sql.gz",
+    "vulcan_manual.dump",
+    "vulcan_20240101_000000.dump.partial",
+    "vulcan_20240101_000000.sql.gz",
+    "vulcan_20240101_000000.dump.bak",
+    "db_20240101_000000.dump",
     "notes.txt",
-    "on-demand/vulcan_20240101_000000.sql.gz",
-    "on-demand/vulcan_20240101_000000.sql.gz.sha256",
+    "on-demand/vulcan_20240101_000000.dump",
+    "on-demand/vulcan_20240101_000000.dump.sha256",
+    "vulcan_20240102_000000.dump",
+    "vulcan_20240102_000000.dump.sha256",
 ]
+IDENT = {"VULCAN_NAMESPACE": "shop", "VULCAN_ENGINE": "prod"}
 
 
 @pytest.fixture(params=shells())
@@ -59,10 +62,18 @@ def _touch(path: Path, age_days: float, now: float) -> None:
     os.utime(path, (stamp, stamp))
 
 
+def _manifest(namespace: str, engine: str, name: str) -> bytes:
+    fields = {"namespace": namespace, "engine": engine, "file": name}
+    return json.dumps(fields, separators=(",", ":")).encode() + b"\n"
+
+
 def _layout(folder: Path, scheduled: Sequence[tuple[str, float]], now: float) -> None:
     for name, age in scheduled:
         for suffix in ("", ".sha256", ".json"):
             _touch(folder / f"{name}{suffix}", age, now)
+        (folder / f"{name}.json").write_bytes(_manifest("shop", "prod", name))
+        stamp = now - age * DAY
+        os.utime(folder / f"{name}.json", (stamp, stamp))
     for name in FOREIGN:
         _touch(folder / name, 1000, now)
 
@@ -83,7 +94,7 @@ def test_removes_exactly_the_expired_backups_and_their_sidecars(
     _layout(folder, SCHEDULED, now)
     before = _files(folder)
 
-    run = runner("retention", BACKUP_DIR=str(folder), RETENTION_DAYS=str(DAYS))
+    run = runner("retention", IDENT, BACKUP_DIR=str(folder), RETENTION_DAYS=str(DAYS))
 
     assert run.code == 0, run.explain()
     assert _files(folder) == before - _with_sidecars(EXPIRED)
@@ -98,19 +109,19 @@ def test_keeps_the_newest_backup_even_when_all_have_expired(runner: Runner, tmp_
     folder = tmp_path / "backups"
     now = time.time()
     old = [
-        ("vulcan_20250101_020000.sql.gz", 300),
-        ("vulcan_20250301_020000.sql.gz", 240),
-        ("vulcan_20250201_020000.sql.gz", 270),
+        ("vulcan_20250101_020000.dump", 300),
+        ("vulcan_20250301_020000.dump", 240),
+        ("vulcan_20250201_020000.dump", 270),
     ]
     _layout(folder, old, now)
     before = _files(folder)
 
-    run = runner("retention", BACKUP_DIR=str(folder), RETENTION_DAYS="7")
+    run = runner("retention", IDENT, BACKUP_DIR=str(folder), RETENTION_DAYS="7")
 
     assert run.code == 0, run.explain()
-    gone = {"vulcan_20250101_020000.sql.gz", "vulcan_20250201_020000.sql.gz"}
+    gone = {"vulcan_20250101_020000.dump", "vulcan_20250201_020000.dump"}
     assert _files(folder) == before - _with_sidecars(gone)
-    assert "vulcan_20250301_020000.sql.gz" in _files(folder)
+    assert "vulcan_20250301_020000.dump" in _files(folder)
     assert run.result["kept"] == 1
 
 
@@ -118,18 +129,16 @@ def test_newest_means_most_recently_written(runner: Runner, tmp_path: Path) -> N
     # Ages are mtimes: a file whose name says 2020 but that was written last is the newest.
     folder = tmp_path / "backups"
     now = time.time()
-    _layout(
-        folder, [("vulcan_20200101_000000.sql.gz", 50), ("vulcan_20261001_000000.sql.gz", 60)], now
-    )
-    run = runner("retention", BACKUP_DIR=str(folder), RETENTION_DAYS="30")
+    _layout(folder, [("vulcan_20200101_000000.dump", 50), ("vulcan_20261001_000000.dump", 60)], now)
+    run = runner("retention", IDENT, BACKUP_DIR=str(folder), RETENTION_DAYS="30")
     assert run.code == 0, run.explain()
-    assert run.result["deleted"] == ["vulcan_20261001_000000.sql.gz"]
+    assert run.result["deleted"] == ["vulcan_20261001_000000.dump"]
 
 
 def test_an_empty_folder_is_fine(runner: Runner, tmp_path: Path) -> None:
     folder = tmp_path / "empty"
     folder.mkdir()
-    run = runner("retention", BACKUP_DIR=str(folder), RETENTION_DAYS="30")
+    run = runner("retention", IDENT, BACKUP_DIR=str(folder), RETENTION_DAYS="30")
     assert run.code == 0, run.explain()
     assert run.result["deleted"] == [] and run.result["kept"] == 0
 
@@ -140,7 +149,7 @@ def test_bad_retention_days_are_refused(pg_bin_dir: Path, tmp_path: Path, days: 
     _layout(folder, SCHEDULED, time.time())
     before = _files(folder)
     run = Runner(pg_bin_dir, tmp_path / "run")(
-        "retention", BACKUP_DIR=str(folder), RETENTION_DAYS=days
+        "retention", IDENT, BACKUP_DIR=str(folder), RETENTION_DAYS=days
     )
     assert run.code == 2, run.explain()
     assert run.result["outcome"] == "Failed"
@@ -160,6 +169,7 @@ def test_s3_retention_removes_the_same_objects(pg_bin_dir: Path, tmp_path: Path)
 
     run = runner(
         "retention",
+        IDENT,
         FAKE_S3_ROOT=str(root),
         S3_BUCKET="vulcan-backups",
         S3_PREFIX="/database",

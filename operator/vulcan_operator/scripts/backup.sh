@@ -1,35 +1,46 @@
-# backup.sh: pg_dump | gzip into BACKUP_DIR, verified, checksummed, renamed atomically.
+# backup.sh: a custom-format pg_dump into BACKUP_DIR, verified, checksummed, committed
+# under its final name without ever replacing a file.
 #
 # Env:
 #   DATABASE_URL        postgresql://user:password@host:port/db[?params] (from the Secret)
-#   BACKUP_DIR          where the dump goes (a volume mount, or the emptyDir handed to s3-upload)
+#   BACKUP_DIR          the engine's backup folder (the builder passes <claim>/<namespace>/
+#                       <engine>[/on-demand]), or the emptyDir handed to s3-upload
 #   BACKUP_LOCATION     how the result names that folder (pvc://claim/path, s3://bucket/prefix);
 #                       default: BACKUP_DIR
+#   VULCAN_NAMESPACE, VULCAN_ENGINE  the engine (required): written into the manifest, which is
+#                       what retention reads before it deletes anything
 #   RETENTION_DAYS      when set, apply retention to BACKUP_DIR after a successful backup
 #   NOTIFY_WEBHOOK_URL  optional: POST the outcome here (Slack-compatible {"text": ...})
 #   NOTIFY_ON_SUCCESS   "false": notify failures only (the S3 upload container reports success)
-#   VULCAN_ENGINE       the engine's name, for messages
-# Files: vulcan_YYYYmmdd_HHMMSS.sql.gz (+ .sha256 in `sha256sum` format, + .json manifest).
-# The dump is written as `<name>.partial` and renamed only once it is complete and verified,
-# so a file under the final name is always a whole backup.
+# Files: vulcan_YYYYmmdd_HHMMSS.dump (pg_dump --format=custom; + .sha256 in `sha256sum`
+# format, + .json manifest). The dump is written as `<name>.partial`, checked with
+# `pg_restore --list` and a full read, then hard-linked (`ln`, which fails when the name exists)
+# to its final names: sidecars first, the dump last, so a file under the final name is always a
+# whole backup, and an existing file is never replaced (a clash is a failure).
 # Last stdout line (and /dev/termination-log): the result, e.g.
-#   {"kind":"vulcan-backup","outcome":"Succeeded","location":"pvc://c/e/vulcan_..sql.gz",
-#    "file":"vulcan_..sql.gz","sizeBytes":123,"checksum":"<sha256 hex>",
-#    "databaseRevision":"abc123","startedAt":"..Z","finishedAt":"..Z","retention":{..}}
+#   {"kind":"vulcan-backup","outcome":"Succeeded","namespace":"ns","engine":"prod",
+#    "location":"pvc://c/ns/prod/vulcan_..dump","file":"vulcan_..dump","sizeBytes":123,
+#    "checksum":"<sha256 hex>","databaseRevision":"abc123","format":"custom",
+#    "startedAt":"..Z","finishedAt":"..Z","retention":{..}}
 #   {"kind":"vulcan-backup","outcome":"Failed","exitCode":1,"step":"dump","message":"..",..}
 # Exit: 0 done, 1 failed (nothing left under a final name), 2 bad settings.
 
-# Dump flags. --clean --if-exists: the dump drops each object before creating it, so the same
-# file restores into an empty database and over an existing one. --no-owner/--no-privileges:
+# Dump flags. Custom format: restored with pg_restore, whose SQL text carries psql's
+# `\restrict` guard, so nothing in a file can run a psql meta-command (see restore.sh).
+# --no-owner/--no-privileges (given again to pg_restore, which applies them for this format):
 # objects belong to whoever restores (the engine's role), so a restore needs no superuser and
 # works on a new server whose roles differ.
-PG_DUMP_FLAGS="--format=plain --clean --if-exists --no-owner --no-privileges --quote-all-identifiers"
-DUMP_TRAILER='PostgreSQL database dump complete'
+PG_DUMP_FLAGS="--format=custom --compress=6 --no-owner --no-privileges"
 STALE_PARTIAL_MINUTES=1440
 
 _backup_cleanup() {
     [ -z "${BACKUP_PARTIAL:-}" ] || rm -f "$BACKUP_PARTIAL" "$BACKUP_PARTIAL.sha256" \
         "$BACKUP_PARTIAL.json"
+    # Final names this run linked before a later link failed (never another run's files).
+    [ -z "${BACKUP_LINKED:-}" ] || rm -f "$BACKUP_LINKED"
+    [ -z "${BACKUP_LINKED2:-}" ] || rm -f "$BACKUP_LINKED2"
+    BACKUP_LINKED=""
+    BACKUP_LINKED2=""
     [ -z "${BACKUP_TMP:-}" ] || rm -rf "$BACKUP_TMP"
 }
 
@@ -39,14 +50,28 @@ _backup_failed() {
         "\"kind\":\"vulcan-backup\",\"step\":$(json_str "$RESULT_STEP")"
 }
 
-# dump_is_complete FILE: FILE is a gzip whose content ends with pg_dump's completion trailer.
+# dump_is_complete FILE: FILE is a custom-format archive pg_restore can list and read through.
 dump_is_complete() {
-    gunzip -c "$1" 2>/dev/null | tail -n 5 | grep -q "$DUMP_TRAILER"
+    pg_restore --list "$1" >/dev/null 2>&1 && pg_restore -f /dev/null "$1" >/dev/null 2>&1
+}
+
+# commit_name PARTIAL FINAL: give PARTIAL the name FINAL (a hard link: fails when FINAL
+# exists), then drop the partial name.
+commit_name() {
+    if ln "$1" "$2" 2>/dev/null; then
+        if [ -z "${BACKUP_LINKED:-}" ]; then BACKUP_LINKED=$2; else BACKUP_LINKED2=$2; fi
+        rm -f "$1"
+        return 0
+    fi
+    if [ -e "$2" ] || [ -L "$2" ]; then
+        fail "$EXIT_FAILED" "${2##*/} already exists; not replacing it"
+    fi
+    fail "$EXIT_FAILED" "cannot link ${1##*/} to ${2##*/} (does the volume support hard links?)"
 }
 
 # remove our own stale partial files (a pod killed mid-dump cannot clean up after itself).
 _backup_remove_stale() {
-    find "$1" -maxdepth 1 -type f -name 'vulcan_*.sql.gz.partial*' \
+    find "$1" -maxdepth 1 -type f -name 'vulcan_*.partial*' \
         -mmin +"$STALE_PARTIAL_MINUTES" 2>/dev/null | while IFS= read -r _stale; do
         rm -f "$_stale" && log "removed a stale partial file: ${_stale##*/}"
     done
@@ -62,9 +87,10 @@ backup_main() {
 
     RESULT_STEP=configure
     require DATABASE_URL BACKUP_DIR
+    require_identity
     [ -z "${RETENTION_DAYS:-}" ] || retention_check "$RETENTION_DAYS"
     db_setup
-    for _tool in pg_dump psql gzip gunzip sha256sum; do
+    for _tool in pg_dump pg_restore psql sha256sum ln; do
         command -v "$_tool" >/dev/null 2>&1 || fail "$EXIT_CONFIG" "$_tool is not installed"
     done
     mkdir -p "$BACKUP_DIR" || fail "$EXIT_FAILED" "cannot create $BACKUP_DIR"
@@ -74,16 +100,22 @@ backup_main() {
 
     # Names are to the second: a backup started in the same second as another waits a tick.
     for _try in 1 2 3; do
-        _name="vulcan_$(date -u +%Y%m%d_%H%M%S).sql.gz"
+        _name="vulcan_$(date -u +%Y%m%d_%H%M%S).dump"
         _final="$BACKUP_DIR/$_name"
-        [ -e "$_final" ] || [ -e "$_final.partial" ] || break
+        [ -e "$_final" ] || [ -e "$_final.json" ] || [ -e "$_final.sha256" ] \
+            || [ -e "$_final.partial" ] || break
         sleep 1
     done
     _location="${BACKUP_LOCATION:-$BACKUP_DIR}"
     _location="${_location%/}/$_name"
     RESULT_EXTRA="\"location\":$(json_str "$_location"),\"file\":$(json_str "$_name")"
-    [ ! -e "$_final" ] || fail "$EXIT_FAILED" "$_name already exists; not overwriting it"
+    [ ! -e "$_final" ] || fail "$EXIT_FAILED" "$_name already exists; not replacing it"
     BACKUP_PARTIAL="$_final.partial"
+    # O_EXCL (noclobber): a run that picked the same name in the same second loses here.
+    ( set -C && : >"$BACKUP_PARTIAL" ) 2>/dev/null || {
+        BACKUP_PARTIAL=""
+        fail "$EXIT_FAILED" "another backup is writing $_name; not touching it"
+    }
     log "backing up database '$DB_NAME' to $_location"
 
     RESULT_STEP=revision
@@ -92,26 +124,17 @@ backup_main() {
     log "alembic revision: ${_revision:-(none)}"
 
     RESULT_STEP=dump
-    # POSIX sh has no pipefail: pg_dump's own status travels through a file.
     # shellcheck disable=SC2086 # PG_DUMP_FLAGS is a list of flags
-    {
-        pg_dump $PG_DUMP_FLAGS --dbname="$VULCAN_DB_URL" 2>"$BACKUP_TMP/pg_dump.err"
-        echo $? >"$BACKUP_TMP/pg_dump.status"
-    } | gzip -c -6 >"$BACKUP_PARTIAL"
-    _gzip_status=$?
-    _dump_status=$(cat "$BACKUP_TMP/pg_dump.status" 2>/dev/null || echo unknown)
-    if [ "$_dump_status" != 0 ]; then
+    if ! pg_dump $PG_DUMP_FLAGS --file="$BACKUP_PARTIAL" --dbname="$VULCAN_DB_URL" \
+        2>"$BACKUP_TMP/pg_dump.err"; then
         log_file "$BACKUP_TMP/pg_dump.err"
-        fail "$EXIT_FAILED" "pg_dump failed (exit $_dump_status): $(last_error "$BACKUP_TMP/pg_dump.err")"
+        fail "$EXIT_FAILED" "pg_dump failed: $(last_error "$BACKUP_TMP/pg_dump.err")"
     fi
-    [ "$_gzip_status" -eq 0 ] || fail "$EXIT_FAILED" "gzip failed (exit $_gzip_status; disk full?)"
 
     RESULT_STEP=verify
     [ -s "$BACKUP_PARTIAL" ] || fail "$EXIT_FAILED" "the dump is empty"
-    gunzip -t "$BACKUP_PARTIAL" 2>"$BACKUP_TMP/gunzip.err" \
-        || fail "$EXIT_FAILED" "the dump is not a valid gzip: $(last_error "$BACKUP_TMP/gunzip.err")"
     dump_is_complete "$BACKUP_PARTIAL" \
-        || fail "$EXIT_FAILED" "the dump has no '$DUMP_TRAILER' trailer"
+        || fail "$EXIT_FAILED" "the dump is not a complete archive (pg_restore cannot read it)"
     _size=$(wc -c <"$BACKUP_PARTIAL" | tr -d ' ')
     _sum=$(sha256sum "$BACKUP_PARTIAL" | cut -d ' ' -f 1)
     [ ${#_sum} -eq 64 ] || fail "$EXIT_FAILED" "sha256sum failed"
@@ -119,21 +142,24 @@ backup_main() {
     RESULT_STEP=store
     _finished=$(now_utc)
     _manifest="{\"kind\":\"vulcan-backup\",\"outcome\":\"Succeeded\",\
-\"engine\":$(json_str "${VULCAN_ENGINE:-}"),\"database\":$(json_str "$DB_NAME"),\
+\"namespace\":$(json_str "$VULCAN_NAMESPACE"),\"engine\":$(json_str "$VULCAN_ENGINE"),\
+\"database\":$(json_str "$DB_NAME"),\
 \"location\":$(json_str "$_location"),\"file\":$(json_str "$_name"),\"sizeBytes\":$_size,\
 \"checksum\":\"$_sum\",\"checksumAlgorithm\":\"sha256\",\
-\"databaseRevision\":$(json_str "$_revision"),\"format\":\"plain+gzip\",\
+\"databaseRevision\":$(json_str "$_revision"),\"format\":\"custom\",\
 \"startedAt\":\"$STARTED_AT\",\"finishedAt\":\"$_finished\"}"
     printf '%s  %s\n' "$_sum" "$_name" >"$BACKUP_PARTIAL.sha256" \
         && printf '%s\n' "$_manifest" >"$BACKUP_PARTIAL.json" \
         || fail "$EXIT_FAILED" "cannot write the checksum and manifest files"
     sync 2>/dev/null || true
-    # Sidecars first, the dump last: the dump's final name is the commit point.
-    mv -f "$BACKUP_PARTIAL.sha256" "$_final.sha256" \
-        && mv -f "$BACKUP_PARTIAL.json" "$_final.json" \
-        && mv -f "$BACKUP_PARTIAL" "$_final" \
-        || fail "$EXIT_FAILED" "cannot rename the finished dump"
+    # Sidecars first, the dump last: the dump's final name is the commit point. Each is a
+    # hard link, which fails when the name exists: nothing is ever replaced.
+    commit_name "$BACKUP_PARTIAL.sha256" "$_final.sha256"
+    commit_name "$BACKUP_PARTIAL.json" "$_final.json"
+    commit_name "$BACKUP_PARTIAL" "$_final"
     BACKUP_PARTIAL=""
+    BACKUP_LINKED=""
+    BACKUP_LINKED2=""
     sync 2>/dev/null || true
     log "backup complete: $_name, $_size bytes, sha256 $_sum"
 

@@ -197,12 +197,35 @@ psql_value() {
 }
 
 # db_revision URL: the Alembic revision(s) of the database, comma-separated; empty when the
-# database has no alembic_version table.
+# database has no alembic_version table. The text comes from the server (anyone who can write
+# alembic_version chooses it): anything but 1-128 of [A-Za-z0-9_,] is dropped (empty), so it
+# can go into a result line, a status or an Event as it is.
 db_revision() {
     _l_has=$(psql_value "$1" "SELECT to_regclass('alembic_version') IS NOT NULL") || return 1
     [ "$_l_has" = "t" ] || return 0
-    psql_value "$1" "SELECT coalesce(string_agg(version_num, ',' ORDER BY version_num), '')
-                     FROM alembic_version"
+    _l_rev=$(psql_value "$1" "SELECT coalesce(string_agg(version_num, ',' ORDER BY version_num), '')
+                     FROM alembic_version") || return 1
+    case $_l_rev in
+        *[!A-Za-z0-9_,]*) _l_rev="" ;;
+    esac
+    [ ${#_l_rev} -le 128 ] || _l_rev=""
+    printf '%s\n' "$_l_rev"
+}
+
+# manifest_field FILE NAME: a string field of a one-line manifest written by backup.sh.
+manifest_field() {
+    sed -n "s/.*\"$2\"[[:space:]]*:[[:space:]]*\"\([^\"]*\)\".*/\1/p" "$1" | head -n 1
+}
+
+# require_identity: VULCAN_NAMESPACE and VULCAN_ENGINE are set and are DNS names (they go into
+# manifests and decide what retention may delete).
+require_identity() {
+    require VULCAN_NAMESPACE VULCAN_ENGINE
+    for _l_name in "$VULCAN_NAMESPACE" "$VULCAN_ENGINE"; do
+        case $_l_name in
+            *[!a-z0-9-]* | -* | *-) fail "$EXIT_CONFIG" "not a DNS name: '$_l_name'" ;;
+        esac
+    done
 }
 
 # --- notifications ------------------------------------------------------------------------

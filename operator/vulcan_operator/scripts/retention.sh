@@ -1,15 +1,19 @@
-# retention.sh: delete expired scheduled backups; never the newest one, never anything else.
+# retention.sh: delete expired scheduled backups of THIS engine; never the newest one, never
+# anything else.
 #
-# A scheduled backup is exactly `vulcan_YYYYmmdd_HHMMSS.sql.gz` (plus its `.sha256` and
-# `.json` sidecars, deleted with it). It expires when it is older than RETENTION_DAYS x 24 h
-# (file mtime on a volume, LastModified in S3). The newest backup is kept whatever its age, so
-# a backup series that stopped (or a clock gone wrong) never deletes the last good copy.
-# Untouched: any other name (`vulcan_manual.sql.gz`, `*.partial`, sub-folders such as
-# `on-demand/`, other tools' files).
+# A scheduled backup is exactly `vulcan_YYYYmmdd_HHMMSS.dump` directly in the engine's folder
+# (or S3 prefix), with a `.json` manifest beside it that names this VULCAN_NAMESPACE and
+# VULCAN_ENGINE and this file; it is deleted with its `.sha256` and `.json` sidecars. A file
+# without such a manifest is never touched, whoever wrote it (another engine sharing the folder
+# or prefix, a person, an older operator). It expires when it is older than RETENTION_DAYS x
+# 24 h (file mtime on a volume, LastModified in S3). The newest of this engine's backups is
+# kept whatever its age, so a backup series that stopped (or a clock gone wrong) never deletes
+# the last good copy. Untouched: any other name (`vulcan_manual.dump`, `*.partial`, old
+# `*.sql.gz`, sub-folders such as `on-demand/`, other tools' files).
 
-BACKUP_GLOB='vulcan_[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]_[0-9][0-9][0-9][0-9][0-9][0-9].sql.gz'
+BACKUP_GLOB='vulcan_[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]_[0-9][0-9][0-9][0-9][0-9][0-9].dump'
 RETENTION_DELETED=""   # JSON array items ("name",...) deleted by the last retention run
-RETENTION_KEPT=0       # scheduled backups left
+RETENTION_KEPT=0       # this engine's scheduled backups left
 
 # retention_select NOW DAYS: stdin has "EPOCH NAME" lines; prints the NAMEs (matching the
 # scheduled-backup pattern) older than DAYS x 86400 s at NOW, except the newest of them.
@@ -17,7 +21,7 @@ retention_select() {
     awk -v now="$1" -v days="$2" '
     BEGIN {
         d = "[0-9]"
-        pattern = "^vulcan_" d d d d d d d d "_" d d d d d d "[.]sql[.]gz$"
+        pattern = "^vulcan_" d d d d d d d d "_" d d d d d d "[.]dump$"
     }
     NF == 2 && $1 ~ /^[0-9]+$/ && $2 ~ pattern {
         n++
@@ -31,6 +35,14 @@ retention_select() {
             if (i != best && t[i] < cutoff) print name[i]
         }
     }'
+}
+
+# retention_ours MANIFEST NAME: the manifest file says this engine wrote NAME.
+retention_ours() {
+    [ -f "$1" ] || return 1
+    [ "$(manifest_field "$1" namespace)" = "$VULCAN_NAMESPACE" ] \
+        && [ "$(manifest_field "$1" engine)" = "$VULCAN_ENGINE" ] \
+        && [ "$(manifest_field "$1" file)" = "$2" ]
 }
 
 # retention_check DAYS: DAYS is a whole number of at least 1, else exit EXIT_CONFIG.
@@ -67,8 +79,9 @@ _retention_apply() {
     return "$_r_status"
 }
 
+# The dump first: a dump is never left without its manifest (it would then be kept forever).
 _retention_rm_file() {
-    rm -f "$_r_rdir/$1.sha256" "$_r_rdir/$1.json" && rm -f "$_r_rdir/$1"
+    rm -f "$_r_rdir/$1" && rm -f "$_r_rdir/$1.sha256" "$_r_rdir/$1.json"
 }
 
 # retention_dir DIR DAYS: apply retention to the scheduled backups in DIR (not recursive).
@@ -79,6 +92,9 @@ retention_dir() {
     for _r_f in "$_r_rdir"/$BACKUP_GLOB; do
         # No match leaves the pattern itself; symlinks and non-files are not ours to delete.
         if [ -L "$_r_f" ] || [ ! -f "$_r_f" ]; then
+            continue
+        fi
+        if [ -L "$_r_f.json" ] || ! retention_ours "$_r_f.json" "${_r_f##*/}"; then
             continue
         fi
         _r_mtime=$(stat -c %Y "$_r_f") || {
@@ -94,7 +110,7 @@ retention_dir() {
 }
 
 _retention_rm_s3() {
-    s3 rm "$_r_rprefix$1.sha256" && s3 rm "$_r_rprefix$1.json" && s3 rm "$_r_rprefix$1"
+    s3 rm "$_r_rprefix$1" && s3 rm "$_r_rprefix$1.sha256" && s3 rm "$_r_rprefix$1.json"
 }
 
 # retention_s3 PREFIX DAYS: apply retention to the scheduled backups directly under PREFIX
@@ -111,16 +127,26 @@ retention_s3() {
             return 1
         fi
     fi
-    # "2024-11-29 02:00:03     123456 vulcan_20241129_020000.sql.gz" (times in TZ=UTC).
+    # "2024-11-29 02:00:03     123456 vulcan_20241129_020000.dump" (times in TZ=UTC).
+    _r_manifest=$(mktemp_file manifest) || return 1
+    _r_names=$(mktemp_file names) || return 1
+    awk 'NF == 4 { print $4 }' "$_r_listing" >"$_r_names"
     while read -r _r_day _r_time _r_size _r_name _r_extra; do
         [ -z "$_r_extra" ] || continue
+        # shellcheck disable=SC2254 # BACKUP_GLOB is a pattern
         case $_r_name in
             $BACKUP_GLOB) ;;
             *) continue ;;
         esac
+        # Only a file whose manifest says this engine wrote it.
+        grep -q -x -F "$_r_name.json" "$_r_names" || continue
+        rm -f "$_r_manifest"
+        s3 cp "$_r_rprefix$_r_name.json" "$_r_manifest" </dev/null || continue
+        retention_ours "$_r_manifest" "$_r_name" || continue
         _r_epoch=$(date -u -d "$_r_day $_r_time" +%s 2>/dev/null) || continue
         printf '%s %s\n' "$_r_epoch" "$_r_name"
     done <"$_r_listing" >"$_r_list"
+    rm -f "$_r_manifest" "$_r_names"
     _retention_apply "$_r_list" _retention_rm_s3
     _r_rs=$?
     rm -f "$_r_listing" "$_r_list"
@@ -134,6 +160,7 @@ retention_main() {
     RESULT_KIND=vulcan-retention
     RESULT_STEP=retention
     require RETENTION_DAYS
+    require_identity
     retention_check "$RETENTION_DAYS"
     if [ -n "${S3_BUCKET:-}" ]; then
         s3_setup

@@ -8,11 +8,15 @@
 # Env (both programs):
 #   S3_ENDPOINT_URL     optional: S3-compatible endpoint (MinIO, Ceph, R2, ...)
 #   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (, AWS_SESSION_TOKEN), AWS_DEFAULT_REGION
-# s3-upload: BACKUP_DIR (the emptyDir with exactly one finished dump), S3_BUCKET, S3_PREFIX,
-#   RETENTION_DAYS (optional), NOTIFY_WEBHOOK_URL (optional), VULCAN_ENGINE.
-#   Result: the same line as backup.sh, with the s3:// location.
-# s3-download: S3_LOCATION (s3://bucket/key), BACKUP_DIR. Downloads the file and its .sha256
-#   (when there is one). Result: {"kind":"vulcan-restore-download","outcome":..,"file":..}.
+# s3-upload: BACKUP_DIR (the emptyDir with exactly one finished dump), S3_BUCKET, S3_PREFIX
+#   (the engine's folder, `<prefix><namespace>/<engine>/[on-demand/]` as the builder computes
+#   it: used exactly as given, apart from a leading '/' dropped and a trailing '/' added),
+#   RETENTION_DAYS (optional), NOTIFY_WEBHOOK_URL (optional), VULCAN_NAMESPACE, VULCAN_ENGINE.
+#   No key is ever overwritten: each of the three is checked with `s3api head-object` first
+#   and an existing one fails the upload. Result: the same line as backup.sh, s3:// location.
+# s3-download: S3_LOCATION (s3://bucket/key), BACKUP_DIR. Downloads the file only (the restore
+#   trusts EXPECTED_SHA256, never a .sha256 beside the file).
+#   Result: {"kind":"vulcan-restore-download","outcome":..,"file":..}.
 #   Exit 3 when the object does not exist.
 
 # s3_setup: check the CLI; normalise S3_PREFIX (no leading '/', a trailing '/' unless empty).
@@ -61,6 +65,34 @@ s3() {
     return "$_s3_status"
 }
 
+# s3_key_absent URI: there is no object at URI (exact key). 0 absent, 1 present, 2 unknown
+# (an error other than "not found", e.g. access denied: then nothing may be written).
+s3_key_absent() {
+    _s3_path=${1#s3://}
+    _s3_bucket=${_s3_path%%/*}
+    _s3_key=${_s3_path#*/}
+    _s3_err=$(mktemp_file head) || return 2
+    if [ -n "${S3_ENDPOINT_URL:-}" ]; then
+        set -- --endpoint-url "$S3_ENDPOINT_URL"
+    else
+        set --
+    fi
+    aws "$@" s3api head-object --bucket "$_s3_bucket" --key "$_s3_key" >/dev/null 2>"$_s3_err"
+    _s3_status=$?
+    if [ "$_s3_status" -eq 0 ]; then
+        rm -f "$_s3_err"
+        return 1
+    fi
+    if grep -q -e '(404)' -e 'Not Found' -e 'NoSuchKey' "$_s3_err"; then
+        rm -f "$_s3_err"
+        return 0
+    fi
+    log "aws s3api head-object failed (exit $_s3_status):"
+    log_file "$_s3_err"
+    rm -f "$_s3_err"
+    return 2
+}
+
 # s3_object_size URI: the size of the object at URI (exact key), or nothing.
 s3_object_size() {
     _s3_key=${1##*/}
@@ -72,11 +104,6 @@ _s3_upload_failed() {
         "\"kind\":\"vulcan-backup\",\"step\":$(json_str "$RESULT_STEP")"
 }
 
-# _manifest_field FILE NAME: a string field of a manifest written by backup.sh.
-_manifest_field() {
-    sed -n "s/.*\"$2\":\"\\([^\"]*\\)\".*/\\1/p" "$1" | head -n 1
-}
-
 s3_upload_main() {
     VULCAN_PROGRAM=s3-upload
     RESULT_KIND=vulcan-backup
@@ -84,6 +111,7 @@ s3_upload_main() {
 
     RESULT_STEP=configure
     require BACKUP_DIR S3_BUCKET
+    require_identity
     [ -z "${RETENTION_DAYS:-}" ] || retention_check "$RETENTION_DAYS"
     s3_setup
     _count=0
@@ -100,6 +128,8 @@ s3_upload_main() {
     RESULT_EXTRA="\"location\":$(json_str "$_dest"),\"file\":$(json_str "$_name")"
     [ -f "$_dump.sha256" ] && [ -f "$_dump.json" ] \
         || fail "$EXIT_FAILED" "the dump has no .sha256 or .json beside it"
+    retention_ours "$_dump.json" "$_name" \
+        || fail "$EXIT_FAILED" "the manifest of $_name does not name $VULCAN_NAMESPACE/$VULCAN_ENGINE"
 
     RESULT_STEP=verify
     _sum=$(sha256sum "$_dump" | cut -d ' ' -f 1)
@@ -109,6 +139,14 @@ s3_upload_main() {
     _size=$(wc -c <"$_dump" | tr -d ' ')
 
     RESULT_STEP=upload
+    for _key in "$_dest.sha256" "$_dest.json" "$_dest"; do
+        s3_key_absent "$_key"
+        case $? in
+            0) ;;
+            1) fail "$EXIT_FAILED" "$_key already exists; not overwriting it" ;;
+            *) fail "$EXIT_FAILED" "cannot tell whether $_key exists; not uploading" ;;
+        esac
+    done
     log "uploading $_name ($_size bytes) to $_dest"
     # Sidecars first, the dump last: the dump's key appearing is the commit point.
     s3 cp "$_dump.sha256" "$_dest.sha256" && s3 cp "$_dump.json" "$_dest.json" \
@@ -132,13 +170,13 @@ s3_upload_main() {
         "\"kind\":\"vulcan-backup\",\"location\":$(json_str "$_dest"),\"sizeBytes\":$_size"
     FAIL_HOOK=""
     emit_result "{\"kind\":\"vulcan-backup\",\"outcome\":\"Succeeded\",\
-\"engine\":$(json_str "${VULCAN_ENGINE:-}"),\
-\"database\":$(json_str "$(_manifest_field "$_dump.json" database)"),\
+\"namespace\":$(json_str "$VULCAN_NAMESPACE"),\"engine\":$(json_str "$VULCAN_ENGINE"),\
+\"database\":$(json_str "$(manifest_field "$_dump.json" database)"),\
 \"location\":$(json_str "$_dest"),\"file\":$(json_str "$_name"),\"sizeBytes\":$_size,\
 \"checksum\":\"$_sum\",\"checksumAlgorithm\":\"sha256\",\
-\"databaseRevision\":$(json_str "$(_manifest_field "$_dump.json" databaseRevision)"),\
-\"format\":\"plain+gzip\",\
-\"startedAt\":$(json_str "$(_manifest_field "$_dump.json" startedAt)"),\
+\"databaseRevision\":$(json_str "$(manifest_field "$_dump.json" databaseRevision)"),\
+\"format\":\"custom\",\
+\"startedAt\":$(json_str "$(manifest_field "$_dump.json" startedAt)"),\
 \"finishedAt\":\"$(now_utc)\"$_retention}"
 }
 
@@ -170,12 +208,6 @@ s3_download_main() {
     s3 cp "$S3_LOCATION" "$BACKUP_DIR/$_name.partial" \
         || fail "$EXIT_FAILED" "the download of $S3_LOCATION failed"
     mv -f "$BACKUP_DIR/$_name.partial" "$BACKUP_DIR/$_name" || fail "$EXIT_FAILED" "rename failed"
-    if [ -n "$(s3_object_size "$S3_LOCATION.sha256")" ]; then
-        s3 cp "$S3_LOCATION.sha256" "$BACKUP_DIR/$_name.sha256" \
-            || fail "$EXIT_FAILED" "the download of $S3_LOCATION.sha256 failed"
-    else
-        log "no $_name.sha256 beside it; the restore checks gzip integrity only"
-    fi
     emit_result "{\"kind\":\"vulcan-restore-download\",\"outcome\":\"Succeeded\",\
 \"location\":$(json_str "$S3_LOCATION"),\"file\":$(json_str "$BACKUP_DIR/$_name"),\
 \"sizeBytes\":$_size,\"startedAt\":\"$STARTED_AT\",\"finishedAt\":\"$(now_utc)\"}"

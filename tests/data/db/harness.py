@@ -233,7 +233,8 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
 # --- a fake `aws` CLI over a local folder ---------------------------------------------------
 FAKE_AWS = r'''#!@PYTHON@
-"""aws s3 cp|ls|rm over a local folder ($FAKE_S3_ROOT/<bucket>/<key>); logs each call."""
+"""aws s3 cp|ls|rm, s3api head-object over a local folder ($FAKE_S3_ROOT/<bucket>/<key>).
+Logs each call."""
 import os, sys, shutil, time
 root = os.environ["FAKE_S3_ROOT"]
 args = sys.argv[1:]
@@ -242,12 +243,19 @@ with open(os.path.join(root, "calls.log"), "a") as log:
     log.write("ENV " + " ".join(sorted(k for k in os.environ if k.startswith("AWS_"))) + "\n")
 if args[:1] == ["--endpoint-url"]:
     args = args[2:]
-if args[:1] != ["s3"]:
-    sys.exit("fake aws: only `aws s3` is supported")
-command, rest = args[1], [a for a in args[2:] if a != "--only-show-errors"]
 def local(uri):
     assert uri.startswith("s3://"), uri
     return os.path.join(root, uri[5:])
+if args[:2] == ["s3api", "head-object"]:
+    opts = dict(zip(args[2::2], args[3::2]))
+    path = local(f"s3://{opts['--bucket']}/{opts['--key']}")
+    if os.path.isfile(path):
+        print('{"ContentLength": %d}' % os.path.getsize(path))
+        sys.exit(0)
+    sys.exit("An error occurred (404) when calling the HeadObject operation: Not Found")
+if args[:1] != ["s3"]:
+    sys.exit("fake aws: only `aws s3` and `aws s3api head-object` are supported")
+command, rest = args[1], [a for a in args[2:] if a != "--only-show-errors"]
 if command == "cp":
     src, dst = rest
     src_path = local(src) if src.startswith("s3://") else src
