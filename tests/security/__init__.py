@@ -1,0 +1,1 @@
+"""Adversarial tests: each attack of the security review (issue 12) on the real path."""
