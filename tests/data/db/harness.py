@@ -3,10 +3,13 @@
     from tests.data.db.harness import Runner, fingerprint, seed
 
 The program text comes from `vulcan_operator.scripts.program(name)`, the very text the
-CronJobs and Jobs carry, run as `<shell> -c <text> <name>` in an environment as bare as a
-pod's: only the variables given, PATH with the test server's client programs. Shells: `dash`
-(POSIX) always; `busybox` when installed, with ONLY busybox applets and the PostgreSQL client
-programs on PATH, as in `postgres:15-alpine`.
+CronJobs and Jobs carry (or, when VULCAN_TEST_SCRIPTS_DIR names a folder holding other
+versions of the `*.sh` parts, e.g. `git show c37051b:...` copies, the same program assembled
+from those: how the attack tests are shown to fail on older scripts), run as
+`<shell> -c <text> <name>` in an environment as bare as a pod's: only the variables given,
+PATH with the test server's client programs. Shells: `dash` (POSIX) always; `busybox` when
+installed, with ONLY busybox applets and the PostgreSQL client programs on PATH, as in
+`postgres:15-alpine`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import atexit
 import functools
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -29,13 +33,26 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from vulcan_operator.scripts import program
+from vulcan_operator.scripts import PROGRAMS, _compact, program
 
 DATA_DIR = Path(__file__).resolve().parent
 SEED_SQL = DATA_DIR / "seed.sql"
 TIMEOUT = 60
 
 SEED_REVISION = "4f2a9c1d7e3b"
+
+
+SCRIPTS_DIR_ENV = "VULCAN_TEST_SCRIPTS_DIR"
+
+
+def program_text(name: str) -> str:
+    """The program a pod runs, or the same program built from $VULCAN_TEST_SCRIPTS_DIR."""
+    other = os.environ.get(SCRIPTS_DIR_ENV)
+    if not other:
+        return program(name)
+    parts, entry = PROGRAMS[name]
+    body = "\n".join(_compact((Path(other) / part).read_text()) for part in parts)
+    return f'{body}\n{entry} "$@"\n'
 
 
 def shells() -> list[str]:
@@ -103,7 +120,7 @@ class Runner:
         return ":".join([*front, str(self.pg_bin_dir), "/usr/local/bin", "/usr/bin", "/bin"])
 
     def argv(self, name: str) -> list[str]:
-        text = program(name)
+        text = program_text(name)
         if self.shell == "busybox":
             return [shutil.which("busybox") or "busybox", "sh", "-c", text, name]
         return [shutil.which(self.shell) or self.shell, "-c", text, name]
