@@ -428,6 +428,19 @@ def test_a_restore_removes_what_the_backup_did_not_have(
         conn.execute("CREATE TABLE notes (id int, job_id int REFERENCES jobs (id))")
         conn.execute("CREATE FUNCTION twice(i int) RETURNS int LANGUAGE sql AS 'SELECT 2 * i'")
         conn.execute("CREATE TYPE mood AS ENUM ('ok', 'sad')")
+        conn.execute("CREATE DOMAIN positive AS int CHECK (VALUE > 0)")
+        conn.execute(
+            "CREATE FUNCTION add2(a int, b int) RETURNS int LANGUAGE sql AS 'SELECT a + b'"
+        )
+        conn.execute("CREATE AGGREGATE total(int) (sfunc = add2, stype = int)")
+        conn.execute("CREATE MATERIALIZED VIEW busy AS SELECT count(*) AS n FROM jobs")
+        conn.execute("CREATE TABLE events (at date, mood mood) PARTITION BY RANGE (at)")
+        conn.execute(
+            "CREATE TABLE events_2026 PARTITION OF events"
+            " FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')"
+        )
+        conn.execute("CREATE SEQUENCE loose_seq")
+        conn.execute("SELECT lo_from_bytea(0, 'blob')")
     file = _copy(backup_file, tmp_path / "f")
     run = runner(
         "restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file), EXPECTED_SHA256=_sum(file)
@@ -438,9 +451,12 @@ def test_a_restore_removes_what_the_backup_did_not_have(
         left = conn.execute(
             "SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 'reports'),"
             " (SELECT count(*) FROM pg_proc WHERE proname = 'twice'),"
-            " (SELECT count(*) FROM pg_type WHERE typname = 'mood')"
+            " (SELECT count(*) FROM pg_type WHERE typname IN ('mood', 'positive')),"
+            " (SELECT count(*) FROM pg_proc WHERE proname IN ('add2', 'total')),"
+            " (SELECT count(*) FROM pg_class WHERE relname IN ('busy', 'events', 'loose_seq')),"
+            " (SELECT count(*) FROM pg_largeobject_metadata)"
         ).fetchone()
-    assert left == (0, 0, 0)
+    assert left == (0, 0, 0, 0, 0, 0)
 
 
 def test_restore_from_s3_downloads_then_restores(

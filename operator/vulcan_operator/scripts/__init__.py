@@ -7,12 +7,12 @@ and its name hash covers it; the database tests run the very same text.
 
 | program     | image            | does                                                     |
 |-------------|------------------|----------------------------------------------------------|
-| backup      | postgres (psql)  | pg_dump | gzip, verify, sha256, atomic rename, retention  |
-| restore     | postgres (psql)  | verify the file, then restore it in one transaction       |
+| backup      | postgres (psql)  | pg_dump -Fc, pg_restore --list, sha256, link, retention   |
+| restore     | postgres (psql)  | checksum, then pg_restore | psql in one transaction       |
 | maintenance | postgres (psql)  | VACUUM ANALYZE (REINDEX on request), table sizes          |
 | retention   | either           | retention alone, on a folder or an S3 prefix              |
-| s3-upload   | aws CLI          | upload the dump written by `backup`, S3 retention         |
-| s3-download | aws CLI          | fetch a backup (and its .sha256) for `restore`            |
+| s3-upload   | aws CLI          | upload the dump written by `backup` (never over a key)    |
+| s3-download | aws CLI          | fetch a backup for `restore`                              |
 
 Every program ends by printing one JSON line (also written to /dev/termination-log): see
 `vulcan_operator.builders.backup.parse_backup_result`. Exit codes: 0 done, 1 failed,

@@ -62,48 +62,55 @@ FROM (
 EMPTY_SQL="DO \$vulcan_empty\$
 DECLARE
     me oid := (SELECT oid FROM pg_roles WHERE rolname = current_user);
-    system text[] := ARRAY['pg_catalog', 'information_schema', 'public'];
+    stmts text[];
     stmt text;
 BEGIN
-    FOR stmt IN
-        SELECT format('DROP SCHEMA IF EXISTS %I CASCADE', nspname) FROM pg_namespace
-        WHERE nspowner = me AND nspname <> ALL (system) AND nspname !~ '^pg_'
+    -- Each step's statements are listed before any runs (a CASCADE may drop a later one).
+    SELECT coalesce(array_agg(s), '{}') INTO stmts FROM (
+        SELECT format('DROP SCHEMA IF EXISTS %I CASCADE', nspname) AS s FROM pg_namespace
+        WHERE nspowner = me AND nspname NOT IN ('public', 'information_schema')
+          AND nspname !~ '^pg_'
         UNION ALL
         SELECT format('DROP EXTENSION IF EXISTS %I CASCADE', extname) FROM pg_extension
         WHERE extowner = me
-    LOOP
+    ) x;
+    FOREACH stmt IN ARRAY stmts LOOP
         EXECUTE stmt;
     END LOOP;
-    FOR stmt IN
+    SELECT coalesce(array_agg(s ORDER BY o), '{}') INTO stmts FROM (
         SELECT format('DROP %s IF EXISTS %I.%I CASCADE',
                       CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
                                      WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE'
                                      ELSE 'TABLE' END,
-                      n.nspname, c.relname)
+                      n.nspname, c.relname) AS s,
+               CASE c.relkind WHEN 'v' THEN 0 WHEN 'm' THEN 1 WHEN 'S' THEN 3 ELSE 2 END AS o
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relowner = me AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
-          AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_'
-          AND NOT (c.relkind = 'p' AND c.relispartition)
-          AND NOT (c.relkind = 'r' AND c.relispartition)
-        ORDER BY CASE c.relkind WHEN 'v' THEN 0 WHEN 'm' THEN 1 WHEN 'S' THEN 3 ELSE 2 END
-    LOOP
+          AND NOT c.relispartition
+          AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+    ) x;
+    FOREACH stmt IN ARRAY stmts LOOP
         EXECUTE stmt;
     END LOOP;
-    FOR stmt IN
+    SELECT coalesce(array_agg(s), '{}') INTO stmts FROM (
         SELECT format('DROP %s IF EXISTS %s CASCADE',
                       CASE p.prokind WHEN 'a' THEN 'AGGREGATE' ELSE 'ROUTINE' END,
-                      p.oid::regprocedure)
+                      p.oid::regprocedure) AS s
         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-        WHERE p.proowner = me
-          AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_'
-        UNION ALL
-        SELECT format('DROP TYPE IF EXISTS %I.%I CASCADE', n.nspname, t.typname)
+        WHERE p.proowner = me AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+    ) x;
+    FOREACH stmt IN ARRAY stmts LOOP
+        EXECUTE stmt;
+    END LOOP;
+    SELECT coalesce(array_agg(s), '{}') INTO stmts FROM (
+        SELECT format('DROP TYPE IF EXISTS %I.%I CASCADE', n.nspname, t.typname) AS s
         FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
         WHERE t.typowner = me AND t.typtype IN ('c', 'd', 'e', 'r')
           AND (t.typtype <> 'c'
                OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
-          AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_'
-    LOOP
+          AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+    ) x;
+    FOREACH stmt IN ARRAY stmts LOOP
         EXECUTE stmt;
     END LOOP;
     PERFORM lo_unlink(oid) FROM pg_largeobject_metadata WHERE lomowner = me;
