@@ -521,3 +521,50 @@ def test_a_wrong_password_is_not_printed(
     assert "password authentication failed" in run.result["message"]
     assert "Wr0ng-Passw0rd-do-not-print" not in run.everything
     assert seeded.password not in run.everything
+
+
+def test_large_objects_comments_and_schemas_round_trip(
+    pg_database: PgDatabase, runner: Runner, tmp_path: Path
+) -> None:
+    # What a dump holds beyond tables and rows comes back too, through the restore's filter.
+    with psycopg.connect(pg_database.dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA reports")
+        conn.execute("CREATE TABLE reports.daily (id int PRIMARY KEY, body text)")
+        conn.execute("INSERT INTO reports.daily VALUES (1, E'a\\\\b\\nc'), (2, NULL)")
+        conn.execute("COMMENT ON TABLE reports.daily IS 'one row a day'")
+        # COPY data lines that start with a backslash: a NULL and a value starting with one.
+        conn.execute("CREATE TABLE reports.notes (note text, n int)")
+        conn.execute("INSERT INTO reports.notes VALUES (NULL, 1), (E'\\\\! id', 2), ('\\.', 3)")
+        conn.execute("SELECT lo_from_bytea(0, decode(repeat('ab', 5000), 'hex'))")
+    run = runner(
+        "backup",
+        {"VULCAN_NAMESPACE": "shop", "VULCAN_ENGINE": "prod"},
+        DATABASE_URL=pg_database.dsn,
+        BACKUP_DIR=str(tmp_path / "b"),
+    )
+    assert run.code == 0, run.explain()
+    file = tmp_path / "b" / run.result["file"]
+    with psycopg.connect(pg_database.dsn, autocommit=True) as conn:
+        before = conn.execute(
+            "SELECT (SELECT string_agg(body, '|' ORDER BY id) FROM reports.daily)"
+            " || (SELECT string_agg(coalesce(note, 'NULL'), '|' ORDER BY n) FROM reports.notes),"
+            " obj_description('reports.daily'::regclass),"
+            " (SELECT md5(string_agg(lo_get(oid), '' ORDER BY oid))"
+            "  FROM pg_largeobject_metadata)"
+        ).fetchone()
+        conn.execute("DROP SCHEMA reports CASCADE")
+        conn.execute("SELECT lo_unlink(oid) FROM pg_largeobject_metadata")
+    restore = runner(
+        "restore", DATABASE_URL=pg_database.dsn, BACKUP_FILE=str(file), EXPECTED_SHA256=_sum(file)
+    )
+    assert restore.code == 0, restore.explain()
+    assert restore.result["rowCounts"] == {"reports.daily": 2, "reports.notes": 3}
+    with psycopg.connect(pg_database.dsn, autocommit=True) as conn:
+        after = conn.execute(
+            "SELECT (SELECT string_agg(body, '|' ORDER BY id) FROM reports.daily)"
+            " || (SELECT string_agg(coalesce(note, 'NULL'), '|' ORDER BY n) FROM reports.notes),"
+            " obj_description('reports.daily'::regclass),"
+            " (SELECT md5(string_agg(lo_get(oid), '' ORDER BY oid))"
+            "  FROM pg_largeobject_metadata)"
+        ).fetchone()
+    assert after == before and before is not None and before[2] is not None
