@@ -568,3 +568,29 @@ def test_large_objects_comments_and_schemas_round_trip(
             "  FROM pg_largeobject_metadata)"
         ).fetchone()
     assert after == before and before is not None and before[2] is not None
+
+
+def test_a_client_without_restrict_key_is_refused(
+    changed: tuple[PgDatabase, dict[str, object]],
+    backup_file: Path,
+    pg_bin_dir: Path,
+    tmp_path: Path,
+) -> None:
+    # A pg_restore older than 15.14 / 16.10 / 17.6 cannot make psql refuse meta-commands.
+    seeded, before = changed
+    fake = tmp_path / "old-client"
+    fake.mkdir()
+    (fake / "pg_restore").write_text(
+        "#!/bin/sh\n"
+        'case "$1" in --version) echo "pg_restore (PostgreSQL) 15.8";;'
+        " *) echo '  -f, --file=FILENAME      output file name';; esac\n"
+    )
+    (fake / "pg_restore").chmod(0o755)
+    file = _copy(backup_file, tmp_path / "f")
+    run = Runner(pg_bin_dir, tmp_path / "run", extra_path=[fake])(
+        "restore", DATABASE_URL=seeded.dsn, BACKUP_FILE=str(file), EXPECTED_SHA256=_sum(file)
+    )
+    assert run.code == 2, run.explain()
+    assert "--restrict-key" in run.result["message"]
+    assert "15.8" in run.result["message"]
+    assert fingerprint(seeded.dsn) == before
