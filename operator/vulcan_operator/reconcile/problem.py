@@ -49,6 +49,7 @@ from vulcan_operator.k8s import Api, ApiError, Ref, contains
 from vulcan_operator.reconcile import solverjob
 from vulcan_operator.reconcile.queue import EngineKey, QueueEntry, QueueView, engine_key
 from vulcan_operator.solver.loader import INLINE_ONLY, ProblemFileError, referenced_problem
+from vulcan_operator.solver.problem import error_lines
 from vulcan_operator.status import condition, get_condition, now, set_conditions
 from vulcan_operator.validation import explain
 
@@ -362,7 +363,9 @@ async def reconcile(
     try:
         engine_spec = VulcanEngineSpec.model_validate(engine.get("spec") or {})
     except ValidationError as exc:
-        lines = explain(exc, VulcanEngineSpec)
+        # Not `explain` (it needs a whole resource's model): an engine newer than this
+        # operator (an unknown field) must not make every reconcile of its problems raise.
+        lines = error_lines(exc, "spec")
         message = f"VulcanEngine '{engine_name}' has an invalid spec: " + "; ".join(lines)
         status = st.make("Pending", "EngineInvalid", message, progressing=False)
         new = _phase_event(old, "Pending", "EngineInvalid")
