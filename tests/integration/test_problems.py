@@ -617,3 +617,21 @@ async def test_idle_problems_make_no_writes(emulator: Emulator, solving: SolverP
     (busy,) = [j for j in solver_jobs(emulator) if j["metadata"]["name"].startswith("busy-")]
     emulator.jobs.finish(NS, busy["metadata"]["name"], JobOutcome.fail(message="stopped"))
     await phase(emulator, "waiting", "Succeeded", within=10)
+
+
+async def test_a_problem_waits_while_its_engine_asks_for_more_than_its_own_caps(
+    emulator: Emulator, bridge: SolverPodBridge, operator: OperatorRunner
+) -> None:
+    emulator.create(engine("roomy", numWorkers=32))  # above the default maxWorkers (16)
+    emulator.create(problem("early", engine_name="roomy"))
+    await emulator.wait_for(
+        lambda: condition(status(emulator, "early"), "Ready").get("reason") == "EngineInvalid",
+        timeout=20,
+    )
+    message = condition(status(emulator, "early"), "Ready")["message"]
+    assert "spec.solver.numWorkers: 32 is more than maxWorkers (16)" in message, message
+    assert status(emulator, "early")["phase"] == "Pending" and solver_jobs(emulator) == []
+    # Raising the cap is enough: the problem goes on by itself.
+    emulator.patch("vulcanengines", NS, "roomy", {"spec": {"solver": {"maxWorkers": 32}}})
+    await phase(emulator, "early", "Succeeded", "Failed", within=30)
+    assert status(emulator, "early")["phase"] == "Succeeded"

@@ -439,3 +439,44 @@ def test_spec_problem_is_the_inline_problem() -> None:
     assert type(problem) is ProblemData
     assert problem.objective.type == "weightedTardiness"
     assert (problem.horizon, problem.jobs[0].dueDate) == (50, 5)
+
+
+# -- EngineSolver caps -------------------------------------------------------------------------
+def test_engine_caps_default_to_16_workers_and_32_gib() -> None:
+    solver = EngineSolver()
+    assert (solver.maxWorkers, solver.maxMemoryMB) == (16, 32_768)
+    # The engine's own defaults fit its caps.
+    assert solver.numWorkers <= solver.maxWorkers
+    assert solver.memoryLimitMB <= solver.maxMemoryMB
+
+
+def test_engine_defaults_above_its_caps_are_refused_naming_both_fields() -> None:
+    with pytest.raises(ValidationError) as refused:
+        VulcanEngineSpec.model_validate(
+            {"version": "2.0.0", "solver": {"numWorkers": 32, "memoryLimitMB": 65_536}}
+        )
+    text = str(refused.value)
+    assert "numWorkers: 32 is more than maxWorkers (16)" in text
+    assert "memoryLimitMB: 65536 is more than maxMemoryMB (32768)" in text
+    raised = {"numWorkers": 32, "maxWorkers": 32, "memoryLimitMB": 65_536, "maxMemoryMB": 65_536}
+    assert VulcanEngineSpec.model_validate({"version": "2.0.0", "solver": raised}).solver == (
+        EngineSolver(**raised)
+    )
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"maxWorkers": 0}, {"maxWorkers": 65}, {"maxMemoryMB": 255}, {"maxMemoryMB": 1_048_577}],
+    ids=["workers-0", "workers-65", "memory-255", "memory-above-1TiB"],
+)
+def test_engine_caps_are_bounded(bad: dict[str, int]) -> None:
+    with pytest.raises(ValidationError):
+        EngineSolver.model_validate({"numWorkers": 1, "memoryLimitMB": 256, **bad})
+
+
+def test_problem_lists_are_bounded() -> None:
+    machines = [{"name": f"m{i}"} for i in range(1_001)]
+    job = {"name": "j", "tasks": [{"name": "t", "duration": 1, "machines": ["m0"]}]}
+    with pytest.raises(ValidationError, match="at most 1000 items"):
+        ProblemData.model_validate({"machines": machines, "jobs": [job]})
+    ProblemData.model_validate({"machines": machines[:1000], "jobs": [job]})

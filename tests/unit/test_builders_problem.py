@@ -25,6 +25,7 @@ from vulcan_operator.builders.problem import (
     ProblemInputs,
     build,
     build_job,
+    cap_issues,
     resolve_settings,
 )
 from vulcan_operator.cli import main as cli
@@ -291,3 +292,23 @@ def test_the_operator_holds_every_permission_it_grants_to_solver_pods() -> None:
                 for verb in rule["verbs"]:
                     assert (group, resource, verb) in held, (group, resource, verb)
     assert {("kueue.x-k8s.io", "workloads", v) for v in ("get", "list")} <= held
+
+
+def test_a_problem_over_its_engines_caps_is_named_field_value_and_cap() -> None:
+    doc = ft06()
+    doc["spec"]["solver"] = {"numWorkers": 17, "memoryLimitMB": 40_000}
+    problem = SchedulingProblem.model_validate(doc).spec
+    engine = VulcanEngineSpec.model_validate({"version": "2.0.0"})
+    assert cap_issues(problem, engine) == [
+        "spec.solver.numWorkers: 17 is more than engine 'prod' allows (16, its "
+        "spec.solver.maxWorkers)",
+        "spec.solver.memoryLimitMB: 40000 is more than engine 'prod' allows (32768, its "
+        "spec.solver.maxMemoryMB)",
+    ]
+    roomy = VulcanEngineSpec.model_validate(
+        {"version": "2.0.0", "solver": {"maxWorkers": 17, "maxMemoryMB": 40_000}}
+    )
+    assert cap_issues(problem, roomy) == []
+    # The engine's defaults are within its caps: a problem without overrides always fits.
+    doc["spec"]["solver"] = {}
+    assert cap_issues(SchedulingProblem.model_validate(doc).spec, engine) == []

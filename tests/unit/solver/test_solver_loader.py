@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
-from vulcan_operator.solver.loader import ProblemFileError, load_file, load_text
+from vulcan_operator.solver.loader import MAX_FILE_BYTES, ProblemFileError, load_file, load_text
 
 RESOURCE = """
 apiVersion: vulcan-engine.com/v1alpha1
@@ -196,3 +198,38 @@ def test_problem_and_solver_errors_are_reported_together() -> None:
         "spec.jobs[0].tasks[1].duration: Input should be greater than or equal to 1",
         "spec.solver.numWorkers: Input should be greater than or equal to 1",
     ]
+
+
+# --- limits: aliases, size, JSON ------------------------------------------------------------
+
+
+def test_aliases_are_refused_anchors_alone_are_not() -> None:
+    aliased = RESOURCE.replace("machines: [lathe-1], skill", "machines: &m [lathe-1], skill")
+    aliased = aliased.replace(
+        "{name: turn, duration: 30, machines: [lathe-1]}",
+        "{name: turn, duration: 30, machines: *m}",
+    )
+    (line,) = _errors(aliased)
+    assert line.startswith("p.yaml: YAML aliases (*name) are not accepted") and "line 16" in line
+    anchored = RESOURCE.replace("machines: [lathe-1], skill", "machines: &m [lathe-1], skill")
+    assert load_text(anchored).problem == load_text(RESOURCE).problem
+    merge = "a: &a {x: 1}\nb: {<<: *a}\n"
+    assert "aliases" in _errors(merge)[0]
+
+
+def test_a_json_problem_reads_as_its_yaml_twin() -> None:
+    doc = yaml.safe_load(RESOURCE)
+    assert load_text(json.dumps(doc)) == load_text(RESOURCE)
+    # NaN is no JSON value: read as YAML (a string there), refused by the model as YAML says.
+    assert "machines" in " ".join(_errors('{"machines": NaN, "jobs": []}'))
+
+
+def test_oversize_files_and_huge_numbers_are_refused(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text("#" * (MAX_FILE_BYTES + 1))
+    with pytest.raises(ProblemFileError, match=f"more than the {MAX_FILE_BYTES} bytes"):
+        load_file(big)
+    with pytest.raises(ProblemFileError, match="more than the"):
+        load_text("#" * (MAX_FILE_BYTES + 1))
+    assert _errors("horizon: " + "9" * 5000 + "\n")[0].startswith("p.yaml: cannot be read")
+    assert _errors("[" * 2000 + "]" * 2000)[0].startswith("p.yaml: not valid YAML")
