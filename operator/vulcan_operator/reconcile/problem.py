@@ -67,6 +67,9 @@ KUEUE_JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"
 Event = tuple[str, str, str]
 #: Threads that read problems (each may hold a 1 MiB problem's objects, ~100 MiB at worst).
 CHECK_THREADS = 2
+#: An inline problem with more entries (machines, operators, tasks) than this is validated in
+#: the check threads; a smaller one (milliseconds) on the loop, never queued behind big ones.
+INLINE_ON_LOOP = 1_000
 #: ConfigMap verdicts kept (a few lines each).
 VERDICT_CACHE_SIZE = 1024
 #: Lines of an invalid problem's explanation kept in the status (and the Event).
@@ -162,6 +165,27 @@ def _compact(value: Any) -> Any:
 
 
 # --- inputs ------------------------------------------------------------------------------
+
+
+def _entries(spec: Any) -> int:
+    """Roughly how much validating an inline spec costs: its machines, operators and tasks."""
+    if not isinstance(spec, dict):
+        return 0
+    count = 0
+    for key in ("machines", "operators", "jobs"):
+        items = spec.get(key)
+        if isinstance(items, list):
+            count += len(items)
+            if key == "jobs":
+                count += sum(len(j.get("tasks") or []) for j in items if isinstance(j, dict))
+    return count
+
+
+async def parsed(body: dict[str, Any]) -> SchedulingProblem | list[str]:
+    """`parse`, in the check threads when the inline problem is large."""
+    if _entries(body.get("spec")) <= INLINE_ON_LOOP:
+        return parse(body)
+    return await off_loop(parse, body)
 
 
 def parse(body: dict[str, Any]) -> SchedulingProblem | list[str]:
@@ -329,7 +353,7 @@ async def reconcile(
     elif old.get("phase") in TERMINAL:
         return Outcome(old)  # this generation is done; nothing to do
 
-    problem = await off_loop(parse, body)  # an inline problem may be ~1 MiB
+    problem = await parsed(body)  # an inline problem may be ~1 MiB
     if isinstance(problem, list):
         return _invalid(st, old, events, problem)
 
