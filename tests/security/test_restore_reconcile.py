@@ -401,3 +401,48 @@ async def test_hostile_table_names_never_reach_status_or_events(
     said = everything_said(emulator, "r1")
     for bad in (PASSWORD, "DROP TABLE", "\u202e", "Tasks", "a.b.c", "\u001b"):
         assert bad not in said
+
+
+def test_the_reconcile_filters_what_a_pod_reports() -> None:
+    """The second line behind the programs' own filter (decision 6 of issue 12)."""
+    from vulcan_operator.reconcile.jobs import safe_database, safe_revision, safe_row_counts
+
+    hostile = {
+        "jobs": 5,
+        "public.tasks": 6,
+        PASSWORD: 1,
+        "a.b.c": 2,
+        "UPPER": 3,
+        "x" * 64: 4,
+        "other": 7,
+        "neg": -1,
+        "text": "12",
+        "flag": True,
+    }
+    assert safe_row_counts(hostile) == {"jobs": 5, "public.tasks": 6, "other": 17}
+    assert safe_row_counts({"jobs\n": 1, "jobs": 2}) == {"jobs": 2, "other": 1}
+    assert safe_row_counts({f"t{i:03d}": 1 for i in range(150)})["other"] == 50
+    assert safe_row_counts(["jobs"]) == {} and safe_row_counts(None) == {}
+    assert safe_revision("4f2a9c1d7e3b,9b1c") == "4f2a9c1d7e3b,9b1c"
+    for bad in (PASSWORD, "", "a" * 129, "rev\n", None, 5):
+        assert safe_revision(bad) is None
+    assert safe_database("vulcan_inspect") == "vulcan_inspect"
+    assert safe_database("x; DROP") is None and safe_database("vulcan\n") is None
+
+
+async def test_a_malformed_database_url_is_a_condition_not_an_exception(
+    emulator: Emulator, operator: OperatorRunner
+) -> None:
+    await installed(emulator, autoscaling={"enabled": False}, replicas=2)
+    bad = f"postgresql://vulcan:{PASSWORD}@db:99999999/vulcan"
+    emulator.patch("secrets", "default", "prod-database", {"stringData": {"database-url": bad}})
+    emulator.create(
+        custom("VulcanRestore", "r1", location=LOCATION, checksum=CHECKSUM, targetDatabase="side")
+    )
+    st = await ended(emulator, "r1")
+    assert st["phase"] == "Failed"
+    message = cond(st, "Ready")["message"]
+    assert "Secret 'prod-database'" in message and "not a valid postgresql:// URL" in message
+    await emulator.wait_for(lambda: "Failed" in events_of(emulator, "r1"))
+    assert PASSWORD not in everything_said(emulator, "r1") and "99999999" not in message
+    assert restore_jobs(emulator) == []

@@ -50,7 +50,7 @@ def safe_row_counts(counts: Any) -> dict[str, int]:
     for key, value in sorted(counts.items(), key=lambda kv: str(kv[0])):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             continue
-        plain = isinstance(key, str) and TABLE_KEY.match(key) and key != "other"
+        plain = isinstance(key, str) and TABLE_KEY.fullmatch(key) and key != "other"
         if plain and len(kept) < MAX_TABLES:
             kept[str(key)] = value
             continue
@@ -62,12 +62,12 @@ def safe_row_counts(counts: Any) -> dict[str, int]:
 
 def safe_revision(value: Any) -> str | None:
     """An alembic revision (heads joined by ','), or None for anything else."""
-    return value if isinstance(value, str) and REVISION.match(value) else None
+    return value if isinstance(value, str) and REVISION.fullmatch(value) else None
 
 
 def safe_database(value: Any) -> str | None:
     """A database name as a restore reports it (a plain identifier), or None."""
-    return value if isinstance(value, str) and DATABASE.match(value) else None
+    return value if isinstance(value, str) and DATABASE.fullmatch(value) else None
 
 
 @dataclass(frozen=True)

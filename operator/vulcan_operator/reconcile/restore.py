@@ -396,7 +396,7 @@ async def _source(run: _Run, spec: VulcanEngineSpec) -> tuple[str, str]:
     ref, given = run.restore.spec.backupRef, run.restore.spec.checksum
     if ref is None:
         location = run.restore.spec.location
-        if not CHECKSUM.match(given):
+        if not CHECKSUM.fullmatch(given):
             _fail_early(run, f"spec.checksum is {CHECKSUM_REQUIRED}")
         problem = restore_source_problem(name, run.namespace, storage, location)
         if problem:
@@ -426,7 +426,7 @@ async def _source(run: _Run, spec: VulcanEngineSpec) -> tuple[str, str]:
             f"(it is {status.get('phase') or 'Pending'})",
         )
     checksum, location = str(status.get("checksum") or ""), str(status.get("location") or "")
-    if not CHECKSUM.match(checksum) or not location:
+    if not CHECKSUM.fullmatch(checksum) or not location:
         _fail_early(
             run,
             f"spec.backupRef: VulcanBackup '{ref.name}' recorded no location and sha256 "
@@ -498,7 +498,9 @@ async def _own_database(run: _Run, spec: VulcanEngineSpec) -> None:
     a serving engine). The name comes from the engine's DATABASE_URL Secret."""
     ref = database.url_ref(run.engine_name, spec)
     try:
-        own = database_name(await database.database_url(run.api, run.namespace, ref))
+        url = await database.database_url(run.api, run.namespace, ref)
+        database.asyncpg_url(url)  # the same check as everywhere the operator reads it
+        own = database_name(url)
     except (database.InvalidDatabaseURL, ValueError):
         _fail_early(
             run,
