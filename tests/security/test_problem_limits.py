@@ -541,3 +541,30 @@ async def test_a_problem_over_its_engines_caps_fails_naming_the_field_and_makes_
     )
     jobs = [j["metadata"]["name"] for j in solver_jobs(emulator)]
     assert len(jobs) == 1 and jobs[0].startswith("modest-"), jobs
+
+
+async def test_an_invalid_problem_explains_itself_in_bounded_space(
+    emulator: Emulator, operator: OperatorRunner
+) -> None:
+    # 400 tasks naming an unknown machine among 1,000 long names: old code wrote every line,
+    # each listing every machine (~85 MB for one status). And a 100 KB field name.
+    data = plant(40, 10, MAX_MACHINES, 0)
+    for i, machine in enumerate(data["machines"]):
+        machine["name"] = f"machine-{i:04d}-" + "x" * 200
+    for job in data["jobs"]:
+        for task in job["tasks"]:
+            task["machines"] = ["nowhere"]
+    emulator.create(engine("prod"))
+    emulator.create(configmap("noisy", json.dumps(data)))
+    emulator.create(ref_body("noisy", "noisy"))
+    emulator.create(configmap("long-key", json.dumps({**small_inline(), "y" * 100_000: 1})))
+    emulator.create(ref_body("long-key", "long-key"))
+    for name in ("noisy", "long-key"):
+        await emulator.wait_for(lambda n=name: finished(emulator, n), 30)
+        assert ready(emulator, name)["reason"] == "InvalidSpec"
+        st = status(emulator, name)
+        assert len(json.dumps(st)) < 40_000
+        assert all(len(line) <= 505 for line in st["result"]["explanation"])
+    explanation = status(emulator, "noisy")["result"]["explanation"]
+    assert len(explanation) == 21 and explanation[-1].startswith("... and "), explanation[-1]
+    assert "unknown machine 'nowhere'" in explanation[0]

@@ -14,9 +14,9 @@ infeasible, no schedule in time, out of memory, deadline, image, eviction, crash
 A spec edit starts over: a Job of the older generation still running is deleted, and the
 previous result moves to `status.history` (newest first, at most `HISTORY_LIMIT`).
 
-Reading a problem costs CPU in proportion to its size (up to ~1 MiB), so it never runs on the
-event loop: the spec and a problemRef ConfigMap are validated in a small thread pool
-(`CHECK_THREADS`), and a ConfigMap's verdict is kept per ConfigMap version
+Reading a problem costs CPU in proportion to its size (up to ~1 MiB), so a large inline spec
+and every problemRef ConfigMap are validated in a small thread pool (`CHECK_THREADS`), not on
+the event loop, and a ConfigMap's verdict is kept per ConfigMap version
 (`checked_reference`), so a queued problem's polls do not read it again. The loader refuses
 YAML aliases and oversize text before building anything (`solver.loader`). A problem asking
 for more than its engine's caps fails (`builders.problem.cap_issues`).
@@ -72,8 +72,10 @@ CHECK_THREADS = 2
 INLINE_ON_LOOP = 1_000
 #: ConfigMap verdicts kept (a few lines each).
 VERDICT_CACHE_SIZE = 1024
-#: Lines of an invalid problem's explanation kept in the status (and the Event).
+#: Lines of an invalid problem's explanation kept in the status (and the Event), and the
+#: characters kept of each (a line may quote a name or key of any length).
 EXPLANATION_LINES = 20
+LINE_CHARS = 500
 
 _T = TypeVar("_T")
 _CHECKS = ThreadPoolExecutor(max_workers=CHECK_THREADS, thread_name_prefix="problem-check")
@@ -481,9 +483,13 @@ async def reconcile(
 def _invalid(st: _Status, old: dict[str, Any], events: list[Event], lines: list[str]) -> Outcome:
     """Failed, InvalidSpec, naming every field (the first `EXPLANATION_LINES`); no Job, no
     retry until the spec changes."""
-    if len(lines) > EXPLANATION_LINES:
-        more = len(lines) - EXPLANATION_LINES
-        lines = [*lines[:EXPLANATION_LINES], f"... and {more} more"]
+    more = len(lines) - EXPLANATION_LINES
+    lines = [
+        line if len(line) <= LINE_CHARS else line[:LINE_CHARS] + " ..."
+        for line in lines[:EXPLANATION_LINES]
+    ]
+    if more > 0:
+        lines.append(f"... and {more} more")
     message = "invalid problem: " + "; ".join(lines)
     st.set(result={"explanation": list(lines), "finishedAt": now()})
     status = st.make("Failed", "InvalidSpec", message, progressing=False)
