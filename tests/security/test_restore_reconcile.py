@@ -41,6 +41,7 @@ STORE = "pvc://prod-backups/default/prod"
 LOCATION = f"{STORE}/on-demand/vulcan_20261129_020000.dump"
 PASSWORD = "Pa$$-w0rd!"  # a test database's
 URL = "postgresql://vulcan:Pa%24%24-w0rd%21@db:5432/vulcan"
+WAIT = 15.0  # seconds for what the operator does next (generous: the suite runs under load)
 
 
 @pytest.fixture(autouse=True)
@@ -76,7 +77,7 @@ def restore(emulator: Emulator, name: str) -> dict[str, Any]:
     return status(emulator, RESTORES, name)
 
 
-async def ended(emulator: Emulator, name: str, within: float = 12) -> dict[str, Any]:
+async def ended(emulator: Emulator, name: str, within: float = 2 * WAIT) -> dict[str, Any]:
     found: dict[str, Any] = await emulator.wait_for(
         lambda: (
             restore(emulator, name)["phase"] in ("Succeeded", "Failed") and restore(emulator, name)
@@ -138,14 +139,15 @@ async def test_two_restores_created_together_take_turns(
     async with most_restore_jobs(emulator) as most:
         for name in ("r1", "r2"):
             emulator.create(custom("VulcanRestore", name, location=LOCATION, checksum=CHECKSUM))
-        (first,) = await emulator.wait_for(lambda: restore_jobs(emulator), timeout=8)
+        (first,) = await emulator.wait_for(lambda: restore_jobs(emulator), timeout=WAIT)
         holder = first["metadata"]["ownerReferences"][0]["name"]
         other = "r2" if holder == "r1" else "r1"
         waiting = await emulator.wait_for(
             lambda: (
                 (c := cond(restore(emulator, other), "Ready"))["reason"] == "WaitingForRestore"
                 and c
-            )
+            ),
+            timeout=WAIT,
         )
         assert f"VulcanRestore '{holder}'" in waiting["message"]
         assert restore(emulator, other)["phase"] == "Pending"
@@ -155,7 +157,9 @@ async def test_two_restores_created_together_take_turns(
             first["metadata"]["name"]
         ]
         assert restore(emulator, other)["phase"] == "Pending"
-        await emulator.wait_for(lambda: "WaitingForRestore" in events_of(emulator, other))
+        await emulator.wait_for(
+            lambda: "WaitingForRestore" in events_of(emulator, other), timeout=WAIT
+        )
 
         emulator.jobs.finish(
             "default",
@@ -169,7 +173,7 @@ async def test_two_restores_created_together_take_turns(
                 for j in restore_jobs(emulator)
                 if j["metadata"]["name"] != first["metadata"]["name"]
             ],
-            timeout=8,
+            timeout=WAIT,
         )
         assert second["metadata"]["ownerReferences"][0]["name"] == other
         assert status(emulator)["restore"]["name"] == other
@@ -181,8 +185,8 @@ async def test_two_restores_created_together_take_turns(
         )
         assert (await ended(emulator, other))["phase"] == "Succeeded"
     assert most[0] == 1
-    await emulator.wait_for(lambda: "restore" not in status(emulator))
-    await emulator.wait_for(lambda: replicas(emulator) == 3)
+    await emulator.wait_for(lambda: "restore" not in status(emulator), timeout=WAIT)
+    await emulator.wait_for(lambda: replicas(emulator) == 3, timeout=WAIT)
 
 
 # --- items 1 and 2: the engine's own store, a recorded checksum -----------------------------------
@@ -251,7 +255,7 @@ async def test_a_restore_from_outside_the_engines_store_is_refused(
     st = await ended(emulator, "r1")
     assert st["phase"] == "Failed"
     assert "spec.location" in cond(st, "Ready")["message"]
-    await emulator.wait_for(lambda: "Failed" in events_of(emulator, "r1"))
+    await emulator.wait_for(lambda: "Failed" in events_of(emulator, "r1"), timeout=WAIT)
     await asyncio.sleep(0.6)
     assert restore_jobs(emulator) == [] and replicas(emulator) == 2
 
@@ -283,7 +287,7 @@ async def test_a_backup_with_its_own_storage_is_refused(
     for name, storage in (("out", exfiltrate), ("squat", {"pvc": {"size": "900Ti"}})):
         emulator.create(custom("VulcanBackup", name, storage=storage))
     for name in ("out", "squat"):
-        st = await emulator.wait_for(failed_backup(emulator, name))
+        st = await emulator.wait_for(failed_backup(emulator, name), timeout=WAIT)
         ready = cond(st, "Ready")
         assert ready["reason"] == "InvalidSpec" and "spec.storage" in ready["message"]
     await asyncio.sleep(0.6)
@@ -310,7 +314,7 @@ async def test_a_side_restore_into_the_engines_own_database_is_refused(
     assert st["phase"] == "Failed"
     message = cond(st, "Ready")["message"]
     assert "spec.targetDatabase" in message and "own database" in message
-    await emulator.wait_for(lambda: "Failed" in events_of(emulator, "r1"))
+    await emulator.wait_for(lambda: "Failed" in events_of(emulator, "r1"), timeout=WAIT)
     assert PASSWORD not in everything_said(emulator, "r1")
     await asyncio.sleep(0.6)
     assert restore_jobs(emulator) == [] and replicas(emulator) == 2
@@ -324,8 +328,8 @@ async def test_a_restore_whose_job_ttl_ran_out_while_the_operator_was_down_succe
     component_outcomes(emulator, restore=JobOutcome.running())
     await installed(emulator, autoscaling={"enabled": False}, replicas=3)
     emulator.create(custom("VulcanRestore", "r1", location=LOCATION, checksum=CHECKSUM))
-    (job,) = await emulator.wait_for(lambda: restore_jobs(emulator), timeout=8)
-    await emulator.wait_for(lambda: replicas(emulator) == 0)
+    (job,) = await emulator.wait_for(lambda: restore_jobs(emulator), timeout=WAIT)
+    await emulator.wait_for(lambda: replicas(emulator) == 0, timeout=WAIT)
     await operator.stop()
     name = job["metadata"]["name"]
     emulator.jobs.finish("default", name, JobOutcome.succeed(message=restore_result(LOCATION)))
@@ -337,9 +341,11 @@ async def test_a_restore_whose_job_ttl_ran_out_while_the_operator_was_down_succe
     st = await ended(emulator, "r1")
     assert st["phase"] == "Succeeded", st.get("failure")
     assert st["rowCounts"] == {"jobs": 500, "tasks": 2500}
-    await emulator.wait_for(lambda: "restore" not in status(emulator))
-    await emulator.wait_for(lambda: replicas(emulator) == 3)
-    await emulator.wait_for(lambda: emulator.get("jobs", "default", name) is None)  # the operator's
+    await emulator.wait_for(lambda: "restore" not in status(emulator), timeout=WAIT)
+    await emulator.wait_for(lambda: replicas(emulator) == 3, timeout=WAIT)
+    await emulator.wait_for(
+        lambda: emulator.get("jobs", "default", name) is None, timeout=WAIT
+    )  # the operator's
 
 
 @pytest.mark.parametrize("kind", ["scheduled", "VulcanBackup"])
@@ -361,23 +367,25 @@ async def test_a_restore_waits_for_a_running_backup_before_scaling_down(
                 j
                 for j in emulator.list("jobs", "default")
                 if j["metadata"]["labels"].get(COMPONENT) == "backup"
-            ]
+            ],
+            timeout=WAIT,
         )
         backup_job = found["metadata"]["name"]
     emulator.create(custom("VulcanRestore", "r1", location=LOCATION, checksum=CHECKSUM))
     waiting = await emulator.wait_for(
-        lambda: (c := cond(restore(emulator, "r1"), "Ready"))["reason"] == "WaitingForBackup" and c
+        lambda: (c := cond(restore(emulator, "r1"), "Ready"))["reason"] == "WaitingForBackup" and c,
+        timeout=WAIT,
     )
     assert backup_job in waiting["message"]
     await asyncio.sleep(1.0)  # several polls: still waiting, the engine still serving
     assert restore(emulator, "r1")["phase"] == "Pending"
     assert replicas(emulator) == 2 and "restore" not in status(emulator)
     assert restore_jobs(emulator) == []
-    await emulator.wait_for(lambda: "WaitingForBackup" in events_of(emulator, "r1"))
+    await emulator.wait_for(lambda: "WaitingForBackup" in events_of(emulator, "r1"), timeout=WAIT)
 
     emulator.jobs.finish("default", backup_job, JobOutcome.succeed(message=backup_result(LOCATION)))
     assert (await ended(emulator, "r1"))["phase"] == "Succeeded"
-    await emulator.wait_for(lambda: replicas(emulator) == 2)
+    await emulator.wait_for(lambda: replicas(emulator) == 2, timeout=WAIT)
 
 
 # --- item 2: server-derived strings never reach status or Events unfiltered -----------------------
@@ -397,7 +405,7 @@ async def test_hostile_table_names_never_reach_status_or_events(
     assert st["phase"] == "Succeeded", st.get("failure")
     assert st["rowCounts"] == {"jobs": 500, "public.tasks": 2500, "other": 21}
     assert "databaseRevision" not in st
-    await emulator.wait_for(lambda: "Succeeded" in events_of(emulator, "r1"))
+    await emulator.wait_for(lambda: "Succeeded" in events_of(emulator, "r1"), timeout=WAIT)
     said = everything_said(emulator, "r1")
     for bad in (PASSWORD, "DROP TABLE", "\u202e", "Tasks", "a.b.c", "\u001b"):
         assert bad not in said
@@ -443,6 +451,6 @@ async def test_a_malformed_database_url_is_a_condition_not_an_exception(
     assert st["phase"] == "Failed"
     message = cond(st, "Ready")["message"]
     assert "Secret 'prod-database'" in message and "not a valid postgresql:// URL" in message
-    await emulator.wait_for(lambda: "Failed" in events_of(emulator, "r1"))
+    await emulator.wait_for(lambda: "Failed" in events_of(emulator, "r1"), timeout=WAIT)
     assert PASSWORD not in everything_said(emulator, "r1") and "99999999" not in message
     assert restore_jobs(emulator) == []

@@ -168,8 +168,11 @@ async def engine_hold(
             replicas=replicas,
             events=[("Normal", "RestoreReleased", f"VulcanRestore '{name}' {why}: scaling {back}")],
         )
-    # Could not settle it: change nothing this pass (zero and suspended, as a held engine).
-    return EngineHold(replicas=0, suspend=True, restoring=True)
+    # Could not settle it (the engine kept changing): leave the replicas as they are this
+    # pass, CronJobs suspended, version changes waiting; the next pass decides.
+    deployment = await api.get(_deployment_ref(namespace, engine))
+    now_replicas = int(((deployment or {}).get("spec") or {}).get("replicas", 0))
+    return EngineHold(replicas=now_replicas, suspend=True, restoring=True)
 
 
 async def _ended(
