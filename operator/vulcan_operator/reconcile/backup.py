@@ -6,7 +6,11 @@ Succeeded | Failed. The Job is built by `builders.backup.build_backup_job` (owne
 VulcanBackup, name hashed from its inputs) and found again by its owner's uid, so a retry or an
 operator restart never makes a second one. The result comes from the pod's termination message
 (`parse_backup_result`): location, size, checksum, database revision, start and end. A backup
-that has finished is never run again: its status is its record.
+that has finished is never run again: its status is its record. A VulcanBackup has no say in
+where the dump goes: `spec.storage` is refused (Failed, InvalidSpec naming it) even when the CRD
+let it in, and the Job writes to the engine's own store only. A backup waits
+(WaitingForRestore) while a restore holds the engine's database; the `databaseRevision` the pod
+reports reaches the status only when it looks like one (`reconcile.jobs.safe_revision`).
 
 The engine's view is computed on every engine reconcile, from the Jobs labelled as the engine's
 backups: the CronJob's runs and the VulcanBackups' Jobs alike. `lastBackup` is the newest
