@@ -348,6 +348,32 @@ async def test_a_restore_into_another_database_leaves_the_engine_serving(
     await emulator.wait_for(lambda: "MigrateSkipped" in events_of(emulator, "r1"))
 
 
+async def test_a_backup_waits_while_a_restore_holds_the_engine(
+    emulator: Emulator, outcomes: Outcomes, operator: OperatorRunner
+) -> None:
+    outcomes.by_component["restore"] = JobOutcome.running()
+    await installed(emulator, autoscaling={"enabled": False}, replicas=2)
+    emulator.create(custom("VulcanRestore", "r1", location=LOCATION, checksum=CHECKSUM))
+    (job,) = await emulator.wait_for(lambda: jobs(emulator, "restore"), timeout=8)
+    emulator.create(custom("VulcanBackup", "during"))
+    waiting = await emulator.wait_for(
+        lambda: (
+            (c := cond(status(emulator, BACKUPS, "during"), "Ready"))["reason"]
+            == "WaitingForRestore"
+            and c
+        )
+    )
+    assert "VulcanRestore 'r1'" in waiting["message"]
+    assert jobs(emulator, "backup") == []
+    emulator.jobs.finish(
+        "default", job["metadata"]["name"], JobOutcome.succeed(message=restore_result(LOCATION))
+    )
+    assert (await finished(emulator))["phase"] == "Succeeded"
+    await emulator.wait_for(
+        lambda: status(emulator, BACKUPS, "during")["phase"] == "Succeeded", timeout=8
+    )
+
+
 # --- the real programs against a real PostgreSQL --------------------------------------------
 @pytest.fixture(scope="module")
 def seed_template(pg_server: PgServer) -> Iterator[str]:

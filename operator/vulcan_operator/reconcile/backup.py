@@ -200,6 +200,14 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
             return _pending(
                 body, "EngineInvalid", f"VulcanEngine '{engine_name}' is invalid: {problems}"
             )
+        held = (engine.get("status") or {}).get("restore") or {}
+        if held and not held.get("database"):  # a side restore leaves the database alone
+            return _pending(
+                body,
+                "WaitingForRestore",
+                f"waiting for VulcanRestore '{held.get('name')}', which is restoring the "
+                f"database of VulcanEngine '{engine_name}'",
+            )
         storage = spec.backup.storage  # the engine's: a VulcanBackup has none of its own
         manifests = build_vulcan_backup_job(
             Owner(kind=KIND, name=name, namespace=namespace, uid=uid),
