@@ -413,7 +413,12 @@ async def test_hostile_table_names_never_reach_status_or_events(
 
 def test_the_reconcile_filters_what_a_pod_reports() -> None:
     """The second line behind the programs' own filter (decision 6 of issue 12)."""
-    from vulcan_operator.reconcile.jobs import safe_database, safe_revision, safe_row_counts
+    from vulcan_operator.reconcile.jobs import (
+        plain_text,
+        safe_database,
+        safe_revision,
+        safe_row_counts,
+    )
 
     hostile = {
         "jobs": 5,
@@ -435,6 +440,11 @@ def test_the_reconcile_filters_what_a_pod_reports() -> None:
     for bad in (PASSWORD, "", "a" * 129, "rev\n", None, 5):
         assert safe_revision(bad) is None
     assert safe_database("vulcan_inspect") == "vulcan_inspect"
+    assert (
+        plain_text('relation "a\u202etxt.exe"\nexists\x1b[31m')
+        == 'relation "a?txt.exe" exists?[31m'
+    )
+    assert len(plain_text("x" * 5000)) == 1000
     assert safe_database("x; DROP") is None and safe_database("vulcan\n") is None
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime
 import functools
 import itertools
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,7 @@ from vulcan_operator.reconcile.jobs import (
     JobRun,
     finished_at,
     owned_jobs,
+    plain_text,
     read_job_object,
     safe_revision,
 )
@@ -82,6 +84,10 @@ _WINDOW = datetime.timedelta(days=35)
 
 
 # --- results in plain words ---------------------------------------------------------------
+#: A program's step name (it becomes part of a condition reason).
+STEP = re.compile(r"[a-z][a-z_-]{0,40}")
+
+
 def _camel(step: str) -> str:
     return "".join(part.capitalize() for part in step.replace("_", "-").split("-") if part)
 
@@ -90,8 +96,10 @@ def failure(result: dict[str, Any], run: JobRun, what: str = "backup") -> tuple[
     """(reason, message) of a failed backup or restore Job: which step failed and why, from
     the program's result line, else from the Job and its pod (OOM, deadline, eviction...)."""
     if result.get("outcome") == "Failed":
-        step = result.get("step") or "?"
-        message = f"the {what} failed at step '{step}': {result.get('message') or 'no message'}"
+        step = str(result.get("step") or "?")
+        step = step if STEP.fullmatch(step) else "?"
+        said = plain_text(result.get("message") or "no message")
+        message = f"the {what} failed at step '{step}': {said}"
         if result.get("exitCode") is not None:
             message += f" (exit code {result['exitCode']})"
         return f"{_camel(step)}Failed" if step != "?" else f"{_camel(what)}Failed", message
@@ -100,7 +108,7 @@ def failure(result: dict[str, Any], run: JobRun, what: str = "backup") -> tuple[
             f"the {what} was killed for using too much memory (OOMKilled) before it reported "
             "a result"
         )
-    detail = run.message or "no reason given"
+    detail = plain_text(run.message or "no reason given")
     if "deadline" in detail.lower():
         return "DeadlineExceeded", f"the {what} ran out of time ({detail})"
     return f"{_camel(what)}Failed", f"the {what} Job failed without reporting a result: {detail}"

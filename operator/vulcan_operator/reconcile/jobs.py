@@ -10,6 +10,7 @@ module only collects the text, the builders' parsers read it.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ __all__ = [
     "finished_at",
     "job_run",
     "owned_jobs",
+    "plain_text",
     "read_job",
     "read_job_object",
     "running_jobs",
@@ -63,6 +65,16 @@ def safe_row_counts(counts: Any) -> dict[str, int]:
 def safe_revision(value: Any) -> str | None:
     """An alembic revision (heads joined by ','), or None for anything else."""
     return value if isinstance(value, str) and REVISION.fullmatch(value) else None
+
+
+def plain_text(value: Any, limit: int = 2 * MESSAGE_TAIL) -> str:
+    """`value` as one line of printable text (control and formatting characters, e.g. bidi
+    overrides a table name may carry into an error message, become '?'), at most `limit`."""
+    text = "".join(
+        " " if c in "\t\n\r" else "?" if unicodedata.category(c) in ("Cc", "Cf") else c
+        for c in str(value)
+    )
+    return text[:limit]
 
 
 def safe_database(value: Any) -> str | None:
