@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from vulcan_operator import API_VERSION, GROUP
 from vulcan_operator.crdgen import KINDS, openapi_schema
-from vulcan_operator.solver.problem import ProblemData, error_lines, field_path
+from vulcan_operator.solver.loader import (
+    MAX_FILE_BYTES,
+    ProblemFileError,
+    referenced_problem,
+    safe_documents,
+)
+from vulcan_operator.solver.problem import error_lines, field_path
 
 MODELS: dict[str, type[BaseModel]] = {k.kind: k.model for k in KINDS}
 
@@ -80,25 +85,20 @@ def validate_resource(doc: Any, configmaps: dict[str, dict[str, Any]] | None = N
         if text is None:
             return [f"{where}: the ConfigMap has no key '{ref.key}'"]
         try:
-            ProblemData.model_validate(yaml.safe_load(text))
-        except ValidationError as exc:
-            return [f"{where}: {line}" for line in error_lines(exc)]
-        except yaml.YAMLError as exc:
-            return [f"{where}: not valid YAML: {_one_line(exc)}"]
+            referenced_problem(str(text), {}, ref.configMapName, ref.key)
+        except ProblemFileError as exc:
+            # The loader names it `configmap/<name>[<key>]`; here it is a field of the spec.
+            cut = len(f"configmap/{ref.configMapName}[{ref.key}]")
+            return [f"{where}: {line[cut:].lstrip('.:').lstrip()}" for line in exc.messages]
     return []
 
 
-def _one_line(exc: Exception) -> str:
-    """A YAML (or other) error as one line: where it is and what is wrong."""
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        mark = exc.problem_mark
-        return f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
-    return " ".join(str(exc).split())
-
-
-def load_documents(path: Path) -> Iterator[Any]:
-    with path.open() as f:
-        yield from (d for d in yaml.safe_load_all(f) if d is not None)
+def load_documents(path: Path) -> list[Any]:
+    """The documents of a file, read as every problem document is (no YAML aliases, a size
+    cap): a resource file is user input like any other."""
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ProblemFileError([f"{path}: more than the {MAX_FILE_BYTES} bytes a file may have"])
+    return safe_documents(path.read_text(), str(path))
 
 
 def validate_files(paths: Iterable[Path]) -> tuple[list[str], list[str]]:
@@ -109,10 +109,10 @@ def validate_files(paths: Iterable[Path]) -> tuple[list[str], list[str]]:
     for path in paths:
         try:
             docs.extend((path, d) for d in load_documents(path))
-        except yaml.YAMLError as exc:
-            problems.append(f"{path}: not valid YAML: {_one_line(exc)}")
+        except ProblemFileError as exc:
+            problems.extend(exc.messages)
         except (OSError, UnicodeDecodeError) as exc:
-            problems.append(f"{path}: cannot read: {_one_line(exc)}")
+            problems.append(f"{path}: cannot read: {' '.join(str(exc).split())}")
     configmaps = [
         (path, d["metadata"].get("namespace"), str(d["metadata"].get("name")), d)
         for path, d in docs

@@ -568,3 +568,32 @@ async def test_an_invalid_problem_explains_itself_in_bounded_space(
     explanation = status(emulator, "noisy")["result"]["explanation"]
     assert len(explanation) == 21 and explanation[-1].startswith("... and "), explanation[-1]
     assert "unknown machine 'nowhere'" in explanation[0]
+
+
+def test_validate_refuses_an_alias_bomb_in_a_resource_file_and_in_a_problem_ref(
+    tmp_path: Path,
+) -> None:
+    """`vulcan-operator validate` runs in CI on pull requests: the same bomb, as a whole
+    resource file and as the value of a problemRef ConfigMap beside its problem."""
+    from vulcan_operator.validation import validate_files
+
+    bomb = "\n".join("  " + line for line in alias_bomb().splitlines())
+    inline = tmp_path / "inline.yaml"
+    inline.write_text(
+        "apiVersion: vulcan-engine.com/v1alpha1\nkind: SchedulingProblem\n"
+        f"metadata: {{name: big}}\nspec:\n  engineRef: {{name: prod}}\n{bomb}\n"
+    )
+    referenced = tmp_path / "referenced.yaml"
+    referenced.write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\n"
+        f"data:\n  problem.yaml: {json.dumps(alias_bomb())}\n---\n"
+        "apiVersion: vulcan-engine.com/v1alpha1\nkind: SchedulingProblem\n"
+        "metadata: {name: big}\nspec:\n  engineRef: {name: prod}\n"
+        "  problemRef: {configMapName: bomb, key: problem.yaml}\n"
+    )
+    problems, _ = validate_files([inline, referenced])
+    assert problems[0].startswith(f"{inline}: YAML aliases"), problems
+    assert any(
+        "spec.problemRef (ConfigMap bomb, key problem.yaml): YAML aliases" in line
+        for line in problems
+    ), problems

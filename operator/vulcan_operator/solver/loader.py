@@ -165,6 +165,10 @@ def safe_documents(text: str, where: str, limit: int = MAX_FILE_BYTES) -> list[A
 
 
 def _one_line(error: Exception) -> str:
+    """An error on one line; a YAML error as `line L, column C: what`."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        mark = error.problem_mark
+        return f"line {mark.line + 1}, column {mark.column + 1}: {error.problem}"
     return " ".join(str(error).split())[:500]
 
 
