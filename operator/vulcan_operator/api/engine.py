@@ -153,6 +153,11 @@ class EngineSolver(SolverSettings):
     """Solver defaults for this engine's SchedulingProblems, their concurrency, and the most
     one problem may ask for."""
 
+    model_config = cel(
+        ("self.numWorkers <= self.maxWorkers", "numWorkers must be <= maxWorkers"),
+        ("self.memoryLimitMB <= self.maxMemoryMB", "memoryLimitMB must be <= maxMemoryMB"),
+    )
+
     maxConcurrentJobs: int = Field(
         4, ge=1, le=1000, description="Solver pods of this engine running at once."
     )
