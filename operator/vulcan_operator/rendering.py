@@ -58,6 +58,9 @@ def render_problem(
         engine=VulcanEngineSpec.model_validate(engine.get("spec") or {}),
         settings=settings,
     )
+    over = problem_builder.cap_issues(inputs.spec, inputs.engine)
+    if over:  # the operator would refuse it: no Job to show
+        raise RenderError(f"SchedulingProblem/{meta['name']}: {'; '.join(over)}")
     return problem_builder.build(inputs)
 
 

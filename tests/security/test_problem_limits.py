@@ -597,3 +597,37 @@ def test_validate_refuses_an_alias_bomb_in_a_resource_file_and_in_a_problem_ref(
         "spec.problemRef (ConfigMap bomb, key problem.yaml): YAML aliases" in line
         for line in problems
     ), problems
+
+
+def test_render_shows_no_job_for_a_problem_over_its_engines_caps(tmp_path: Path) -> None:
+    """`render` agrees with the operator: a problem asking for more than its engine allows
+    gets no Job, and the message names the field and the cap."""
+    problem = tmp_path / "sp.yaml"
+    problem.write_text(
+        "apiVersion: vulcan-engine.com/v1alpha1\nkind: SchedulingProblem\n"
+        "metadata: {name: big, namespace: vulcan}\n"
+        "spec:\n  engineRef: {name: prod}\n  solver: {numWorkers: 64, memoryLimitMB: 1048576}\n"
+        "  machines: [{name: m}]\n"
+        "  jobs: [{name: j, tasks: [{name: t, duration: 1, machines: [m]}]}]\n"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vulcan_operator.cli",
+            "render",
+            str(problem),
+            "--engine",
+            str(Path(__file__).parents[2] / "examples" / "vulcanengine.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout
+    assert done.stdout == ""
+    assert "SchedulingProblem/big: spec.solver.numWorkers: 64 is more than engine 'prod'" in (
+        done.stderr
+    )
+    assert "spec.solver.memoryLimitMB: 1048576 is more than" in done.stderr
