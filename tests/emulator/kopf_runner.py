@@ -19,8 +19,13 @@ from typing import Any
 import kopf
 import kubernetes
 
-_IN_KOPF: contextvars.ContextVar[bool] = contextvars.ContextVar("in_kopf", default=False)
+#: the set of tasks of the runner whose Kopf created the task (None: not created by a Kopf)
+_IN_KOPF: contextvars.ContextVar[weakref.WeakSet[asyncio.Task[Any]] | None] = (
+    contextvars.ContextVar("in_kopf", default=None)
+)
 _OUTSIDERS: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+_CANCELS = 5  # cancels before giving up on a stopping operator
+_CANCEL_WAIT = 5.0  # seconds to wait after each
 
 
 def _mark_outsiders(loop: asyncio.AbstractEventLoop) -> None:
@@ -38,9 +43,9 @@ def _mark_outsiders(loop: asyncio.AbstractEventLoop) -> None:
             else asyncio.Task(coro, loop=loop, **kwargs)
         )
         context = kwargs.get("context")
-        inside = context.get(_IN_KOPF, False) if context is not None else _IN_KOPF.get()
-        if not inside and isinstance(task, asyncio.Task):
-            _OUTSIDERS.add(task)
+        owner = context.get(_IN_KOPF, None) if context is not None else _IN_KOPF.get()
+        if isinstance(task, asyncio.Task):
+            (_OUTSIDERS if owner is None else owner).add(task)
         return task
 
     factory.marks_outsiders = True  # type: ignore[attr-defined]
@@ -80,6 +85,7 @@ class OperatorRunner:
         self.starts = 0
         self._task: asyncio.Task[None] | None = None
         self._stop_flag: asyncio.Event | None = None
+        self._kopf_tasks: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
         kopf.on.login(registry=registry)(self._login)
 
     def _login(self, **_: Any) -> kopf.ConnectionInfo:
@@ -106,7 +112,7 @@ class OperatorRunner:
         _mark_outsiders(loop)
         self._stop_flag, ready = asyncio.Event(), asyncio.Event()
         context = contextvars.copy_context()
-        context.run(_IN_KOPF.set, True)
+        context.run(_IN_KOPF.set, self._kopf_tasks)
         self._task = loop.create_task(
             self._operate(self._stop_flag, ready), name="kopf", context=context
         )
@@ -142,15 +148,36 @@ class OperatorRunner:
         assert self._stop_flag is not None
         self._stop_flag.set()
         done, _ = await asyncio.wait({task}, timeout=grace)
-        if not done:
+        # Kopf's own shutdown awaits its core tasks inside a `finally` after the first cancel;
+        # under load one of them can outlive it and that await never returns (seen as a hang
+        # in fixture teardown). Each further cancel interrupts whatever Kopf awaits then.
+        for _attempt in range(_CANCELS):
+            if done:
+                break
             task.cancel()
-            await asyncio.wait({task})
+            done, _ = await asyncio.wait({task}, timeout=_CANCEL_WAIT)
+        if not done:
+            raise RuntimeError(f"the operator did not stop after {_CANCELS} cancels")
+        await _stop_stragglers(self._kopf_tasks)
         if not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
 
     async def restart(self) -> None:
         await self.stop()
         await self.start()
+
+
+async def _stop_stragglers(tasks: Collection[asyncio.Task[Any]]) -> None:
+    """Cancel the tasks Kopf started and left running (a cancelled operator does not wait for
+    all of them); one that outlives its cancel would hang the loop's close, so name it."""
+    left = {task for task in tasks if not task.done()}
+    for task in left:
+        task.cancel()
+    if left:
+        _, stuck = await asyncio.wait(left, timeout=_CANCEL_WAIT)
+        if stuck:
+            where = [f"{task.get_name()}: {task.get_stack(limit=3)}" for task in stuck]
+            raise RuntimeError(f"Kopf tasks ignore their cancel: {where}")
 
 
 def kube_configuration(server: str) -> kubernetes.client.Configuration:
