@@ -38,7 +38,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 API = "vulcan-engine.com/v1alpha1"
 NS = "default"
 COMPONENT = "app.kubernetes.io/component"
-BACKUP_LOCATION = "pvc://prod-backups/prod/on-demand/vulcan_20261129_020000.sql.gz"
+BACKUP_LOCATION = "pvc://prod-backups/default/prod/on-demand/vulcan_20261129_020000.dump"
 ENV = {
     "VULCAN_RESYNC_SECONDS": "1",
     "VULCAN_POLL_SECONDS": "0.25",

@@ -204,7 +204,9 @@ def backups_succeed(job: dict[str, Any]) -> JobOutcome | None:
     if labels.get("app.kubernetes.io/component") != "backup":
         return None
     (owner,) = job["metadata"]["ownerReferences"]
-    location = f"pvc://prod-backups/prod/on-demand/vulcan_20261129_020000_{owner['name']}.sql.gz"
+    location = (
+        f"pvc://prod-backups/default/prod/on-demand/vulcan_20261129_020000_{owner['name']}.dump"
+    )
     return JobOutcome.succeed(message=backup_result(location))
 
 
@@ -253,13 +255,16 @@ async def run_scenarios(emulator: Emulator) -> None:
         lambda: status(emulator, ENGINES, "other").get("currentVersion") == "2.0.0", timeout=20
     )
 
-    # An upgrade: the pre-upgrade backup succeeds, the migration fails.
-    emulator.jobs.by_prefix["prod-migrate-"] = JobOutcome.fail(
-        message="alembic: Can't locate revision identified by 'c0ffee'"
-    )
+    # An upgrade: the pre-upgrade backup succeeds; the database is down, so the revision cannot
+    # be read and the flow holds before migrating, saying why (the operator's database error
+    # path, the likeliest to print a URL).
     emulator.patch(ENGINES, NS, "prod", {"spec": {"version": "2.1.0"}})
     await emulator.wait_for(
-        lambda: status(emulator, ENGINES, "prod").get("failedVersion") == "2.1.0", timeout=30
+        lambda: (
+            condition(status(emulator, ENGINES, "prod"), "Degraded").get("reason")
+            == "RevisionUnknown"
+        ),
+        timeout=30,
     )
 
     # A problem solved by a real solver pod (it gets DATABASE_URL; the database is down).
