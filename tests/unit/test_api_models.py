@@ -480,3 +480,17 @@ def test_problem_lists_are_bounded() -> None:
     with pytest.raises(ValidationError, match="at most 1000 items"):
         ProblemData.model_validate({"machines": machines, "jobs": [job]})
     ProblemData.model_validate({"machines": machines[:1000], "jobs": [job]})
+
+
+def test_the_solver_cap_rules_use_the_models_defaults() -> None:
+    """The CEL rules spell out the defaults (so they hold before the server's defaulting):
+    they must be the model's."""
+    from vulcan_operator.api.engine import EngineSolver
+
+    rules = " ".join(
+        r["rule"]
+        for r in EngineSolver.model_config["json_schema_extra"]["x-kubernetes-validations"]
+    )  # type: ignore[index]
+    fields = EngineSolver.model_fields
+    for name in ("numWorkers", "maxWorkers", "memoryLimitMB", "maxMemoryMB"):
+        assert f"self.{name} : {fields[name].default})" in rules, name

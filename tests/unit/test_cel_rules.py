@@ -108,6 +108,13 @@ ENGINE_REF = {"engineRef": {"name": "prod"}}
 LOCATION = "s3://vulcan-backups/database/vulcan/prod/vulcan_20261129_020000.dump"
 CHECKSUM = "9f" * 32
 
+CAP_WORKERS = (
+    "(has(self.numWorkers) ? self.numWorkers : 4) <= (has(self.maxWorkers) ? self.maxWorkers : 16)"
+)
+CAP_MEMORY = (
+    "(has(self.memoryLimitMB) ? self.memoryLimitMB : 8192) <= "
+    "(has(self.maxMemoryMB) ? self.maxMemoryMB : 32768)"
+)
 CASES: dict[tuple[str, str, str], list[tuple[str, Any, bool]]] = {
     ("VulcanEngine", "spec.autoscaling", "self.minReplicas <= self.maxReplicas"): [
         ("defaults-3-10", {}, True),
@@ -119,14 +126,15 @@ CASES: dict[tuple[str, str, str], list[tuple[str, Any, bool]]] = {
         ("max-below-default-min", {"maxReplicas": 2}, False),
         ("disabled-min-gt-max", {"enabled": False, "minReplicas": 4, "maxReplicas": 3}, False),
     ],
-    ("VulcanEngine", "spec.solver", "self.numWorkers <= self.maxWorkers"): [
+    ("VulcanEngine", "spec.solver", CAP_WORKERS): [
         ("defaults", {}, True),
         ("at-the-cap", {"numWorkers": 16}, True),
         ("raised-cap", {"numWorkers": 32, "maxWorkers": 32}, True),
+        ("no-defaults-applied", {"numWorkers": 9}, True),
         ("above-default-cap", {"numWorkers": 32}, False),
         ("cap-below-default", {"maxWorkers": 2}, False),
     ],
-    ("VulcanEngine", "spec.solver", "self.memoryLimitMB <= self.maxMemoryMB"): [
+    ("VulcanEngine", "spec.solver", CAP_MEMORY): [
         ("defaults", {}, True),
         ("raised-cap", {"memoryLimitMB": 65536, "maxMemoryMB": 65536}, True),
         ("above-default-cap", {"memoryLimitMB": 65536}, False),

@@ -149,13 +149,25 @@ class RateLimit(Strict):
     )
 
 
+def _at_most(field: str, default: int, cap: str, cap_default: int) -> str:
+    """CEL: `field` <= `cap`, each taken at its default when absent."""
+    return (
+        f"(has(self.{field}) ? self.{field} : {default}) <= "
+        f"(has(self.{cap}) ? self.{cap} : {cap_default})"
+    )
+
+
 class EngineSolver(SolverSettings):
     """Solver defaults for this engine's SchedulingProblems, their concurrency, and the most
     one problem may ask for."""
 
+    # Written with the defaults, so a rule holds with or without the server's defaulting.
     model_config = cel(
-        ("self.numWorkers <= self.maxWorkers", "numWorkers must be <= maxWorkers"),
-        ("self.memoryLimitMB <= self.maxMemoryMB", "memoryLimitMB must be <= maxMemoryMB"),
+        (_at_most("numWorkers", 4, "maxWorkers", 16), "numWorkers must be <= maxWorkers"),
+        (
+            _at_most("memoryLimitMB", 8192, "maxMemoryMB", 32_768),
+            "memoryLimitMB must be <= maxMemoryMB",
+        ),
     )
 
     maxConcurrentJobs: int = Field(
