@@ -169,15 +169,18 @@ class OperatorRunner:
 
 async def _stop_stragglers(tasks: Collection[asyncio.Task[Any]]) -> None:
     """Cancel the tasks Kopf started and left running (a cancelled operator does not wait for
-    all of them); one that outlives its cancel would hang the loop's close, so name it."""
+    all of them: a watcher still drains its workers, which give a daemon its
+    `cancellation_timeout`); one that outlives every cancel would hang the loop's close."""
     left = {task for task in tasks if not task.done()}
-    for task in left:
-        task.cancel()
+    for _attempt in range(_CANCELS):
+        if not left:
+            return
+        for task in left:
+            task.cancel()
+        _, left = await asyncio.wait(left, timeout=_CANCEL_WAIT)
     if left:
-        _, stuck = await asyncio.wait(left, timeout=_CANCEL_WAIT)
-        if stuck:
-            where = [f"{task.get_name()}: {task.get_stack(limit=3)}" for task in stuck]
-            raise RuntimeError(f"Kopf tasks ignore their cancel: {where}")
+        where = [f"{task.get_name()}: {task.get_stack(limit=3)}" for task in left]
+        raise RuntimeError(f"Kopf tasks ignore their cancel: {where}")
 
 
 def kube_configuration(server: str) -> kubernetes.client.Configuration:
