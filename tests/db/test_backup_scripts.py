@@ -27,7 +27,7 @@ from tests.data.db.harness import (
 )
 from tests.pg import PgDatabase, PgServer
 
-from vulcan_operator.scripts import source
+from vulcan_operator.jobscripts import source
 
 NAME = re.compile(r"^vulcan_\d{8}_\d{6}\.dump$")
 IDENT = {"VULCAN_NAMESPACE": "shop", "VULCAN_ENGINE": "prod"}

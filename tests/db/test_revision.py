@@ -14,7 +14,7 @@ import pytest
 from tests.pg import PgDatabase
 
 from vulcan_operator.api.common import SecretKeyRef
-from vulcan_operator.database import (
+from vulcan_operator.enginedb import (
     DatabaseUnavailable,
     InvalidDatabaseURL,
     asyncpg_url,

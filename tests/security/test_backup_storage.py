@@ -29,8 +29,8 @@ from vulcan_operator.api.engine import BackupStorage, VulcanEngineSpec
 from vulcan_operator.builders import backup as b
 from vulcan_operator.builders.common import Owner
 from vulcan_operator.cli import main as cli
+from vulcan_operator.cli.preview import render
 from vulcan_operator.config import Settings
-from vulcan_operator.rendering import render
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from test_cel_rules import cel_errors  # the CEL evaluation of the unit tests

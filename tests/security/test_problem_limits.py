@@ -575,7 +575,7 @@ def test_validate_refuses_an_alias_bomb_in_a_resource_file_and_in_a_problem_ref(
 ) -> None:
     """`vulcan-operator validate` runs in CI on pull requests: the same bomb, as a whole
     resource file and as the value of a problemRef ConfigMap beside its problem."""
-    from vulcan_operator.validation import validate_files
+    from vulcan_operator.cli.validate import validate_files
 
     bomb = "\n".join("  " + line for line in alias_bomb().splitlines())
     inline = tmp_path / "inline.yaml"

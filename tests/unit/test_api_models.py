@@ -1,4 +1,4 @@
-"""The pydantic API models: the guide's defaults (as literal numbers from DESIGN.md, not the
+"""The pydantic API models: the guide's defaults (as literal numbers from docs/design.md, not the
 models' own), the public field names, examples that survive a round trip, the same defaults in
 the models and the CRDs, and SolverOverrides.over."""
 
@@ -16,10 +16,10 @@ from test_crds import API_VERSION, EXAMPLES, apply_defaults, ids, our_documents,
 from vulcan_operator.api.backup import VulcanBackup, VulcanRestore
 from vulcan_operator.api.engine import EngineSolver, VulcanEngine, VulcanEngineSpec
 from vulcan_operator.api.problem import SchedulingProblem, SchedulingProblemSpec, SolverOverrides
+from vulcan_operator.cli.validate import MODELS
 from vulcan_operator.solver.problem import ProblemData, SolverSettings
-from vulcan_operator.validation import MODELS
 
-# DESIGN.md, "Defaults follow the guide where a field is left out", as literal values.
+# docs/design.md, "Defaults follow the guide where a field is left out", as literal values.
 GUIDE_DEFAULTS: dict[str, Any] = {
     "image": "vulcan-engine",
     "replicas": 3,
@@ -149,7 +149,7 @@ def test_defaults_are_not_shared_between_objects() -> None:
     assert VulcanEngineSpec(version="1").upgrade.migrationCommand == ["alembic", "upgrade", "head"]
 
 
-# -- public names (DESIGN.md "Spec shape" and "The problem format") --------------------------
+# -- public names (docs/design.md "Spec shape" and "The problem format") --------------------------
 DESIGN_ENGINE = """
 apiVersion: vulcan-engine.com/v1alpha1
 kind: VulcanEngine
@@ -323,7 +323,7 @@ def test_the_designed_problem_is_refused_only_for_its_deliberate_mixture() -> No
 
 
 def test_status_shape_names() -> None:
-    # DESIGN.md "Status shape": a public contract.
+    # docs/design.md "Status shape": a public contract.
     from vulcan_operator.api.backup import VulcanBackupStatus, VulcanRestoreStatus
     from vulcan_operator.api.engine import VulcanEngineStatus
     from vulcan_operator.api.problem import SchedulingProblemStatus

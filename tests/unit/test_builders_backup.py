@@ -22,7 +22,7 @@ from vulcan_operator.api.engine import (
 from vulcan_operator.builders import backup as b
 from vulcan_operator.builders.common import Owner, content_hash, hashable_content
 from vulcan_operator.config import Settings
-from vulcan_operator.scripts import program
+from vulcan_operator.jobscripts import program
 
 ENGINE = b.EngineRef(name="prod", namespace="vulcan", uid="11111111-2222-3333-4444-555555555555")
 SETTINGS = Settings(operator_image="op:1", postgres_image="registry.local/postgres:15.8-alpine")

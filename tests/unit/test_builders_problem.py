@@ -29,8 +29,8 @@ from vulcan_operator.builders.problem import (
     resolve_settings,
 )
 from vulcan_operator.cli import main as cli
+from vulcan_operator.cli.preview import RenderError, render
 from vulcan_operator.config import Settings
-from vulcan_operator.rendering import RenderError, render
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).resolve().parent / "golden" / "problem-ft06.yaml"

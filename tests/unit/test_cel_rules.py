@@ -28,7 +28,7 @@ from test_crds import (
     schema_errors,
 )
 
-from vulcan_operator.validation import MODELS
+from vulcan_operator.cli.validate import MODELS
 
 ENV = celpy.Environment()
 

@@ -202,7 +202,8 @@ def test_dockerignore_keeps_out(path: str, rules: list[str]) -> None:
     [
         "pyproject.toml",
         "README.md",
-        "operator/vulcan_operator/cli.py",
+        "operator/vulcan_operator/cli/__init__.py",
+        "operator/vulcan_operator/jobscripts/backup.sh",
         "operator/vulcan_operator/solver/runner.py",
         "templates/deployment.yaml.j2",
     ],

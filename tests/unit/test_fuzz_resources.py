@@ -40,9 +40,9 @@ from test_crds import root_schema, schema_errors
 from fuzzdocs import KINDS, Broken, invalid_doc, related, report, valid_doc
 from manifests import manifest_errors
 from vulcan_operator import cli
+from vulcan_operator.cli.preview import RenderError, render
 from vulcan_operator.config import Settings
 from vulcan_operator.reconcile import engine as engine_reconcile
-from vulcan_operator.rendering import RenderError, render
 
 FUZZ = settings(
     derandomize=True,

@@ -284,7 +284,7 @@ RESOURCES = {
     ("monitoring.coreos.com/v1", "PrometheusRule"): ("monitoring.coreos.com", "prometheusrules"),
     ("vulcan-engine.com/v1alpha1", "VulcanBackup"): ("vulcan-engine.com", "vulcanbackups"),
 }
-# Children DESIGN.md names that not every builder renders yet: solver/migration/backup Jobs,
+# Children docs/design.md names that not every builder renders yet: solver/migration/backup Jobs,
 # backup and maintenance CronJobs, the backup PVC, the solver pods' Role and RoleBinding, the
 # pre-upgrade VulcanBackup.
 DESIGN_CHILDREN = [

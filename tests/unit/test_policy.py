@@ -32,9 +32,9 @@ from vulcan_operator.builders import backup as backup_builder
 from vulcan_operator.builders.common import Owner
 from vulcan_operator.builders.engine import EngineInputs
 from vulcan_operator.builders.migration import migration_job
+from vulcan_operator.cli.preview import render
+from vulcan_operator.cli.validate import load_documents
 from vulcan_operator.config import Settings
-from vulcan_operator.rendering import render
-from vulcan_operator.validation import load_documents
 
 REPO = Path(__file__).resolve().parents[2]
 SKIPS = REPO / "policy" / "checkov-skips.yaml"

@@ -12,7 +12,7 @@ import yaml
 
 from manifests import validate_manifests
 from vulcan_operator.cli import main as cli
-from vulcan_operator.rendering import PLACEHOLDER_UID, RenderError, render
+from vulcan_operator.cli.preview import PLACEHOLDER_UID, RenderError, render
 
 ROOT = Path(__file__).resolve().parents[2]
 API = "vulcan-engine.com/v1alpha1"

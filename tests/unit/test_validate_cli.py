@@ -208,7 +208,7 @@ def test_no_files_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 # Mistakes the API server accepts (no CEL rule checks them), so only `vulcan-operator validate`
-# and the operator's own validation (an InvalidSpec condition) catch them. DESIGN.md wants
+# and the operator's own validation (an InvalidSpec condition) catch them. docs/design.md wants
 # "known task references" as CEL rules; that needs maxItems on the problem lists in
 # solver/problem.py first, or the API server's CEL cost estimate refuses the CRD.
 CRD_GAPS = {

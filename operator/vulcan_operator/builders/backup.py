@@ -10,7 +10,7 @@ What they build, and who owns it:
 | on-demand backup Job           | VulcanBackup   | `build_backup_job`           |
 | restore Job                    | VulcanRestore  | `build_restore_job`          |
 
-Decisions (see also `vulcan_operator.scripts`):
+Decisions (see also `vulcan_operator.jobscripts`):
 
 - Scripts are inlined in the container command (`sh -c <program> <name>`): each Job carries the
   exact program it runs, its name hash covers it, an operator upgrade that changes a script
@@ -54,7 +54,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from vulcan_operator import names, scripts
+from vulcan_operator import jobscripts, names
 from vulcan_operator.api.common import SecretKeyRef
 from vulcan_operator.api.engine import (
     Backup,
@@ -67,7 +67,7 @@ from vulcan_operator.api.engine import (
 )
 from vulcan_operator.builders.common import Owner, content_hash, finish, hashable_content
 from vulcan_operator.config import Settings
-from vulcan_operator.render import render
+from vulcan_operator.templating import render_one
 
 __all__ = [
     "ACTIVE_DEADLINE_SECONDS",
@@ -178,7 +178,7 @@ POD_FAILURE_POLICY = {
             "action": "FailJob",
             "onExitCodes": {
                 "operator": "In",
-                "values": [scripts.EXIT_CONFIG, scripts.EXIT_REFUSED],
+                "values": [jobscripts.EXIT_CONFIG, jobscripts.EXIT_REFUSED],
             },
         },
     ]
@@ -476,7 +476,7 @@ def _container(
         "name": name,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "command": ["sh", "-c", scripts.program(program), f"vulcan-{program}"],
+        "command": ["sh", "-c", jobscripts.program(program), f"vulcan-{program}"],
         "env": env,
         "resources": dict(resources),
         "securityContext": CONTAINER_SECURITY_CONTEXT,
@@ -557,13 +557,6 @@ def _backup_pod(
     )
 
 
-def _one(template: str, **context: Any) -> Manifest:
-    docs = render(template, **context)
-    if len(docs) != 1:
-        raise ValueError(f"{template} rendered {len(docs)} documents, expected 1")
-    return docs[0]
-
-
 def _job_context(component: str, labels: Mapping[str, str], pod: _Pod) -> dict[str, Any]:
     return {
         "labels": dict(labels),
@@ -608,7 +601,7 @@ def build_backup_pvc(engine: EngineRef, storage: BackupStorage) -> list[Manifest
     if plan.kind != "pvc" or not plan.managed:
         return []
     assert storage.pvc is not None
-    pvc = _one(
+    pvc = render_one(
         "backup-pvc.yaml.j2",
         name=plan.claim,
         access_modes=PVC_ACCESS_MODES,
@@ -646,7 +639,7 @@ def build_backup_cronjob(
         webhook=backup.notifyWebhookSecretRef,
         aws_cli_image=aws_cli_image,
     )
-    cronjob = _one(
+    cronjob = render_one(
         "backup-cronjob.yaml.j2",
         name=backup_cronjob_name(engine.name),
         **_cron_context(backup.schedule, suspend=suspend),
@@ -679,7 +672,7 @@ def build_maintenance_cronjob(
         containers=[_container("maintenance", settings.postgres_image, "maintenance", env, [])],
         volumes=_volumes(),
     )
-    cronjob = _one(
+    cronjob = render_one(
         "maintenance-cronjob.yaml.j2",
         name=maintenance_cronjob_name(engine.name),
         **_cron_context(maintenance.schedule, suspend=suspend),
@@ -730,7 +723,7 @@ def _named_job(
     context: Mapping[str, Any],
 ) -> Manifest:
     """Render a Job whose name carries a hash of its content (and of the owner's uid)."""
-    draft = _one(template, name="draft", **context)
+    draft = render_one(template, name="draft", **context)
     digest = content_hash({"spec": draft["spec"], "owner": owner.uid}, length=8)
     draft["metadata"]["name"] = name_of(owner.name, digest)
     return finish(draft, owner, labels)

@@ -23,7 +23,7 @@ from vulcan_operator.api.common import SecretKeyRef
 from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.builders.common import Owner, content_hash, finish
 from vulcan_operator.config import Settings
-from vulcan_operator.render import render
+from vulcan_operator.templating import render_one
 
 __all__ = [
     "CONTAINER_NAME",
@@ -328,18 +328,11 @@ def _finish(inputs: EngineInputs, obj: Manifest) -> Manifest:
     return finish(obj, inputs.owner, names.labels(inputs.name, names.COMPONENT_BACKEND))
 
 
-def _one(template: str, **context: Any) -> Manifest:
-    docs = render(template, **context)
-    if len(docs) != 1:
-        raise ValueError(f"{template} rendered {len(docs)} documents, expected 1")
-    return docs[0]
-
-
 def build_service_account(inputs: EngineInputs) -> Manifest:
     """ServiceAccount of the backend pods; no API token is mounted."""
     return _finish(
         inputs,
-        _one("serviceaccount.yaml.j2", name=names.engine_service_account(inputs.name)),
+        render_one("serviceaccount.yaml.j2", name=names.engine_service_account(inputs.name)),
     )
 
 
@@ -347,7 +340,7 @@ def build_configmap(inputs: EngineInputs) -> Manifest:
     """ConfigMap with the non-secret settings; the pods load all of it as env."""
     return _finish(
         inputs,
-        _one(
+        render_one(
             "configmap.yaml.j2",
             name=names.engine_config(inputs.name),
             data=config_data(inputs.spec),
@@ -374,7 +367,7 @@ def build_secret(inputs: EngineInputs) -> Manifest | None:
     data = {key: base64.b64encode(keys[key].encode("utf-8")).decode("ascii") for key in wanted}
     return _finish(
         inputs,
-        _one(
+        render_one(
             "secret.yaml.j2",
             name=names.engine_keys_secret(inputs.name),
             annotations={names.ANNOTATION_SECRETS_ROTATION: inputs.rotation},
@@ -446,7 +439,7 @@ def build_deployment(inputs: EngineInputs) -> Manifest:
     }
     return _finish(
         inputs,
-        _one(
+        render_one(
             "deployment.yaml.j2",
             name=names.engine_deployment(inputs.name),
             replicas=desired_replicas(inputs),
@@ -484,7 +477,7 @@ def build_service(inputs: EngineInputs) -> Manifest:
     """ClusterIP Service, port 80 (`http`) to the pods' 8000."""
     return _finish(
         inputs,
-        _one(
+        render_one(
             "service.yaml.j2",
             name=names.engine_service(inputs.name),
             selector=names.selector(inputs.name, names.COMPONENT_BACKEND),
@@ -502,7 +495,7 @@ def build_hpa(inputs: EngineInputs) -> Manifest | None:
     autoscaling = inputs.spec.autoscaling
     return _finish(
         inputs,
-        _one(
+        render_one(
             "hpa.yaml.j2",
             name=names.engine_hpa(inputs.name),
             deployment=names.engine_deployment(inputs.name),
@@ -524,7 +517,7 @@ def build_pdb(inputs: EngineInputs) -> Manifest:
     """
     return _finish(
         inputs,
-        _one(
+        render_one(
             "pdb.yaml.j2",
             name=names.engine_pdb(inputs.name),
             selector=names.selector(inputs.name, names.COMPONENT_BACKEND),
@@ -549,7 +542,7 @@ def build_network_policy(inputs: EngineInputs) -> Manifest | None:
     ]
     return _finish(
         inputs,
-        _one(
+        render_one(
             "networkpolicy.yaml.j2",
             name=names.engine_network_policy(inputs.name),
             selector=names.selector(inputs.name, names.COMPONENT_BACKEND),
@@ -576,7 +569,7 @@ def build_ingress(inputs: EngineInputs) -> Manifest | None:
         return None
     return _finish(
         inputs,
-        _one(
+        render_one(
             "ingress.yaml.j2",
             name=names.engine_ingress(inputs.name),
             annotations=_ingress_annotations(inputs),

@@ -10,7 +10,7 @@ from typing import Any
 from vulcan_operator import names
 from vulcan_operator.builders.common import finish
 from vulcan_operator.builders.engine import EngineInputs, build_deployment
-from vulcan_operator.render import render
+from vulcan_operator.templating import render_one
 
 COMPONENT = "migration"
 TTL_SECONDS = 7 * 24 * 3600  # long enough for an upgrade to be looked into
@@ -35,7 +35,7 @@ def migration_job(
     container["name"] = purpose
     container["command"] = list(command)
     digest = names.short_hash(json.dumps([version, command, flow]))
-    (job,) = render(
+    job = render_one(
         "migration-job.yaml.j2",
         name=names.dns_name(inputs.name, purpose, digest),
         version=version,

@@ -44,7 +44,7 @@ from vulcan_operator import names
 from vulcan_operator.api.engine import Monitoring
 from vulcan_operator.builders.common import Owner, finish
 from vulcan_operator.builders.engine import EngineInputs
-from vulcan_operator.render import render
+from vulcan_operator.templating import render_one
 
 __all__ = [
     "COMPONENT",
@@ -481,11 +481,6 @@ def dashboard(engine: str, namespace: str) -> dict[str, Any]:
 
 
 # --- children -------------------------------------------------------------------------------
-def _one(template: str, **context: Any) -> Manifest:
-    docs = render(template, **context)
-    if len(docs) != 1:
-        raise ValueError(f"{template} rendered {len(docs)} documents, expected 1")
-    return docs[0]
 
 
 def _finish(owner: Owner, obj: Manifest) -> Manifest:
@@ -496,7 +491,7 @@ def build_service_monitor(owner: Owner, monitoring: Monitoring) -> Manifest:
     """ServiceMonitor of the engine's backend Service."""
     return _finish(
         owner,
-        _one(
+        render_one(
             "servicemonitor.yaml.j2",
             name=service_monitor_name(owner.name),
             namespace=owner.namespace,
@@ -514,7 +509,7 @@ def build_prometheus_rule(
     """PrometheusRule with the engine's alerts (see `rule_groups`)."""
     return _finish(
         owner,
-        _one(
+        render_one(
             "prometheusrule.yaml.j2",
             name=prometheus_rule_name(owner.name),
             groups=rule_groups(
@@ -532,7 +527,7 @@ def build_dashboard_configmap(owner: Owner) -> Manifest:
     board = dashboard(owner.name, owner.namespace)
     return _finish(
         owner,
-        _one(
+        render_one(
             "dashboard-configmap.yaml.j2",
             name=dashboard_configmap_name(owner.name),
             sidecar_labels=DASHBOARD_LABEL,

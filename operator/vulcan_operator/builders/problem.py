@@ -44,8 +44,8 @@ from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.api.problem import ProblemRef, SchedulingProblemSpec
 from vulcan_operator.builders.common import Owner, finish
 from vulcan_operator.config import Settings
-from vulcan_operator.render import render
 from vulcan_operator.solver.problem import SolverSettings
+from vulcan_operator.templating import render_one
 
 __all__ = [
     "CONTAINER_NAME",
@@ -250,25 +250,18 @@ def _volumes(ref: ProblemRef | None) -> tuple[list[dict[str, Any]], list[dict[st
 # --- children -------------------------------------------------------------------------------
 
 
-def _one(template: str, **context: Any) -> Manifest:
-    docs = render(template, **context)
-    if len(docs) != 1:
-        raise ValueError(f"{template} rendered {len(docs)} documents, expected 1")
-    return docs[0]
-
-
 def _finish(inputs: ProblemInputs, obj: Mapping[str, Any]) -> Manifest:
     return finish(obj, inputs.owner, solver_labels(inputs))
 
 
 def build_service_account(inputs: ProblemInputs) -> Manifest:
-    return _finish(inputs, _one("solver-serviceaccount.yaml.j2", name=inputs.account))
+    return _finish(inputs, render_one("solver-serviceaccount.yaml.j2", name=inputs.account))
 
 
 def build_role(inputs: ProblemInputs) -> Manifest:
     return _finish(
         inputs,
-        _one(
+        render_one(
             "solver-role.yaml.j2",
             name=inputs.account,
             group=GROUP,
@@ -281,7 +274,7 @@ def build_role(inputs: ProblemInputs) -> Manifest:
 def build_role_binding(inputs: ProblemInputs) -> Manifest:
     return _finish(
         inputs,
-        _one(
+        render_one(
             "solver-rolebinding.yaml.j2",
             name=inputs.account,
             role=inputs.account,
@@ -294,7 +287,8 @@ def build_role_binding(inputs: ProblemInputs) -> Manifest:
 def build_schedule_configmap(inputs: ProblemInputs) -> Manifest:
     """The empty ConfigMap the pod fills; apply it create-only (the pod owns its data)."""
     return _finish(
-        inputs, _one("solver-schedule-configmap.yaml.j2", name=inputs.schedule_configmap, data={})
+        inputs,
+        render_one("solver-schedule-configmap.yaml.j2", name=inputs.schedule_configmap, data={}),
     )
 
 
@@ -309,7 +303,7 @@ def build_job(inputs: ProblemInputs) -> Manifest:
     quantities = {"cpu": str(s.numWorkers), "memory": f"{s.memoryLimitMB}Mi"}
     return _finish(
         inputs,
-        _one(
+        render_one(
             "solver-job.yaml.j2",
             name=inputs.job_name,
             job_labels=job_labels,

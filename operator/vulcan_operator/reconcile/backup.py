@@ -35,6 +35,7 @@ from croniter import croniter
 from pydantic import ValidationError
 
 from vulcan_operator import API_VERSION, names
+from vulcan_operator.api import errors
 from vulcan_operator.api.backup import STORAGE_NOT_ALLOWED, VulcanBackup
 from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.builders.backup import (
@@ -56,7 +57,6 @@ from vulcan_operator.reconcile.jobs import (
     safe_revision,
 )
 from vulcan_operator.status import Outcome, condition, get_condition, now, set_conditions
-from vulcan_operator.validation import explain
 
 __all__ = [
     "BACKUP_HEALTHY",
@@ -116,14 +116,8 @@ def failure(result: dict[str, Any], run: JobRun, what: str = "backup") -> tuple[
 
 # --- VulcanBackup -------------------------------------------------------------------------
 def _parse(body: dict[str, Any]) -> VulcanBackup | list[str]:
-    doc = {k: body.get(k) for k in ("apiVersion", "kind", "metadata", "spec")}
-    doc["metadata"] = {
-        k: v for k, v in (body.get("metadata") or {}).items() if k in ("name", "namespace")
-    }
-    try:
-        return VulcanBackup.model_validate(doc)
-    except ValidationError as exc:
-        return explain(exc, VulcanBackup)
+    """The VulcanBackup as a typed model, or the list of problems with its spec."""
+    return errors.parse(body, VulcanBackup)
 
 
 def _status(
@@ -204,7 +198,7 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
         try:
             spec = VulcanEngineSpec.model_validate(engine.get("spec") or {})
         except ValidationError as exc:
-            problems = "; ".join(explain(exc, VulcanEngineSpec))
+            problems = "; ".join(errors.describe(exc, VulcanEngineSpec))
             return _pending(
                 body, "EngineInvalid", f"VulcanEngine '{engine_name}' is invalid: {problems}"
             )

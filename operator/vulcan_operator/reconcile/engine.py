@@ -24,9 +24,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pydantic import ValidationError
-
-from vulcan_operator import API_VERSION, database, names
+from vulcan_operator import API_VERSION, enginedb, names
+from vulcan_operator.api import errors
 from vulcan_operator.api.engine import VulcanEngine, VulcanEngineSpec
 from vulcan_operator.builders import engine_children
 from vulcan_operator.builders.backup import storage_conflicts
@@ -40,7 +39,6 @@ from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api, Ref, apply
 from vulcan_operator.reconcile import backup, restore, upgrade
 from vulcan_operator.status import Outcome, condition, get_condition, set_conditions
-from vulcan_operator.validation import explain
 
 KIND = "VulcanEngine"
 IN_FLIGHT = ("Progressing", "Upgrading", "RollingBack", "Restoring")
@@ -83,15 +81,8 @@ def invalid(body: dict[str, Any], problems: list[str]) -> Outcome:
 
 
 def parse(body: dict[str, Any]) -> VulcanEngine | list[str]:
-    """The engine as a typed model, or the list of problems with its spec."""
-    doc = {k: body.get(k) for k in ("apiVersion", "kind", "metadata", "spec")}
-    doc["metadata"] = {
-        k: v for k, v in (body.get("metadata") or {}).items() if k in ("name", "namespace")
-    }
-    try:
-        return VulcanEngine.model_validate(doc)
-    except ValidationError as exc:
-        return explain(exc, VulcanEngine)
+    """The VulcanEngine as a typed model, or the list of problems with its spec."""
+    return errors.parse(body, VulcanEngine)
 
 
 def secret_refs(name: str, spec: VulcanEngineSpec) -> list[tuple[str, str, str]]:
@@ -307,10 +298,10 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
         monitoring=monitoring,
     )
     deployment_ref = Ref("apps/v1", "Deployment", namespace, names.engine_deployment(name))
-    url_ref = database.url_ref(name, spec)
+    url_ref = enginedb.url_ref(name, spec)
 
     async def read_revision() -> str | None:
-        return await database.engine_revision(api, namespace, url_ref)
+        return await enginedb.engine_revision(api, namespace, url_ref)
 
     step = await upgrade.advance(
         upgrade.Context(

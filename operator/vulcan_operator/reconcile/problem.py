@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from vulcan_operator import names
+from vulcan_operator.api import errors
 from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.api.problem import SchedulingProblem
 from vulcan_operator.builders.problem import (
@@ -49,9 +50,7 @@ from vulcan_operator.k8s import Api, ApiError, Ref, contains
 from vulcan_operator.reconcile import solverjob
 from vulcan_operator.reconcile.queue import EngineKey, QueueEntry, QueueView, engine_key
 from vulcan_operator.solver.loader import INLINE_ONLY, ProblemFileError, referenced_problem
-from vulcan_operator.solver.problem import error_lines
 from vulcan_operator.status import condition, get_condition, now, set_conditions
-from vulcan_operator.validation import explain
 
 __all__ = ["HISTORY_LIMIT", "KIND", "TERMINAL", "Finished", "Outcome", "reconcile"]
 
@@ -191,15 +190,8 @@ async def parsed(body: dict[str, Any]) -> SchedulingProblem | list[str]:
 
 
 def parse(body: dict[str, Any]) -> SchedulingProblem | list[str]:
-    """The problem as a typed model, or the list of problems with its spec."""
-    doc = {k: body.get(k) for k in ("apiVersion", "kind", "metadata", "spec")}
-    doc["metadata"] = {
-        k: v for k, v in (body.get("metadata") or {}).items() if k in ("name", "namespace")
-    }
-    try:
-        return SchedulingProblem.model_validate(doc)
-    except ValidationError as exc:
-        return explain(exc, SchedulingProblem)
+    """The SchedulingProblem as a typed model, or the list of problems with its spec."""
+    return errors.parse(body, SchedulingProblem)
 
 
 def _inline(problem: SchedulingProblem) -> dict[str, Any]:
@@ -389,9 +381,9 @@ async def reconcile(
     try:
         engine_spec = VulcanEngineSpec.model_validate(engine.get("spec") or {})
     except ValidationError as exc:
-        # Not `explain` (it needs a whole resource's model): an engine newer than this
-        # operator (an unknown field) must not make every reconcile of its problems raise.
-        lines = error_lines(exc, "spec")
+        # An engine newer than this operator (an unknown field) must not make every
+        # reconcile of its problems raise: its problems wait, saying why.
+        lines = [f"spec.{line}" for line in errors.describe(exc, VulcanEngineSpec)]
         message = f"VulcanEngine '{engine_name}' has an invalid spec: " + "; ".join(lines)
         status = st.make("Pending", "EngineInvalid", message, progressing=False)
         new = _phase_event(old, "Pending", "EngineInvalid")

@@ -68,7 +68,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from vulcan_operator import API_VERSION, database, names
+from vulcan_operator import API_VERSION, enginedb, names
+from vulcan_operator.api import errors
 from vulcan_operator.api.backup import CHECKSUM_REQUIRED, VulcanRestore
 from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.builders.backup import (
@@ -96,7 +97,6 @@ from vulcan_operator.reconcile.jobs import (
     safe_row_counts,
 )
 from vulcan_operator.status import Outcome, condition, get_condition, now, set_conditions
-from vulcan_operator.validation import explain
 
 __all__ = ["KIND", "STEPS", "TERMINAL", "EngineHold", "engine_hold", "reconcile"]
 
@@ -239,14 +239,8 @@ def _held(marker: dict[str, Any], status: dict[str, Any], generation: int | None
 
 # --- the VulcanRestore ----------------------------------------------------------------------
 def _parse(body: dict[str, Any]) -> VulcanRestore | list[str]:
-    doc = {k: body.get(k) for k in ("apiVersion", "kind", "metadata", "spec")}
-    doc["metadata"] = {
-        k: v for k, v in (body.get("metadata") or {}).items() if k in ("name", "namespace")
-    }
-    try:
-        return VulcanRestore.model_validate(doc)
-    except ValidationError as exc:
-        return explain(exc, VulcanRestore)
+    """The VulcanRestore as a typed model, or the list of problems with its spec."""
+    return errors.parse(body, VulcanRestore)
 
 
 class _Wait(Exception):
@@ -499,12 +493,12 @@ def database_name(url: str) -> str:
 async def _own_database(run: _Run, spec: VulcanEngineSpec) -> None:
     """Refuse a side restore into the engine's own database (it would replace the data under
     a serving engine). The name comes from the engine's DATABASE_URL Secret."""
-    ref = database.url_ref(run.engine_name, spec)
+    ref = enginedb.url_ref(run.engine_name, spec)
     try:
-        url = await database.database_url(run.api, run.namespace, ref)
-        database.asyncpg_url(url)  # the same check as everywhere the operator reads it
+        url = await enginedb.database_url(run.api, run.namespace, ref)
+        enginedb.asyncpg_url(url)  # the same check as everywhere the operator reads it
         own = database_name(url)
-    except (database.InvalidDatabaseURL, ValueError):
+    except (enginedb.InvalidDatabaseURL, ValueError):
         _fail_early(
             run,
             f"the DATABASE_URL in Secret '{ref.name}' (key '{ref.key}') is not a valid "
@@ -512,7 +506,7 @@ async def _own_database(run: _Run, spec: VulcanEngineSpec) -> None:
             "spec.targetDatabase, and the restore could not connect",
         )
         raise
-    except database.DatabaseUnavailable as exc:
+    except enginedb.DatabaseUnavailable as exc:
         _pending(run, "DatabaseUrlUnavailable", f"cannot read the engine's database name: {exc}")
         raise
     if own and own == run.restore.spec.targetDatabase:
@@ -536,7 +530,7 @@ async def _start(run: _Run) -> None:
     try:
         spec = run.engine_spec()
     except ValidationError as exc:
-        problems = "; ".join(explain(exc, VulcanEngineSpec))
+        problems = "; ".join(errors.describe(exc, VulcanEngineSpec))
         _pending(run, "EngineInvalid", f"VulcanEngine '{name}' is invalid: {problems}")
         raise
     location, checksum = await _source(run, spec)  # refusals first: they never wait

@@ -37,7 +37,7 @@ from typing import Any
 from vulcan_operator import API_VERSION, names
 from vulcan_operator.builders.engine import EngineInputs
 from vulcan_operator.builders.migration import migration_job
-from vulcan_operator.database import DatabaseUnavailable, InvalidDatabaseURL
+from vulcan_operator.enginedb import DatabaseUnavailable, InvalidDatabaseURL
 from vulcan_operator.k8s import Api, Ref, apply
 from vulcan_operator.reconcile.jobs import read_job
 from vulcan_operator.status import condition, now

@@ -1,6 +1,6 @@
 """The scheduling problem: machines, operators, jobs of ordered tasks, an objective.
 
-These models are the public problem format (DESIGN.md, "The problem format"): the field names
+These models are the public problem format (docs/design.md, "The problem format"): the field names
 are the YAML names. They validate structure (types, bounds) and references (unknown machine,
 skill nobody has, duplicate names) so the solver only ever sees a consistent problem.
 """

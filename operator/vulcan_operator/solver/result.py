@@ -51,7 +51,7 @@ class Assignment:
 
 @dataclass(frozen=True, slots=True)
 class SolveResult:
-    """What a solve produced. `to_dict()` is the public result JSON (DESIGN.md)."""
+    """What a solve produced. `to_dict()` is the public result JSON (docs/design.md)."""
 
     status: Status
     objective: int | None = None

@@ -2,7 +2,7 @@
 
     from tests.data.db.harness import Runner, fingerprint, seed
 
-The program text comes from `vulcan_operator.scripts.program(name)`, the very text the
+The program text comes from `vulcan_operator.jobscripts.program(name)`, the very text the
 CronJobs and Jobs carry (or, when VULCAN_TEST_SCRIPTS_DIR names a folder holding other
 versions of the `*.sh` parts, e.g. `git show c37051b:...` copies, the same program assembled
 from those: how the attack tests are shown to fail on older scripts), run as
@@ -33,7 +33,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from vulcan_operator.scripts import PROGRAMS, _compact, program
+from vulcan_operator.jobscripts import PROGRAMS, _compact, program
 
 DATA_DIR = Path(__file__).resolve().parent
 SEED_SQL = DATA_DIR / "seed.sql"

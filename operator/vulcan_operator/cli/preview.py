@@ -18,8 +18,8 @@ from vulcan_operator.builders.backup import build_vulcan_backup_job, build_vulca
 from vulcan_operator.builders.common import Owner
 from vulcan_operator.builders.engine import EngineInputs, ensure_keys
 from vulcan_operator.builders.migration import restore_migration_job
+from vulcan_operator.cli.validate import resource_name, validate_resource
 from vulcan_operator.config import Settings
-from vulcan_operator.validation import resource_name, validate_resource
 
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
 

@@ -11,7 +11,7 @@ from vulcan_operator.solver import cli as solver_cli
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from vulcan_operator.validation import validate_files
+    from vulcan_operator.cli.validate import validate_files
 
     problems, notes = validate_files(Path(p) for p in args.files)
     if not args.quiet:
@@ -25,8 +25,8 @@ def _validate(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     import yaml
 
-    from vulcan_operator.rendering import RenderError, render
-    from vulcan_operator.validation import load_documents
+    from vulcan_operator.cli.preview import RenderError, render
+    from vulcan_operator.cli.validate import load_documents
 
     try:
         docs = list(load_documents(Path(args.file)))
@@ -119,7 +119,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     print(f"vulcan-operator {args.command}: not implemented yet", file=sys.stderr)
     return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -65,5 +65,5 @@ def program(name: str) -> str:
     except KeyError:
         raise ValueError(f"no program {name!r}; known: {', '.join(sorted(PROGRAMS))}") from None
     body = "\n".join(_compact(source(part)) for part in parts)
-    header = f"# vulcan-operator {name}: {' + '.join(parts)} from vulcan_operator/scripts"
+    header = f"# vulcan-operator {name}: {' + '.join(parts)} from vulcan_operator/jobscripts"
     return f'{header}\n{body}\n{entry} "$@"\n'

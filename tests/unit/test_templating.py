@@ -1,4 +1,4 @@
-"""render.py and config.py: strict templates, JSON-quoted scalars, where templates come from."""
+"""templating.py and config.py: strict templates, JSON-quoted scalars, where templates come from."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from vulcan_operator import config, render
+from vulcan_operator import config, templating
 from vulcan_operator.config import Settings
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -69,23 +69,23 @@ def folder(tmp_path: Path) -> Path:
 
 def test_a_missing_variable_fails(folder: Path) -> None:
     with pytest.raises(jinja2.UndefinedError, match="absent"):
-        render.render("missing.yaml.j2", folder=folder, present=1)
+        templating.render("missing.yaml.j2", folder=folder, present=1)
 
 
 def test_a_missing_variable_fails_in_a_real_template() -> None:
     with pytest.raises(jinja2.UndefinedError):
-        render.render("serviceaccount.yaml.j2")
+        templating.render("serviceaccount.yaml.j2")
 
 
 def test_an_attribute_of_a_missing_variable_fails_too(folder: Path) -> None:
     (folder / "attr.yaml.j2").write_text("a: {{ probe.period|tojson }}\n")
     with pytest.raises(jinja2.UndefinedError):
-        render.render("attr.yaml.j2", folder=folder, probe={})
+        templating.render("attr.yaml.j2", folder=folder, probe={})
 
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_tojson_keeps_yaml_hostile_strings_as_strings(folder: Path, value: str) -> None:
-    (doc,) = render.render("value.yaml.j2", folder=folder, value=value)
+    (doc,) = templating.render("value.yaml.j2", folder=folder, value=value)
     assert doc == {"value": value}
 
 
@@ -93,35 +93,35 @@ def test_tojson_keeps_yaml_hostile_strings_as_strings(folder: Path, value: str) 
     "value", [0, 1, -7, 8000, 1.5, 1e30, -2.5e-12, 3.0, True, False, None, [1, "on"]]
 )
 def test_tojson_keeps_other_types(folder: Path, value: object) -> None:
-    (doc,) = render.render("value.yaml.j2", folder=folder, value=value)
+    (doc,) = templating.render("value.yaml.j2", folder=folder, value=value)
     assert doc == {"value": value}
     assert type(doc["value"]) is type(value)
 
 
 def test_tojson_renders_mappings_as_flow_yaml(folder: Path) -> None:
     labels = {"app.kubernetes.io/name": "vulcan-engine", "on": "yes", "x": "a: b"}
-    (doc,) = render.render("mapping.yaml.j2", folder=folder, labels=labels)
+    (doc,) = templating.render("mapping.yaml.j2", folder=folder, labels=labels)
     assert doc == {"labels": labels}
 
 
 def test_tojson_refuses_what_json_cannot_say() -> None:
     with pytest.raises(ValueError):
-        render.tojson(float("nan"))
+        templating.tojson(float("nan"))
     with pytest.raises(TypeError):
-        render.tojson(object())
+        templating.tojson(object())
 
 
 def test_multi_document_streams_drop_empty_documents(folder: Path) -> None:
-    assert render.render("stream.yaml.j2", folder=folder) == [{"kind": "A"}, {"kind": "B"}]
+    assert templating.render("stream.yaml.j2", folder=folder) == [{"kind": "A"}, {"kind": "B"}]
 
 
 def test_a_document_that_is_not_a_mapping_is_an_error(folder: Path) -> None:
     with pytest.raises(ValueError, match="not a mapping"):
-        render.render("scalar.yaml.j2", folder=folder)
+        templating.render("scalar.yaml.j2", folder=folder)
 
 
 def test_values_are_not_html_escaped(folder: Path) -> None:
-    text = render.render_text("value.yaml.j2", folder=folder, value="<a & b>")
+    text = templating.render_text("value.yaml.j2", folder=folder, value="<a & b>")
     assert "<a & b>" in text
 
 
@@ -139,7 +139,7 @@ def test_templates_dir_can_be_overridden(tmp_path: Path) -> None:
 
 
 def test_render_uses_the_configured_folder_by_default() -> None:
-    (doc,) = render.render("serviceaccount.yaml.j2", name="x")
+    (doc,) = templating.render("serviceaccount.yaml.j2", name="x")
     assert doc["metadata"]["name"] == "x"
 
 
@@ -197,3 +197,9 @@ def test_poll_interval_takes_fractions() -> None:
 def test_bad_poll_interval_is_refused(raw: str) -> None:
     with pytest.raises(ValueError, match=config.ENV_POLL_SECONDS):
         Settings.from_env({config.ENV_POLL_SECONDS: raw})
+
+
+def test_render_one_wants_exactly_one_document(folder: Path) -> None:
+    assert templating.render_one("value.yaml.j2", folder=folder, value=1) == {"value": 1}
+    with pytest.raises(ValueError, match="rendered 2 documents, expected 1"):
+        templating.render_one("stream.yaml.j2", folder=folder)

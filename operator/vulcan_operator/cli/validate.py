@@ -9,44 +9,16 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from vulcan_operator import API_VERSION, GROUP
-from vulcan_operator.crdgen import KINDS, openapi_schema
+from vulcan_operator.api.errors import describe
+from vulcan_operator.crdgen import KINDS
 from vulcan_operator.solver.loader import (
     MAX_FILE_BYTES,
     ProblemFileError,
     referenced_problem,
     safe_documents,
 )
-from vulcan_operator.solver.problem import error_lines, field_path
 
 MODELS: dict[str, type[BaseModel]] = {k.kind: k.model for k in KINDS}
-
-
-def _allowed_fields(schema: dict[str, Any], loc: tuple[int | str, ...]) -> list[str]:
-    node: dict[str, Any] | None = schema
-    for part in loc:
-        if node is None:
-            return []
-        if isinstance(part, int):
-            node = node.get("items")
-        else:
-            node = node.get("properties", {}).get(part) or node.get("additionalProperties")
-    return sorted((node or {}).get("properties", {}))
-
-
-def explain(exc: ValidationError, model: type[BaseModel]) -> list[str]:
-    """error_lines, with the allowed field names added to each unknown-field error."""
-    lines = []
-    for err in exc.errors(include_url=False):
-        if "[key]" in err["loc"]:
-            # A dict key that is not allowed: pydantic's loc ends '<key>', '[key]'.
-            loc = tuple(p for p in err["loc"] if p != "[key]")
-            err = {**err, "loc": loc[:-1], "msg": f"key '{loc[-1]}' not allowed: {err['msg']}"}
-        if err["type"] == "extra_forbidden":
-            allowed = _allowed_fields(openapi_schema(model), tuple(err["loc"])[:-1])
-            lines.append(f"{field_path(err['loc'])}: unknown field; allowed: {', '.join(allowed)}")
-        else:
-            lines.extend(error_lines([err]))
-    return lines
 
 
 def resource_name(doc: dict[str, Any]) -> str:
@@ -75,7 +47,7 @@ def validate_resource(doc: Any, configmaps: dict[str, dict[str, Any]] | None = N
     try:
         obj = model.model_validate(doc, strict=True)
     except ValidationError as exc:
-        return explain(exc, model)
+        return describe(exc, model)
     ref = getattr(getattr(obj, "spec", None), "problemRef", None)
     cm = (configmaps or {}).get(ref.configMapName) if ref is not None else None
     if ref is not None and cm is not None:

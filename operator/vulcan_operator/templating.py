@@ -86,3 +86,11 @@ def render(template: str, *, folder: Path | None = None, **context: Any) -> list
             raise ValueError(f"{template}: a document is a {type(doc).__name__}, not a mapping")
         documents.append(doc)
     return documents
+
+
+def render_one(template: str, **context: Any) -> dict[str, Any]:
+    """Render a template that holds exactly one object (most children), and return it."""
+    docs = render(template, **context)
+    if len(docs) != 1:
+        raise ValueError(f"{template} rendered {len(docs)} documents, expected 1")
+    return docs[0]
