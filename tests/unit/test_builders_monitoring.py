@@ -1,7 +1,13 @@
-"""Monitoring children of a VulcanEngine: ServiceMonitor, PrometheusRule, dashboard ConfigMap."""
+"""Monitoring children of a VulcanEngine: ServiceMonitor, PrometheusRule, dashboard ConfigMap.
+
+Golden files tests/unit/golden/monitoring-*.yaml (the PrometheusRule, with and without a memory
+limit) and tests/unit/golden/monitoring-dashboard.json (the Grafana dashboard) pin the whole
+output; `pytest tests/unit/test_builders_monitoring.py --update-golden` rewrites them.
+"""
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from pathlib import Path
@@ -19,6 +25,7 @@ from vulcan_operator.builders.engine import EngineInputs, build_service
 from vulcan_operator.names import ANNOTATION_SPEC_HASH, LABEL_ENGINE
 
 REPO = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).resolve().parent / "golden"
 NS, ENGINE, UID = "vulcan", "prod", "0b6f5e0e-9a0e-4a53-8a55-2f1bbd4b1f00"
 GUIDE_PANELS = [
     "Request Rate",
@@ -72,6 +79,41 @@ def all_exprs(objs: list[dict[str, Any]]) -> list[str]:
     board = dashboard_of(kinds["ConfigMap"])
     exprs += [t["expr"] for p in board["panels"] for t in p["targets"]]
     return exprs
+
+
+# --- golden files ------------------------------------------------------------------------------
+def check_golden(path: Path, text: str, update_golden: bool) -> None:
+    """`text` equals the golden file `path` (rewritten instead with --update-golden)."""
+    if update_golden:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return
+    assert path.is_file(), f"{path} missing: run pytest {__file__} --update-golden"
+    expected = path.read_text()
+    if text != expected:
+        diff = "\n".join(
+            difflib.unified_diff(
+                expected.splitlines(), text.splitlines(), str(path), "built", lineterm=""
+            )
+        )
+        pytest.fail(f"output differs from {path.name} (review, then --update-golden):\n{diff}")
+
+
+@pytest.mark.parametrize(
+    ("variant", "memory_limit", "backup_enabled"),
+    [("with-limit", "4Gi", True), ("no-limit-no-backup", None, False)],
+)
+def test_golden_prometheus_rule(
+    variant: str, memory_limit: str | None, backup_enabled: bool, update_golden: bool
+) -> None:
+    objs = children(memory_limit=memory_limit, backup_enabled=backup_enabled)
+    text = yaml.safe_dump(by_kind(objs)["PrometheusRule"], sort_keys=False, width=100)
+    check_golden(GOLDEN / f"monitoring-rule-{variant}.yaml", text, update_golden)
+
+
+def test_golden_dashboard(update_golden: bool) -> None:
+    (text,) = by_kind(children())["ConfigMap"]["data"].values()
+    check_golden(GOLDEN / "monitoring-dashboard.json", text + "\n", update_golden)
 
 
 # --- shape and validity -----------------------------------------------------------------------
