@@ -21,8 +21,8 @@ import pytest
 from tests.emulator import Fault, FaultPolicy, FaultyEmulator, RequestRecord
 from tests.emulator.faults import summary
 from tests.integration.faults_scenario import ENV, Scenario, run_scenario
-from vulcan_operator import k8s
 from vulcan_operator.k8s import Api, ApiError, Ref
+from vulcan_operator.k8s import client as k8s
 
 SCENARIO = Scenario.of(10, real_solver=True)
 RATE = 0.15

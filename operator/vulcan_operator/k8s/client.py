@@ -1,4 +1,4 @@
-"""The only module that talks to the Kubernetes API for our own calls.
+"""The HTTP client: the only code that talks to the Kubernetes API for our own calls.
 
 It uses the official `kubernetes` client (its configuration loading, auth and TLS) through its
 generic `ApiClient.call_api`, so one code path serves every kind. The client is synchronous:
@@ -7,8 +7,9 @@ every call runs in a worker thread so Kopf's event loop is never blocked.
 Transient failures are retried here, as Kopf's own client retries its calls: 429 (after its
 Retry-After when longer), 5xx, no answer at all, and a 409 Conflict on a write without a
 resourceVersion precondition (a busy server gives up on its own retries of a patch). Waits
-`RETRY_BACKOFFS`, then the error goes to the handler. Without this, one such answer failed a
-whole reconcile, and Kopf waits 60 s before the next try.
+`RETRY_BACKOFFS`, then the error goes to the handler (Kopf waits 60 s before its next try).
+
+Applying desired objects (compare, create, patch, ownership) is `k8s.apply`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -225,86 +225,3 @@ def _api_error(status: int | None, reason: str | None, body: Any, headers: Any =
     with contextlib.suppress(TypeError, ValueError):  # absent, or an HTTP date: backoff only
         retry_after = float((headers or {}).get("Retry-After") or "")
     return ApiError(int(status or 0), reason, message, retry_after)
-
-
-# --- applying desired objects -----------------------------------------------------------------
-
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
-_SUFFIX = {
-    "": 1,
-    "m": 1e-3,
-    "k": 1e3,
-    "M": 1e6,
-    "G": 1e9,
-    "T": 1e12,
-    "P": 1e15,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-    "Pi": 2**50,
-}
-
-
-def _quantity(value: Any) -> float | None:
-    match = _QUANTITY.match(str(value))
-    if not match or match.group(2) not in _SUFFIX:
-        return None
-    try:
-        return float(match.group(1)) * _SUFFIX[match.group(2)]
-    except ValueError:
-        return None
-
-
-def contains(current: Any, desired: Any) -> bool:
-    """Whether `current` already has every field of `desired` (server-added fields ignored).
-
-    Quantities compare by value, since the API server rewrites them canonically (1000m → 1).
-    """
-    if isinstance(desired, dict):
-        return isinstance(current, dict) and all(
-            contains(current.get(k), v) for k, v in desired.items()
-        )
-    if isinstance(desired, list):
-        return (
-            isinstance(current, list)
-            and len(current) == len(desired)
-            and all(contains(c, d) for c, d in zip(current, desired, strict=True))
-        )
-    if current == desired:
-        return True
-    if isinstance(desired, (str, int, float)) and not isinstance(desired, bool):
-        a, b = _quantity(current), _quantity(desired)
-        return a is not None and a == b
-    return False
-
-
-def _removals(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
-    """Nulls for keys we used to set but no longer want, in maps we own entirely."""
-    if desired.get("kind") != "ConfigMap":
-        return {}
-    gone = set(current.get("data") or {}) - set(desired.get("data") or {})
-    return {"data": dict.fromkeys(gone)} if gone else {}
-
-
-async def apply(api: Api, desired: dict[str, Any], *, create_only: bool = False) -> str:
-    """Create if missing, patch if it differs, nothing if equal. Returns what was done."""
-    ref = Ref.of(desired)
-    current = await api.get(ref)
-    if current is None:
-        try:
-            await api.create(desired)
-        except ApiError as exc:
-            if exc.status != 409:  # created meanwhile by a concurrent reconcile
-                raise
-            return "unchanged"
-        return "created"
-    wanted = {k: v for k, v in desired.items() if k != "status"}
-    if create_only or contains(current, wanted):
-        return "unchanged"
-    body = wanted
-    removals = _removals(current, desired)
-    if removals:
-        body = {**wanted, "data": {**removals["data"], **(wanted.get("data") or {})}}
-    await api.patch(ref, body)
-    return "patched"
