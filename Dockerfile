@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # Vulcan Operator: one image for the operator (`vulcan-operator run`) and the solver pods
-# (`python -m vulcan_operator.solver.runner ...`). Backup and maintenance Jobs use a
+# (`python -m vulcan_operator.solverpod ...`). Backup and maintenance Jobs use a
 # PostgreSQL client image instead (VULCAN_POSTGRES_IMAGE).
 #
 #   docker build -t ghcr.io/vulcan-engine/vulcan-operator:0.1.0 .

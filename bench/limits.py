@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import loaders
+from vulcan_operator.solver.guard import GRACE_SECONDS
 from vulcan_operator.solver.problem import SolverSettings
-from vulcan_operator.solver.solve import GRACE_SECONDS, solve
+from vulcan_operator.solver.solve import solve
 
 
 def check(inst: loaders.BenchInstance, limit: float, workers: int, seed: int) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from tests.emulator.kopf_runner import OperatorRunner
 from tests.integration.conftest import emulator, kube_config, operator, run_operator
 from tests.integration.solverpod_bridge import SolverPodBridge
 
-from vulcan_operator.scheduledb import SCHEMA, ScheduleKey, asyncpg_dsn, write_schedule
+from vulcan_operator.solverpod.store import SCHEMA, ScheduleKey, write_schedule
 
 __all__ = ["emulator", "kube_config", "operator", "run_operator"]  # fixtures, used by name
 
@@ -184,9 +184,14 @@ async def test_writing_the_same_solve_twice_replaces_its_rows(pg_dsn: str) -> No
     assert rows(pg_dsn, f"SELECT status, bound FROM {SCHEMA}.schedules") == [("active", 10)]
 
 
-def test_sqlalchemy_urls_become_asyncpg_urls() -> None:
-    assert asyncpg_dsn("postgresql+asyncpg://u:p@h/db") == "postgresql://u:p@h/db"
-    assert asyncpg_dsn(" postgres+psycopg2://u@h/db ") == "postgres://u@h/db"
-    assert (
-        asyncpg_dsn("postgresql://u@h/db?sslmode=require") == "postgresql://u@h/db?sslmode=require"
-    )
+async def test_a_sqlalchemy_url_is_written_to(pg_dsn: str) -> None:
+    """The engine's DATABASE_URL names its driver (`postgresql+asyncpg://`); the pod drops it
+    (enginedb.asyncpg_url, tested in test_revision.py)."""
+    key = ScheduleKey("plant-a", "week-49", "uid-2", 1, "week-49-solve-abc")
+    result: dict[str, Any] = {"status": "OPTIMAL", "objective": 1, "makespan": 1, "assignments": []}
+    url = pg_dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+    assert url != pg_dsn
+    schedule_id = await write_schedule(url, key, result)
+    assert rows(pg_dsn, f"SELECT problem FROM {SCHEMA}.schedules WHERE id = %s", schedule_id) == [
+        ("week-49",)
+    ]

@@ -39,7 +39,7 @@ from vulcan_operator.cli import main as cli
 from vulcan_operator.reconcile import problem as problem_reconcile
 from vulcan_operator.solver.loader import ProblemFileError, load_text
 from vulcan_operator.solver.problem import ProblemData, SolverSettings
-from vulcan_operator.solverpod import problem_document
+from vulcan_operator.solverpod.__main__ import problem_document
 
 API = "vulcan-engine.com/v1alpha1"
 NS = "default"

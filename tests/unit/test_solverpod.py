@@ -10,13 +10,9 @@ from vulcan_operator.k8s import Ref
 from vulcan_operator.solver.loader import load_text
 from vulcan_operator.solver.problem import SolverSettings
 from vulcan_operator.solver.progress import Progress
-from vulcan_operator.solverpod import (
-    StatusReporter,
-    final_progress,
-    problem_document,
-    progress_status,
-    result_status,
-)
+from vulcan_operator.solverpod.__main__ import problem_document
+from vulcan_operator.solverpod.reporter import StatusReporter
+from vulcan_operator.solverpod.status import final_progress, progress_status, result_status
 
 SETTINGS = SolverSettings(maxTimeSeconds=7, numWorkers=3, memoryLimitMB=1024, useLNS=False, seed=5)
 

@@ -10,29 +10,25 @@ best schedule so far is reported and written as usual.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import threading
 from collections import defaultdict
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from vulcan_operator.solver.check import check_schedule
+from vulcan_operator.solver import api
 from vulcan_operator.solver.gantt import write_gantt
+from vulcan_operator.solver.guard import abandoned_solver_thread
 from vulcan_operator.solver.loader import ProblemFileError, load_file
 from vulcan_operator.solver.problem import ProblemData, SolverSettings
 from vulcan_operator.solver.progress import text_printer
 from vulcan_operator.solver.result import SolveResult
 from vulcan_operator.solver.runner import (
-    abandoned_solver_thread,
     add_override_arguments,
     apply_overrides,
     gantt_path,
     override_error,
-    stop_on_signals,
 )
-from vulcan_operator.solver.solve import solve
 
 FULL_TABLE_MAX = 80
 """Schedules with more tasks are printed one line per machine."""
@@ -67,23 +63,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     problem = loaded.problem
     print(_header(loaded.name, problem, settings), flush=True)
-    stop = threading.Event()
-    restore = stop_on_signals(stop)
-    try:  # the handlers stay until the result is written: a second SIGTERM changes nothing
-        result = solve(
-            problem,
-            settings,
-            stop=stop,
-            on_progress=None if args.quiet else text_printer(sys.stdout),
-        )
-        _report(result, problem, loaded.name, args)
-    finally:
-        restore()
-    if abandoned_solver_thread():
-        # CP-SAT ignored the stop request: everything is written, do not wait for it.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+    api.run(
+        problem,
+        settings,
+        api.Callbacks(
+            progress=() if args.quiet else [text_printer(sys.stdout)],
+            result=lambda result: _report(result, problem, loaded.name, args),
+        ),
+    )
+    if abandoned_solver_thread():  # CP-SAT ignored the stop request: do not wait for it
+        api.exit_process(0)
     return 0
 
 
@@ -104,12 +93,6 @@ def _report(result: SolveResult, problem: ProblemData, name: str, args: argparse
     if result.assignments:
         print()
         print(schedule_text(problem, result))
-        violations = check_schedule(problem, result.assignments)
-        if violations:
-            print(
-                "internal error: the schedule breaks rules: " + "; ".join(violations[:5]),
-                file=sys.stderr,
-            )
     if written:
         print()
         print("\n".join(written))

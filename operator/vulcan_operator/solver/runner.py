@@ -1,4 +1,4 @@
-"""The solver pod's entrypoint.
+"""The solver as a JSON-lines process, and the helpers its command lines share.
 
     python -m vulcan_operator.solver.runner --problem FILE --output RESULT.json
         [--time-limit S] [--workers N] [--seed N] [--memory-limit MB]
@@ -13,8 +13,10 @@ result was written (INFEASIBLE included), 1 for an invalid problem (messages on 
 `{"event": "invalid"}` line and in the termination log), 2 for usage errors. SIGTERM and SIGINT
 stop the search; the best schedule so far is written and the process exits 0.
 
-Progress is pluggable: `main(argv, progress_callbacks=[...])` adds callbacks (e.g. one that
-patches the SchedulingProblem status) next to the JSON lines.
+Progress is pluggable: `main(argv, progress_callbacks=[...])` adds callbacks next to the JSON
+lines. The solver pod (`vulcan_operator.solverpod`, what the solver Job runs) is not this
+program: it calls `solver.api.run` itself and shares the JSON lines and the termination log
+from here (`emit`, `start_event`, `report_invalid`, `write_termination_log`).
 """
 
 from __future__ import annotations
@@ -22,22 +24,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from vulcan_operator.solver.check import check_schedule
+from vulcan_operator.solver import api
 from vulcan_operator.solver.gantt import write_gantt
 from vulcan_operator.solver.loader import ProblemFileError, error_lines, load_file
-from vulcan_operator.solver.problem import SolverSettings
-from vulcan_operator.solver.progress import ProgressCallback, fan_out, json_lines_printer
+from vulcan_operator.solver.problem import ProblemData, SolverSettings
+from vulcan_operator.solver.progress import ProgressCallback, json_lines_printer
 from vulcan_operator.solver.result import SolveResult
-from vulcan_operator.solver.solve import solve
 
 TERMINATION_LOG = Path("/dev/termination-log")
 TERMINATION_LOG_LIMIT = 4096
@@ -113,28 +112,6 @@ def override_error(error: ValidationError) -> list[str]:
     return lines
 
 
-def stop_on_signals(stop: threading.Event) -> Callable[[], None]:
-    """Make SIGTERM and SIGINT set `stop`; returns a function restoring the old handlers.
-
-    Does nothing outside the main thread (Python only delivers signals there)."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = {}
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        previous[sig] = signal.signal(sig, lambda _signum, _frame: stop.set())
-
-    def restore() -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-    return restore
-
-
-def abandoned_solver_thread() -> bool:
-    """True when a CP-SAT thread outlived its solve (the wall-clock guard gave up on it)."""
-    return any(t.name == "cp-sat" and t.is_alive() for t in threading.enumerate())
-
-
 def write_termination_log(path: Path | None, payload: dict[str, Any]) -> None:
     target = path
     if target is None and TERMINATION_LOG.exists() and os.access(TERMINATION_LOG, os.W_OK):
@@ -157,8 +134,33 @@ def write_termination_log(path: Path | None, payload: dict[str, Any]) -> None:
         print(f"warning: cannot write the termination log {target}: {error}", file=sys.stderr)
 
 
-def _emit(event: dict[str, Any]) -> None:
+def emit(event: dict[str, Any]) -> None:
+    """One JSON line on stdout."""
     print(json.dumps(event), flush=True)
+
+
+def start_event(name: str, problem: ProblemData, settings: SolverSettings) -> dict[str, Any]:
+    return {
+        "event": "start",
+        "problem": name,
+        "jobs": len(problem.jobs),
+        "tasks": sum(len(j.tasks) for j in problem.jobs),
+        "machines": len(problem.machines),
+        "operators": len(problem.operators),
+        "objective": problem.objective.type,
+        "timeLimit": settings.maxTimeSeconds,
+        "workers": settings.numWorkers,
+        "seed": settings.seed,
+        "memoryLimitMB": settings.memoryLimitMB,
+    }
+
+
+def report_invalid(messages: list[str], termination_log: Path | None) -> None:
+    """An invalid problem: on stderr, as an `invalid` JSON line and in the termination log."""
+    for message in messages:
+        print(f"invalid problem: {message}", file=sys.stderr)
+    emit({"event": "invalid", "messages": messages})
+    write_termination_log(termination_log, {"error": "InvalidProblem", "messages": messages})
 
 
 def parser() -> argparse.ArgumentParser:
@@ -187,70 +189,26 @@ def main(
         settings = apply_overrides(loaded.settings, args)
     except (ProblemFileError, ValidationError) as error:
         messages = error.messages if isinstance(error, ProblemFileError) else override_error(error)
-        for message in messages:
-            print(f"invalid problem: {message}", file=sys.stderr)
-        _emit({"event": "invalid", "messages": messages})
-        write_termination_log(
-            args.termination_log, {"error": "InvalidProblem", "messages": messages}
-        )
+        report_invalid(messages, args.termination_log)
         return 1
     problem = loaded.problem
-    _emit(
-        {
-            "event": "start",
-            "problem": loaded.name,
-            "jobs": len(problem.jobs),
-            "tasks": sum(len(j.tasks) for j in problem.jobs),
-            "machines": len(problem.machines),
-            "operators": len(problem.operators),
-            "objective": problem.objective.type,
-            "timeLimit": settings.maxTimeSeconds,
-            "workers": settings.numWorkers,
-            "seed": settings.seed,
-            "memoryLimitMB": settings.memoryLimitMB,
-        }
+    emit(start_event(loaded.name, problem, settings))
+
+    def finish(result: SolveResult) -> None:
+        Path(args.output).write_text(result.to_json() + "\n", encoding="utf-8")
+        if args.gantt and result.assignments:
+            write_gantt(args.gantt, problem, result, loaded.name)
+        summary = result.summary()
+        emit({"event": "result", **summary})
+        write_termination_log(args.termination_log, summary)
+
+    api.run(
+        problem,
+        settings,
+        api.Callbacks(progress=[json_lines_printer(), *progress_callbacks], result=finish),
     )
-    stop = threading.Event()
-    restore = stop_on_signals(stop)
-    try:  # the handlers stay until the result is written: a second SIGTERM changes nothing
-        result = solve(
-            problem,
-            settings,
-            stop=stop,
-            on_progress=fan_out([json_lines_printer(), *progress_callbacks]),
-        )
-        return finish(result, problem_name=loaded.name, args=args, problem=problem)
-    finally:
-        restore()
-
-
-def finish(
-    result: SolveResult, *, problem_name: str, args: argparse.Namespace, problem: Any
-) -> int:
-    violations = check_schedule(problem, result.assignments) if result.assignments else []
-    if violations:  # never expected: the model and the checker disagree
-        print(
-            "internal error: the schedule breaks rules: " + "; ".join(violations[:5]),
-            file=sys.stderr,
-        )
-    Path(args.output).write_text(result.to_json() + "\n", encoding="utf-8")
-    if args.gantt and result.assignments:
-        write_gantt(args.gantt, problem, result, problem_name)
-    summary = result.summary()
-    _emit({"event": "result", **summary})
-    write_termination_log(args.termination_log, summary)
     return 0
 
 
-def _entry() -> None:
-    code = main()
-    if abandoned_solver_thread():
-        # CP-SAT ignored the stop request: the result is written, do not wait for it.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
-
-
 if __name__ == "__main__":
-    _entry()
+    api.exit_process(main())

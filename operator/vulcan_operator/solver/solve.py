@@ -1,16 +1,15 @@
 """One solve: dispatch start, CP-SAT search under a hard wall-clock guard, a result.
 
 `solve()` never raises for a problem's content and always returns within the time limit plus
-`GRACE_SECONDS`: CP-SAT runs on a worker thread; at the limit (plus a quarter second) the guard
-asks it to stop, and if it still has not returned by the grace deadline the best schedule seen
-so far is returned and the thread is left behind (a daemon; the entrypoints then exit). Setting
-`stop` (what SIGTERM does in the entrypoints) stops the search the same way, early.
+`GRACE_SECONDS`: CP-SAT runs on a worker thread watched by `guard` (stop at the limit, on
+`stop` or near the memory limit; give up on the thread at the grace deadline and return the
+best schedule seen so far). Setting `stop` (what SIGTERM does in the entrypoints) stops the
+search the same way, early.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -19,8 +18,9 @@ from typing import Any
 
 from ortools.sat.python import cp_model
 
-from vulcan_operator.solver import explain
+from vulcan_operator.solver import explain, guard
 from vulcan_operator.solver.dispatch import best_dispatch
+from vulcan_operator.solver.guard import GRACE_SECONDS, MEMORY_SHARE
 from vulcan_operator.solver.instance import DeadlinePassed, Instance
 from vulcan_operator.solver.model import BuiltModel, ModelOptions, add_hint, build, decode
 from vulcan_operator.solver.problem import ProblemData, SolverSettings
@@ -28,13 +28,6 @@ from vulcan_operator.solver.progress import Progress, ProgressCallback
 from vulcan_operator.solver.result import SolveResult, Status, relative_gap
 from vulcan_operator.solver.schedule import Schedule, compact
 
-GRACE_SECONDS = 1.0
-"""A solve returns at most this long after its time limit, whatever CP-SAT does."""
-_STOP_AFTER = 0.25
-"""How long past the limit CP-SAT may run before the guard asks it to stop."""
-MEMORY_SHARE = 0.9
-"""Share of the memory limit given to CP-SAT (max_memory_in_mb); the guard also stops the
-search when the whole process passes it (CP-SAT 9.15 does not always stop by itself)."""
 DISPATCH_SHARE = 0.05
 """After the first dispatch rule, further rules must finish within this share of the limit."""
 
@@ -167,7 +160,7 @@ def solve(
     """Solve `problem` within `settings.maxTimeSeconds` (+ GRACE_SECONDS at worst).
 
     Dispatch and model building run here under the same deadline (they check it as they go);
-    the CP-SAT phases run on a thread watched by `_guarded`."""
+    the CP-SAT phases run on a thread watched by `guard.watch`."""
     started = clock()
     settings = settings or SolverSettings()
     tuning = tuning or Tuning()
@@ -278,19 +271,6 @@ def _solver(values: dict[str, Any]) -> cp_model.CpSolver:
     return solver
 
 
-def resident_mb() -> float | None:
-    """This process's resident memory in MiB (Linux), None where unknown."""
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            pages = int(f.read().split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pages * _PAGE_SIZE / 2**20
-
-
-_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
 def _guarded(
     end: _End,
     built: BuiltModel,
@@ -301,52 +281,35 @@ def _guarded(
     limit: float,
     memory_mb: int,
 ) -> None:
-    """Run one CP-SAT search on a thread. Stop it at phase_end, on `stop`, or when the process
-    nears its memory limit; give up on it at limit + GRACE_SECONDS. Sets end.status or
-    end.error, and end.reason when it stopped the search."""
+    """Run one CP-SAT search under the guard (see `guard.watch`). Sets end.status or
+    end.error, and end.reason (and end.detail) when the search was stopped."""
     solver = end.solver
     assert solver is not None
 
-    def run() -> None:
+    def search() -> None:
         try:
             end.status = solver.solve(built.model, _Callback(built, best))
         except BaseException as error:
             end.error = error
 
-    thread = threading.Thread(target=run, name="cp-sat", daemon=True)
     try:
-        thread.start()
+        watched = guard.watch(
+            search,
+            solver.stop_search,
+            stop=stop,
+            elapsed=elapsed,
+            phase_end=phase_end,
+            limit=limit,
+            memory_mb=memory_mb,
+        )
     except RuntimeError as error:  # no thread (e.g. under a hard memory cap)
         end.reason, end.error = "error", error
         end.detail = f"The search could not start ({error}); the dispatch schedule is returned."
         return
-    requested = ""
-    stop_at, abandon_at = phase_end + _STOP_AFTER, limit + GRACE_SECONDS
-    memory_cap = MEMORY_SHARE * memory_mb
-    while thread.is_alive():
-        thread.join(0.02)
-        now = elapsed()
-        if not requested:
-            rss = resident_mb()
-            if stop is not None and stop.is_set():
-                requested = "interrupted"
-                abandon_at = min(abandon_at, now + GRACE_SECONDS * 0.75)
-            elif rss is not None and rss > memory_cap:
-                requested = "memoryLimit"
-                abandon_at = min(abandon_at, now + GRACE_SECONDS * 0.75)
-                end.detail = (
-                    f"The solver reached {rss:.0f} MiB of its {memory_mb} MiB memory limit and "
-                    "stopped with the best schedule so far; raise spec.solver.memoryLimitMB "
-                    "to search further."
-                )
-            elif now >= stop_at:
-                requested = "timeLimit"
-            if requested:
-                end.reason = requested
-                solver.stop_search()
-        if now >= abandon_at and thread.is_alive():
-            end.reason = "wallClockGuard"
-            return
+    if watched.reason:
+        end.reason = watched.reason
+    if watched.detail:
+        end.detail = watched.detail
 
 
 def _result(

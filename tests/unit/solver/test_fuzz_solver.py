@@ -33,9 +33,9 @@ from pydantic import ValidationError
 from fuzzdocs import Broken, invalid_solver_problem, report, solver_problem, valid_doc
 from vulcan_operator import cli
 from vulcan_operator.solver.check import check_schedule
+from vulcan_operator.solver.guard import GRACE_SECONDS
 from vulcan_operator.solver.problem import ProblemData
 from vulcan_operator.solver.result import Assignment, Status
-from vulcan_operator.solver.solve import GRACE_SECONDS
 
 FUZZ = settings(
     derandomize=True,

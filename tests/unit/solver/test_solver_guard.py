@@ -11,9 +11,10 @@ import pytest
 from ortools.sat.python import cp_model
 from solver_testkit import assert_valid, random_job_shop
 
+from vulcan_operator.solver.guard import GRACE_SECONDS
 from vulcan_operator.solver.problem import SolverSettings
 from vulcan_operator.solver.result import Status
-from vulcan_operator.solver.solve import GRACE_SECONDS, solve
+from vulcan_operator.solver.solve import solve
 
 LIMIT = 1.0
 

@@ -34,9 +34,10 @@ from ortools.sat.python import cp_model
 from solver_testkit import DATA, assert_valid, bench_module, random_job_shop, random_problem
 
 from vulcan_operator.solver import runner
+from vulcan_operator.solver.guard import GRACE_SECONDS, MEMORY_SHARE
 from vulcan_operator.solver.problem import ProblemData, SolverSettings
 from vulcan_operator.solver.result import Status
-from vulcan_operator.solver.solve import GRACE_SECONDS, MEMORY_SHARE, Tuning, parameters, solve
+from vulcan_operator.solver.solve import Tuning, parameters, solve
 
 # On a loaded CI machine a thread wakes up late: the guard's own slack, not the solver's.
 SCHEDULING_SLACK = 0.3

@@ -1,4 +1,4 @@
-"""The solver pod: solve one SchedulingProblem with CP-SAT and report back to the cluster.
+"""The solver pod's process: `python -m vulcan_operator.solverpod`.
 
     python -m vulcan_operator.solverpod --namespace NS --problem NAME --generation G
         --schedule-configmap CM [--time-limit S] [--workers N] [--memory-limit MB] [--seed N]
@@ -10,14 +10,16 @@ What it does (the operator builds the Job; see builders/problem.py):
 1. Reads its SchedulingProblem from the API and checks it is still the generation the Job was
    made for (else exits 3: the operator has replaced this Job). A problemRef ConfigMap comes
    from the mounted file `--problem-file`.
-2. Runs the solver entrypoint (`solver.runner.main`) on it with the settings given here, with
-   a progress callback that patches `status.progress` (objective, bound, gap, elapsed,
-   solutions) at most every `--progress-interval` seconds, from a thread of its own.
+2. Solves it in this process (`solver.api.run`) with the settings given here, with a progress
+   callback that patches `status.progress` (objective, bound, gap, elapsed, solutions) at most
+   every `--progress-interval` seconds, from a thread of its own (`reporter`). stdout carries
+   the JSON lines of `solver.runner` (start, progress, result or invalid). SIGTERM stops the
+   search, and the best schedule so far is stored and reported as usual.
 3. When a result exists (INFEASIBLE included) and the problem is still the one it solved
    (else it stores nothing and exits 3): writes the full result JSON into the schedule
    ConfigMap (when it fits in 1 MiB), writes the schedule rows into the engine's PostgreSQL
-   when `DATABASE_URL` is set (see `scheduledb`), then patches the final progress,
-   `status.result` and `status.solutionRef`.
+   when `DATABASE_URL` is set (see `store`), then patches the final progress,
+   `status.result` and `status.solutionRef` (see `status`).
 4. Writes a summary to the termination log (`/dev/termination-log` when present): the result
    summary plus `finishedAt`, `configMap`, `scheduleId`, `jobsByPriority` and `notes` (what
    could not be stored, and why). The operator reads it when the Job ends, so the outcome
@@ -35,12 +37,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import json
 import os
 import sys
-import tempfile
-import threading
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,30 +49,24 @@ from kubernetes import client
 from kubernetes import config as kube_config
 
 from vulcan_operator import API_VERSION
-from vulcan_operator.k8s import Api, ApiError, Ref
-from vulcan_operator.scheduledb import ScheduleKey, write_schedule
+from vulcan_operator.k8s import Api, Ref
+from vulcan_operator.solver import api as solver
 from vulcan_operator.solver import runner
-from vulcan_operator.solver.loader import load_text
-from vulcan_operator.solver.problem import SolverSettings
-from vulcan_operator.solver.progress import Progress
+from vulcan_operator.solver.loader import ProblemFileError, load_text
+from vulcan_operator.solver.problem import ProblemData, SolverSettings
+from vulcan_operator.solver.progress import json_lines_printer
+from vulcan_operator.solver.result import SolveResult
+from vulcan_operator.solverpod import store
+from vulcan_operator.solverpod.reporter import DEFAULT_PROGRESS_INTERVAL, StatusReporter, log
+from vulcan_operator.solverpod.status import final_progress, now, result_status
 
-__all__ = ["CONFIGMAP_LIMIT", "EXIT_API", "EXIT_STALE", "StatusReporter", "main"]
+__all__ = ["EXIT_API", "EXIT_STALE", "main"]
 
 KIND = "SchedulingProblem"
 EXIT_STALE = 3
 EXIT_API = 4
-#: A ConfigMap holds at most 1 MiB; keep room for its metadata.
-CONFIGMAP_LIMIT = 1_000_000
-RESULT_KEY = "result.json"
-DEFAULT_PROGRESS_INTERVAL = 1.0
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _log(message: str) -> None:
-    print(f"solverpod: {message}", file=sys.stderr, flush=True)
+#: What parse errors of the problem document name as their source.
+SOURCE = "problem.yaml"
 
 
 def api_client() -> client.ApiClient:
@@ -83,73 +76,6 @@ def api_client() -> client.ApiClient:
     else:
         kube_config.load_kube_config()  # type: ignore[no-untyped-call]
     return client.ApiClient()
-
-
-def progress_status(progress: Progress) -> dict[str, Any]:
-    """One progress event as `status.progress` (null removes a field in a merge patch)."""
-    event = progress.to_event()
-    del event["event"]
-    return event
-
-
-class StatusReporter:
-    """Patches `status.progress` from its own thread, at most once per `interval` seconds.
-
-    `report()` is the solver's progress callback: it only keeps the newest event, so a slow
-    API never slows the search. `close()` sends what is still pending and stops the thread.
-    """
-
-    def __init__(self, api: Api, ref: Ref, interval: float = DEFAULT_PROGRESS_INTERVAL) -> None:
-        self.api = api
-        self.ref = ref
-        self.interval = interval
-        self.patches = 0
-        self._lock = threading.Lock()
-        self._pending: dict[str, Any] | None = None
-        self._wake = threading.Event()
-        self._closing = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="status-reporter", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def report(self, progress: Progress) -> None:
-        self.set(progress_status(progress))
-
-    def set(self, status_progress: dict[str, Any]) -> None:
-        with self._lock:
-            self._pending = status_progress
-        self._wake.set()
-
-    def close(self, timeout: float = 10.0) -> None:
-        self._closing.set()
-        self._wake.set()
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        try:
-            while not self._closing.is_set():
-                self._wake.wait()
-                self._wake.clear()
-                self._flush(loop)
-                self._closing.wait(self.interval)  # the throttle; closing cuts it short
-            self._flush(loop)
-        finally:
-            loop.close()
-
-    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, None
-        if pending is None:
-            return
-        try:
-            loop.run_until_complete(
-                self.api.patch(self.ref, {"status": {"progress": pending}}, subresource="status")
-            )
-            self.patches += 1
-        except Exception as error:  # progress is best effort: the result still gets through
-            _log(f"cannot report progress: {error}")
 
 
 # --- the problem ------------------------------------------------------------------------------
@@ -194,31 +120,8 @@ def problem_document(
     return "\n---\n".join(json.dumps(doc) for doc in docs) + "\n"
 
 
-def jobs_by_priority(document: str) -> dict[str, int]:
-    try:
-        problem = load_text(document).problem
-    except Exception:  # already solved from it; a count is not worth failing for
-        return {}
+def jobs_by_priority(problem: ProblemData) -> dict[str, int]:
     return {str(p): n for p, n in sorted(Counter(j.priority for j in problem.jobs).items())}
-
-
-def result_status(summary: dict[str, Any], finished_at: str) -> dict[str, Any]:
-    """`status.result` (the CRD's fields only, no nulls)."""
-    keys = ("status", "objective", "bound", "makespan", "wallSeconds", "explanation")
-    out = {k: summary[k] for k in keys if summary.get(k) is not None}
-    out.setdefault("explanation", [])
-    out["finishedAt"] = finished_at
-    return out
-
-
-def final_progress(summary: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "objective": summary.get("objective"),
-        "bound": summary.get("bound"),
-        "gap": summary.get("gap"),
-        "elapsedSeconds": summary.get("wallSeconds"),
-        "solutions": summary.get("solutions"),
-    }
 
 
 # --- reporting --------------------------------------------------------------------------------
@@ -247,53 +150,29 @@ class Pod:
         return body, ""
 
     def write_configmap(self, text: str) -> str | None:
-        name: str = self.args.schedule_configmap
-        if len(text.encode("utf-8")) > CONFIGMAP_LIMIT:
-            self.notes.append(
-                f"the schedule ({len(text.encode('utf-8'))} bytes) is larger than a ConfigMap "
-                f"can hold (1 MiB): not written to ConfigMap {name}"
-            )
-            return None
-        data = {RESULT_KEY: text, "generation": str(self.args.generation)}
-        try:
-            asyncio.run(
-                self.api.patch(Ref("v1", "ConfigMap", self.args.namespace, name), {"data": data})
-            )
-        except ApiError as error:
-            self.notes.append(f"cannot write the schedule to ConfigMap {name}: {error}")
-            return None
-        return name
+        args = self.args
+        return store.write_configmap(
+            self.api, args.namespace, args.schedule_configmap, args.generation, text, self.notes
+        )
 
     def write_database(self, body: dict[str, Any], job: str, result: dict[str, Any]) -> str | None:
         url = os.environ.get("DATABASE_URL", "").strip()
         if not url or not result.get("assignments"):
             return None
-        meta = body["metadata"]
-        key = ScheduleKey(
+        key = store.ScheduleKey(
             namespace=self.args.namespace,
             problem=self.args.problem,
-            problem_uid=str(meta.get("uid", "")),
+            problem_uid=str(body["metadata"].get("uid", "")),
             generation=self.args.generation,
             job_name=job,
         )
-        try:
-            schedule_id: int = asyncio.run(write_schedule(url, key, result))
-            return str(schedule_id)
-        except Exception as error:  # the ConfigMap still has the schedule
-            # Only the kind of error and PostgreSQL's own SQLSTATE: a driver's message may
-            # quote a fragment of a malformed URL, password included.
-            sqlstate = getattr(error, "sqlstate", None)
-            self.notes.append(
-                "cannot write the schedule to the engine's database: "
-                f"{type(error).__name__}" + (f" (SQLSTATE {sqlstate})" if sqlstate else "")
-            )
-            return None
+        return store.write_database(url, key, result, self.notes)
 
     def patch_status(self, status: dict[str, Any]) -> None:
         try:
             asyncio.run(self.api.patch(self.ref, {"status": status}, subresource="status"))
         except Exception as error:  # the termination message still carries the result
-            _log(f"cannot report the result in the status: {error}")
+            log(f"cannot report the result in the status: {error}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -334,48 +213,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         pod = Pod(Api(api_client()), args)
         body, why = pod.current()
     except Exception as error:
-        _log(f"cannot read the SchedulingProblem: {error}")
+        log(f"cannot read the SchedulingProblem: {error}")
         runner.write_termination_log(
             args.termination_log, {"error": "ApiUnavailable", "message": str(error)[:1000]}
         )
         return EXIT_API
     if body is None:
-        _log(why)
+        log(why)
         runner.write_termination_log(args.termination_log, {"error": "Stale", "message": why})
         return EXIT_STALE
 
-    with tempfile.TemporaryDirectory(prefix="solve-") as work:
-        folder = Path(work)
-        document = problem_document(body, settings, args.problem_file)
-        problem_path, output, summary_path = (
-            folder / "problem.yaml",
-            folder / "result.json",
-            folder / "summary.json",
-        )
-        problem_path.write_text(document, encoding="utf-8")
-        reporter = StatusReporter(pod.api, pod.ref, args.progress_interval)
-        reporter.start()
-        reporter.set({"elapsedSeconds": 0, "solutions": 0})  # the pod runs: phase Running
+    document = problem_document(body, settings, args.problem_file)
+    reporter = StatusReporter(pod.api, pod.ref, args.progress_interval)
+    reporter.start()
+    reporter.set({"elapsedSeconds": 0, "solutions": 0})  # the pod runs: phase Running
+    try:
         try:
-            code = runner.main(
-                [
-                    "--problem",
-                    str(problem_path),
-                    "--output",
-                    str(output),
-                    "--termination-log",
-                    str(summary_path),
-                ],
-                progress_callbacks=[reporter.report],
-            )
-        finally:
-            reporter.close()
-        if code != 0 or not output.exists():
-            if summary_path.exists():
-                text = summary_path.read_text(encoding="utf-8")
-                runner.write_termination_log(args.termination_log, json.loads(text))
-            return code or 1
-        result: dict[str, Any] = json.loads(output.read_text(encoding="utf-8"))
+            loaded = load_text(document, SOURCE)
+        except ProblemFileError as error:
+            runner.report_invalid(error.messages, args.termination_log)
+            return 1
+        runner.emit(runner.start_event(loaded.name, loaded.problem, loaded.settings))
+        solved = solver.run(
+            loaded.problem,
+            loaded.settings,
+            solver.Callbacks(
+                progress=[json_lines_printer(), reporter.report], result=_print_result
+            ),
+        )
+    finally:
+        reporter.close()
+    result = solved.to_dict()
 
     finished_at = now()
     try:
@@ -384,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         still, why = body, ""
         pod.notes.append(f"cannot check the SchedulingProblem before storing: {error}")
     if still is None:  # deleted or changed while solving: this schedule is nobody's now
-        _log(f"not storing the schedule: {why}")
+        log(f"not storing the schedule: {why}")
         runner.write_termination_log(args.termination_log, {"error": "Stale", "message": why})
         return EXIT_STALE
     summary = {k: v for k, v in result.items() if k != "assignments"}
@@ -402,23 +270,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "finishedAt": finished_at,
         "configMap": configmap,
         "scheduleId": schedule_id,
-        "jobsByPriority": jobs_by_priority(document) if result.get("assignments") else {},
+        "jobsByPriority": jobs_by_priority(loaded.problem) if result.get("assignments") else {},
         "notes": pod.notes,
     }
     for note in pod.notes:
-        _log(note)
+        log(note)
     runner.write_termination_log(args.termination_log, payload)
     return 0
 
 
-def _entry() -> None:
-    code = main()
-    if runner.abandoned_solver_thread():
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+def _print_result(result: SolveResult) -> None:
+    runner.emit({"event": "result", **result.summary()})
 
 
 if __name__ == "__main__":
-    _entry()
+    solver.exit_process(main())

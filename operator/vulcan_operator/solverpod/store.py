@@ -1,6 +1,8 @@
-"""A solved schedule as rows in the engine's PostgreSQL (asyncpg), written by the solver pod.
+"""Where the solver pod stores a schedule: the schedule ConfigMap and the engine's PostgreSQL.
 
-The guide's data model has `schedules` (id, status draft|active|archived, makespan, solved_at)
+The ConfigMap (`write_configmap`) gets the full result JSON when it fits in 1 MiB. The
+database (`write_database`, when the pod has a DATABASE_URL) gets rows, through asyncpg. The
+guide's data model has `schedules` (id, status draft|active|archived, makespan, solved_at)
 and `assignments` (schedule_id, task, machine, operator, planned_start, planned_end). The
 engine's own tables belong to its Alembic migrations and key tasks and machines by database
 ids a SchedulingProblem does not have, so the operator keeps its own pair of tables of that
@@ -14,24 +16,37 @@ shape in the schema `vulcan_solver` (created when missing), keyed by names:
 Writing is idempotent: the same problem uid and generation written twice (a retried pod)
 replaces its rows. Creating the tables takes a transaction-level advisory lock, so pods that
 finish together do not trip over each other.
+
+Neither write fails the pod: what could not be stored, and why, is added to `notes` (the pod
+reports them in its termination message).
 """
 
 from __future__ import annotations
 
-import re
+import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
+from vulcan_operator.enginedb import asyncpg_url
+from vulcan_operator.k8s import Api, ApiError, Ref
+
 __all__ = [
+    "CONFIGMAP_LIMIT",
+    "RESULT_KEY",
     "SCHEMA",
     "ScheduleKey",
-    "asyncpg_dsn",
     "ensure_tables",
+    "write_configmap",
+    "write_database",
     "write_schedule",
 ]
+
+#: A ConfigMap holds at most 1 MiB; keep room for its metadata.
+CONFIGMAP_LIMIT = 1_000_000
+RESULT_KEY = "result.json"
 
 SCHEMA = "vulcan_solver"
 CONNECT_TIMEOUT = 10.0
@@ -82,8 +97,6 @@ DDL = (
     f"CREATE INDEX IF NOT EXISTS idx_schedules_problem ON {SCHEMA}.schedules (namespace, problem)",
 )
 
-_DRIVER = re.compile(r"^(postgres(?:ql)?)\+[A-Za-z0-9_]+://")
-
 
 @dataclass(frozen=True)
 class ScheduleKey:
@@ -94,11 +107,6 @@ class ScheduleKey:
     problem_uid: str
     generation: int
     job_name: str
-
-
-def asyncpg_dsn(url: str) -> str:
-    """A DATABASE_URL asyncpg accepts: SQLAlchemy's `postgresql+asyncpg://` loses `+asyncpg`."""
-    return _DRIVER.sub(r"\1://", url.strip())
 
 
 async def ensure_tables(conn: Any) -> None:
@@ -135,7 +143,7 @@ async def write_schedule(dsn: str, key: ScheduleKey, result: Mapping[str, Any]) 
     The problem's earlier active schedules become `archived`.
     """
     conn = await asyncpg.connect(
-        asyncpg_dsn(dsn), timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT
+        asyncpg_url(dsn), timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT
     )
     try:
         async with conn.transaction():
@@ -195,3 +203,40 @@ async def write_schedule(dsn: str, key: ScheduleKey, result: Mapping[str, Any]) 
         return schedule_id
     finally:
         await conn.close()
+
+
+def write_configmap(
+    api: Api, namespace: str, name: str, generation: int, text: str, notes: list[str]
+) -> str | None:
+    """The result JSON into ConfigMap `name`; its name, or None (and a note) when not."""
+    if len(text.encode("utf-8")) > CONFIGMAP_LIMIT:
+        notes.append(
+            f"the schedule ({len(text.encode('utf-8'))} bytes) is larger than a ConfigMap "
+            f"can hold (1 MiB): not written to ConfigMap {name}"
+        )
+        return None
+    data = {RESULT_KEY: text, "generation": str(generation)}
+    try:
+        asyncio.run(api.patch(Ref("v1", "ConfigMap", namespace, name), {"data": data}))
+    except ApiError as error:
+        notes.append(f"cannot write the schedule to ConfigMap {name}: {error}")
+        return None
+    return name
+
+
+def write_database(
+    url: str, key: ScheduleKey, result: Mapping[str, Any], notes: list[str]
+) -> str | None:
+    """The schedule as rows (see above); the schedule's id, or None (and a note) when not."""
+    try:
+        schedule_id = asyncio.run(write_schedule(url, key, result))
+        return str(schedule_id)
+    except Exception as error:  # the ConfigMap still has the schedule
+        # Only the kind of error and PostgreSQL's own SQLSTATE: a driver's message may
+        # quote a fragment of a malformed URL, password included.
+        sqlstate = getattr(error, "sqlstate", None)
+        notes.append(
+            "cannot write the schedule to the engine's database: "
+            f"{type(error).__name__}" + (f" (SQLSTATE {sqlstate})" if sqlstate else "")
+        )
+        return None
