@@ -75,8 +75,10 @@ def arg(job: dict[str, Any], flag: str) -> str:
 
 def test_golden_ft06(update_golden: bool) -> None:
     text = yaml.safe_dump_all(build(inputs()), sort_keys=False, width=100)
-    if update_golden or not GOLDEN.exists():
+    if update_golden:
         GOLDEN.write_text(text)
+        return
+    assert GOLDEN.is_file(), f"{GOLDEN} missing: run pytest {__file__} --update-golden"
     expected = GOLDEN.read_text()
     assert text == expected, "".join(
         difflib.unified_diff(expected.splitlines(True), text.splitlines(True), "golden", "now")
