@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal
 from typing import Annotated, Literal
 
 from croniter import croniter
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from vulcan_operator import quantity
 from vulcan_operator.solver.problem import Strict
 
 __all__ = [
@@ -25,7 +25,6 @@ __all__ = [
     "Status",
     "Strict",
     "cel",
-    "quantity_value",
 ]
 
 DnsLabel = Annotated[
@@ -47,47 +46,17 @@ DnsSubdomain = Annotated[
     ),
 ]
 
-# The pattern controller-gen writes for resource.Quantity: exactly what ParseQuantity accepts,
-# so a value that passes here never makes a child manifest fail with 422.
-QUANTITY_PATTERN = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
-    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
-)
-
 
 def _quantity(value: int | str) -> int | str:
-    if isinstance(value, str) and not re.fullmatch(QUANTITY_PATTERN, value):
-        raise ValueError(f"'{value}' is not a Kubernetes quantity (e.g. 500m, 2, 4Gi)")
+    quantity.parse(value)  # raises ValueError naming the value
     return value
-
-
-_SUFFIXES = {
-    "": Decimal(1),
-    "m": Decimal("0.001"),
-    **{s: Decimal(1000) ** (i + 1) for i, s in enumerate("kMGTPE")},
-    **{f"{s}i": Decimal(1024) ** (i + 1) for i, s in enumerate("KMGTPE")},
-}
-_NUMBER = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(.*)$")
-
-
-def quantity_value(value: int | str) -> Decimal:
-    """A Kubernetes quantity as a number: 500m -> 0.5, 2Gi -> 2147483648, 1e3 -> 1000."""
-    match = _NUMBER.match(str(value))
-    if match is None:
-        raise ValueError(f"'{value}' is not a Kubernetes quantity")
-    number, suffix = Decimal(match[1]), match[2]
-    if suffix in _SUFFIXES:
-        return number * _SUFFIXES[suffix]
-    if suffix[:1] in ("e", "E"):
-        return number * Decimal(10) ** Decimal(suffix[1:])
-    raise ValueError(f"'{value}' is not a Kubernetes quantity")
 
 
 Quantity = Annotated[
     int | str,
     Field(
         description="A Kubernetes quantity, e.g. 500m, 2, 4Gi.",
-        json_schema_extra={"pattern": QUANTITY_PATTERN},  # applies to the string form only
+        json_schema_extra={"pattern": quantity.PATTERN},  # applies to the string form only
     ),
     AfterValidator(_quantity),
 ]

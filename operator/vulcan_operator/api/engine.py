@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from vulcan_operator import quantity
 from vulcan_operator.api.common import (
     Cron,
     DnsLabel,
@@ -17,7 +18,6 @@ from vulcan_operator.api.common import (
     Status,
     Strict,
     cel,
-    quantity_value,
 )
 from vulcan_operator.solver.problem import SolverSettings
 
@@ -66,7 +66,7 @@ class Resources(Strict):
         # is our default: a spec lowering only limits.cpu below 1 would break the Deployment).
         for name, limit in self.limits.items():
             request = self.requests.get(name)
-            if request is not None and quantity_value(request) > quantity_value(limit):
+            if request is not None and quantity.parse(request) > quantity.parse(limit):
                 raise ValueError(
                     f"requests.{name}: {request} is more than limits.{name} ({limit}), which "
                     "the API server refuses; a side not given takes its default (requests: "

@@ -10,9 +10,10 @@ deadline exceeded, evicted, invalid problem, a crash.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from vulcan_operator import quantity
 
 __all__ = [
     "IMAGE_PULL_REASONS",
@@ -30,18 +31,6 @@ IMAGE_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "E
 SCHEDULE_STATUSES = ("OPTIMAL", "FEASIBLE")
 RESULT_KEYS = ("status", "objective", "bound", "makespan", "wallSeconds", "explanation")
 CONTAINER = "solver"
-_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
-_MEMORY_FACTORS = {
-    None: 1 / 2**20,
-    "Ki": 1 / 2**10,
-    "Mi": 1,
-    "Gi": 2**10,
-    "Ti": 2**20,
-    "k": 1e3 / 2**20,
-    "M": 1e6 / 2**20,
-    "G": 1e9 / 2**20,
-    "T": 1e12 / 2**20,
-}
 
 
 @dataclass(frozen=True)
@@ -106,9 +95,9 @@ def memory_limit_mib(job: dict[str, Any]) -> int | None:
     ) or []
     for container in containers:
         value = ((container.get("resources") or {}).get("limits") or {}).get("memory")
-        match = _MEMORY.match(str(value or ""))
-        if match:
-            return round(float(match.group(1)) * _MEMORY_FACTORS[match.group(2)])
+        limit = quantity.parse_or_none(value)
+        if limit is not None:
+            return round(limit / 2**20)
     return None
 
 
