@@ -296,3 +296,61 @@ async def test_overlapping_reconciles_run_one_migration(
     created = [r.body["metadata"]["name"] for r in creates if r.status == 201]
     assert len(created) == 1, created
     assert [h["outcome"] for h in status(emulator)["history"]] == ["Succeeded"]
+
+
+async def test_a_child_name_taken_by_a_users_object_is_refused_and_the_rest_is_made(
+    emulator: Emulator, operator: OperatorRunner
+) -> None:
+    theirs = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "prod", "namespace": "default", "labels": {"team": "x"}},
+        "spec": {"ports": [{"name": "theirs", "port": 9999}], "selector": {"app": "theirs"}},
+    }
+    users = emulator.create(theirs)
+    emulator.create(db_secret())
+    emulator.create(engine())
+
+    def refused() -> bool:
+        degraded = next(
+            (c for c in status(emulator).get("conditions") or [] if c["type"] == "Degraded"), {}
+        )
+        return degraded.get("reason") == "ChildConflict"
+
+    await emulator.wait_for(
+        lambda: emulator.get(ENGINES, "default", "prod").get("status") and refused()
+    )
+    degraded = condition(emulator, "Degraded")
+    assert degraded["status"] == "True"
+    assert (
+        "Service prod already exists and does not belong to this VulcanEngine"
+        in degraded["message"]
+    )
+    assert status(emulator)["phase"] == "Degraded"
+    for resource, name in CORE - {("services", "prod")}:
+        assert emulator.get(resource, "default", name) is not None, (resource, name)
+    await emulator.wait_for(
+        lambda: any(
+            e.get("reason") == "ChildConflict" and e.get("type") == "Warning"
+            for e in emulator.list("events", "default")
+            if (e.get("involvedObject") or {}).get("name") == "prod"
+        )
+    )
+    await asyncio.sleep(2)  # resyncs: the user's Service stays as it was, one Event in all
+    now = emulator.get("services", "default", "prod")
+    assert now["metadata"]["resourceVersion"] == users["metadata"]["resourceVersion"]
+    assert now["spec"] == users["spec"] and now["metadata"] == users["metadata"]
+    conflicts = [
+        e for e in emulator.list("events", "default") if e.get("reason") == "ChildConflict"
+    ]
+    assert len(conflicts) == 1 and sum(e.get("count", 1) for e in conflicts) == 1
+
+    emulator.delete("services", "default", "prod")  # the user gives the name up: ours is made
+    await emulator.wait_for(
+        lambda: (
+            (emulator.get("services", "default", "prod") or {})
+            .get("metadata", {})
+            .get("ownerReferences")
+        )
+    )
+    await emulator.wait_for(lambda: condition(emulator, "Degraded")["status"] == "False")

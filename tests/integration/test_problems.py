@@ -637,3 +637,26 @@ async def test_a_problem_waits_while_its_engine_asks_for_more_than_its_own_caps(
     emulator.patch("vulcanengines", NS, "roomy", {"spec": {"solver": {"maxWorkers": 32}}})
     await phase(emulator, "early", "Succeeded", "Failed", within=30)
     assert status(emulator, "early")["phase"] == "Succeeded"
+
+
+async def test_a_child_name_taken_by_a_users_object_fails_the_problem_with_name_conflict(
+    emulator: Emulator, solving: SolverPodBridge
+) -> None:
+    theirs = emulator.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "taken-solver", "namespace": NS, "labels": {"team": "x"}},
+        }
+    )
+    emulator.create(problem("taken", **job_shop(seed=3, jobs=3, machines=2)))
+    await phase(emulator, "taken", "Failed")
+    ready = condition(status(emulator, "taken"), "Ready")
+    assert ready["reason"] == "NameConflict", ready
+    message = "ServiceAccount taken-solver already exists and does not belong to this "
+    assert message in ready["message"]
+    await emulator.wait_for(
+        lambda: any(r == "NameConflict" for _, r, _ in events(emulator, "taken"))
+    )
+    assert emulator.get("serviceaccounts", NS, "taken-solver") == theirs
+    assert solver_jobs(emulator) == []

@@ -7,6 +7,7 @@ from typing import Any
 
 from vulcan_operator import quantity
 from vulcan_operator.k8s.client import Api, ApiError, Ref
+from vulcan_operator.names import LABEL_MANAGED_BY
 
 
 def _quantity(value: Any) -> Decimal | None:
@@ -44,20 +45,64 @@ def _removals(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any
     return {"data": dict.fromkeys(gone)} if gone else {}
 
 
-async def apply(api: Api, desired: dict[str, Any], *, create_only: bool = False) -> str:
-    """Create if missing, patch if it differs, nothing if equal. Returns what was done."""
+class NotOurs(Exception):
+    """The desired object's name is taken by an object that is not ours: it was left alone.
+
+    `kind` and `name` name the object; the message says so in a user's words."""
+
+    def __init__(self, desired: dict[str, Any]) -> None:
+        meta = desired.get("metadata") or {}
+        self.kind = str(desired.get("kind"))
+        self.name = str(meta.get("name"))
+        owners = meta.get("ownerReferences") or []
+        whose = f"this {owners[0].get('kind')}" if owners else "the operator"
+        super().__init__(
+            f"{self.kind} {self.name} already exists and does not belong to {whose}; "
+            "rename or delete it"
+        )
+
+
+def _ours(current: dict[str, Any], desired: dict[str, Any]) -> bool:
+    """CloudNativePG's rule: an object is ours when it names our owner's uid among its
+    ownerReferences. An unowned object we make (the backup volume, which outlives its engine)
+    is ours when it carries our managed-by label; one without labels (Kopf's peering) is
+    anyone's."""
+    meta, current_meta = desired.get("metadata") or {}, current.get("metadata") or {}
+    uids = {o.get("uid") for o in meta.get("ownerReferences") or []}
+    if uids:
+        return any(o.get("uid") in uids for o in current_meta.get("ownerReferences") or [])
+    mark = (meta.get("labels") or {}).get(LABEL_MANAGED_BY)
+    return mark is None or (current_meta.get("labels") or {}).get(LABEL_MANAGED_BY) == mark
+
+
+async def apply(
+    api: Api, desired: dict[str, Any], *, create_only: bool = False, likely_new: bool = False
+) -> str:
+    """Make `desired` exist: "created", "patched" (it differed) or "unchanged".
+
+    An existing object that is not ours (`_ours`) is never patched nor taken over: `NotOurs`
+    is raised. `create_only` objects are created when missing and otherwise left as they are,
+    and so is every unowned object (it has no owner to repair it for). `likely_new` tries the
+    create first (one request for a child that never existed, e.g. a new problem's).
+    """
     ref = Ref.of(desired)
-    current = await api.get(ref)
+    current = None if likely_new else await api.get(ref)
     if current is None:
         try:
             await api.create(desired)
         except ApiError as exc:
-            if exc.status != 409:  # created meanwhile by a concurrent reconcile
+            if exc.status != 409:
                 raise
-            return "unchanged"
-        return "created"
+            current = await api.get(ref)  # there already, or made by a concurrent reconcile
+            if current is None:  # deleted in between: the next reconcile creates it
+                return "unchanged"
+        else:
+            return "created"
+    if not _ours(current, desired):
+        raise NotOurs(desired)
     wanted = {k: v for k, v in desired.items() if k != "status"}
-    if create_only or contains(current, wanted):
+    unowned = not (desired.get("metadata") or {}).get("ownerReferences")
+    if create_only or unowned or contains(current, wanted):
         return "unchanged"
     body = wanted
     removals = _removals(current, desired)

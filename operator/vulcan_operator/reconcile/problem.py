@@ -46,7 +46,7 @@ from vulcan_operator.builders.problem import (
     cap_issues,
 )
 from vulcan_operator.config import Settings
-from vulcan_operator.k8s import Api, ApiError, Ref, contains
+from vulcan_operator.k8s import Api, ApiError, NotOurs, Ref, apply
 from vulcan_operator.reconcile import solverjob
 from vulcan_operator.reconcile.queue import EngineKey, QueueEntry, QueueView, engine_key
 from vulcan_operator.solver.loader import INLINE_ONLY, ProblemFileError, referenced_problem
@@ -248,42 +248,6 @@ async def checked_reference(problem: SchedulingProblem, configmap: dict[str, Any
     return lines
 
 
-def _owned(obj: dict[str, Any], uid: str) -> bool:
-    return any(o.get("uid") == uid for o in obj.get("metadata", {}).get("ownerReferences") or [])
-
-
-async def ensure(api: Api, desired: dict[str, Any], uid: str, *, create_only: bool) -> str:
-    """Create `desired`; when it exists already, repair it if ours and different (unless
-    create_only), and refuse to touch an object of that name that is not ours.
-
-    Create first: a new problem's children never exist, so this costs one request each."""
-    ref = Ref.of(desired)
-    try:
-        await api.create(desired)
-    except ApiError as exc:
-        if exc.status != 409:
-            raise
-    else:
-        return "created"
-    current = await api.get(ref)
-    if current is None:  # deleted in between: the next look creates it
-        return "unchanged"
-    if not _owned(current, uid):
-        raise ConflictError(
-            f"{desired['kind']} {ref.name} already exists and does not belong to this "
-            "SchedulingProblem; rename or delete it"
-        )
-    wanted = {k: v for k, v in desired.items() if k != "status"}
-    if create_only or contains(current, wanted):
-        return "unchanged"
-    await api.patch(ref, wanted)
-    return "patched"
-
-
-class ConflictError(Exception):
-    """A child's name is taken by an object that is not ours."""
-
-
 async def kueue_pending(api: Api, job: dict[str, Any]) -> str:
     """Why Kueue has not admitted the Job yet, in Kueue's words."""
     meta = job.get("metadata") or {}
@@ -421,7 +385,7 @@ async def reconcile(
     async def start() -> None:
         for child in build(inputs):
             create_only = child["kind"] in ("Job", "ConfigMap")
-            await ensure(api, child, uid, create_only=create_only)
+            await apply(api, child, create_only=create_only, likely_new=True)
 
     solver = inputs.solver
     what = (
@@ -436,7 +400,7 @@ async def reconcile(
     if not position:
         try:
             await start()
-        except ConflictError as error:
+        except NotOurs as error:
             queue.admissions.release(key, uid)
             message = str(error)
             st.set(result={"explanation": [message], "finishedAt": now()})
