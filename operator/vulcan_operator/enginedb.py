@@ -20,9 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from vulcan_operator import names
 from vulcan_operator.api.common import SecretKeyRef
-from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.k8s import Api, Ref
 
 NOT_A_URL = "is not a valid PostgreSQL URL"
@@ -36,13 +34,6 @@ class DatabaseUnavailable(Exception):
 
 class InvalidDatabaseURL(DatabaseUnavailable):
     """The URL itself is wrong (not a PostgreSQL URL, a bad port, not UTF-8): no retry helps."""
-
-
-def url_ref(engine: str, spec: VulcanEngineSpec) -> SecretKeyRef:
-    """The Secret key holding DATABASE_URL: spec.database.urlSecretRef or the convention."""
-    return spec.database.urlSecretRef or SecretKeyRef(
-        name=names.default_database_secret(engine), key=names.DATABASE_URL_KEY
-    )
 
 
 async def database_url(api: Api, namespace: str, ref: SecretKeyRef) -> str:

@@ -22,7 +22,11 @@ __all__ = [
     "ANNOTATION_SPEC_HASH",
     "APP_NAME",
     "COMPONENT_BACKEND",
+    "COMPONENT_BACKUP",
+    "COMPONENT_MAINTENANCE",
+    "COMPONENT_RESTORE",
     "COMPONENT_SOLVER",
+    "CRONJOB_NAME_MAX",
     "DATABASE_URL_KEY",
     "HASH_LENGTH",
     "LABEL_COMPONENT",
@@ -34,6 +38,9 @@ __all__ = [
     "MANAGED_BY",
     "MAX_LABEL_LENGTH",
     "MAX_SUBDOMAIN_LENGTH",
+    "backup_cronjob",
+    "backup_job",
+    "backup_pvc",
     "default_database_secret",
     "dns1035_name",
     "dns_name",
@@ -48,15 +55,19 @@ __all__ = [
     "engine_service_account",
     "label_value",
     "labels",
+    "maintenance_cronjob",
     "problem_job",
     "problem_schedule_configmap",
     "problem_solver_account",
+    "restore_job",
     "selector",
     "short_hash",
 ]
 
 MAX_LABEL_LENGTH = 63
 MAX_SUBDOMAIN_LENGTH = 253
+#: A CronJob's name: the CronJob controller appends "-<11 digits>" to the names of its Jobs.
+CRONJOB_NAME_MAX = 52
 HASH_LENGTH = 8
 
 # --- labels -------------------------------------------------------------------------------
@@ -75,6 +86,11 @@ MANAGED_BY = "vulcan-operator"
 COMPONENT_BACKEND = "backend"
 #: Component of the solver Jobs of SchedulingProblems and what comes with them.
 COMPONENT_SOLVER = "solver"
+#: Components of an engine's scheduled and on-demand backups (and its backup claim), of its
+#: scheduled maintenance, and of its restores.
+COMPONENT_BACKUP = "backup"
+COMPONENT_MAINTENANCE = "maintenance"
+COMPONENT_RESTORE = "restore"
 
 # --- annotations --------------------------------------------------------------------------
 #: Hash of a child as built (see builders.common.finish); the applier skips equal hashes.
@@ -232,6 +248,34 @@ def default_database_secret(engine: str) -> str:
     if len(name) <= MAX_SUBDOMAIN_LENGTH:
         return name
     return dns_name(engine, "database", max_length=MAX_SUBDOMAIN_LENGTH)
+
+
+# --- an engine's backups, maintenance and restores ----------------------------------------
+
+
+def backup_cronjob(engine: str) -> str:
+    """CronJob of the scheduled backups (at most 52 characters, as CronJob names must be)."""
+    return dns_name(engine, "backup", max_length=CRONJOB_NAME_MAX)
+
+
+def maintenance_cronjob(engine: str) -> str:
+    """CronJob of the scheduled maintenance."""
+    return dns_name(engine, "maintenance", max_length=CRONJOB_NAME_MAX)
+
+
+def backup_pvc(engine: str) -> str:
+    """The PersistentVolumeClaim the operator creates for an engine's backups."""
+    return dns_name(engine, "backups")
+
+
+def backup_job(backup: str, digest: str) -> str:
+    """Job of one VulcanBackup; `digest` is a short hash of the Job's inputs."""
+    return dns_name(backup, "backup", digest)
+
+
+def restore_job(restore: str, digest: str) -> str:
+    """Job of one VulcanRestore; `digest` is a short hash of the Job's inputs."""
+    return dns_name(restore, "restore", digest)
 
 
 # --- a SchedulingProblem's children -------------------------------------------------------

@@ -23,6 +23,7 @@ from vulcan_operator.builders import backup as b
 from vulcan_operator.builders.common import Owner, content_hash, hashable_content
 from vulcan_operator.config import Settings
 from vulcan_operator.jobscripts import program
+from vulcan_operator.reconcile.jobs import parse_backup_result, parse_restore_result, parse_result
 
 ENGINE = b.EngineRef(name="prod", namespace="vulcan", uid="11111111-2222-3333-4444-555555555555")
 SETTINGS = Settings(operator_image="op:1", postgres_image="registry.local/postgres:15.8-alpine")
@@ -204,7 +205,7 @@ def test_secrets_are_referenced_never_inlined() -> None:
 
 
 def test_the_default_database_secret_is_the_engines() -> None:
-    ref = b.database_secret_ref("prod", spec().database)
+    ref = spec().database_url_ref("prod")
     assert (ref.name, ref.key) == (names.default_database_secret("prod"), names.DATABASE_URL_KEY)
     objs = b.build_engine_backup_children(ENGINE, spec(), SETTINGS)
     for cronjob in by_kind(objs, "CronJob"):
@@ -281,8 +282,6 @@ def test_the_backup_pvc_is_kept_when_the_engine_goes() -> None:
     (fast,) = b.build_backup_pvc(ENGINE, BackupStorage(pvc=PvcStorage(storageClassName="fast")))
     assert fast["spec"]["storageClassName"] == "fast"
     validate_manifest(fast)
-    # Never among what the reconciler prunes.
-    assert all(kind != "PersistentVolumeClaim" for _, kind, _ in b.possible_backup_children("prod"))
 
 
 def test_no_pvc_for_an_existing_claim_or_s3() -> None:
@@ -308,8 +307,6 @@ def test_disabled_backups_and_maintenance_build_only_the_store() -> None:
         maintenance={"enabled": False},
     )
     assert b.build_engine_backup_children(ENGINE, s3_off, SETTINGS) == []
-    names_ = {name for _, _, name in b.possible_backup_children("prod")}
-    assert names_ == {"prod-backup", "prod-maintenance"}
 
 
 def test_s3_backups_dump_in_an_init_container_and_upload_with_the_aws_cli() -> None:
@@ -623,7 +620,7 @@ def test_long_engine_names_fit_cronjob_limits() -> None:
     objs = b.build_engine_backup_children(engine, spec(), SETTINGS)
     for cronjob in by_kind(objs, "CronJob"):
         assert len(cronjob["metadata"]["name"]) <= 52
-    assert b.backup_cronjob_name(long) != b.maintenance_cronjob_name(long)
+    assert names.backup_cronjob(long) != names.maintenance_cronjob(long)
     validate_manifests(objs)
     vb = Owner(kind="VulcanBackup", name="b" * 200, namespace="vulcan", uid="u")
     job = b.build_backup_job(vb, long, S3_STORAGE, DB, SETTINGS)[-1]
@@ -651,7 +648,7 @@ SUCCESS = {
 
 
 def test_parse_a_successful_backup() -> None:
-    result = b.parse_backup_result(json.dumps(SUCCESS) + "\n")
+    result = parse_backup_result(json.dumps(SUCCESS) + "\n")
     assert result == {
         "outcome": "Succeeded",
         "message": "",
@@ -683,7 +680,7 @@ def test_parse_a_failure_from_the_logs_fallback() -> None:
         '{"kind":"vulcan-backup","outcome":"Succeeded"}\n'  # an older line is not the last
         "2026-11-29T02:00:01Z backup: error: pg_dump failed\n" + json.dumps(failure) + "\n"
     )
-    result = b.parse_backup_result(logs)
+    result = parse_backup_result(logs)
     assert result["outcome"] == "Failed"
     assert result["step"] == "dump" and result["exitCode"] == 1
     assert "connection refused" in result["message"]
@@ -701,7 +698,7 @@ def test_parse_a_failure_from_the_logs_fallback() -> None:
     ],  # cut at 4096 bytes
 )
 def test_parse_without_a_result_is_unknown(text: str) -> None:
-    result = b.parse_backup_result(text)
+    result = parse_backup_result(text)
     assert result["outcome"] == "Unknown"
     assert "no backup result" in result["message"]
     assert result["location"] is None
@@ -709,7 +706,7 @@ def test_parse_without_a_result_is_unknown(text: str) -> None:
 
 def test_parse_ignores_fields_of_the_wrong_type() -> None:
     odd = dict(SUCCESS, sizeBytes="big", checksum=7, outcome="Maybe")
-    result = b.parse_backup_result(json.dumps(odd))
+    result = parse_backup_result(json.dumps(odd))
     assert result["sizeBytes"] is None and result["checksum"] is None
     assert result["outcome"] == "Unknown"
 
@@ -723,7 +720,7 @@ def test_parse_restore_and_maintenance_results() -> None:
         "databaseRevision": "abc",
         "rowCounts": {"jobs": 600, "tasks": 3000, "bad": "x"},
     }
-    result = b.parse_restore_result(json.dumps(restore))
+    result = parse_restore_result(json.dumps(restore))
     assert result["outcome"] == "Succeeded" and result["database"] == "vulcan"
     assert result["rowCounts"] == {"jobs": 600, "tasks": 3000}
     refused = {
@@ -733,7 +730,7 @@ def test_parse_restore_and_maintenance_results() -> None:
         "step": "verify",
         "message": "backup refused, database untouched: checksum mismatch",
     }
-    assert b.parse_restore_result(json.dumps(refused))["exitCode"] == 3
+    assert parse_restore_result(json.dumps(refused))["exitCode"] == 3
     download = {
         "kind": "vulcan-restore-download",
         "outcome": "Failed",
@@ -741,13 +738,5 @@ def test_parse_restore_and_maintenance_results() -> None:
         "step": "verify",
         "message": "backup refused: s3://b/k does not exist",
     }
-    assert b.parse_restore_result(json.dumps(download))["message"].endswith("does not exist")
-    maintenance = {
-        "kind": "vulcan-maintenance",
-        "outcome": "Succeeded",
-        "tables": [{"table": "public.tasks", "bytes": 1, "size": "1 bytes"}],
-    }
-    assert b.parse_maintenance_result(json.dumps(maintenance))["tables"][0]["table"] == (
-        "public.tasks"
-    )
-    assert b.parse_result("nothing") is None
+    assert parse_restore_result(json.dumps(download))["message"].endswith("does not exist")
+    assert parse_result("nothing") is None

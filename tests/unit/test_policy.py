@@ -74,7 +74,7 @@ def one_off_jobs(settings: Settings) -> dict[str, list[Obj]]:
         engine, keys={"SECRET_KEY": "k", "JWT_SECRET_KEY": "j"}, settings=settings
     )
     spec = inputs.spec
-    database = backup_builder.database_secret_ref("prod", spec.database)
+    database = spec.database_url_ref("prod")
     s3 = BackupStorage.model_validate(
         {"s3": {"bucket": "vulcan-backups", "credentialsSecretRef": {"name": "s3-creds"}}}
     )

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from vulcan_operator import quantity
+from vulcan_operator import names, quantity
 from vulcan_operator.api.common import (
     Cron,
     DnsLabel,
@@ -432,6 +432,13 @@ class VulcanEngineSpec(Strict):
         description="Extra container env, passed through.",
     )
     paused: bool = Field(False, description="Stop all changes to the installation.")
+
+    def database_url_ref(self, engine: str) -> SecretKeyRef:
+        """Where DATABASE_URL is: spec.database.urlSecretRef, else the conventional Secret
+        `<engine>-database`, key `database-url` (as CloudNativePG's application Secret)."""
+        return self.database.urlSecretRef or SecretKeyRef(
+            name=names.default_database_secret(engine), key=names.DATABASE_URL_KEY
+        )
 
 
 class LastBackup(BaseModel):

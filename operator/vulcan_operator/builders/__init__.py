@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from vulcan_operator.builders import backup, engine, monitoring
+from vulcan_operator.builders import engine, monitoring
+from vulcan_operator.builders.backup.cronjobs import EngineRef, build_engine_backup_children
 from vulcan_operator.builders.engine import EngineInputs
 
 __all__ = ["EngineInputs", "engine_children"]
@@ -21,11 +22,11 @@ def engine_children(inputs: EngineInputs) -> list[dict[str, Any]]:
     `builders.engine.build`), the monitoring objects (`inputs.monitoring` says whether the
     Prometheus Operator CRDs exist), then the backup volume (unowned: apply it create-only and
     never prune it), the backup CronJob and the maintenance CronJob."""
-    ref = backup.EngineRef(name=inputs.name, namespace=inputs.namespace, uid=inputs.uid)
+    ref = EngineRef(name=inputs.name, namespace=inputs.namespace, uid=inputs.uid)
     return [
         *engine.build(inputs),
         *monitoring.build(inputs, prometheus_operator=inputs.monitoring),
-        *backup.build_engine_backup_children(
+        *build_engine_backup_children(
             ref, inputs.spec, inputs.settings, suspend=inputs.suspend_cronjobs
         ),
     ]

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vulcan_operator import names
+from vulcan_operator import kinds, names
 from vulcan_operator.api.common import SecretKeyRef
 from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.builders.common import Owner, content_hash, finish
@@ -60,7 +60,7 @@ __all__ = [
 
 Manifest = dict[str, Any]
 
-KIND = "VulcanEngine"
+KIND = kinds.ENGINE.kind
 
 CONTAINER_NAME = "backend"
 CONTAINER_PORT = 8000
@@ -387,10 +387,7 @@ def _env(inputs: EngineInputs) -> list[dict[str, Any]]:
     """
     spec = inputs.spec
     keys_secret = names.engine_keys_secret(inputs.name)
-    database = spec.database.urlSecretRef or SecretKeyRef(
-        name=names.default_database_secret(inputs.name), key=names.DATABASE_URL_KEY
-    )
-    ours = [_secret_env("DATABASE_URL", database)]
+    ours = [_secret_env("DATABASE_URL", spec.database_url_ref(inputs.name))]
     if spec.redis.urlSecretRef is not None:
         ours.append(_secret_env("REDIS_URL", spec.redis.urlSecretRef))
     for key, ref in (

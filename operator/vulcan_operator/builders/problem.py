@@ -38,8 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vulcan_operator import GROUP, names
-from vulcan_operator.api.common import SecretKeyRef
+from vulcan_operator import GROUP, kinds, names
 from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.api.problem import ProblemRef, SchedulingProblemSpec
 from vulcan_operator.builders.common import Owner, finish
@@ -64,14 +63,13 @@ __all__ = [
     "build_schedule_configmap",
     "build_service_account",
     "cap_issues",
-    "database_ref",
     "resolve_settings",
     "solver_labels",
 ]
 
 Manifest = dict[str, Any]
 
-KIND = "SchedulingProblem"
+KIND = kinds.PROBLEM.kind
 CONTAINER_NAME = "solver"
 MODULE = "vulcan_operator.solverpod"
 #: Seconds the pod gets beyond the solver's time limit: start-up, writing the schedule.
@@ -166,13 +164,6 @@ def active_deadline_seconds(settings: SolverSettings) -> int:
     return math.ceil(settings.maxTimeSeconds) + GRACE_SECONDS
 
 
-def database_ref(engine_name: str, engine: VulcanEngineSpec) -> SecretKeyRef:
-    """Where the engine's DATABASE_URL is (its spec's reference, else the conventional one)."""
-    return engine.database.urlSecretRef or SecretKeyRef(
-        name=names.default_database_secret(engine_name), key=names.DATABASE_URL_KEY
-    )
-
-
 def solver_labels(inputs: ProblemInputs) -> dict[str, str]:
     """Labels of every child: ours for the engine's solver component, plus the problem."""
     return {
@@ -215,7 +206,7 @@ def solver_args(inputs: ProblemInputs) -> list[str]:
 
 
 def _env(inputs: ProblemInputs) -> list[dict[str, Any]]:
-    db = database_ref(inputs.engine_name, inputs.engine)
+    db = inputs.engine.database_url_ref(inputs.engine_name)
     return [
         # Optional: an engine whose database Secret is missing still gets its schedule solved
         # (into the ConfigMap only).

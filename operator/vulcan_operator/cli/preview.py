@@ -14,7 +14,7 @@ from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.api.problem import SchedulingProblem
 from vulcan_operator.builders import engine_children
 from vulcan_operator.builders import problem as problem_builder
-from vulcan_operator.builders.backup import build_vulcan_backup_job, build_vulcan_restore_job
+from vulcan_operator.builders.backup.jobs import build_vulcan_backup_job, build_vulcan_restore_job
 from vulcan_operator.builders.common import Owner
 from vulcan_operator.builders.engine import EngineInputs, ensure_keys
 from vulcan_operator.builders.migration import restore_migration_job

@@ -15,7 +15,7 @@ and its name hash covers it; the database tests run the very same text.
 | s3-download | aws CLI          | fetch a backup for `restore`                              |
 
 Every program ends by printing one JSON line (also written to /dev/termination-log): see
-`vulcan_operator.builders.backup.parse_backup_result`. Exit codes: 0 done, 1 failed,
+`vulcan_operator.reconcile.jobs.parse_backup_result`. Exit codes: 0 done, 1 failed,
 2 bad settings, 3 backup file refused (database untouched).
 """
 

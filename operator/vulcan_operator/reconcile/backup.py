@@ -2,7 +2,7 @@
 of its backups (`status.lastBackup`, the `BackupHealthy` condition).
 
 VulcanBackup: Pending (its engine does not exist yet) → Running (its Job exists) →
-Succeeded | Failed. The Job is built by `builders.backup.build_backup_job` (owned by the
+Succeeded | Failed. The Job is built by `builders.backup.jobs.build_backup_job` (owned by the
 VulcanBackup, name hashed from its inputs) and found again by its owner's uid, so a retry or an
 operator restart never makes a second one. The result comes from the pod's termination message
 (`parse_backup_result`): location, size, checksum, database revision, start and end. A backup
@@ -38,20 +38,17 @@ from vulcan_operator import API_VERSION, names
 from vulcan_operator.api import errors
 from vulcan_operator.api.backup import STORAGE_NOT_ALLOWED, VulcanBackup
 from vulcan_operator.api.engine import VulcanEngineSpec
-from vulcan_operator.builders.backup import (
-    COMPONENT_BACKUP,
-    backup_cronjob_name,
-    build_vulcan_backup_job,
-    parse_backup_result,
-    plan_storage,
-)
+from vulcan_operator.builders.backup.jobs import build_vulcan_backup_job
+from vulcan_operator.builders.backup.storage import plan_storage
 from vulcan_operator.builders.common import Owner
 from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api, Ref, apply
+from vulcan_operator.names import COMPONENT_BACKUP
 from vulcan_operator.reconcile.jobs import (
     JobRun,
     finished_at,
     owned_jobs,
+    parse_backup_result,
     plain_text,
     read_job_object,
     safe_revision,
@@ -417,7 +414,7 @@ async def _health(
     interval = schedule_interval(backup.schedule)
     every = f"'{backup.schedule}' (every {human_interval(interval)})" if interval else "schedule"
     if last is None:
-        cronjob = await api.get(Ref("batch/v1", "CronJob", namespace, backup_cronjob_name(engine)))
+        cronjob = await api.get(Ref("batch/v1", "CronJob", namespace, names.backup_cronjob(engine)))
         since_text = (cronjob or {}).get("metadata", {}).get("creationTimestamp") or created
         since = _time(since_text)
         if since is not None and interval is not None and when - since > 2 * interval:

@@ -28,7 +28,7 @@ from vulcan_operator import API_VERSION, enginedb, names
 from vulcan_operator.api import errors
 from vulcan_operator.api.engine import VulcanEngine, VulcanEngineSpec
 from vulcan_operator.builders import engine_children
-from vulcan_operator.builders.backup import storage_conflicts
+from vulcan_operator.builders.backup.storage import storage_conflicts
 from vulcan_operator.builders.engine import (
     EngineInputs,
     ensure_keys,
@@ -99,14 +99,8 @@ def parse(body: dict[str, Any]) -> VulcanEngine | list[str]:
 
 def secret_refs(name: str, spec: VulcanEngineSpec) -> list[tuple[str, str, str]]:
     """(what, secret, key) of every Secret key the engine needs to exist."""
-    db = spec.database.urlSecretRef
-    refs = [
-        (
-            "database URL",
-            db.name if db else names.default_database_secret(name),
-            db.key if db else names.DATABASE_URL_KEY,
-        )
-    ]
+    db = spec.database_url_ref(name)
+    refs = [("database URL", db.name, db.key)]
     optional = [
         ("Redis URL", spec.redis.urlSecretRef),
         ("SECRET_KEY", spec.secrets.secretKeyRef),
@@ -310,7 +304,7 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
         monitoring=monitoring,
     )
     deployment_ref = Ref("apps/v1", "Deployment", namespace, names.engine_deployment(name))
-    url_ref = enginedb.url_ref(name, spec)
+    url_ref = spec.database_url_ref(name)
 
     async def read_revision() -> str | None:
         return await enginedb.engine_revision(api, namespace, url_ref)

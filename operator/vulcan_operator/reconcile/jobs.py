@@ -3,12 +3,13 @@
 One reader for every Job the operator follows: migrations (`reconcile.upgrade`), on-demand
 backups and restores (`reconcile.backup`, `reconcile.restore`) and the Jobs the backup
 CronJob makes (the engine's `lastBackup`). The backup and restore programs put their JSON
-result line in the termination message (see `builders.backup.parse_backup_result`); this
-module only collects the text, the builders' parsers read it.
+result line in the termination message; `parse_backup_result` and `parse_restore_result`
+read it.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -22,6 +23,9 @@ __all__ = [
     "finished_at",
     "job_run",
     "owned_jobs",
+    "parse_backup_result",
+    "parse_restore_result",
+    "parse_result",
     "plain_text",
     "read_job",
     "read_job_object",
@@ -239,3 +243,106 @@ async def running_jobs(api: Api, namespace: str, labels: dict[str, str]) -> list
     """Names of the Jobs with `labels` that have not finished, sorted."""
     jobs = await api.list(Ref("batch/v1", "Job", namespace), labels)
     return sorted(j["metadata"]["name"] for j in jobs if finished_at(j) is None)
+
+
+# --- results --------------------------------------------------------------------------------
+RESULT_KINDS = frozenset(
+    {
+        "vulcan-backup",
+        "vulcan-restore",
+        "vulcan-maintenance",
+        "vulcan-retention",
+        "vulcan-restore-download",
+    }
+)
+
+
+def parse_result(text: str, kind: str | None = None) -> dict[str, Any] | None:
+    """The last result line of a program in `text` (a termination message or logs), or None.
+
+    With `kind` (e.g. "vulcan-backup"), only a line of that kind counts.
+    """
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(value, dict) or value.get("kind") not in RESULT_KINDS:
+            continue
+        if kind is None or value.get("kind") == kind:
+            return value
+    return None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _common(found: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
+    if found is None:
+        return {
+            "outcome": "Unknown",
+            "message": f"no {what} result in the termination message (killed, OOM, deadline?)",
+            "step": None,
+            "exitCode": None,
+            "location": None,
+            "startedAt": None,
+            "finishedAt": None,
+        }
+    outcome = found.get("outcome")
+    return {
+        "outcome": outcome if outcome in ("Succeeded", "Failed") else "Unknown",
+        "message": _str(found.get("message")) or "",
+        "step": _str(found.get("step")),
+        "exitCode": _int(found.get("exitCode")),
+        "location": _str(found.get("location")),
+        "startedAt": _str(found.get("startedAt")),
+        "finishedAt": _str(found.get("finishedAt")),
+    }
+
+
+def parse_backup_result(termination_message: str) -> dict[str, Any]:
+    """What a backup pod reported, shaped for VulcanBackup/engine status. Never raises.
+
+    Keys: outcome ("Succeeded", "Failed" or "Unknown" when no result line was found), message,
+    step, exitCode, location, sizeBytes, checksum, databaseRevision, startedAt, finishedAt
+    (None when not reported). Read the main container's termination message; in an S3 pod
+    whose init (dump) container failed, that container's.
+    """
+    found = parse_result(termination_message, "vulcan-backup")
+    result = _common(found, "backup")
+    found = found or {}
+    result.update(
+        sizeBytes=_int(found.get("sizeBytes")),
+        checksum=_str(found.get("checksum")),
+        databaseRevision=_str(found.get("databaseRevision")),
+    )
+    return result
+
+
+def parse_restore_result(termination_message: str) -> dict[str, Any]:
+    """What a restore pod reported: the common keys (see `parse_backup_result`) plus database,
+    databaseRevision and rowCounts ({table: rows}; {} when not reported)."""
+    found = parse_result(termination_message, "vulcan-restore")
+    if found is None:
+        found = parse_result(termination_message, "vulcan-restore-download")
+    result = _common(found, "restore")
+    found = found or {}
+    counts = found.get("rowCounts")
+    result.update(
+        database=_str(found.get("database")),
+        databaseRevision=_str(found.get("databaseRevision")),
+        rowCounts=(
+            {str(k): v for k, v in counts.items() if _int(v) is not None}
+            if isinstance(counts, dict)
+            else {}
+        ),
+    )
+    return result

@@ -32,7 +32,7 @@ that moment is never undone), so a restore can never leave the engine at zero si
 Start (Pending until all hold; refusals first, they never wait): the source is the engine's own
 (backupRef → a VulcanBackup of the same engine that Succeeded, with its recorded location and
 checksum; or spec.location, a backup file of the engine's store, with spec.checksum: see
-`builders.backup.restore_source_problem`); a side restore does not name the engine's own
+`builders.backup.storage.restore_source_problem`); a side restore does not name the engine's own
 database (read from its DATABASE_URL Secret; the restore program refuses it too); the engine
 exists, has been reconciled once, is valid and not paused; no upgrade is in flight (the
 restore WAITS for it to end, with condition reason UpgradeInProgress: an upgrade ends by
@@ -72,23 +72,19 @@ from vulcan_operator import API_VERSION, enginedb, names
 from vulcan_operator.api import errors
 from vulcan_operator.api.backup import CHECKSUM_REQUIRED, VulcanRestore
 from vulcan_operator.api.engine import VulcanEngineSpec
-from vulcan_operator.builders.backup import (
-    COMPONENT_BACKUP,
-    COMPONENT_RESTORE,
-    BackupLocation,
-    build_vulcan_restore_job,
-    parse_restore_result,
-    restore_source_problem,
-)
+from vulcan_operator.builders.backup.jobs import build_vulcan_restore_job
+from vulcan_operator.builders.backup.storage import BackupLocation, restore_source_problem
 from vulcan_operator.builders.common import Owner
 from vulcan_operator.builders.engine import EngineInputs
 from vulcan_operator.builders.migration import restore_migration_job
 from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api, ApiError, Ref, apply
+from vulcan_operator.names import COMPONENT_BACKUP, COMPONENT_RESTORE
 from vulcan_operator.reconcile import upgrade
 from vulcan_operator.reconcile.backup import failure as job_failure
 from vulcan_operator.reconcile.jobs import (
     owned_jobs,
+    parse_restore_result,
     read_job,
     read_job_object,
     running_jobs,
@@ -493,7 +489,7 @@ def database_name(url: str) -> str:
 async def _own_database(run: _Run, spec: VulcanEngineSpec) -> None:
     """Refuse a side restore into the engine's own database (it would replace the data under
     a serving engine). The name comes from the engine's DATABASE_URL Secret."""
-    ref = enginedb.url_ref(run.engine_name, spec)
+    ref = spec.database_url_ref(run.engine_name)
     try:
         url = await enginedb.database_url(run.api, run.namespace, ref)
         enginedb.asyncpg_url(url)  # the same check as everywhere the operator reads it

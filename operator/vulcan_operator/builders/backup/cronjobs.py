@@ -1,0 +1,199 @@
+"""An engine's backup children: the backup claim and the backup and maintenance CronJobs.
+
+| child                          | owner          | built by                     |
+|--------------------------------|----------------|------------------------------|
+| backup CronJob                 | VulcanEngine   | `build_backup_cronjob`       |
+| maintenance CronJob            | VulcanEngine   | `build_maintenance_cronjob`  |
+| backup PVC (operator-made)     | nobody         | `build_backup_pvc`           |
+
+Data first (as CloudNativePG): the PVC the operator creates for backups has NO
+ownerReference, so deleting the engine never deletes its backups; the operator never deletes
+it either. Apply it create-only: a claim's spec is immutable except for growing
+`resources.requests.storage`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from vulcan_operator import kinds, names
+from vulcan_operator.api.common import SecretKeyRef
+from vulcan_operator.api.engine import Backup, BackupStorage, Maintenance, VulcanEngineSpec
+from vulcan_operator.builders.backup.pods import (
+    DEFAULT_AWS_CLI_IMAGE,
+    Pod,
+    backup_pod,
+    base_env,
+    container,
+    database_env,
+    env_var,
+    job_context,
+    volumes,
+)
+from vulcan_operator.builders.backup.storage import plan_storage
+from vulcan_operator.builders.common import Manifest, Owner, content_hash, finish, hashable_content
+from vulcan_operator.config import Settings
+from vulcan_operator.templating import render_one
+
+__all__ = [
+    "EngineRef",
+    "build_backup_cronjob",
+    "build_backup_pvc",
+    "build_engine_backup_children",
+    "build_maintenance_cronjob",
+]
+
+KIND_ENGINE = kinds.ENGINE.kind
+
+TIME_ZONE = "Etc/UTC"
+CONCURRENCY_POLICY = "Forbid"
+STARTING_DEADLINE_SECONDS = 3600  # a backup an hour late is still worth taking
+SUCCESSFUL_JOBS_HISTORY_LIMIT = 3
+FAILED_JOBS_HISTORY_LIMIT = 3
+PVC_ACCESS_MODES = ["ReadWriteOnce"]
+
+
+@dataclass(frozen=True)
+class EngineRef:
+    """The engine a child belongs to: name, namespace and uid (for ownerReferences)."""
+
+    name: str
+    namespace: str
+    uid: str
+
+    @property
+    def owner(self) -> Owner:
+        return Owner(kind=KIND_ENGINE, name=self.name, namespace=self.namespace, uid=self.uid)
+
+
+def _without_owner(child: Manifest) -> Manifest:
+    """`child` (made by finish) with no ownerReferences, its spec-hash recomputed."""
+    metadata = child["metadata"]
+    metadata.pop("ownerReferences", None)
+    annotations = metadata.setdefault("annotations", {})
+    annotations.pop(names.ANNOTATION_SPEC_HASH, None)
+    annotations[names.ANNOTATION_SPEC_HASH] = content_hash(hashable_content(child))
+    return child
+
+
+def build_backup_pvc(engine: EngineRef, storage: BackupStorage) -> list[Manifest]:
+    """The claim for the engine's backups, when the operator is to create one: storage.pvc
+    without a claimName. No ownerReference: it outlives the engine. [] otherwise. Only the
+    engine's reconcile applies it (a VulcanBackup never creates a claim)."""
+    plan = plan_storage(engine.name, engine.namespace, storage)
+    if plan.kind != "pvc" or not plan.managed:
+        return []
+    assert storage.pvc is not None
+    pvc = render_one(
+        "backup-pvc.yaml.j2",
+        name=plan.claim,
+        access_modes=PVC_ACCESS_MODES,
+        storage_class_name=storage.pvc.storageClassName,
+        size=str(storage.pvc.size),
+    )
+    labels = names.labels(engine.name, names.COMPONENT_BACKUP)
+    return [_without_owner(finish(pvc, engine.owner, labels))]
+
+
+def _cronjob(
+    engine: EngineRef, component: str, name: str, schedule: str, pod: Pod, *, suspend: bool
+) -> Manifest:
+    """A CronJob of the engine (owned by it) running `pod` on `schedule`, one run at a time."""
+    labels = names.labels(engine.name, component)
+    context: dict[str, Any] = {
+        "schedule": schedule,
+        "time_zone": TIME_ZONE,
+        "concurrency_policy": CONCURRENCY_POLICY,
+        "starting_deadline_seconds": STARTING_DEADLINE_SECONDS,
+        "successful_jobs_history_limit": SUCCESSFUL_JOBS_HISTORY_LIMIT,
+        "failed_jobs_history_limit": FAILED_JOBS_HISTORY_LIMIT,
+        "suspend": suspend,
+    }
+    cronjob = render_one(
+        "cronjob.yaml.j2", name=name, **context, **job_context(component, labels, pod)
+    )
+    return finish(cronjob, engine.owner, labels)
+
+
+def build_backup_cronjob(
+    engine: EngineRef,
+    backup: Backup,
+    database: SecretKeyRef,
+    settings: Settings,
+    *,
+    aws_cli_image: str = DEFAULT_AWS_CLI_IMAGE,
+    suspend: bool = False,
+) -> list[Manifest]:
+    """The scheduled-backup CronJob (owned by the engine), or [] when backups are disabled.
+
+    Each run dumps, verifies, stores and applies `retentionDays` to the scheduled backups, and
+    tells `notifyWebhookSecretRef`'s URL (when set) of the outcome. `suspend` (while a restore
+    runs) keeps it from starting new runs.
+    """
+    if not backup.enabled:
+        return []
+    pod = backup_pod(
+        engine.name,
+        engine.namespace,
+        plan_storage(engine.name, engine.namespace, backup.storage),
+        database,
+        settings,
+        retention_days=backup.retentionDays,
+        webhook=backup.notifyWebhookSecretRef,
+        aws_cli_image=aws_cli_image,
+    )
+    name = names.backup_cronjob(engine.name)
+    return [_cronjob(engine, names.COMPONENT_BACKUP, name, backup.schedule, pod, suspend=suspend)]
+
+
+def build_maintenance_cronjob(
+    engine: EngineRef,
+    maintenance: Maintenance,
+    database: SecretKeyRef,
+    settings: Settings,
+    *,
+    reindex: bool = False,
+    suspend: bool = False,
+) -> list[Manifest]:
+    """The maintenance CronJob (VACUUM ANALYZE; REINDEX with `reindex`), or [] when disabled;
+    `suspend` keeps it from starting new runs."""
+    if not maintenance.enabled:
+        return []
+    env = [
+        *base_env(engine.name, engine.namespace),
+        *database_env(database),
+        env_var("MAINTENANCE_REINDEX", "true" if reindex else "false"),
+    ]
+    pod = Pod(
+        init_containers=[],
+        containers=[container("maintenance", settings.postgres_image, "maintenance", env, [])],
+        volumes=volumes(),
+    )
+    name = names.maintenance_cronjob(engine.name)
+    component = names.COMPONENT_MAINTENANCE
+    return [_cronjob(engine, component, name, maintenance.schedule, pod, suspend=suspend)]
+
+
+def build_engine_backup_children(
+    engine: EngineRef,
+    spec: VulcanEngineSpec,
+    settings: Settings,
+    *,
+    aws_cli_image: str = DEFAULT_AWS_CLI_IMAGE,
+    suspend: bool = False,
+) -> list[Manifest]:
+    """Backup PVC (when the operator makes it, scheduled backups on or not), backup CronJob and
+    maintenance CronJob of an engine, as its spec asks; `suspend` suspends both CronJobs
+    (while a restore runs: no dump or VACUUM of a database being replaced)."""
+    database = spec.database_url_ref(engine.name)
+    # The engine's store exists whether or not scheduled backups run: VulcanBackups (on-demand,
+    # pre-upgrade) write there, and they never create a claim themselves.
+    pvc = build_backup_pvc(engine, spec.backup.storage)
+    return [
+        *pvc,
+        *build_backup_cronjob(
+            engine, spec.backup, database, settings, aws_cli_image=aws_cli_image, suspend=suspend
+        ),
+        *build_maintenance_cronjob(engine, spec.maintenance, database, settings, suspend=suspend),
+    ]

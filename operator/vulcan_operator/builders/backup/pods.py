@@ -1,0 +1,275 @@
+"""The pods of backup, maintenance and restore Jobs: env, containers, volumes, security.
+
+- Scripts are inlined in the container command (`sh -c <program> <name>`): each Job carries the
+  exact program it runs, its name hash covers it, an operator upgrade that changes a script
+  changes the CronJob's spec-hash (so it is re-applied), and no ConfigMap has to be kept in step.
+- S3: postgres:15-alpine has no aws CLI, so the pod runs the dump as an init container
+  (postgres image) into an emptyDir and uploads from the main container (aws CLI image); a
+  restore downloads in an init container and restores in the main one.
+- Pods: uid/gid 70 (`postgres` in the alpine image), fsGroup 70 so the volume is writable,
+  RuntimeDefault seccomp, no capabilities, read-only root with an emptyDir /tmp, no service
+  account token. `restartPolicy: Never` and a podFailurePolicy: exit 2 (bad settings) and 3
+  (backup file refused) fail the Job at once; evictions do not count as failures.
+- Secrets only by reference: DATABASE_URL, the webhook URL and the S3 keys come from
+  `secretKeyRef`s; no value ever appears in a manifest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vulcan_operator import jobscripts, names
+from vulcan_operator.api.common import SecretKeyRef
+from vulcan_operator.api.engine import S3Storage
+from vulcan_operator.builders.backup.storage import BACKUP_MOUNT, StoragePlan
+from vulcan_operator.config import Settings
+
+__all__ = [
+    "ACTIVE_DEADLINE_SECONDS",
+    "AWS_RESOURCES",
+    "DEFAULT_AWS_CLI_IMAGE",
+    "RUN_AS_USER",
+    "TMP_MOUNT",
+    "WORK_MOUNT",
+    "Pod",
+    "backup_pod",
+    "base_env",
+    "claim_volume",
+    "container",
+    "database_env",
+    "env_var",
+    "job_context",
+    "s3_env",
+    "volumes",
+]
+
+#: The aws CLI image of the S3 containers (v2.17: before the default integrity checksums of
+#: 2.23 that some S3-compatible stores reject). Should become a Settings field.
+DEFAULT_AWS_CLI_IMAGE = "amazon/aws-cli:2.17.0"
+
+#: uid and gid of `postgres` in the postgres:*-alpine images.
+RUN_AS_USER = 70
+RUN_AS_GROUP = 70
+
+WORK_MOUNT = "/work"  # the emptyDir shared by the two containers of an S3 pod
+TMP_MOUNT = "/tmp"
+
+BACKOFF_LIMIT = 1  # one retry for a transient failure (node loss, connection reset)
+RESTORE_BACKOFF_LIMIT = 0  # a restore is retried by a person (or the operator), not blindly
+ACTIVE_DEADLINE_SECONDS = {
+    names.COMPONENT_BACKUP: 3 * 3600,
+    names.COMPONENT_MAINTENANCE: 3 * 3600,
+    names.COMPONENT_RESTORE: 6 * 3600,
+}
+
+
+#: A CPU limit too, so a backup at night cannot starve the node's other pods (checkov
+#: CKV_K8S_11); 1 CPU is what pg_dump | gzip or the aws CLI use.
+RESOURCES = {
+    "requests": {"cpu": "100m", "memory": "128Mi"},
+    "limits": {"cpu": "1", "memory": "1Gi"},
+}
+AWS_RESOURCES = {
+    "requests": {"cpu": "100m", "memory": "256Mi"},
+    "limits": {"cpu": "1", "memory": "1Gi"},
+}
+
+POD_SECURITY_CONTEXT = {
+    "runAsNonRoot": True,
+    "runAsUser": RUN_AS_USER,
+    "runAsGroup": RUN_AS_GROUP,
+    "fsGroup": RUN_AS_GROUP,
+    "fsGroupChangePolicy": "OnRootMismatch",
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY_CONTEXT = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+#: Deterministic failures (bad settings, a refused backup file) fail the Job at once; a pod
+#: evicted or preempted is not counted against backoffLimit.
+POD_FAILURE_POLICY = {
+    "rules": [
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        {
+            "action": "FailJob",
+            "onExitCodes": {
+                "operator": "In",
+                "values": [jobscripts.EXIT_CONFIG, jobscripts.EXIT_REFUSED],
+            },
+        },
+    ]
+}
+
+AWS_KEY_ID = "AWS_ACCESS_KEY_ID"
+AWS_SECRET_KEY = "AWS_SECRET_ACCESS_KEY"
+AWS_SESSION_TOKEN = "AWS_SESSION_TOKEN"
+
+
+# --- pieces ---------------------------------------------------------------------------------
+def env_var(name: str, value: str) -> dict[str, Any]:
+    """One plain env entry."""
+    return {"name": name, "value": value}
+
+
+def _secret_env(name: str, secret: str, key: str, *, optional: bool = False) -> dict[str, Any]:
+    ref: dict[str, Any] = {"name": secret, "key": key}
+    if optional:
+        ref["optional"] = True
+    return {"name": name, "valueFrom": {"secretKeyRef": ref}}
+
+
+def base_env(engine: str, namespace: str) -> list[dict[str, Any]]:
+    """What every program is told: which engine, and where it may write (the /tmp emptyDir)."""
+    return [
+        env_var("VULCAN_ENGINE", engine),
+        env_var("VULCAN_NAMESPACE", namespace),
+        env_var("HOME", TMP_MOUNT),
+        env_var("TMPDIR", TMP_MOUNT),
+    ]
+
+
+def database_env(ref: SecretKeyRef) -> list[dict[str, Any]]:
+    """DATABASE_URL, by reference."""
+    return [_secret_env("DATABASE_URL", ref.name, ref.key)]
+
+
+def _webhook_env(ref: SecretKeyRef | None) -> list[dict[str, Any]]:
+    return [] if ref is None else [_secret_env("NOTIFY_WEBHOOK_URL", ref.name, ref.key)]
+
+
+def s3_env(s3: S3Storage, *, bucket_and_prefix: str | None = None) -> list[dict[str, Any]]:
+    """Endpoint, region and the keys (by reference) for the aws CLI; bucket/prefix if given."""
+    env: list[dict[str, Any]] = []
+    if bucket_and_prefix is not None:
+        env += [env_var("S3_BUCKET", s3.bucket), env_var("S3_PREFIX", bucket_and_prefix)]
+    if s3.endpoint:
+        env.append(env_var("S3_ENDPOINT_URL", s3.endpoint))
+    if s3.region:
+        env.append(env_var("AWS_DEFAULT_REGION", s3.region))
+    secret = s3.credentialsSecretRef.name
+    env += [
+        _secret_env(AWS_KEY_ID, secret, AWS_KEY_ID),
+        _secret_env(AWS_SECRET_KEY, secret, AWS_SECRET_KEY),
+        _secret_env(AWS_SESSION_TOKEN, secret, AWS_SESSION_TOKEN, optional=True),
+    ]
+    return env
+
+
+def container(
+    name: str,
+    image: str,
+    program: str,
+    env: list[dict[str, Any]],
+    mounts: list[dict[str, Any]],
+    resources: Mapping[str, Any] = RESOURCES,
+) -> dict[str, Any]:
+    """A container running one of the packaged programs, restricted, result in its
+    termination message."""
+    return {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["sh", "-c", jobscripts.program(program), f"vulcan-{program}"],
+        "env": env,
+        "resources": dict(resources),
+        "securityContext": CONTAINER_SECURITY_CONTEXT,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [{"name": "tmp", "mountPath": TMP_MOUNT}, *mounts],
+    }
+
+
+def volumes(*extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pod's volumes: the /tmp emptyDir, then `extra`."""
+    return [{"name": "tmp", "emptyDir": {}}, *extra]
+
+
+def claim_volume(claim: str, *, read_only: bool = False) -> dict[str, Any]:
+    """The backup claim as the volume `backups`."""
+    source: dict[str, Any] = {"claimName": claim}
+    if read_only:
+        source["readOnly"] = True
+    return {"name": "backups", "persistentVolumeClaim": source}
+
+
+@dataclass(frozen=True)
+class Pod:
+    """The containers and volumes of a Job's pod (the rest of the pod is the template's)."""
+
+    init_containers: list[dict[str, Any]]
+    containers: list[dict[str, Any]]
+    volumes: list[dict[str, Any]]
+
+
+def backup_pod(
+    engine: str,
+    namespace: str,
+    plan: StoragePlan,
+    database: SecretKeyRef,
+    settings: Settings,
+    *,
+    retention_days: int | None,
+    webhook: SecretKeyRef | None,
+    aws_cli_image: str,
+) -> Pod:
+    """pvc: one container (backup, retention). s3: dump (init) + upload (main, retention)."""
+    retention = [] if retention_days is None else [env_var("RETENTION_DAYS", str(retention_days))]
+    if plan.kind == "pvc":
+        env = [
+            *base_env(engine, namespace),
+            *database_env(database),
+            env_var("BACKUP_DIR", plan.backup_dir),
+            env_var("BACKUP_LOCATION", plan.location),
+            *retention,
+            *_webhook_env(webhook),
+        ]
+        mounts = [{"name": "backups", "mountPath": BACKUP_MOUNT}]
+        return Pod(
+            init_containers=[],
+            containers=[container("backup", settings.postgres_image, "backup", env, mounts)],
+            volumes=volumes(claim_volume(plan.claim)),
+        )
+    assert plan.s3 is not None
+    work = [{"name": "work", "mountPath": WORK_MOUNT}]
+    dump_env = [
+        *base_env(engine, namespace),
+        *database_env(database),
+        env_var("BACKUP_DIR", WORK_MOUNT),
+        env_var("BACKUP_LOCATION", plan.location),
+        env_var("NOTIFY_ON_SUCCESS", "false"),  # the upload container reports success
+        *_webhook_env(webhook),
+    ]
+    upload_env = [
+        *base_env(engine, namespace),
+        env_var("BACKUP_DIR", WORK_MOUNT),
+        *s3_env(plan.s3, bucket_and_prefix=plan.prefix),
+        *retention,
+        *_webhook_env(webhook),
+    ]
+    return Pod(
+        init_containers=[container("dump", settings.postgres_image, "backup", dump_env, work)],
+        containers=[
+            container("upload", aws_cli_image, "s3-upload", upload_env, work, AWS_RESOURCES)
+        ],
+        volumes=volumes({"name": "work", "emptyDir": {}}),
+    )
+
+
+def job_context(component: str, labels: Mapping[str, str], pod: Pod) -> dict[str, Any]:
+    """The template variables of a Job spec (of a Job or of a CronJob's jobTemplate)."""
+    return {
+        "labels": dict(labels),
+        "backoff_limit": RESTORE_BACKOFF_LIMIT
+        if component == names.COMPONENT_RESTORE
+        else BACKOFF_LIMIT,
+        "active_deadline_seconds": ACTIVE_DEADLINE_SECONDS[component],
+        "pod_failure_policy": POD_FAILURE_POLICY,
+        "pod_security_context": POD_SECURITY_CONTEXT,
+        "init_containers": pod.init_containers,
+        "containers": pod.containers,
+        "volumes": pod.volumes,
+    }
