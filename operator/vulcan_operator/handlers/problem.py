@@ -1,10 +1,7 @@
 """Kopf handlers of SchedulingProblem: thin; the work is in reconcile.problem.
 
 - One daemon per unfinished problem (and per problem whose spec changed after it finished)
-  runs the reconcile, writes the status diff, posts the Events, and then sleeps until
-  something relevant happens: its Job changed, a solver slot of its engine was freed, its
-  engine appeared, or `problem_poll_seconds` passed. An idle problem makes no API writes.
-  The daemon stops when the problem is finished for its current generation.
+  runs the reconcile (`problem_daemon`); it sleeps until one of the handlers here wakes it.
 - Indexes (kept by Kopf from watch events, complete before any daemon starts): the problems
   of each engine, the solver Jobs of each engine, the engines. The queue decisions read them,
   so waiting costs no API calls.
@@ -14,15 +11,15 @@
 from __future__ import annotations
 
 import copy
-import logging
 from typing import Any
 
 import kopf
 
-from vulcan_operator import API_VERSION, GROUP, VERSION, names
+from vulcan_operator import GROUP, VERSION, kinds, names
 from vulcan_operator.config import Settings
-from vulcan_operator.k8s import Api, ApiError, Ref
-from vulcan_operator.metrics import observe_problem, reconcile_timer, set_queue_depth
+from vulcan_operator.handlers import problem_daemon
+from vulcan_operator.handlers.problem_daemon import PLURAL
+from vulcan_operator.k8s import Api
 from vulcan_operator.reconcile import problem, solverjob
 from vulcan_operator.reconcile.queue import (
     Admissions,
@@ -32,14 +29,13 @@ from vulcan_operator.reconcile.queue import (
     Wakeups,
     engine_key,
 )
-from vulcan_operator.status import diff
+from vulcan_operator.status import get_condition
 
-PLURAL = "schedulingproblems"
 # Kopf passes each index to every handler as a keyword argument of this name.
 PROBLEMS_INDEX = "vulcan_problem_queue"
 JOBS_INDEX = "vulcan_solver_jobs"
 ENGINES_INDEX = "vulcan_engines"
-ENGINES = "vulcanengines"
+ENGINES = kinds.ENGINE.plural
 SOLVER_JOBS: dict[str, str] = {
     names.LABEL_COMPONENT: names.COMPONENT_SOLVER,
     names.LABEL_MANAGED_BY: names.MANAGED_BY,
@@ -51,29 +47,10 @@ NOT_WAITING = ("ConfigMapNotFound", "InvalidSpec", "NameConflict")
 TERMINAL = problem.TERMINAL
 
 
-def needs_work(meta: kopf.Meta, status: kopf.Status, **_: Any) -> bool:
-    """Unfinished, or finished for an older generation (the spec changed since)."""
-    return status.get("phase") not in problem.TERMINAL or status.get(
-        "observedGeneration"
-    ) != meta.get("generation")
-
-
-def _newest(live: dict[str, Any], ours: dict[str, Any] | None) -> dict[str, Any]:
-    """The live body, unless our own last write is newer than what the watch delivered."""
-    if ours is None:
-        return live
-    try:
-        newer = int(ours["metadata"]["resourceVersion"]) > int(live["metadata"]["resourceVersion"])
-    except (KeyError, TypeError, ValueError):
-        return live
-    return ours if newer else live
-
-
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     api = Api()
     admissions = Admissions()
     wakeups = Wakeups()
-    poll = float(settings.problem_poll_seconds)
 
     def view(kwargs: dict[str, Any]) -> QueueView:
         """The queues, from the indexes Kopf passes to every handler."""
@@ -96,9 +73,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             return {}
         generation = meta.get("generation")
         job = names.problem_job(name, uid, int(generation or 1))
-        ready: dict[str, Any] = next(
-            (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}
-        )
+        ready = get_condition(dict(status), "Ready") or {}
         waiting = not (
             (status.get("observedGeneration") == generation and status.get("phase") in TERMINAL)
             or status.get("jobName") == job
@@ -151,61 +126,4 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
                 if entry.phase in ("", "Pending"):
                     wakeups.wake(entry.uid)
 
-    @kopf.daemon(
-        GROUP,
-        VERSION,
-        PLURAL,
-        when=needs_work,
-        cancellation_backoff=1.0,
-        cancellation_timeout=5.0,
-        registry=registry,
-    )
-    async def solve_problem(
-        stopped: kopf.DaemonStopped,
-        body: kopf.Body,
-        logger: logging.Logger | logging.LoggerAdapter[Any],
-        **kwargs: Any,
-    ) -> None:
-        meta = body.get("metadata", {})
-        uid, namespace, name = meta.get("uid", ""), meta.get("namespace"), meta.get("name")
-        ref = Ref(API_VERSION, problem.KIND, namespace, name)
-        queue = view(kwargs)
-        ours: dict[str, Any] | None = None
-        try:
-            while not stopped:
-                current = _newest(copy.deepcopy(dict(body)), ours)
-                try:
-                    with reconcile_timer(problem.KIND):
-                        outcome = await problem.reconcile(api, current, settings, queue)
-                    for type_, reason, message in outcome.events:
-                        kopf.event(body, type=type_, reason=reason, message=message)
-                    patch = diff(current.get("status"), outcome.status)
-                    if patch:
-                        ours = await api.patch(ref, {"status": patch}, subresource="status")
-                except ApiError as exc:
-                    if exc.status == 404:
-                        return  # the problem is gone
-                    logger.warning(f"reconcile failed, retrying in {poll:g} s: {exc}")
-                    await wakeups.sleep(uid, poll, stopped.wait())
-                    continue
-                except Exception:
-                    logger.exception(f"reconcile failed, retrying in {poll:g} s")
-                    await wakeups.sleep(uid, poll, stopped.wait())
-                    continue
-                if outcome.finished is not None:
-                    observe_problem(
-                        outcome.finished.status,
-                        outcome.finished.seconds,
-                        outcome.finished.jobs_by_priority,
-                    )
-                if outcome.took_slot is not None:  # the next in the queue may find one too
-                    head = queue.head(outcome.took_slot)
-                    if head is not None:
-                        wakeups.wake(head.uid)
-                engine = ((current.get("spec") or {}).get("engineRef") or {}).get("name")
-                if engine:
-                    depth = len(queue.waiting(engine_key(str(namespace), str(engine))))
-                    set_queue_depth(str(namespace), str(engine), depth)
-                await wakeups.sleep(uid, outcome.requeue, stopped.wait())
-        finally:
-            wakeups.forget(uid)
+    problem_daemon.register(registry, settings, api, wakeups, view)

@@ -1,0 +1,119 @@
+"""The daemon of each SchedulingProblem that has work to do (handlers/problem.py wakes it).
+
+One daemon per unfinished problem (and per problem whose spec changed after it finished) runs
+the reconcile, writes the status diff, posts the Events, and then sleeps until something
+relevant happens: its Job changed, a solver slot of its engine was freed, its engine appeared,
+or `problem_poll_seconds` passed. An idle problem makes no API writes. The daemon stops when
+the problem is finished for its current generation.
+
+It writes the status itself (a daemon has no Kopf patch): only the fields that changed, and
+it reconciles from its own last write when the watch has not delivered it yet (`_newest`).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import kopf
+
+from vulcan_operator import API_VERSION, GROUP, VERSION, kinds
+from vulcan_operator.config import Settings
+from vulcan_operator.k8s import Api, ApiError, Ref
+from vulcan_operator.metrics import observe_problem, reconcile_timer, set_queue_depth
+from vulcan_operator.reconcile import problem
+from vulcan_operator.reconcile.queue import QueueView, Wakeups, engine_key
+from vulcan_operator.status import diff
+
+PLURAL = kinds.PROBLEM.plural
+
+
+def needs_work(meta: kopf.Meta, status: kopf.Status, **_: Any) -> bool:
+    """Unfinished, or finished for an older generation (the spec changed since)."""
+    return status.get("phase") not in problem.TERMINAL or status.get(
+        "observedGeneration"
+    ) != meta.get("generation")
+
+
+def _newest(live: dict[str, Any], ours: dict[str, Any] | None) -> dict[str, Any]:
+    """The live body, unless our own last write is newer than what the watch delivered."""
+    if ours is None:
+        return live
+    try:
+        newer = int(ours["metadata"]["resourceVersion"]) > int(live["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return live
+    return ours if newer else live
+
+
+def register(
+    registry: kopf.OperatorRegistry,
+    settings: Settings,
+    api: Api,
+    wakeups: Wakeups,
+    view: Callable[[dict[str, Any]], QueueView],
+) -> None:
+    """The daemon; `view` makes the queues from the indexes Kopf passes it, `wakeups` is
+    shared with the handlers that wake it."""
+    poll = float(settings.problem_poll_seconds)
+
+    @kopf.daemon(
+        GROUP,
+        VERSION,
+        PLURAL,
+        when=needs_work,
+        cancellation_backoff=1.0,
+        cancellation_timeout=5.0,
+        registry=registry,
+    )
+    async def solve_problem(
+        stopped: kopf.DaemonStopped,
+        body: kopf.Body,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+        **kwargs: Any,
+    ) -> None:
+        meta = body.get("metadata", {})
+        uid, namespace, name = meta.get("uid", ""), meta.get("namespace"), meta.get("name")
+        ref = Ref(API_VERSION, problem.KIND, namespace, name)
+        queue = view(kwargs)
+        ours: dict[str, Any] | None = None
+        try:
+            while not stopped:
+                current = _newest(copy.deepcopy(dict(body)), ours)
+                try:
+                    with reconcile_timer(problem.KIND):
+                        outcome = await problem.reconcile(api, current, settings, queue)
+                    for type_, reason, message in outcome.events:
+                        kopf.event(body, type=type_, reason=reason, message=message)
+                    patch = diff(current.get("status"), outcome.status)
+                    if patch:
+                        ours = await api.patch(ref, {"status": patch}, subresource="status")
+                except ApiError as exc:
+                    if exc.status == 404:
+                        return  # the problem is gone
+                    logger.warning("reconcile failed, retrying in %g s: %s", poll, exc)
+                    await wakeups.sleep(uid, poll, stopped.wait())
+                    continue
+                except Exception:
+                    logger.exception("reconcile failed, retrying in %g s", poll)
+                    await wakeups.sleep(uid, poll, stopped.wait())
+                    continue
+                if outcome.finished is not None:
+                    observe_problem(
+                        outcome.finished.status,
+                        outcome.finished.seconds,
+                        outcome.finished.jobs_by_priority,
+                    )
+                if outcome.took_slot is not None:  # the next in the queue may find one too
+                    head = queue.head(outcome.took_slot)
+                    if head is not None:
+                        wakeups.wake(head.uid)
+                engine = ((current.get("spec") or {}).get("engineRef") or {}).get("name")
+                if engine:
+                    depth = len(queue.waiting(engine_key(str(namespace), str(engine))))
+                    set_queue_depth(str(namespace), str(engine), depth)
+                await wakeups.sleep(uid, outcome.requeue, stopped.wait())
+        finally:
+            wakeups.forget(uid)
