@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 
-from vulcan_operator import GROUP, VERSION
+from vulcan_operator import GROUP, VERSION, kinds
 from vulcan_operator.api.backup import VulcanBackup, VulcanRestore
 from vulcan_operator.api.engine import VulcanEngine
 from vulcan_operator.api.problem import SchedulingProblem
@@ -27,73 +27,37 @@ CATEGORY = "vulcan"
 
 @dataclass(frozen=True)
 class Kind:
+    """A kind of ours (its row in `kinds`) and the model its schema is generated from."""
+
     model: type[BaseModel]
-    plural: str
-    short: str
-    columns: tuple[tuple[str, str, str], ...]  # (name, type, jsonPath)
+    table: kinds.Kind
 
     @property
     def kind(self) -> str:
-        return self.model.__name__
+        return self.table.kind
+
+    @property
+    def plural(self) -> str:
+        return self.table.plural
+
+    @property
+    def short(self) -> str:
+        return self.table.short
+
+    @property
+    def columns(self) -> tuple[kinds.Column, ...]:
+        return self.table.columns
 
     @property
     def crd_name(self) -> str:
-        return f"{self.plural}.{GROUP}"
+        return self.table.crd_name
 
-
-AGE = ("Age", "date", ".metadata.creationTimestamp")
-PHASE = ("Phase", "string", ".status.phase")
 
 KINDS = (
-    Kind(
-        VulcanEngine,
-        "vulcanengines",
-        "ve",
-        (
-            ("Version", "string", ".spec.version"),
-            PHASE,
-            ("Ready", "integer", ".status.readyReplicas"),
-            ("Replicas", "integer", ".status.replicas"),
-            ("Current", "string", ".status.currentVersion"),
-            AGE,
-        ),
-    ),
-    Kind(
-        SchedulingProblem,
-        "schedulingproblems",
-        "sp",
-        (
-            PHASE,
-            ("Status", "string", ".status.result.status"),
-            ("Objective", "number", ".status.progress.objective"),
-            ("Gap", "number", ".status.progress.gap"),
-            ("Engine", "string", ".spec.engineRef.name"),
-            AGE,
-        ),
-    ),
-    Kind(
-        VulcanBackup,
-        "vulcanbackups",
-        "vb",
-        (
-            ("Engine", "string", ".spec.engineRef.name"),
-            PHASE,
-            ("Location", "string", ".status.location"),
-            ("Size", "integer", ".status.sizeBytes"),
-            AGE,
-        ),
-    ),
-    Kind(
-        VulcanRestore,
-        "vulcanrestores",
-        "vr",
-        (
-            ("Engine", "string", ".spec.engineRef.name"),
-            PHASE,
-            ("Step", "string", ".status.step"),
-            AGE,
-        ),
-    ),
+    Kind(VulcanEngine, kinds.ENGINE),
+    Kind(SchedulingProblem, kinds.PROBLEM),
+    Kind(VulcanBackup, kinds.BACKUP),
+    Kind(VulcanRestore, kinds.RESTORE),
 )
 
 

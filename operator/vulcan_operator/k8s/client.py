@@ -23,7 +23,7 @@ from typing import Any
 import urllib3
 from kubernetes import client
 
-from vulcan_operator import API_VERSION
+from vulcan_operator import kinds
 
 # apiVersion, kind → plural. Everything the operator reads or writes.
 PLURALS: dict[tuple[str, str], str] = {
@@ -47,10 +47,7 @@ PLURALS: dict[tuple[str, str], str] = {
     ("kopf.dev/v1", "ClusterKopfPeering"): "clusterkopfpeerings",
     ("kopf.dev/v1", "KopfPeering"): "kopfpeerings",
     ("kueue.x-k8s.io/v1beta1", "Workload"): "workloads",
-    (API_VERSION, "VulcanEngine"): "vulcanengines",
-    (API_VERSION, "SchedulingProblem"): "schedulingproblems",
-    (API_VERSION, "VulcanBackup"): "vulcanbackups",
-    (API_VERSION, "VulcanRestore"): "vulcanrestores",
+    **{(k.api_version, k.kind): k.plural for k in kinds.ALL},
 }
 
 MERGE = "application/merge-patch+json"
