@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vulcan_operator import names
+from vulcan_operator import kinds, names
 from vulcan_operator.api.common import SecretKeyRef
 from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.builders.common import Owner, content_hash, finish
@@ -60,7 +60,7 @@ __all__ = [
 
 Manifest = dict[str, Any]
 
-KIND = "VulcanEngine"
+KIND = kinds.ENGINE.kind
 
 CONTAINER_NAME = "backend"
 CONTAINER_PORT = 8000

@@ -38,7 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vulcan_operator import GROUP, names
+from vulcan_operator import GROUP, kinds, names
 from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.api.problem import ProblemRef, SchedulingProblemSpec
 from vulcan_operator.builders.common import Owner, finish
@@ -69,7 +69,7 @@ __all__ = [
 
 Manifest = dict[str, Any]
 
-KIND = "SchedulingProblem"
+KIND = kinds.PROBLEM.kind
 CONTAINER_NAME = "solver"
 MODULE = "vulcan_operator.solverpod"
 #: Seconds the pod gets beyond the solver's time limit: start-up, writing the schedule.

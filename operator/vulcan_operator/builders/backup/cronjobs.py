@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from vulcan_operator import names
+from vulcan_operator import kinds, names
 from vulcan_operator.api.common import SecretKeyRef
 from vulcan_operator.api.engine import Backup, BackupStorage, Maintenance, VulcanEngineSpec
 from vulcan_operator.builders.backup.pods import (
@@ -44,7 +44,7 @@ __all__ = [
     "build_maintenance_cronjob",
 ]
 
-KIND_ENGINE = "VulcanEngine"
+KIND_ENGINE = kinds.ENGINE.kind
 
 TIME_ZONE = "Etc/UTC"
 CONCURRENCY_POLICY = "Forbid"
