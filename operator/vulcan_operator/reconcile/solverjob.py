@@ -4,7 +4,8 @@
 (a failure), a pod that cannot be scheduled (a wait). `verdict(job, pods, reported)` turns a
 finished Job into the problem's outcome: the solver's own result (from the pod's termination
 message, else from what the pod wrote into the status), or why there is none: out of memory,
-deadline exceeded, evicted, invalid problem, a crash.
+deadline exceeded, evicted, invalid problem, a crash. The solver's summary becomes
+`status.result` and `status.progress` as in the pod itself (`solverpod.status`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vulcan_operator import quantity
+from vulcan_operator.solverpod.status import final_progress, result_status
 
 __all__ = [
     "IMAGE_PULL_REASONS",
@@ -29,7 +31,6 @@ __all__ = [
 
 IMAGE_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
 SCHEDULE_STATUSES = ("OPTIMAL", "FEASIBLE")
-RESULT_KEYS = ("status", "objective", "bound", "makespan", "wallSeconds", "explanation")
 CONTAINER = "solver"
 
 
@@ -157,13 +158,6 @@ def _number(value: Any) -> str:
     return str(int(value)) if isinstance(value, (int, float)) else str(value)
 
 
-def _result(summary: dict[str, Any], finished_at: str) -> dict[str, Any]:
-    out = {k: summary[k] for k in RESULT_KEYS if summary.get(k) is not None}
-    out["explanation"] = [str(x) for x in out.get("explanation") or []]
-    out["finishedAt"] = str(summary.get("finishedAt") or finished_at)
-    return out
-
-
 def _failure(reason: str, message: str, finished_at: str) -> Verdict:
     return Verdict(
         succeeded=False,
@@ -181,23 +175,13 @@ def _when(job: dict[str, Any], kind: str, now: str) -> str:
 
 def _solved(summary: dict[str, Any], finished_at: str, limit: str) -> Verdict:
     status = str(summary.get("status"))
-    result = _result(summary, finished_at)
+    result = result_status(summary, finished_at)
     ref = {
         k: str(summary[src])
         for k, src in (("configMapName", "configMap"), ("scheduleId", "scheduleId"))
         if summary.get(src) is not None
     }
-    progress = {
-        k: summary[src]
-        for k, src in (
-            ("objective", "objective"),
-            ("bound", "bound"),
-            ("gap", "gap"),
-            ("elapsedSeconds", "wallSeconds"),
-            ("solutions", "solutions"),
-        )
-        if summary.get(src) is not None
-    }
+    progress = {k: v for k, v in final_progress(summary).items() if v is not None}
     seconds = summary.get("wallSeconds")
     common: dict[str, Any] = {
         "result": result,
