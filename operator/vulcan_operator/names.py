@@ -24,6 +24,7 @@ __all__ = [
     "COMPONENT_BACKEND",
     "COMPONENT_BACKUP",
     "COMPONENT_MAINTENANCE",
+    "COMPONENT_MONITORING",
     "COMPONENT_RESTORE",
     "COMPONENT_SOLVER",
     "CRONJOB_NAME_MAX",
@@ -45,14 +46,19 @@ __all__ = [
     "dns1035_name",
     "dns_name",
     "engine_config",
+    "engine_dashboard_configmap",
+    "engine_dashboard_file",
+    "engine_dashboard_uid",
     "engine_deployment",
     "engine_hpa",
     "engine_ingress",
     "engine_keys_secret",
     "engine_network_policy",
     "engine_pdb",
+    "engine_prometheus_rule",
     "engine_service",
     "engine_service_account",
+    "engine_service_monitor",
     "label_value",
     "labels",
     "maintenance_cronjob",
@@ -84,6 +90,8 @@ MANAGED_BY = "vulcan-operator"
 
 #: Component of the engine's backend and its core children (config, keys, service, ...).
 COMPONENT_BACKEND = "backend"
+#: Component of an engine's ServiceMonitor, PrometheusRule and Grafana dashboard ConfigMap.
+COMPONENT_MONITORING = "monitoring"
 #: Component of the solver Jobs of SchedulingProblems and what comes with them.
 COMPONENT_SOLVER = "solver"
 #: Components of an engine's scheduled and on-demand backups (and its backup claim), of its
@@ -276,6 +284,38 @@ def backup_job(backup: str, digest: str) -> str:
 def restore_job(restore: str, digest: str) -> str:
     """Job of one VulcanRestore; `digest` is a short hash of the Job's inputs."""
     return dns_name(restore, "restore", digest)
+
+
+# --- an engine's monitoring children -------------------------------------------------------
+
+
+def engine_service_monitor(engine: str) -> str:
+    """ServiceMonitor of the engine: the engine's name, like its Service."""
+    return dns_name(engine)
+
+
+def engine_prometheus_rule(engine: str) -> str:
+    """PrometheusRule with the engine's alerts."""
+    return dns_name(engine)
+
+
+def engine_dashboard_configmap(engine: str) -> str:
+    """ConfigMap with the engine's Grafana dashboard."""
+    return dns_name(engine, "dashboard")
+
+
+def engine_dashboard_file(engine: str, namespace: str) -> str:
+    """The dashboard's key in its ConfigMap: the file the Grafana sidecar writes, unique per
+    engine across namespaces, a valid ConfigMap key of at most 253 characters."""
+    stem = dns_name(
+        "vulcan-engine", namespace, engine, max_length=MAX_SUBDOMAIN_LENGTH - len(".json")
+    )
+    return f"{stem}.json"
+
+
+def engine_dashboard_uid(engine: str, namespace: str) -> str:
+    """The dashboard's Grafana uid: stable per engine, within Grafana's 40 characters."""
+    return f"vulcan-{short_hash(f'{namespace}/{engine}', 16)}"
 
 
 # --- a SchedulingProblem's children -------------------------------------------------------

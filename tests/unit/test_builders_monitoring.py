@@ -22,6 +22,7 @@ from vulcan_operator import names
 from vulcan_operator.api.engine import Monitoring
 from vulcan_operator.builders import monitoring as mon
 from vulcan_operator.builders.engine import EngineInputs, build_service
+from vulcan_operator.builders.monitoring import alerts
 from vulcan_operator.names import ANNOTATION_SPEC_HASH, LABEL_ENGINE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -116,6 +117,22 @@ def test_golden_dashboard(update_golden: bool) -> None:
     check_golden(GOLDEN / "monitoring-dashboard.json", text + "\n", update_golden)
 
 
+def test_every_scalar_in_the_dashboard_template_goes_through_tojson() -> None:
+    """As in the YAML templates (test_templating); a panel is the macro's JSON object."""
+    text = (REPO / "templates" / "dashboard.json.j2").read_text()
+    # The panel calls hold Grafana's own {{legend}} strings: leave them out.
+    text = re.sub(r"\{\{ panel\(.*?\) \}\}", "", text, flags=re.DOTALL)
+    inner = [e.strip() for e in re.findall(r"\{\{(.*?)\}\}", text, flags=re.DOTALL)]
+    assert inner and all(re.search(r"\|\s*tojson$", e) for e in inner), inner
+
+
+def test_the_dashboard_template_escapes_what_it_is_given() -> None:
+    board = mon.dashboard('a"b', "n\\s")
+    assert board["title"] == 'Vulcan Engine / n\\s / a"b'
+    expr = board["panels"][0]["targets"][0]["expr"]
+    assert 'namespace="n\\\\s"' in expr  # a PromQL string literal, escaped once more in JSON
+
+
 # --- shape and validity -----------------------------------------------------------------------
 def test_children_are_valid_manifests() -> None:
     objs = children()
@@ -174,7 +191,7 @@ def test_children_are_owned_labelled_and_hashed() -> None:
                 "blockOwnerDeletion": True,
             }
         ]
-        assert meta["labels"].items() >= names.labels(ENGINE, mon.COMPONENT).items()
+        assert meta["labels"].items() >= names.labels(ENGINE, names.COMPONENT_MONITORING).items()
         assert "app.kubernetes.io/instance" not in meta["labels"]  # Argo CD's tracking label
         assert re.fullmatch(r"[0-9a-f]{16}", meta["annotations"][ANNOTATION_SPEC_HASH])
 
@@ -266,7 +283,7 @@ def test_prometheus_rule_has_the_guides_alerts() -> None:
     groups = {g["name"]: g for g in rule["spec"]["groups"]}
     assert groups["vulcan_engine"]["interval"] == "30s"  # the guide's group interval
     guide_group = [r["alert"] for r in groups["vulcan_engine"]["rules"]]
-    assert guide_group == list(GUIDE) == list(mon.GUIDE_ALERTS)
+    assert guide_group == list(GUIDE) == list(alerts.GUIDE_ALERTS)
     found = rules(rule)
     for alert, (threshold, for_, severity, summary, description) in GUIDE.items():
         r = found[alert]
@@ -292,7 +309,7 @@ def test_guide_metrics_are_the_ones_alerted_on() -> None:
 
 def test_operator_alerts_use_the_operators_gauges() -> None:
     found = rules(by_kind(children())["PrometheusRule"])
-    assert set(mon.OPERATOR_ALERTS) <= set(found)
+    assert set(alerts.OPERATOR_ALERTS) <= set(found)
     backup = selectors(found["VulcanEngineBackupUnhealthy"]["expr"])
     assert backup == [
         ("vulcan_engine_backup_healthy", {"namespace": ("Equal", NS), "engine": ("Equal", ENGINE)})
@@ -340,7 +357,7 @@ def test_memory_alert_without_limit_falls_back_to_node_memory() -> None:
     ],
 )
 def test_memory_bytes(quantity: int | str | None, expected: int | None) -> None:
-    assert mon.memory_bytes(quantity) == expected
+    assert alerts.memory_bytes(quantity) == expected
 
 
 def test_builder_reads_limit_and_backup_from_the_spec() -> None:
