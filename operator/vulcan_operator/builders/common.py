@@ -82,7 +82,8 @@ def finish(obj: Mapping[str, Any], owner: Owner, labels: Mapping[str, str]) -> M
 
     Sets the namespace, adds our labels (over any the template set), makes `owner` the
     controller ownerReference, and stores the spec-hash annotation computed over everything
-    else, so an applier can skip an object whose hash has not changed.
+    else: a record of what was built (`k8s.apply` compares the fields, not this hash, so drift
+    is repaired).
     """
     child: Manifest = copy.deepcopy(dict(obj))
     given: dict[str, Any] = dict(child.get("metadata") or {})

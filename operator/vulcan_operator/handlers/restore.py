@@ -12,13 +12,13 @@ from typing import Any
 
 import kopf
 
-from vulcan_operator import GROUP, VERSION
+from vulcan_operator import GROUP, VERSION, kinds
 from vulcan_operator.config import Settings
 from vulcan_operator.handlers import publish
 from vulcan_operator.k8s import Api
 from vulcan_operator.reconcile import restore
 
-PLURAL = "vulcanrestores"
+PLURAL = kinds.RESTORE.plural
 
 
 def unfinished(status: kopf.Status, **_: Any) -> bool:

@@ -34,7 +34,7 @@ from typing import Any
 from croniter import croniter
 from pydantic import ValidationError
 
-from vulcan_operator import API_VERSION, names
+from vulcan_operator import API_VERSION, kinds, names
 from vulcan_operator.api import errors
 from vulcan_operator.api.backup import STORAGE_NOT_ALLOWED, VulcanBackup
 from vulcan_operator.api.engine import VulcanEngineSpec
@@ -68,8 +68,8 @@ __all__ = [
     "schedule_interval",
 ]
 
-KIND = "VulcanBackup"
-ENGINE_KIND = "VulcanEngine"
+KIND = kinds.BACKUP.kind
+ENGINE_KIND = kinds.ENGINE.kind
 TERMINAL = ("Succeeded", "Failed")
 BACKUP_HEALTHY = "BackupHealthy"
 

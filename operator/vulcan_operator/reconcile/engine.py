@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from vulcan_operator import API_VERSION, enginedb, names
+from vulcan_operator import API_VERSION, enginedb, kinds, names
 from vulcan_operator.api import errors
 from vulcan_operator.api.engine import VulcanEngine, VulcanEngineSpec
 from vulcan_operator.builders import engine_children
@@ -40,7 +40,7 @@ from vulcan_operator.k8s import Api, NotOurs, Ref, apply
 from vulcan_operator.reconcile import backup, restore, upgrade
 from vulcan_operator.status import Outcome, condition, get_condition, set_conditions
 
-KIND = "VulcanEngine"
+KIND = kinds.ENGINE.kind
 IN_FLIGHT = ("Progressing", "Upgrading", "RollingBack", "Restoring")
 
 # Kinds an engine may own whose existence depends on the spec: pruned when no longer wanted.

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from vulcan_operator import names
+from vulcan_operator import kinds, names
 from vulcan_operator.api import errors
 from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.api.problem import SchedulingProblem
@@ -54,7 +54,7 @@ from vulcan_operator.status import condition, get_condition, now, set_conditions
 
 __all__ = ["HISTORY_LIMIT", "KIND", "TERMINAL", "Finished", "Outcome", "reconcile"]
 
-KIND = "SchedulingProblem"
+KIND = kinds.PROBLEM.kind
 TERMINAL = ("Succeeded", "Failed")
 HISTORY_LIMIT = 5
 #: A Queued problem looks again (and refreshes its queuePosition) every this many polls.

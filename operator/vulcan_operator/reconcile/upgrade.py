@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from vulcan_operator import API_VERSION, names
+from vulcan_operator import API_VERSION, kinds, names
 from vulcan_operator.builders.engine import EngineInputs
 from vulcan_operator.builders.migration import migration_job
 from vulcan_operator.enginedb import DatabaseUnavailable, InvalidDatabaseURL
@@ -331,7 +331,7 @@ async def _step(ctx: Context, up: dict[str, Any]) -> Step:
         up["backup"] = name
         backup = {
             "apiVersion": API_VERSION,
-            "kind": "VulcanBackup",
+            "kind": kinds.BACKUP.kind,
             "metadata": {
                 "name": name,
                 "namespace": inputs.namespace,
@@ -490,7 +490,7 @@ async def _restore(ctx: Context, up: dict[str, Any]) -> tuple[str, str]:
     up["restore"] = name  # the restore controller lets this one through during the upgrade
     restore = {
         "apiVersion": API_VERSION,
-        "kind": "VulcanRestore",
+        "kind": kinds.RESTORE.kind,
         "metadata": {
             "name": name,
             "namespace": inputs.namespace,

@@ -25,10 +25,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from vulcan_operator import kinds
 from vulcan_operator.solver.problem import ProblemData, SolverSettings
 
 API_VERSION = "vulcan-engine.com/v1alpha1"
-KIND = "SchedulingProblem"
+KIND = kinds.PROBLEM.kind
 NON_PROBLEM_KEYS = ("engineRef", "solver", "problemRef")
 """Spec keys that are not part of the problem itself."""
 INLINE_ONLY = ("machines", "operators", "jobs")

@@ -48,7 +48,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes import config as kube_config
 
-from vulcan_operator import API_VERSION
+from vulcan_operator import API_VERSION, kinds
 from vulcan_operator.k8s import Api, Ref
 from vulcan_operator.solver import api as solver
 from vulcan_operator.solver import runner
@@ -62,7 +62,7 @@ from vulcan_operator.solverpod.status import final_progress, now, result_status
 
 __all__ = ["EXIT_API", "EXIT_STALE", "main"]
 
-KIND = "SchedulingProblem"
+KIND = kinds.PROBLEM.kind
 EXIT_STALE = 3
 EXIT_API = 4
 #: What parse errors of the problem document name as their source.
