@@ -101,7 +101,7 @@ COMPONENT_MAINTENANCE = "maintenance"
 COMPONENT_RESTORE = "restore"
 
 # --- annotations --------------------------------------------------------------------------
-#: Hash of a child as built (see builders.common.finish); the applier skips equal hashes.
+#: Hash of a child as built (see builders.common.finish); `k8s.apply` compares the fields.
 ANNOTATION_SPEC_HASH = "vulcan-engine.com/spec-hash"
 #: On the pod template: hash of the ConfigMap data and the key rotation; a change rolls pods.
 ANNOTATION_CONFIG_HASH = "vulcan-engine.com/config-hash"
