@@ -52,7 +52,7 @@ from vulcan_operator.reconcile.queue import EngineKey, QueueEntry, QueueView, en
 from vulcan_operator.solver.loader import INLINE_ONLY, ProblemFileError, referenced_problem
 from vulcan_operator.status import condition, get_condition, now, set_conditions
 
-__all__ = ["HISTORY_LIMIT", "KIND", "TERMINAL", "Finished", "Outcome", "reconcile"]
+__all__ = ["HISTORY_LIMIT", "KIND", "TERMINAL", "Finished", "ProblemOutcome", "reconcile"]
 
 KIND = kinds.PROBLEM.kind
 TERMINAL = ("Succeeded", "Failed")
@@ -96,8 +96,9 @@ class Finished:
 
 
 @dataclass
-class Outcome:
-    """The status to show, the Events to post, and when to look again."""
+class ProblemOutcome:
+    """The status to show, the Events to post, and when to look again (a problem's daemon
+    writes the status itself, so this is not `status.Outcome`)."""
 
     status: dict[str, Any]
     events: list[Event] = field(default_factory=list)
@@ -280,7 +281,7 @@ async def kueue_pending(api: Api, job: dict[str, Any]) -> str:
 
 async def reconcile(
     api: Api, body: dict[str, Any], settings: Settings, queue: QueueView
-) -> Outcome:
+) -> ProblemOutcome:
     """Move one problem on; return the status it should show."""
     meta = body.get("metadata") or {}
     name, namespace, uid = meta["name"], meta["namespace"], meta.get("uid", "")
@@ -309,7 +310,7 @@ async def reconcile(
         events.append(("Normal", "SpecChanged", f"spec changed (generation {gen}): solving again"))
         old = {k: v for k, v in old.items() if k in ("conditions", "history")}
     elif old.get("phase") in TERMINAL:
-        return Outcome(old)  # this generation is done; nothing to do
+        return ProblemOutcome(old)  # this generation is done; nothing to do
 
     problem = await parsed(body)  # an inline problem may be ~1 MiB
     if isinstance(problem, list):
@@ -326,7 +327,7 @@ async def reconcile(
         message = f"the solver Job {job_name} was deleted before it finished"
         st.set(result={"explanation": [message], "finishedAt": now()})
         status = st.make("Failed", "JobDeleted", message, progressing=False)
-        return Outcome(
+        return ProblemOutcome(
             status, [*events, ("Warning", "JobDeleted", message)], None, Finished("ERROR")
         )
 
@@ -339,7 +340,7 @@ async def reconcile(
         )
         status = st.make("Pending", "EngineNotFound", message, progressing=False)
         new = _phase_event(old, "Pending", "EngineNotFound")
-        return Outcome(
+        return ProblemOutcome(
             status, [*events, ("Warning", "EngineNotFound", message)] if new else events, poll
         )
     try:
@@ -351,7 +352,7 @@ async def reconcile(
         message = f"VulcanEngine '{engine_name}' has an invalid spec: " + "; ".join(lines)
         status = st.make("Pending", "EngineInvalid", message, progressing=False)
         new = _phase_event(old, "Pending", "EngineInvalid")
-        return Outcome(
+        return ProblemOutcome(
             status, [*events, ("Warning", "EngineInvalid", message)] if new else events, poll
         )
 
@@ -367,7 +368,7 @@ async def reconcile(
             status = st.make("Pending", "ConfigMapNotFound", message, progressing=False)
             new = _phase_event(old, "Pending", "ConfigMapNotFound")
             event = ("Warning", "ConfigMapNotFound", message)
-            return Outcome(status, [*events, event] if new else events, poll)
+            return ProblemOutcome(status, [*events, event] if new else events, poll)
         lines = await checked_reference(problem, cm)
         if lines:
             return _invalid(st, old, events, lines)
@@ -406,7 +407,7 @@ async def reconcile(
             st.set(result={"explanation": [message], "finishedAt": now()})
             status = st.make("Failed", "NameConflict", message, progressing=False)
             event = ("Warning", "NameConflict", message)
-            return Outcome(status, [*events, event], None, Finished("ERROR"))
+            return ProblemOutcome(status, [*events, event], None, Finished("ERROR"))
         except BaseException:
             queue.admissions.release(key, uid)
             raise
@@ -424,19 +425,21 @@ async def reconcile(
             events.append(("Normal", "Queued", message))
         # A freed slot wakes the head of the queue at once; this look only refreshes the
         # position, so it comes less often (each refresh is a status write).
-        return Outcome(status, events, poll * QUEUED_POLL_FACTOR)
+        return ProblemOutcome(status, events, poll * QUEUED_POLL_FACTOR)
 
     st.set(jobName=job_name)
     if inputs.queue_name:
         message = f"created Job {job_name} ({what}) for Kueue LocalQueue '{inputs.queue_name}'"
         status = st.make("Queued", "KueuePending", message)
-        return Outcome(status, [*events, ("Normal", "JobCreated", message)], poll)
+        return ProblemOutcome(status, [*events, ("Normal", "JobCreated", message)], poll)
     message = f"created Job {job_name} ({what})"
     status = st.make("Pending", "Starting", message)
-    return Outcome(status, [*events, ("Normal", "JobCreated", message)], poll, took_slot=key)
+    return ProblemOutcome(status, [*events, ("Normal", "JobCreated", message)], poll, took_slot=key)
 
 
-def _invalid(st: _Status, old: dict[str, Any], events: list[Event], lines: list[str]) -> Outcome:
+def _invalid(
+    st: _Status, old: dict[str, Any], events: list[Event], lines: list[str]
+) -> ProblemOutcome:
     """Failed, InvalidSpec, naming every field (the first `EXPLANATION_LINES`); no Job, no
     retry until the spec changes."""
     more = len(lines) - EXPLANATION_LINES
@@ -449,7 +452,7 @@ def _invalid(st: _Status, old: dict[str, Any], events: list[Event], lines: list[
     message = "invalid problem: " + "; ".join(lines)
     st.set(result={"explanation": list(lines), "finishedAt": now()})
     status = st.make("Failed", "InvalidSpec", message, progressing=False)
-    return Outcome(
+    return ProblemOutcome(
         status,
         [*events, ("Warning", "InvalidSpec", message)],
         None,
@@ -464,13 +467,13 @@ async def _follow(
     events: list[Event],
     job: dict[str, Any],
     poll: float,
-) -> Outcome:
+) -> ProblemOutcome:
     """The problem's Job exists: report what it does."""
     meta = job["metadata"]
     job_name, namespace = meta["name"], meta["namespace"]
     if solverjob.suspended(job):
         message = await kueue_pending(api, job)
-        return Outcome(st.make("Queued", "KueuePending", message), events, poll)
+        return ProblemOutcome(st.make("Queued", "KueuePending", message), events, poll)
 
     state = solverjob.finished(job)
     if state is None:
@@ -485,19 +488,19 @@ async def _follow(
                     await api.delete(Ref("batch/v1", "Job", namespace, job_name))
                     st.set(result={"explanation": [message], "finishedAt": now()})
                     status = st.make("Failed", reason, message, progressing=False)
-                    return Outcome(
+                    return ProblemOutcome(
                         status, [*events, ("Warning", reason, message)], None, Finished("ERROR")
                     )
                 status = st.make("Pending", reason, message)
                 new = _phase_event(old, "Pending", reason)
-                return Outcome(
+                return ProblemOutcome(
                     status, [*events, ("Warning", reason, message)] if new else events, poll
                 )
         if running:
             message = f"the solver pod of Job {job_name} is running"
-            return Outcome(st.make("Running", "Solving", message), events, poll)
+            return ProblemOutcome(st.make("Running", "Solving", message), events, poll)
         message = f"Job {job_name} created; its pod is starting"
-        return Outcome(st.make("Pending", "Starting", message), events, poll)
+        return ProblemOutcome(st.make("Pending", "Starting", message), events, poll)
 
     pods = await api.list(Ref("v1", "Pod", namespace), {"job-name": job_name})
     verdict = solverjob.verdict(job, pods, old.get("result"), now())
@@ -511,7 +514,7 @@ async def _follow(
         phase, verdict.reason, verdict.message, ready=verdict.succeeded, progressing=False
     )
     kind = "Normal" if verdict.succeeded else "Warning"
-    return Outcome(
+    return ProblemOutcome(
         status,
         [*events, (kind, verdict.reason, verdict.message)],
         None,
