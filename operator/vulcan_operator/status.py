@@ -30,6 +30,43 @@ def condition(
     return cond
 
 
+def ready_progressing(
+    reason: str,
+    message: str,
+    generation: int | None,
+    *,
+    ready: bool | None = False,
+    progressing: bool | None = False,
+    degraded: bool | None = None,
+) -> list[dict[str, Any]]:
+    """The Ready and Progressing conditions of one state, with one reason and one message; and
+    Degraded with them when `degraded` is given (None: no Degraded condition)."""
+    conditions = [
+        condition("Ready", ready, reason, message, generation),
+        condition("Progressing", progressing, reason, message, generation),
+    ]
+    if degraded is not None:
+        conditions.append(condition("Degraded", degraded, reason, message, generation))
+    return conditions
+
+
+def event_if_changed(
+    status: dict[str, Any] | None,
+    type_: str,
+    reason: str,
+    message: str,
+    *,
+    condition_type: str = "Ready",
+) -> list[tuple[str, str, str]]:
+    """The Event (type, reason, message) to post, only when the status's `condition_type`
+    condition does not already say this reason and message (a state repeated at every poll is
+    told once); else no Event."""
+    old = get_condition(status, condition_type) or {}
+    if old.get("reason") == reason and old.get("message") == message:
+        return []
+    return [(type_, reason, message)]
+
+
 def set_conditions(
     current: list[dict[str, Any]] | None, updates: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:

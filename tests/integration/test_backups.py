@@ -268,7 +268,7 @@ async def test_scheduled_backups_set_backup_healthy(
 async def test_stale_or_missing_backups_set_backup_healthy_false(
     emulator: Emulator, operator: OperatorRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vulcan_operator.reconcile import backup
+    from vulcan_operator.reconcile import engine_backups as backup
 
     await installed(emulator)  # daily at 02:00
     await healthy(emulator, "Unknown", "NoBackupYet")

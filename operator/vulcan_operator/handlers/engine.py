@@ -7,15 +7,15 @@ from typing import Any
 
 import kopf
 
-from vulcan_operator import GROUP, VERSION, kinds, metrics
+from vulcan_operator import GROUP, VERSION, metrics
 from vulcan_operator.config import Settings
 from vulcan_operator.handlers import publish
 from vulcan_operator.health import Heartbeat
 from vulcan_operator.k8s import Api
-from vulcan_operator.reconcile import backup, engine, upgrade
+from vulcan_operator.reconcile import engine, engine_backups, upgrade
 from vulcan_operator.status import get_condition
 
-PLURAL = kinds.ENGINE.plural
+PLURAL = "vulcanengines"
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings, heartbeat: Heartbeat) -> None:
@@ -80,7 +80,7 @@ def export_metrics(body: kopf.Body, status: dict[str, Any]) -> None:
     meta = body.get("metadata") or {}
     namespace, name = str(meta.get("namespace")), str(meta.get("name"))
     ready = (get_condition(status, "Ready") or {}).get("status") == "True"
-    healthy = (get_condition(status, backup.BACKUP_HEALTHY) or {}).get("status")
+    healthy = (get_condition(status, engine_backups.BACKUP_HEALTHY) or {}).get("status")
     if healthy in ("True", "False"):
         metrics.set_engine_status(namespace, name, ready=ready, backup_healthy=healthy == "True")
     else:

@@ -5,10 +5,10 @@ differs, so a resync with nothing changed makes no write at all.
 
 Backups: the backup volume (operator-made, unowned) is applied create-only and never pruned;
 the backup and maintenance CronJobs are pruned when turned off and patched when their schedule
-changes. `status.lastBackup` and `BackupHealthy` come from `reconcile.backup.engine_backups`.
+changes. `status.lastBackup` and `BackupHealthy` come from `reconcile.engine_backups`.
 
 Restores: `status.restore`, written by the restore controller, makes this reconcile render
-zero replicas and no HPA and suspend the CronJobs (see `reconcile.restore`); version changes
+zero replicas and no HPA and suspend the CronJobs (see `reconcile.engine_hold`); version changes
 wait while it is set.
 
 `spec.paused`: the operator changes nothing, the CronJobs included: they keep running as they
@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from vulcan_operator import API_VERSION, enginedb, kinds, names
+from vulcan_operator import API_VERSION, enginedb, names
 from vulcan_operator.api import errors
 from vulcan_operator.api.engine import VulcanEngine, VulcanEngineSpec
 from vulcan_operator.builders import engine_children
@@ -37,10 +37,17 @@ from vulcan_operator.builders.engine import (
 )
 from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api, NotOurs, Ref, apply
-from vulcan_operator.reconcile import backup, restore, upgrade
-from vulcan_operator.status import Outcome, condition, get_condition, set_conditions
+from vulcan_operator.reconcile import engine_backups, engine_hold, upgrade
+from vulcan_operator.status import (
+    Outcome,
+    condition,
+    event_if_changed,
+    get_condition,
+    ready_progressing,
+    set_conditions,
+)
 
-KIND = kinds.ENGINE.kind
+KIND = "VulcanEngine"
 IN_FLIGHT = ("Progressing", "Upgrading", "RollingBack", "Restoring")
 
 # Kinds an engine may own whose existence depends on the spec: pruned when no longer wanted.
@@ -75,9 +82,7 @@ def invalid(body: dict[str, Any], problems: list[str]) -> Outcome:
             condition("Degraded", True, "InvalidSpec", message, gen),
         ),
     }
-    old = get_condition(body.get("status"), "Ready") or {}
-    news = old.get("reason") != "InvalidSpec" or old.get("message") != message
-    return Outcome(status, [("Warning", "InvalidSpec", message)] if news else [])
+    return Outcome(status, event_if_changed(body.get("status"), "Warning", "InvalidSpec", message))
 
 
 def child_conflict(
@@ -150,6 +155,10 @@ async def current_keys(
     return keys, secret is not None and keys != stored
 
 
+def _as_expected(gen: int | None) -> dict[str, Any]:
+    return condition("Degraded", False, "AsExpected", "", gen)
+
+
 def deployment_status(
     deployment: dict[str, Any] | None, gen: int | None
 ) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
@@ -186,11 +195,7 @@ def deployment_status(
         message = f"{counts['readyReplicas']}/{desired} replicas ready"
         return (
             "Ready",
-            [
-                condition("Ready", True, "RolloutComplete", message, gen),
-                condition("Progressing", False, "RolloutComplete", message, gen),
-                condition("Degraded", False, "AsExpected", "", gen),
-            ],
+            [*ready_progressing("RolloutComplete", message, gen, ready=True), _as_expected(gen)],
             counts,
         )
     message = (
@@ -199,11 +204,7 @@ def deployment_status(
     )
     return (
         "Progressing",
-        [
-            condition("Ready", False, "RollingOut", message, gen),
-            condition("Progressing", True, "RollingOut", message, gen),
-            condition("Degraded", False, "AsExpected", "", gen),
-        ],
+        [*ready_progressing("RollingOut", message, gen, progressing=True), _as_expected(gen)],
         counts,
     )
 
@@ -237,7 +238,7 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
         return invalid(body, engine)
     spec = engine.spec
     old = body.get("status") or {}
-    backups = await backup.engine_backups(
+    backups = await engine_backups.engine_backups(
         api, namespace, name, spec, old, gen, created=meta.get("creationTimestamp")
     )
     # Two engines never share a backup store: the one created later runs no backups.
@@ -250,7 +251,7 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
     )
     if conflicts:
         reason, message = "BackupStorageConflict", "; ".join(conflicts)
-        backups.condition = condition(backup.BACKUP_HEALTHY, False, reason, message, gen)
+        backups.condition = condition(engine_backups.BACKUP_HEALTHY, False, reason, message, gen)
         spec = spec.model_copy(update={"backup": spec.backup.model_copy(update={"enabled": False})})
     base = {
         "observedGeneration": gen,
@@ -278,15 +279,12 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
                 **base,
                 "phase": "Pending",
                 "conditions": _conditions(
-                    body,
-                    condition("Ready", False, "SecretMissing", message, gen),
-                    condition("Progressing", False, "SecretMissing", message, gen),
-                    backups.condition,
+                    body, *ready_progressing("SecretMissing", message, gen), backups.condition
                 ),
             },
             [("Warning", "SecretMissing", message)] if old.get("phase") != "Pending" else [],
         )
-    hold = await restore.engine_hold(api, namespace, name, old, gen)
+    hold = await engine_hold.engine_hold(api, namespace, name, old, gen)
 
     annotations = meta.get("annotations") or {}
     rotation = annotations.get(names.ANNOTATION_ROTATE_SECRETS, "")

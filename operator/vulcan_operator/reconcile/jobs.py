@@ -20,6 +20,7 @@ from vulcan_operator.k8s import Api, Ref
 
 __all__ = [
     "JobRun",
+    "failure",
     "finished_at",
     "job_run",
     "owned_jobs",
@@ -202,6 +203,36 @@ def job_run(job: dict[str, Any] | None, pods: Iterable[dict[str, Any]] = ()) -> 
         exit_code=exit_code if isinstance(exit_code, int) else None,
         reason=reason,
     )
+
+
+#: A program's step name (it becomes part of a condition reason).
+STEP = re.compile(r"[a-z][a-z_-]{0,40}")
+
+
+def _camel(step: str) -> str:
+    return "".join(part.capitalize() for part in step.replace("_", "-").split("-") if part)
+
+
+def failure(result: dict[str, Any], run: JobRun, what: str = "backup") -> tuple[str, str]:
+    """(reason, message) of a failed backup or restore Job: which step failed and why, from
+    the program's result line, else from the Job and its pod (OOM, deadline, eviction...)."""
+    if result.get("outcome") == "Failed":
+        step = str(result.get("step") or "?")
+        step = step if STEP.fullmatch(step) else "?"
+        said = plain_text(result.get("message") or "no message")
+        message = f"the {what} failed at step '{step}': {said}"
+        if result.get("exitCode") is not None:
+            message += f" (exit code {result['exitCode']})"
+        return f"{_camel(step)}Failed" if step != "?" else f"{_camel(what)}Failed", message
+    if run.reason == "OOMKilled":
+        return "OOMKilled", (
+            f"the {what} was killed for using too much memory (OOMKilled) before it reported "
+            "a result"
+        )
+    detail = plain_text(run.message or "no reason given")
+    if "deadline" in detail.lower():
+        return "DeadlineExceeded", f"the {what} ran out of time ({detail})"
+    return f"{_camel(what)}Failed", f"the {what} Job failed without reporting a result: {detail}"
 
 
 async def read_job(api: Api, namespace: str, name: str) -> JobRun:

@@ -307,107 +307,128 @@ async def _job(
 
 
 async def _step(ctx: Context, up: dict[str, Any]) -> Step:
-    inputs, spec = ctx.inputs, ctx.inputs.spec
-    step, old, new = up["step"], up.get("from"), up["to"]
-    up_cmd = list(spec.upgrade.migrationCommand)
+    """Run the flow's step; a step that is done hands over to the next in the same pass."""
+    for _ in _STEP_FUNCTIONS:  # each hand-over moves forward: never more than one per step
+        act = _STEP_FUNCTIONS.get(up["step"])
+        if act is None:
+            raise ValueError(f"unknown upgrade step {up['step']!r}")
+        step = await act(ctx, up)
+        if step is not None:
+            return step
+    raise RuntimeError(f"upgrade step {up['step']!r} handed over in a loop")
 
-    if step == "Install":
-        state, message = await _job(ctx, up, new, up_cmd, "migrate")
-        if state == "Failed":
-            return _fail(ctx, up, f"migration failed: {message}")
-        if state == "Succeeded" and rollout_state(ctx.deployment, up["image"]) == "Done":
-            try:
-                revision = await ctx.read_revision()
-            except InvalidDatabaseURL as exc:  # the engine's pods cannot use it either
-                return _unknown(ctx, up, new, str(exc))
-            except DatabaseUnavailable:
-                revision = None  # recorded as unknown: a rollback to this version is refused
-            return _end(ctx, up, "Succeeded", new, revisionAfter=revision)
-        return _wait(ctx, up, new, f"installing {new}: migration {state.lower()}")
 
-    if step == "Backup":
-        # The flow key in the name: a retry takes a new backup, never the first attempt's.
-        name = up.get("backup") or names.dns_name(inputs.name, "pre", _flow_hash(up), new)
-        up["backup"] = name
-        backup = {
-            "apiVersion": API_VERSION,
-            "kind": kinds.BACKUP.kind,
-            "metadata": {
-                "name": name,
-                "namespace": inputs.namespace,
-                "labels": names.labels(inputs.name, "backup"),
-            },
-            "spec": {"engineRef": {"name": inputs.name}},
-        }
-        await apply(ctx.api, backup, create_only=True)
-        live = await ctx.api.get(Ref.of(backup)) or {}
-        phase = (live.get("status") or {}).get("phase")
-        if phase == "Failed":
-            return _fail(ctx, up, f"pre-upgrade backup {name} failed; nothing was changed")
-        if phase != "Succeeded":
-            return _wait(ctx, up, old or new, f"pre-upgrade backup {name} is {phase or 'Pending'}")
-        up["step"] = step = "Migrate"
+async def _install(ctx: Context, up: dict[str, Any]) -> Step:
+    new = up["to"]
+    state, message = await _job(ctx, up, new, _migration_command(ctx), "migrate")
+    if state == "Failed":
+        return _fail(ctx, up, f"migration failed: {message}")
+    if state == "Succeeded" and rollout_state(ctx.deployment, up["image"]) == "Done":
+        try:
+            revision = await ctx.read_revision()
+        except InvalidDatabaseURL as exc:  # the engine's pods cannot use it either
+            return _unknown(ctx, up, new, str(exc))
+        except DatabaseUnavailable:
+            revision = None  # recorded as unknown: a rollback to this version is refused
+        return _end(ctx, up, "Succeeded", new, revisionAfter=revision)
+    return _wait(ctx, up, new, f"installing {new}: migration {state.lower()}")
 
-    if step == "Migrate":
-        if not up.get("revisionRecorded"):  # persisted before the migration may run
-            before, problem = await _revision(ctx)
-            if problem:
-                return _unknown(ctx, up, old or new, problem)
-            up["revisionBefore"], up["revisionRecorded"] = before, True
-            return _wait(ctx, up, old or new, f"database revision before migrating: {before}")
-        state, message = await _job(ctx, up, new, up_cmd, "migrate")
-        if state not in ("Failed", "Succeeded"):
-            return _wait(ctx, up, old or new, f"migrating the database with {new}")
-        after, problem = await _revision(ctx)
-        if problem:
-            return _unknown(ctx, up, old or new, f"after the migration Job {state}: {problem}")
-        if state == "Failed":
-            return _migration_failed(ctx, up, message, after)
-        up["revisionAfter"] = after
-        up["step"] = step = "Rollout"
-        return _wait(ctx, up, new, f"rolling out {new}", [("Normal", "Migrated", up_cmd[-1])])
 
-    if step == "Downgrade":  # rollback to a version from the history
-        _, wanted = _history_revision(ctx.status, new)
-        now_rev, problem = await _revision(ctx)
+async def _backup(ctx: Context, up: dict[str, Any]) -> Step | None:
+    inputs, old, new = ctx.inputs, up.get("from"), up["to"]
+    # The flow key in the name: a retry takes a new backup, never the first attempt's.
+    name = up.get("backup") or names.dns_name(inputs.name, "pre", _flow_hash(up), new)
+    up["backup"] = name
+    backup = {
+        "apiVersion": API_VERSION,
+        "kind": kinds.BACKUP.kind,
+        "metadata": {
+            "name": name,
+            "namespace": inputs.namespace,
+            "labels": names.labels(inputs.name, "backup"),
+        },
+        "spec": {"engineRef": {"name": inputs.name}},
+    }
+    await apply(ctx.api, backup, create_only=True)
+    live = await ctx.api.get(Ref.of(backup)) or {}
+    phase = (live.get("status") or {}).get("phase")
+    if phase == "Failed":
+        return _fail(ctx, up, f"pre-upgrade backup {name} failed; nothing was changed")
+    if phase != "Succeeded":
+        return _wait(ctx, up, old or new, f"pre-upgrade backup {name} is {phase or 'Pending'}")
+    up["step"] = "Migrate"
+    return None
+
+
+async def _migrate(ctx: Context, up: dict[str, Any]) -> Step:
+    old, new = up.get("from"), up["to"]
+    if not up.get("revisionRecorded"):  # persisted before the migration may run
+        before, problem = await _revision(ctx)
         if problem:
             return _unknown(ctx, up, old or new, problem)
-        up.setdefault("revisionBefore", now_rev)
-        if now_rev != wanted:
-            if wanted is None:
-                why = f"the database revision {new} ran with is not recorded"
-                return _end(ctx, up, "Refused", old or new, reason=f"cannot downgrade: {why}")
-            command = [*spec.upgrade.downgradeCommand, wanted]
-            state, message = await _job(ctx, up, old or new, command, "downgrade")
-            if state == "Failed":
-                return _fail(ctx, up, f"downgrade to revision {wanted} failed: {message}")
-            return _wait(ctx, up, old or new, f"downgrading the database to {wanted}")
-        up["revisionAfter"] = wanted
-        up["step"] = step = "Rollout"
+        up["revisionBefore"], up["revisionRecorded"] = before, True
+        return _wait(ctx, up, old or new, f"database revision before migrating: {before}")
+    command = _migration_command(ctx)
+    state, message = await _job(ctx, up, new, command, "migrate")
+    if state not in ("Failed", "Succeeded"):
+        return _wait(ctx, up, old or new, f"migrating the database with {new}")
+    after, problem = await _revision(ctx)
+    if problem:
+        return _unknown(ctx, up, old or new, f"after the migration Job {state}: {problem}")
+    if state == "Failed":
+        return _migration_failed(ctx, up, message, after)
+    up["revisionAfter"] = after
+    up["step"] = "Rollout"
+    return _wait(ctx, up, new, f"rolling out {new}", [("Normal", "Migrated", command[-1])])
 
-    if step == "Rollout":
-        state = rollout_state(ctx.deployment, up["image"])
-        started = up.setdefault("rolloutStartedAt", now())
-        if state == "Done":
-            return _end(ctx, up, "Succeeded", new)
+
+async def _downgrade(ctx: Context, up: dict[str, Any]) -> Step | None:
+    """A rollback to a version from the history: the database to the revision it ran with."""
+    old, new = up.get("from"), up["to"]
+    _, wanted = _history_revision(ctx.status, new)
+    now_rev, problem = await _revision(ctx)
+    if problem:
+        return _unknown(ctx, up, old or new, problem)
+    up.setdefault("revisionBefore", now_rev)
+    if now_rev != wanted:
+        if wanted is None:
+            why = f"the database revision {new} ran with is not recorded"
+            return _end(ctx, up, "Refused", old or new, reason=f"cannot downgrade: {why}")
+        command = [*ctx.inputs.spec.upgrade.downgradeCommand, wanted]
+        state, message = await _job(ctx, up, old or new, command, "downgrade")
         if state == "Failed":
-            reason = "the rollout exceeded its progress deadline"
-            if not spec.upgrade.autoRollback or up["kind"] != "upgrade":
-                return _fail(ctx, up, reason)
-            up.update(step="Revert", reason=reason)
-            step = "Revert"
-        else:
-            return _wait(ctx, up, new, f"rolling out {new} (since {started})")
+            return _fail(ctx, up, f"downgrade to revision {wanted} failed: {message}")
+        return _wait(ctx, up, old or new, f"downgrading the database to {wanted}")
+    up["revisionAfter"] = wanted
+    up["step"] = "Rollout"
+    return None
 
-    if step == "Revert":
-        return await _revert(ctx, up)
 
-    if step == "RevertRollout":
-        image = f"{spec.image}:{old}"
-        if rollout_state(ctx.deployment, image) == "Done":
-            return _end(ctx, up, "RolledBack", old or new)
-        return _wait(ctx, up, old or new, f"rolling back to {old}")
-    raise ValueError(f"unknown upgrade step {step!r}")
+async def _rollout(ctx: Context, up: dict[str, Any]) -> Step | None:
+    new = up["to"]
+    state = rollout_state(ctx.deployment, up["image"])
+    started = up.setdefault("rolloutStartedAt", now())
+    if state == "Done":
+        return _end(ctx, up, "Succeeded", new)
+    if state != "Failed":
+        return _wait(ctx, up, new, f"rolling out {new} (since {started})")
+    reason = "the rollout exceeded its progress deadline"
+    if not ctx.inputs.spec.upgrade.autoRollback or up["kind"] != "upgrade":
+        return _fail(ctx, up, reason)
+    up.update(step="Revert", reason=reason)
+    return None
+
+
+async def _revert_rollout(ctx: Context, up: dict[str, Any]) -> Step:
+    old, new = up.get("from"), up["to"]
+    image = f"{ctx.inputs.spec.image}:{old}"
+    if rollout_state(ctx.deployment, image) == "Done":
+        return _end(ctx, up, "RolledBack", old or new)
+    return _wait(ctx, up, old or new, f"rolling back to {old}")
+
+
+def _migration_command(ctx: Context) -> list[str]:
+    return list(ctx.inputs.spec.upgrade.migrationCommand)
 
 
 def _flow_hash(up: dict[str, Any]) -> str:
@@ -507,3 +528,16 @@ async def _restore(ctx: Context, up: dict[str, Any]) -> tuple[str, str]:
     live = await ctx.api.get(Ref.of(restore)) or {}
     phase = (live.get("status") or {}).get("phase") or "Running"
     return ("Succeeded" if phase == "Succeeded" else phase), f"restore {name} {phase.lower()}"
+
+
+#: What each step does. A step returns what this reconcile shows, or None when it is done and
+#: has set `up["step"]` to the next, which then runs in the same pass.
+_STEP_FUNCTIONS: dict[str, Callable[[Context, dict[str, Any]], Awaitable[Step | None]]] = {
+    "Install": _install,
+    "Backup": _backup,
+    "Migrate": _migrate,
+    "Downgrade": _downgrade,
+    "Rollout": _rollout,
+    "Revert": _revert,
+    "RevertRollout": _revert_rollout,
+}
