@@ -205,6 +205,7 @@ def test_dockerignore_keeps_out(path: str, rules: list[str]) -> None:
         "operator/vulcan_operator/cli/__init__.py",
         "operator/vulcan_operator/jobscripts/backup.sh",
         "operator/vulcan_operator/solver/runner.py",
+        "operator/vulcan_operator/solverpod/__main__.py",
         "templates/deployment.yaml.j2",
     ],
 )

@@ -1,8 +1,8 @@
 """Progress of a running solve: one event per improving schedule, to pluggable callbacks.
 
 The solver calls every `ProgressCallback` with a `Progress` each time it finds a better
-schedule. The CLI prints them as text lines, the pod entrypoint as JSON lines; a later consumer
-(the operator's status updates) plugs in its own callback. Callbacks run on the solver's
+schedule. The CLI prints them as text lines, the runner and the solver pod as JSON lines; the
+pod also plugs in its own callback (its status updates). Callbacks run on the solver's
 thread: keep them short and never raise (an exception is caught and dropped).
 """
 
@@ -62,7 +62,7 @@ def text_printer(stream: TextIO | None = None) -> ProgressCallback:
 
 
 def json_lines_printer(stream: TextIO | None = None) -> ProgressCallback:
-    """A callback printing one JSON object per line (the pod entrypoint's stdout protocol)."""
+    """A callback printing one JSON object per line (the runner's and the pod's stdout)."""
 
     def emit(progress: Progress) -> None:
         print(json.dumps(progress.to_event()), file=stream or sys.stdout, flush=True)

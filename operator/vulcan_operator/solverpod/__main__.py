@@ -58,7 +58,8 @@ from vulcan_operator.solver.progress import json_lines_printer
 from vulcan_operator.solver.result import SolveResult
 from vulcan_operator.solverpod import store
 from vulcan_operator.solverpod.reporter import DEFAULT_PROGRESS_INTERVAL, StatusReporter, log
-from vulcan_operator.solverpod.status import final_progress, now, result_status
+from vulcan_operator.solverpod.status import final_progress, result_status
+from vulcan_operator.status import now
 
 __all__ = ["EXIT_API", "EXIT_STALE", "main"]
 

@@ -9,12 +9,11 @@ lost. A summary is `SolveResult.summary()`, perhaps with the pod's additions (`f
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
 from vulcan_operator.solver.progress import Progress
 
-__all__ = ["RESULT_KEYS", "final_progress", "now", "progress_status", "result_status"]
+__all__ = ["RESULT_KEYS", "final_progress", "progress_status", "result_status"]
 
 #: The summary's keys that `status.result` has (the CRD's fields), besides `finishedAt`.
 RESULT_KEYS = ("status", "objective", "bound", "makespan", "wallSeconds", "explanation")
@@ -26,10 +25,6 @@ PROGRESS_FIELDS = (
     ("elapsedSeconds", "wallSeconds"),
     ("solutions", "solutions"),
 )
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def result_status(summary: dict[str, Any], finished_at: str) -> dict[str, Any]:
