@@ -19,6 +19,17 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_time(text: str | None) -> datetime.datetime | None:
+    """A Kubernetes timestamp (`now()`'s form, or any ISO 8601 one) as a datetime, or None when
+    there is none or it is not one."""
+    if not text:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
 def condition(
     type_: str, ok: bool | None, reason: str, message: str, generation: int | None
 ) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from vulcan_operator.reconcile.jobs import (
     parse_backup_result,
     read_job_object,
 )
-from vulcan_operator.status import condition
+from vulcan_operator.status import condition, parse_time
 
 __all__ = [
     "BACKUP_HEALTHY",
@@ -80,15 +80,6 @@ def human_interval(delta: datetime.timedelta) -> str:
             count = seconds // size
             return f"{count} {unit}{'s' if count != 1 else ''}"
     return f"{seconds} seconds"
-
-
-def _time(text: str | None) -> datetime.datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 @dataclass
@@ -165,7 +156,7 @@ async def _health(
     if last is None:
         cronjob = await api.get(Ref("batch/v1", "CronJob", namespace, names.backup_cronjob(engine)))
         since_text = (cronjob or {}).get("metadata", {}).get("creationTimestamp") or created
-        since = _time(since_text)
+        since = parse_time(since_text)
         if since is not None and interval is not None and when - since > 2 * interval:
             message = (
                 f"no backup has finished since scheduled backups began at {since_text}, "
@@ -186,7 +177,7 @@ async def _health(
             f"{last.get('message') or 'no reason given'}"
         )
         return condition(BACKUP_HEALTHY, False, reason, message, gen), False
-    finished = _time(last.get("time"))
+    finished = parse_time(last.get("time"))
     if finished is not None and interval is not None and when - finished > 2 * interval:
         message = (
             f"the newest successful backup, of {last.get('time')}, is older than twice the "

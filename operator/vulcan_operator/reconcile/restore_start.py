@@ -50,6 +50,7 @@ from vulcan_operator.status import (
     Outcome,
     event_if_changed,
     now,
+    parse_time,
     ready_progressing,
     set_conditions,
 )
@@ -133,10 +134,7 @@ class Run:
     def step_started(self) -> datetime.datetime | None:
         steps = self.status.get("steps") or []
         text = steps[-1].get("startedAt") if steps else None
-        try:
-            return datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-        except ValueError:
-            return None
+        return parse_time(str(text) if text else None)
 
     def outcome(self) -> Outcome:
         old = self.body.get("status") or {}
