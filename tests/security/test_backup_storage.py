@@ -198,9 +198,7 @@ def test_a_restore_location_outside_the_engines_store_is_refused(
     restore = Owner(kind="VulcanRestore", name="r", namespace="vulcan", uid="u")
     # The builder the restore reconciler and `render` call: on c37051b it built the Job.
     with pytest.raises(ValueError, match=r"^spec\.location: ") as refused:
-        b.build_vulcan_restore_job(
-            restore, "prod", spec, Settings(), location=location, checksum=CHECKSUM
-        )
+        b.build_restore_job(restore, "prod", spec, Settings(), location=location, checksum=CHECKSUM)
     assert why in str(refused.value)
     assert b.restore_source_problem("prod", "vulcan", storage, location) == str(refused.value)
 

@@ -48,6 +48,21 @@ def spec(**fields: Any) -> VulcanEngineSpec:
     return VulcanEngineSpec.model_validate({"version": "2.0.0", **fields})
 
 
+def engine_spec(
+    storage: BackupStorage | None = None,
+    *,
+    database: SecretKeyRef = DB,
+    hook: SecretKeyRef | None = None,
+) -> VulcanEngineSpec:
+    """An engine's spec with this store (the default: the managed claim), database and hook."""
+    backup: dict[str, Any] = {}
+    if storage is not None:
+        backup["storage"] = storage.model_dump(exclude_none=True)
+    if hook is not None:
+        backup["notifyWebhookSecretRef"] = hook.model_dump()
+    return spec(database={"urlSecretRef": database.model_dump()}, backup=backup)
+
+
 def by_kind(objs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [o for o in objs if o["kind"] == kind]
 
@@ -97,12 +112,14 @@ def all_variants() -> list[dict[str, Any]]:
     objs += b.build_engine_backup_children(
         ENGINE, spec(backup={"storage": S3_STORAGE.model_dump(exclude_none=True)}), SETTINGS
     )
-    objs += b.build_backup_job(VB, "prod", spec().backup.storage, DB, SETTINGS)
-    objs += b.build_backup_job(VB, "prod", S3_STORAGE, DB, SETTINGS, notify_webhook=HOOK)
+    objs += b.build_backup_job(VB, "prod", engine_spec(), SETTINGS)
+    objs += b.build_backup_job(VB, "prod", engine_spec(S3_STORAGE, hook=HOOK), SETTINGS)
     objs += b.build_restore_job(
-        VR, "prod", LOCATION, DB, SETTINGS, target_database="copy", expected_sha256=SHA
+        VR, "prod", engine_spec(), SETTINGS, location=LOCATION, target_database="copy", checksum=SHA
     )
-    objs += b.build_restore_job(VR, "prod", S3_LOCATION, DB, SETTINGS, expected_sha256=SHA, s3=S3)
+    objs += b.build_restore_job(
+        VR, "prod", engine_spec(S3_STORAGE), SETTINGS, location=S3_LOCATION, checksum=SHA
+    )
     return objs
 
 
@@ -178,7 +195,9 @@ def test_the_commands_are_the_packaged_programs() -> None:
     maintenance = b.build_maintenance_cronjob(ENGINE, Maintenance(), DB, SETTINGS)[0]
     (container,) = containers(maintenance)
     assert container["command"] == ["sh", "-c", program("maintenance"), "vulcan-maintenance"]
-    restore = b.build_restore_job(VR, "prod", LOCATION, DB, SETTINGS, expected_sha256=SHA)[0]
+    restore = b.build_restore_job(
+        VR, "prod", engine_spec(), SETTINGS, location=LOCATION, checksum=SHA
+    )[0]
     assert containers(restore)[0]["command"][2] == program("restore")
 
 
@@ -343,7 +362,7 @@ def test_s3_backups_dump_in_an_init_container_and_upload_with_the_aws_cli() -> N
 
 
 def test_an_on_demand_backup_job() -> None:
-    objs = b.build_backup_job(VB, "prod", spec().backup.storage, DB, SETTINGS, notify_webhook=HOOK)
+    objs = b.build_backup_job(VB, "prod", engine_spec(hook=HOOK), SETTINGS)
     (job,) = objs  # never a claim: the managed one is the engine's reconcile's to create
     volumes = {v["name"]: v for v in pod_spec(job)["volumes"]}
     assert volumes["backups"]["persistentVolumeClaim"] == {"claimName": "prod-backups"}
@@ -358,28 +377,31 @@ def test_an_on_demand_backup_job() -> None:
     assert env["VULCAN_NAMESPACE"] == "vulcan"
     assert "RETENTION_DAYS" not in env
     assert env["NOTIFY_WEBHOOK_URL"][0] == "secret"
-    (s3_job,) = b.build_backup_job(VB, "prod", S3_STORAGE, DB, SETTINGS)
+    (s3_job,) = b.build_backup_job(VB, "prod", engine_spec(S3_STORAGE), SETTINGS)
     upload_env = env_of(pod_spec(s3_job)["containers"][0])
     assert upload_env["S3_PREFIX"] == "database/vulcan/prod/on-demand/"
     assert "RETENTION_DAYS" not in upload_env
 
 
 def test_one_off_job_names_carry_a_hash_of_their_inputs() -> None:
-    storage = spec().backup.storage
-    name = b.build_backup_job(VB, "prod", storage, DB, SETTINGS)[-1]["metadata"]["name"]
-    assert b.build_backup_job(VB, "prod", storage, DB, SETTINGS)[-1]["metadata"]["name"] == name
-    other_db = SecretKeyRef(name="other-db", key="url")
+    name = b.build_backup_job(VB, "prod", engine_spec(), SETTINGS)[-1]["metadata"]["name"]
+    assert b.build_backup_job(VB, "prod", engine_spec(), SETTINGS)[-1]["metadata"]["name"] == name
+    other_db = engine_spec(database=SecretKeyRef(name="other-db", key="url"))
     other_owner = Owner(kind=VB.kind, name=VB.name, namespace=VB.namespace, uid="new-uid")
     for variant in (
-        b.build_backup_job(VB, "prod", S3_STORAGE, DB, SETTINGS),
-        b.build_backup_job(VB, "prod", storage, other_db, SETTINGS),
-        b.build_backup_job(VB, "prod", storage, DB, Settings(postgres_image="postgres:16-alpine")),
-        b.build_backup_job(other_owner, "prod", storage, DB, SETTINGS),
+        b.build_backup_job(VB, "prod", engine_spec(S3_STORAGE), SETTINGS),
+        b.build_backup_job(VB, "prod", other_db, SETTINGS),
+        b.build_backup_job(
+            VB, "prod", engine_spec(), Settings(postgres_image="postgres:16-alpine")
+        ),
+        b.build_backup_job(other_owner, "prod", engine_spec(), SETTINGS),
     ):
         assert variant[-1]["metadata"]["name"] != name
-    r1 = b.build_restore_job(VR, "prod", LOCATION, DB, SETTINGS, expected_sha256=SHA)[0]
+    r1 = b.build_restore_job(VR, "prod", engine_spec(), SETTINGS, location=LOCATION, checksum=SHA)[
+        0
+    ]
     r2 = b.build_restore_job(
-        VR, "prod", LOCATION, DB, SETTINGS, expected_sha256=SHA, target_database="x"
+        VR, "prod", engine_spec(), SETTINGS, location=LOCATION, checksum=SHA, target_database="x"
     )[0]
     r1 = r1["metadata"]["name"]
     assert r1 != r2["metadata"]["name"] and r1.startswith("prod-restore-restore-")
@@ -387,7 +409,7 @@ def test_one_off_job_names_carry_a_hash_of_their_inputs() -> None:
 
 def test_a_restore_job_from_a_volume() -> None:
     (job,) = b.build_restore_job(
-        VR, "prod", LOCATION, DB, SETTINGS, target_database="copy", expected_sha256=SHA
+        VR, "prod", engine_spec(), SETTINGS, location=LOCATION, target_database="copy", checksum=SHA
     )
     (ref,) = job["metadata"]["ownerReferences"]
     assert (ref["kind"], ref["name"]) == ("VulcanRestore", "prod-restore")
@@ -412,19 +434,29 @@ def test_a_restore_job_from_a_volume() -> None:
     assert {"name": "backups", "mountPath": "/backups", "readOnly": True} in container[
         "volumeMounts"
     ]
-    (plain,) = b.build_restore_job(VR, "prod", LOCATION, DB, SETTINGS, expected_sha256=SHA)
+    (plain,) = b.build_restore_job(
+        VR, "prod", engine_spec(), SETTINGS, location=LOCATION, checksum=SHA
+    )
     assert "TARGET_DATABASE" not in env_of(pod_spec(plain)["containers"][0])
 
 
 @pytest.mark.parametrize("checksum", ["", "AB" * 32, "ab" * 31, "g" * 64, "ab" * 32 + "\n"])
 def test_a_restore_job_needs_the_expected_checksum(checksum: str) -> None:
     with pytest.raises(ValueError, match="expected sha256"):
-        b.build_restore_job(VR, "prod", LOCATION, DB, SETTINGS, expected_sha256=checksum)
+        b.build_restore_job(
+            VR, "prod", engine_spec(), SETTINGS, location=LOCATION, checksum=checksum
+        )
 
 
 def test_a_restore_job_from_s3_downloads_first() -> None:
     (job,) = b.build_restore_job(
-        VR, "prod", S3_LOCATION, DB, SETTINGS, expected_sha256=SHA, s3=S3, aws_cli_image="aws:test"
+        VR,
+        "prod",
+        engine_spec(S3_STORAGE),
+        SETTINGS,
+        location=S3_LOCATION,
+        checksum=SHA,
+        aws_cli_image="aws:test",
     )
     pod = pod_spec(job)
     (download,) = pod["initContainers"]
@@ -438,8 +470,9 @@ def test_a_restore_job_from_s3_downloads_first() -> None:
     assert r_env["BACKUP_FILE"] == "/work/vulcan_20261129_020000.dump"
     assert "AWS_SECRET_ACCESS_KEY" not in r_env
     assert d_env["VULCAN_NAMESPACE"] == r_env["VULCAN_NAMESPACE"] == "vulcan"
-    with pytest.raises(ValueError, match="needs S3 settings"):
-        b.build_restore_job(VR, "prod", S3_LOCATION, DB, SETTINGS, expected_sha256=SHA)
+    # An s3:// file for an engine whose store is a claim: no S3 settings to download it with.
+    with pytest.raises(ValueError, match="keeps its backups in a volume claim"):
+        b.build_restore_job(VR, "prod", engine_spec(), SETTINGS, location=S3_LOCATION, checksum=SHA)
 
 
 @pytest.mark.parametrize(
@@ -456,7 +489,9 @@ def test_a_restore_job_from_s3_downloads_first() -> None:
 )
 def test_bad_locations_are_refused(location: str) -> None:
     with pytest.raises(ValueError, match="backup location"):
-        b.build_restore_job(VR, "prod", location, DB, SETTINGS, expected_sha256=SHA, s3=S3)
+        b.build_restore_job(
+            VR, "prod", engine_spec(S3_STORAGE), SETTINGS, location=location, checksum=SHA
+        )
 
 
 def test_locations_parse_both_ways() -> None:
@@ -529,22 +564,18 @@ def test_anything_else_is_refused_naming_the_field(location: str, why: str) -> N
     )
 
 
-def test_the_vulcan_restore_job_is_only_built_for_the_engines_store() -> None:
+def test_the_restore_job_is_only_built_for_the_engines_store() -> None:
     engine_spec = spec(backup={"storage": S3_STORAGE.model_dump(exclude_none=True)})
-    (job,) = b.build_vulcan_restore_job(
+    (job,) = b.build_restore_job(
         VR, "prod", engine_spec, SETTINGS, location=S3_LOCATION, checksum=SHA
     )
     download = env_of(pod_spec(job)["initContainers"][0])
     assert download["S3_ENDPOINT_URL"] == "https://minio.example.com"  # the engine's settings
     foreign = "s3://attacker-bucket/database/vulcan/prod/vulcan_20261129_020000.dump"
     with pytest.raises(ValueError, match=r"^spec\.location: bucket 'attacker-bucket'"):
-        b.build_vulcan_restore_job(
-            VR, "prod", engine_spec, SETTINGS, location=foreign, checksum=SHA
-        )
+        b.build_restore_job(VR, "prod", engine_spec, SETTINGS, location=foreign, checksum=SHA)
     with pytest.raises(ValueError, match="expected sha256"):
-        b.build_vulcan_restore_job(
-            VR, "prod", engine_spec, SETTINGS, location=S3_LOCATION, checksum=""
-        )
+        b.build_restore_job(VR, "prod", engine_spec, SETTINGS, location=S3_LOCATION, checksum="")
 
 
 def engine_doc(
@@ -623,7 +654,7 @@ def test_long_engine_names_fit_cronjob_limits() -> None:
     assert names.backup_cronjob(long) != names.maintenance_cronjob(long)
     validate_manifests(objs)
     vb = Owner(kind="VulcanBackup", name="b" * 200, namespace="vulcan", uid="u")
-    job = b.build_backup_job(vb, long, S3_STORAGE, DB, SETTINGS)[-1]
+    job = b.build_backup_job(vb, long, engine_spec(S3_STORAGE), SETTINGS)[-1]
     assert len(job["metadata"]["name"]) <= 63
     validate_manifest(job)
 

@@ -74,36 +74,39 @@ def one_off_jobs(settings: Settings) -> dict[str, list[Obj]]:
         engine, keys={"SECRET_KEY": "k", "JWT_SECRET_KEY": "j"}, settings=settings
     )
     spec = inputs.spec
-    database = spec.database_url_ref("prod")
     s3 = BackupStorage.model_validate(
-        {"s3": {"bucket": "vulcan-backups", "credentialsSecretRef": {"name": "s3-creds"}}}
+        {
+            "s3": {
+                "bucket": "vulcan-backups",
+                "prefix": "database",
+                "credentialsSecretRef": {"name": "s3-creds"},
+            }
+        }
     )
+    s3_spec = spec.model_copy(update={"backup": spec.backup.model_copy(update={"storage": s3})})
     backup = Owner(kind="VulcanBackup", name="prod-manual-1", namespace="vulcan", uid="b-uid")
     restore = Owner(kind="VulcanRestore", name="prod-restore-1", namespace="vulcan", uid="r-uid")
     return {
         "migration-job": [
             migration_job(inputs, "2.1.0", list(spec.upgrade.migrationCommand), "migrate")
         ],
-        "backup-job-pvc": backup_builder.build_backup_job(
-            backup, "prod", spec.backup.storage, database, settings
-        ),
-        "backup-job-s3": backup_builder.build_backup_job(backup, "prod", s3, database, settings),
+        "backup-job-pvc": backup_builder.build_backup_job(backup, "prod", spec, settings),
+        "backup-job-s3": backup_builder.build_backup_job(backup, "prod", s3_spec, settings),
         "restore-job-pvc": backup_builder.build_restore_job(
             restore,
             "prod",
-            "pvc://prod-backups/vulcan/prod/vulcan_20261129_020000.dump",
-            database,
+            spec,
             settings,
-            expected_sha256="9f" * 32,
+            location="pvc://prod-backups/vulcan/prod/vulcan_20261129_020000.dump",
+            checksum="9f" * 32,
         ),
         "restore-job-s3": backup_builder.build_restore_job(
             restore,
             "prod",
-            "s3://vulcan-backups/database/vulcan/prod/vulcan_20261129_020000.dump",
-            database,
+            s3_spec,
             settings,
-            expected_sha256="9f" * 32,
-            s3=s3.s3,
+            location="s3://vulcan-backups/database/vulcan/prod/vulcan_20261129_020000.dump",
+            checksum="9f" * 32,
         ),
     }
 

@@ -14,7 +14,7 @@ from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.api.problem import SchedulingProblem
 from vulcan_operator.builders import engine_children
 from vulcan_operator.builders import problem as problem_builder
-from vulcan_operator.builders.backup.jobs import build_vulcan_backup_job, build_vulcan_restore_job
+from vulcan_operator.builders.backup.jobs import build_backup_job, build_restore_job
 from vulcan_operator.builders.common import Owner
 from vulcan_operator.builders.engine import EngineInputs, ensure_keys
 from vulcan_operator.builders.migration import restore_migration_job
@@ -77,7 +77,7 @@ def render_backup(
     if (doc.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
         return []  # a finished backup is never run again
     VulcanBackup.model_validate(doc)  # refuses spec.storage (validated before, too)
-    return build_vulcan_backup_job(
+    return build_backup_job(
         _owner(doc),
         engine["metadata"]["name"],
         VulcanEngineSpec.model_validate(engine.get("spec") or {}),
@@ -128,7 +128,7 @@ def render_restore(
             )
         location, checksum = str(status["location"]), recorded
     try:
-        out = build_vulcan_restore_job(
+        out = build_restore_job(
             _owner(doc),
             engine["metadata"]["name"],
             engine_spec,

@@ -23,8 +23,6 @@ from vulcan_operator.builders.backup.cronjobs import (
 from vulcan_operator.builders.backup.jobs import (
     build_backup_job,
     build_restore_job,
-    build_vulcan_backup_job,
-    build_vulcan_restore_job,
 )
 from vulcan_operator.builders.backup.storage import (
     BackupLocation,
@@ -44,8 +42,6 @@ __all__ = [
     "build_engine_backup_children",
     "build_maintenance_cronjob",
     "build_restore_job",
-    "build_vulcan_backup_job",
-    "build_vulcan_restore_job",
     "plan_storage",
     "restore_source_problem",
     "storage_conflicts",

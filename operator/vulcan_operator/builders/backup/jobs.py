@@ -22,8 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from vulcan_operator import names
-from vulcan_operator.api.common import SecretKeyRef
-from vulcan_operator.api.engine import BackupStorage, S3Storage, VulcanEngineSpec
+from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.builders.backup.pods import (
     AWS_RESOURCES,
     DEFAULT_AWS_CLI_IMAGE,
@@ -52,8 +51,6 @@ from vulcan_operator.templating import render_one
 __all__ = [
     "build_backup_job",
     "build_restore_job",
-    "build_vulcan_backup_job",
-    "build_vulcan_restore_job",
 ]
 
 TTL_SECONDS_AFTER_FINISHED = 86400  # backup Jobs; the operator has read the result by then
@@ -76,28 +73,27 @@ def _named_job(
 def build_backup_job(
     backup: Owner,
     engine: str,
-    storage: BackupStorage,
-    database: SecretKeyRef,
+    engine_spec: VulcanEngineSpec,
     settings: Settings,
     *,
-    notify_webhook: SecretKeyRef | None = None,
     aws_cli_image: str = DEFAULT_AWS_CLI_IMAGE,
 ) -> list[Manifest]:
-    """The Job of one VulcanBackup (owned by it), and nothing else: no claim (the managed one
-    is the engine's reconcile's to create).
+    """The Job of one VulcanBackup of `engine` (owned by the VulcanBackup), and nothing else:
+    no claim (the managed one is the engine's reconcile's to create).
 
-    `storage` is the engine's spec.backup.storage (a VulcanBackup has none of its own). The
-    backup goes to the engine's on-demand folder/prefix, where retention never deletes it.
+    Everything comes from the engine's spec (a VulcanBackup has no storage of its own): its
+    store, where the backup goes to the on-demand folder/prefix that retention never touches,
+    its database and its webhook.
     """
     labels = names.labels(engine, names.COMPONENT_BACKUP)
     pod = backup_pod(
         engine,
         backup.namespace,
-        plan_storage(engine, backup.namespace, storage, on_demand=True),
-        database,
+        plan_storage(engine, backup.namespace, engine_spec.backup.storage, on_demand=True),
+        engine_spec.database_url_ref(engine),
         settings,
         retention_days=None,
-        webhook=notify_webhook,
+        webhook=engine_spec.backup.notifyWebhookSecretRef,
         aws_cli_image=aws_cli_image,
     )
     context = {
@@ -110,36 +106,43 @@ def build_backup_job(
 def build_restore_job(
     restore: Owner,
     engine: str,
-    location: str,
-    database: SecretKeyRef,
+    engine_spec: VulcanEngineSpec,
     settings: Settings,
     *,
-    expected_sha256: str,
+    location: str,
+    checksum: str,
     target_database: str = "",
-    s3: S3Storage | None = None,
     aws_cli_image: str = DEFAULT_AWS_CLI_IMAGE,
 ) -> list[Manifest]:
-    """The Job of one VulcanRestore (owned by it): restore `location` into the engine's
-    database, or `target_database`. Only the database part: scaling the engine down, migrating
-    and scaling back are the reconciler's steps. No ttlSecondsAfterFinished: the operator
-    deletes the Job once it has recorded the result.
+    """The Job of one VulcanRestore of `engine` (owned by the VulcanRestore): restore
+    `location`, a backup file of the engine's own store (see `restore_source_problem`), into
+    the engine's database, or `target_database`. Only the database part: scaling the engine
+    down, migrating and scaling back are the reconciler's steps. No ttlSecondsAfterFinished:
+    the operator deletes the Job once it has recorded the result.
 
-    `location` is `pvc://claim/path` (the claim is mounted read-only) or `s3://bucket/key`
-    (downloaded by an init container; `s3` gives endpoint, region and credentials: the
-    engine's storage.s3). `expected_sha256` (required: the VulcanBackup's status.checksum or
-    the VulcanRestore's spec.checksum) is checked before anything is touched. ValueError for
-    a bad location or checksum.
+    A `pvc://claim/path` is mounted read-only; an `s3://bucket/key` is downloaded by an init
+    container with the engine's S3 settings. `checksum` (required: the VulcanBackup's
+    status.checksum or the VulcanRestore's spec.checksum) is checked before anything is
+    touched. ValueError (one line naming the field) for a location or checksum that cannot be
+    restored.
     """
+    storage = engine_spec.backup.storage
+    problem = restore_source_problem(engine, restore.namespace, storage, location)
+    if problem is not None:
+        raise ValueError(problem)
     where = BackupLocation.parse(location)
-    if not re.fullmatch(r"[0-9a-f]{64}", expected_sha256):
+    if not re.fullmatch(r"[0-9a-f]{64}", checksum):
         raise ValueError(
             "the expected sha256 of the backup file is missing or not 64 lowercase hex "
             "characters (the VulcanBackup's status.checksum or spec.checksum)"
         )
     namespace = restore.namespace
     labels = names.labels(engine, names.COMPONENT_RESTORE)
-    restore_env = [*base_env(engine, namespace), *database_env(database)]
-    restore_env.append(env_var("EXPECTED_SHA256", expected_sha256))
+    restore_env = [
+        *base_env(engine, namespace),
+        *database_env(engine_spec.database_url_ref(engine)),
+    ]
+    restore_env.append(env_var("EXPECTED_SHA256", checksum))
     if target_database:
         restore_env.append(env_var("TARGET_DATABASE", target_database))
     restore_env.append(env_var("BACKUP_LOCATION", str(where)))
@@ -154,17 +157,13 @@ def build_restore_job(
             volumes=volumes(claim_volume(where.root, read_only=True)),
         )
     else:
-        if s3 is None:
-            raise ValueError(
-                f"backup location {location}: an s3:// location needs S3 settings "
-                "(endpoint, region, credentials), e.g. the engine's spec.backup.storage.s3"
-            )
+        assert storage.s3 is not None  # restore_source_problem: an s3:// file of an S3 store
         work = [{"name": "work", "mountPath": WORK_MOUNT}]
         download_env = [
             *base_env(engine, namespace),
             env_var("S3_LOCATION", str(where)),
             env_var("BACKUP_DIR", WORK_MOUNT),
-            *s3_env(s3),
+            *s3_env(storage.s3),
         ]
         restore_env.append(env_var("BACKUP_FILE", posixpath.join(WORK_MOUNT, where.file_name)))
         pod = Pod(
@@ -180,52 +179,3 @@ def build_restore_job(
         )
     context = job_context(names.COMPONENT_RESTORE, labels, pod)
     return [_named_job("restore-job.yaml.j2", names.restore_job, restore, labels, context)]
-
-
-# --- as the controllers (and `render`) make them -------------------------------------------
-def build_vulcan_backup_job(
-    backup: Owner,
-    engine: str,
-    engine_spec: VulcanEngineSpec,
-    settings: Settings,
-) -> list[Manifest]:
-    """The Job of a VulcanBackup of `engine`: to the engine's own store (on-demand folder),
-    with the engine's database and webhook. Never a claim."""
-    return build_backup_job(
-        backup,
-        engine,
-        engine_spec.backup.storage,
-        engine_spec.database_url_ref(engine),
-        settings,
-        notify_webhook=engine_spec.backup.notifyWebhookSecretRef,
-    )
-
-
-def build_vulcan_restore_job(
-    restore: Owner,
-    engine: str,
-    engine_spec: VulcanEngineSpec,
-    settings: Settings,
-    *,
-    location: str,
-    checksum: str,
-    target_database: str = "",
-) -> list[Manifest]:
-    """The Job of a VulcanRestore of `engine`: `location`, a backup file of the engine's own
-    store (see `restore_source_problem`), into the engine's database (or `target_database`),
-    checked against `checksum` (required); S3 settings are the engine's. ValueError (one line
-    naming the field) for a location or checksum that cannot be restored."""
-    storage = engine_spec.backup.storage
-    problem = restore_source_problem(engine, restore.namespace, storage, location)
-    if problem is not None:
-        raise ValueError(problem)
-    return build_restore_job(
-        restore,
-        engine,
-        location,
-        engine_spec.database_url_ref(engine),
-        settings,
-        target_database=target_database,
-        expected_sha256=checksum,
-        s3=storage.s3,
-    )
