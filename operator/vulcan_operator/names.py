@@ -72,7 +72,8 @@ __all__ = [
 
 MAX_LABEL_LENGTH = 63
 MAX_SUBDOMAIN_LENGTH = 253
-#: A CronJob's name: the CronJob controller appends "-<11 digits>" to the names of its Jobs.
+#: A CronJob's name: the CronJob controller appends 11 characters ("-" and the scheduled time
+#: in minutes) to make the names of its Jobs, which may not exceed 63.
 CRONJOB_NAME_MAX = 52
 HASH_LENGTH = 8
 

@@ -25,6 +25,9 @@ CHILD_NAMES: list[Callable[[str], str]] = [
     names.engine_ingress,
     names.engine_config,
     names.engine_keys_secret,
+    names.backup_cronjob,
+    names.maintenance_cronjob,
+    names.backup_pvc,
 ]
 
 
@@ -192,3 +195,21 @@ def test_different_engines_get_different_child_names(first: str, second: str) ->
     for child in CHILD_NAMES:
         assert child(first) != child(second), (child.__name__, first, second)
     assert names.selector(first, "backend") != names.selector(second, "backend")
+
+
+# --- an engine's backups, maintenance and restores ------------------------------------------
+
+
+def test_backup_children_names() -> None:
+    assert names.backup_cronjob("prod") == "prod-backup"
+    assert names.maintenance_cronjob("prod") == "prod-maintenance"
+    assert names.backup_pvc("prod") == "prod-backups"
+    assert names.backup_job("prod-before-2-1-0", "0123abcd") == "prod-before-2-1-0-backup-0123abcd"
+    assert names.restore_job("prod-restore", "0123abcd") == "prod-restore-restore-0123abcd"
+    long = "e" * 60
+    for cronjob in (names.backup_cronjob(long), names.maintenance_cronjob(long)):
+        # The CronJob controller appends 11 characters: its Jobs' names must stay DNS labels.
+        assert len(cronjob) <= names.CRONJOB_NAME_MAX and is_dns_label(cronjob + "-1234567890")
+    assert names.backup_cronjob(long) != names.maintenance_cronjob(long)
+    assert is_dns_label(names.backup_job("b" * 200, "0123abcd"))
+    assert names.backup_job("b" * 200, "0123abcd").endswith("-0123abcd")  # the digest stays
