@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import kopf
 
+from vulcan_operator import kinds
 from vulcan_operator.config import Settings
 from vulcan_operator.handlers import register_polling
 from vulcan_operator.reconcile import backup
 
-PLURAL = "vulcanbackups"
+PLURAL = kinds.BACKUP.plural
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:

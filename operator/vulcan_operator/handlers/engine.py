@@ -7,7 +7,7 @@ from typing import Any
 
 import kopf
 
-from vulcan_operator import GROUP, VERSION, metrics
+from vulcan_operator import GROUP, VERSION, kinds, metrics
 from vulcan_operator.config import Settings
 from vulcan_operator.handlers import publish
 from vulcan_operator.health import Heartbeat
@@ -15,7 +15,7 @@ from vulcan_operator.k8s import Api
 from vulcan_operator.reconcile import engine, engine_backups, upgrade
 from vulcan_operator.status import get_condition
 
-PLURAL = "vulcanengines"
+PLURAL = kinds.ENGINE.plural
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings, heartbeat: Heartbeat) -> None:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import kopf
 
+from vulcan_operator import kinds
 from vulcan_operator.config import Settings
 from vulcan_operator.handlers import register_polling
 from vulcan_operator.reconcile import restore
 
-PLURAL = "vulcanrestores"
+PLURAL = kinds.RESTORE.plural
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from vulcan_operator import API_VERSION, enginedb, names
+from vulcan_operator import API_VERSION, enginedb, kinds, names
 from vulcan_operator.api import errors
 from vulcan_operator.api.engine import VulcanEngine, VulcanEngineSpec
 from vulcan_operator.builders import engine_children
@@ -42,12 +42,11 @@ from vulcan_operator.status import (
     Outcome,
     condition,
     event_if_changed,
-    get_condition,
     ready_progressing,
     set_conditions,
 )
 
-KIND = "VulcanEngine"
+KIND = kinds.ENGINE.kind
 IN_FLIGHT = ("Progressing", "Upgrading", "RollingBack", "Restoring")
 
 # Kinds an engine may own whose existence depends on the spec: pruned when no longer wanted.
@@ -91,10 +90,10 @@ def child_conflict(
     """Degraded=True `ChildConflict` naming each child whose name is taken by an object that is
     not ours (left alone, never taken over), and a Warning Event when that message is new."""
     message = "; ".join(str(error) for error in refused)
-    old = get_condition(body.get("status"), "Degraded") or {}
-    news = old.get("reason") != "ChildConflict" or old.get("message") != message
-    event = ("Warning", "ChildConflict", message)
-    return condition("Degraded", True, "ChildConflict", message, gen), [event] if news else []
+    events = event_if_changed(
+        body.get("status"), "Warning", "ChildConflict", message, condition_type="Degraded"
+    )
+    return condition("Degraded", True, "ChildConflict", message, gen), events
 
 
 def parse(body: dict[str, Any]) -> VulcanEngine | list[str]:
