@@ -148,6 +148,7 @@ backup_main() {
 \"checksum\":\"$_sum\",\"checksumAlgorithm\":\"sha256\",\
 \"databaseRevision\":$(json_str "$_revision"),\"format\":\"custom\",\
 \"startedAt\":\"$STARTED_AT\",\"finishedAt\":\"$_finished\"}"
+    # shellcheck disable=SC2015 # either write failing is fatal
     printf '%s  %s\n' "$_sum" "$_name" >"$BACKUP_PARTIAL.sha256" \
         && printf '%s\n' "$_manifest" >"$BACKUP_PARTIAL.json" \
         || fail "$EXIT_FAILED" "cannot write the checksum and manifest files"
@@ -174,7 +175,7 @@ backup_main() {
         fi
     fi
 
-    RESULT_STEP=done
+    RESULT_STEP="done"
     if [ "${NOTIFY_ON_SUCCESS:-true}" != false ]; then
         notify Succeeded "Vulcan backup succeeded${VULCAN_ENGINE:+ for $VULCAN_ENGINE}: $_location ($_size bytes)" \
             "\"kind\":\"vulcan-backup\",\"location\":$(json_str "$_location"),\"sizeBytes\":$_size"

@@ -12,9 +12,11 @@ TERMINATION_LOG=${TERMINATION_LOG:-/dev/termination-log}
 export TMPDIR
 
 # Exit codes of every program.
+# shellcheck disable=SC2034 # the table of every program's exit codes; not all use each
 EXIT_OK=0
 EXIT_FAILED=1   # the work failed (database, storage, tools); nothing half-done is left behind
 EXIT_CONFIG=2   # bad or missing settings; retrying will not help
+# shellcheck disable=SC2034 # used by restore and the Job's podFailurePolicy
 EXIT_REFUSED=3  # a backup file was refused (missing, checksum, corrupt, truncated); DB untouched
 
 now_utc() { date -u +%Y-%m-%dT%H:%M:%SZ; }

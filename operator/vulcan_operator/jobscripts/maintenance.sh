@@ -93,7 +93,7 @@ SQL
     printf '%s' "$_tables" | sed -e 's/}, *{/\n/g' | tr -d '[]{}"' \
         | sed -e 's/^ *table *: *\([^,]*\),.*size *: *\(.*\)$/    \1  \2/' >&2
 
-    RESULT_STEP=done
+    RESULT_STEP="done"
     FAIL_HOOK=""
     emit_result "{\"kind\":\"vulcan-maintenance\",\"outcome\":\"Succeeded\",\
 \"database\":$(json_str "$DB_NAME"),\"vacuumed\":true,\"reindexed\":$_reindex,\

@@ -153,7 +153,7 @@ verify_backup() {
     [ "$RESTORE_EXPECTED" = "$RESTORE_SUM" ] \
         || refuse "checksum mismatch: the file's sha256 is $RESTORE_SUM, EXPECTED_SHA256 says $RESTORE_EXPECTED"
     log "checksum verified (EXPECTED_SHA256)"
-    _magic=$(head -c 5 "$_file" | tr -c 'A-Z' '.')
+    _magic=$(head -c 5 "$_file" | tr -c '[:upper:]' '.')
     if [ "$_magic" != PGDMP ]; then
         case $_file in
             *.sql.gz | *.sql) ;;
@@ -345,7 +345,7 @@ RAISE EXCEPTION 'connected to the wrong database'; END IF; END\$\$;"
         || fail "$EXIT_FAILED" "restored, but reading alembic_version failed: $(last_error "$RESTORE_TMP/psql.err")"
     log "restore complete: database '$_database', revision ${_revision:-(none)}, rows $_counts"
 
-    RESULT_STEP=done
+    RESULT_STEP="done"
     FAIL_HOOK=""
     _result="{\"kind\":\"vulcan-restore\",\"outcome\":\"Succeeded\",\
 \"database\":$(json_str "$_database"),\"location\":$(json_str "$_location"),\

@@ -89,6 +89,7 @@ retention_dir() {
     _r_rdir=$1
     RETENTION_DAYS_NOW=$2
     _r_list=$(mktemp_file retention) || return 1
+    _r_failed=""
     for _r_f in "$_r_rdir"/$BACKUP_GLOB; do
         # No match leaves the pattern itself; symlinks and non-files are not ours to delete.
         if [ -L "$_r_f" ] || [ ! -f "$_r_f" ]; then
@@ -98,11 +99,15 @@ retention_dir() {
             continue
         fi
         _r_mtime=$(stat -c %Y "$_r_f") || {
-            rm -f "$_r_list"
-            return 1
+            _r_failed=1
+            break
         }
         printf '%s %s\n' "$_r_mtime" "${_r_f##*/}"
     done >"$_r_list"
+    if [ -n "$_r_failed" ]; then
+        rm -f "$_r_list"
+        return 1
+    fi
     _retention_apply "$_r_list" _retention_rm_file
     _r_rs=$?
     rm -f "$_r_list"

@@ -149,6 +149,7 @@ s3_upload_main() {
     done
     log "uploading $_name ($_size bytes) to $_dest"
     # Sidecars first, the dump last: the dump's key appearing is the commit point.
+    # shellcheck disable=SC2015 # any of the three failing is fatal
     s3 cp "$_dump.sha256" "$_dest.sha256" && s3 cp "$_dump.json" "$_dest.json" \
         && s3 cp "$_dump" "$_dest" || fail "$EXIT_FAILED" "the upload to $_dest failed"
     _remote=$(s3_object_size "$_dest")
@@ -165,7 +166,7 @@ s3_upload_main() {
         fi
     fi
 
-    RESULT_STEP=done
+    RESULT_STEP="done"
     notify Succeeded "Vulcan backup succeeded${VULCAN_ENGINE:+ for $VULCAN_ENGINE}: $_dest ($_size bytes)" \
         "\"kind\":\"vulcan-backup\",\"location\":$(json_str "$_dest"),\"sizeBytes\":$_size"
     FAIL_HOOK=""
