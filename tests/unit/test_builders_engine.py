@@ -30,12 +30,10 @@ from vulcan_operator.builders.engine import (
     build_pdb,
     build_secret,
     config_data,
-    ensure_keys,
-    generate_keys,
-    keys_from_secret_data,
-    possible_children,
 )
+from vulcan_operator.builders.keys import ensure_keys, generate_keys, keys_from_secret_data
 from vulcan_operator.config import Settings
+from vulcan_operator.reconcile.engine import PRUNABLE
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINES = ROOT / "tests" / "data" / "engines"
@@ -732,12 +730,31 @@ def test_long_engine_names_give_valid_shortened_child_names() -> None:
     assert len(value) <= 63
 
 
-def test_possible_children_cover_everything_built_but_the_keys() -> None:
-    inputs = inputs_for("ingress-tls")
-    possible = set(possible_children(inputs.name))
-    built = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in build(inputs)}
-    assert built - possible == {("v1", "Secret", names.engine_keys_secret(inputs.name))}
-    assert len(possible) == len(KIND_ORDER) - 1
+def test_every_child_the_spec_can_turn_off_is_prunable() -> None:
+    """The reconciler prunes by kind (`reconcile.engine.PRUNABLE`): every kind of child that one
+    spec makes and another does not is in it, except the keys Secret (generated keys are kept
+    for the engine's lifetime) and the backup volume (data first: never pruned)."""
+    built: list[set[tuple[str, str]]] = []
+    for variant in VARIANTS:
+        for monitoring in (True, False):
+            base = inputs_for(variant, monitoring=monitoring)
+            for inputs in (
+                base,
+                with_spec(base, backup__enabled=False, maintenance__enabled=False),
+            ):
+                built.append({(o["apiVersion"], o["kind"]) for o in engine_children(inputs)})
+    optional = set.union(*built) - set.intersection(*built)
+    kept = {("v1", "Secret"), ("v1", "PersistentVolumeClaim")}
+    assert ("v1", "Secret") in optional and not kept & set(PRUNABLE)
+    assert {kind for _, kind in optional - kept} >= {
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+        "Ingress",
+        "CronJob",
+        "ServiceMonitor",
+        "PrometheusRule",
+    }
+    assert optional - kept <= set(PRUNABLE)
 
 
 def test_inputs_do_not_mutate() -> None:

@@ -24,7 +24,8 @@ from vulcan_operator import cli
 from vulcan_operator import main as operator_main
 from vulcan_operator.api.engine import Monitoring
 from vulcan_operator.builders import engine_children
-from vulcan_operator.builders.engine import EngineInputs, generate_keys
+from vulcan_operator.builders.engine import EngineInputs
+from vulcan_operator.builders.keys import generate_keys
 from vulcan_operator.builders.monitoring import monitoring_children
 from vulcan_operator.reconcile.engine import PRUNABLE
 

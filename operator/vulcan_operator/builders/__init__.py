@@ -1,9 +1,10 @@
 """Pure builders: typed spec + owner + settings in, manifests (dicts) out. No API calls.
 
-One module per concern: `engine` (the core children), `backup` (backup and maintenance
-CronJobs, the backup volume, one-off backup and restore Jobs), `monitoring` (ServiceMonitor,
-PrometheusRule, dashboard). `engine_children` is everything a VulcanEngine owns, in apply
-order (plus the backup volume, which it makes but does not own).
+One module per concern: `engine` (the core children), `keys` (the generated SECRET_KEY and
+JWT_SECRET_KEY values), `backup` (backup and maintenance CronJobs, the backup volume, one-off
+backup and restore Jobs), `monitoring` (ServiceMonitor, PrometheusRule, dashboard).
+`engine_children` is everything a VulcanEngine owns, in apply order (plus the backup volume,
+which it makes but does not own).
 """
 
 from __future__ import annotations

@@ -5,16 +5,14 @@ the user brings both keys), Deployment, Service, HPA (when autoscaling owns the 
 count), PodDisruptionBudget, NetworkPolicy (when enabled), Ingress (when enabled).
 
 The builder takes no decisions that need the cluster or the clock: the version to run, the
-key values (see `generate_keys`), the rotation request and a forced replica count are inputs.
+key values (see `builders.keys`), the rotation request and a forced replica count are inputs.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
-import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,41 +20,11 @@ from vulcan_operator import kinds, names
 from vulcan_operator.api.common import SecretKeyRef
 from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.builders.common import Owner, content_hash, finish
+from vulcan_operator.builders.keys import JWT_SECRET_KEY, SECRET_KEY, generated_key_names
 from vulcan_operator.config import Settings
 from vulcan_operator.templating import render_one
 
-__all__ = [
-    "CONTAINER_NAME",
-    "CONTAINER_PORT",
-    "HEALTH_PATH",
-    "JWT_SECRET_KEY",
-    "KEY_NAMES",
-    "KIND",
-    "READY_PATH",
-    "RUN_AS_USER",
-    "SECRET_KEY",
-    "SERVICE_PORT",
-    "EngineInputs",
-    "build",
-    "build_configmap",
-    "build_deployment",
-    "build_hpa",
-    "build_ingress",
-    "build_network_policy",
-    "build_pdb",
-    "build_secret",
-    "build_service",
-    "build_service_account",
-    "config_data",
-    "config_hash",
-    "desired_replicas",
-    "ensure_keys",
-    "generate_keys",
-    "generated_key_names",
-    "hpa_enabled",
-    "keys_from_secret_data",
-    "possible_children",
-]
+__all__ = ["KIND", "EngineInputs", "build", "build_deployment"]
 
 Manifest = dict[str, Any]
 
@@ -100,11 +68,6 @@ READINESS = {
 }
 STARTUP = {"periodSeconds": 5, "timeoutSeconds": 5, "failureThreshold": 60}
 
-SECRET_KEY = "SECRET_KEY"
-JWT_SECRET_KEY = "JWT_SECRET_KEY"
-KEY_NAMES = (SECRET_KEY, JWT_SECRET_KEY)
-KEY_BYTES = 48  # secrets.token_urlsafe(48): 384 random bits
-
 ZONE_KEY = "topology.kubernetes.io/zone"
 HOSTNAME_KEY = "kubernetes.io/hostname"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
@@ -130,7 +93,7 @@ class EngineInputs:
     run_version: str
     #: SECRET_KEY / JWT_SECRET_KEY values for the keys the user does not reference; None when
     #: both are referenced. Read them back from the existing Secret; generate (see
-    #: `generate_keys`) only when it is missing or a rotation is asked for.
+    #: `builders.keys.ensure_keys`) only when it is missing or a rotation is asked for.
     keys: Mapping[str, str] | None = None
     #: The engine's `vulcan-engine.com/rotate-secrets` annotation value ("" when unset).
     rotation: str = ""
@@ -184,60 +147,6 @@ class EngineInputs:
     def image(self) -> str:
         """The backend image the Deployment runs."""
         return f"{self.spec.image}:{self.run_version}"
-
-
-# --- keys -----------------------------------------------------------------------------------
-
-
-def generated_key_names(spec: VulcanEngineSpec) -> list[str]:
-    """The keys the operator generates: those the user does not reference."""
-    wanted = []
-    if spec.secrets.secretKeyRef is None:
-        wanted.append(SECRET_KEY)
-    if spec.secrets.jwtSecretKeyRef is None:
-        wanted.append(JWT_SECRET_KEY)
-    return wanted
-
-
-def generate_keys(key_names: Iterable[str] = KEY_NAMES) -> dict[str, str]:
-    """Fresh random values (384 bits each, URL-safe text) for SECRET_KEY and JWT_SECRET_KEY."""
-    return {key: secrets.token_urlsafe(KEY_BYTES) for key in key_names}
-
-
-def ensure_keys(
-    spec: VulcanEngineSpec, existing: Mapping[str, str] | None, *, rotate: bool = False
-) -> dict[str, str] | None:
-    """The key values to build with: existing ones kept, missing ones generated.
-
-    `existing` comes from the live keys Secret (`keys_from_secret_data`); with `rotate`
-    (a new rotate-secrets value) every generated key is new. None when the user references
-    both keys.
-    """
-    wanted = generated_key_names(spec)
-    if not wanted:
-        return None
-    kept = {} if rotate else {k: v for k, v in (existing or {}).items() if k in wanted and v}
-    return {**generate_keys(k for k in wanted if k not in kept), **kept}
-
-
-def keys_from_secret_data(data: Mapping[str, str] | None) -> dict[str, str]:
-    """The key values of an existing keys Secret, from its (base64) `data`.
-
-    Returns only well-formed, non-empty SECRET_KEY/JWT_SECRET_KEY entries; the caller
-    generates whatever is missing.
-    """
-    found: dict[str, str] = {}
-    for key in KEY_NAMES:
-        encoded = (data or {}).get(key)
-        if not encoded:
-            continue
-        try:
-            value = base64.b64decode(encoded, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            continue
-        if value:
-            found[key] = value
-    return found
 
 
 # --- decisions ------------------------------------------------------------------------------
@@ -362,7 +271,7 @@ def build_secret(inputs: EngineInputs) -> Manifest | None:
     if missing:
         raise ValueError(
             f"VulcanEngine {inputs.name}: no value given for {', '.join(missing)}; "
-            "pass the existing keys or generate_keys()"
+            "pass the existing keys or keys.generate_keys()"
         )
     data = {key: base64.b64encode(keys[key].encode("utf-8")).decode("ascii") for key in wanted}
     return _finish(
@@ -593,23 +502,3 @@ def build(inputs: EngineInputs) -> list[Manifest]:
         build_ingress(inputs),
     ]
     return [child for child in children if child is not None]
-
-
-def possible_children(engine: str) -> list[tuple[str, str, str]]:
-    """(apiVersion, kind, name) of every child `build` may return for `engine`.
-
-    The reconciler deletes those of them that `build` no longer returns (an HPA after
-    autoscaling is turned off, an Ingress after it is disabled, ...). The keys Secret is not
-    listed: generated keys are kept for the engine's lifetime (garbage-collected with it),
-    even while the user references keys of their own.
-    """
-    return [
-        ("v1", "ServiceAccount", names.engine_service_account(engine)),
-        ("v1", "ConfigMap", names.engine_config(engine)),
-        ("apps/v1", "Deployment", names.engine_deployment(engine)),
-        ("v1", "Service", names.engine_service(engine)),
-        ("autoscaling/v2", "HorizontalPodAutoscaler", names.engine_hpa(engine)),
-        ("policy/v1", "PodDisruptionBudget", names.engine_pdb(engine)),
-        ("networking.k8s.io/v1", "NetworkPolicy", names.engine_network_policy(engine)),
-        ("networking.k8s.io/v1", "Ingress", names.engine_ingress(engine)),
-    ]

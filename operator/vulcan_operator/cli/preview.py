@@ -16,7 +16,8 @@ from vulcan_operator.builders import engine_children
 from vulcan_operator.builders import problem as problem_builder
 from vulcan_operator.builders.backup.jobs import build_backup_job, build_restore_job
 from vulcan_operator.builders.common import Owner
-from vulcan_operator.builders.engine import EngineInputs, ensure_keys
+from vulcan_operator.builders.engine import EngineInputs
+from vulcan_operator.builders.keys import ensure_keys
 from vulcan_operator.builders.migration import restore_migration_job
 from vulcan_operator.cli.validate import resource_name, validate_resource
 from vulcan_operator.config import Settings

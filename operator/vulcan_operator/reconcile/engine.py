@@ -29,12 +29,8 @@ from vulcan_operator.api import errors
 from vulcan_operator.api.engine import VulcanEngine, VulcanEngineSpec
 from vulcan_operator.builders import engine_children
 from vulcan_operator.builders.backup.storage import storage_conflicts
-from vulcan_operator.builders.engine import (
-    EngineInputs,
-    ensure_keys,
-    generated_key_names,
-    keys_from_secret_data,
-)
+from vulcan_operator.builders.engine import EngineInputs
+from vulcan_operator.builders.keys import ensure_keys, generated_key_names, keys_from_secret_data
 from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api, NotOurs, Ref, apply
 from vulcan_operator.reconcile import engine_backups, engine_hold, upgrade
