@@ -300,8 +300,7 @@ NO_REVISION = (
 async def _job(
     ctx: Context, up: dict[str, Any], version: str, command: list[str], purpose: str
 ) -> tuple[str, str]:
-    flow = up.get("flow") or up["startedAt"]  # flows recorded before `flow` existed
-    job = migration_job(ctx.inputs, version, command, purpose, flow=flow)
+    job = migration_job(ctx.inputs, version, command, purpose, flow=up["flow"])
     await apply(ctx.api, job, create_only=True)
     return await job_state(ctx.api, ctx.inputs.namespace, job["metadata"]["name"])
 
@@ -432,7 +431,7 @@ def _migration_command(ctx: Context) -> list[str]:
 
 
 def _flow_hash(up: dict[str, Any]) -> str:
-    return names.short_hash(up.get("flow") or up["startedAt"])
+    return names.short_hash(up["flow"])
 
 
 def _migration_failed(ctx: Context, up: dict[str, Any], message: str, after: str | None) -> Step:
