@@ -23,12 +23,18 @@ from tests.integration.backup_helpers import (
     component_is,
     cond,
     custom,
+    db_secret,
+    engine,
     events_of,
     failure,
     installed,
     run_cronjob,
     status,
 )
+from vulcan_operator.api.engine import VulcanEngineSpec
+from vulcan_operator.builders.backup.jobs import build_backup_job
+from vulcan_operator.builders.common import Owner
+from vulcan_operator.config import Settings
 
 LOCATION = "pvc://prod-backups/default/prod/on-demand/vulcan_20261129_020000.dump"
 SCHEDULED = "pvc://prod-backups/default/prod/vulcan_20261129_020000.dump"
@@ -201,6 +207,64 @@ async def test_a_backup_waits_for_its_engine(emulator: Emulator, operator: Opera
     await emulator.wait_for(
         lambda: status(emulator, BACKUPS, "early")["phase"] == "Succeeded", timeout=5
     )
+
+
+async def test_a_users_job_with_the_backup_jobs_name_is_left_alone(
+    emulator: Emulator, operator: OperatorRunner
+) -> None:
+    emulator.jobs.outcome_for = component_is(
+        "backup", JobOutcome.succeed(message=backup_result(LOCATION))
+    )
+    emulator.create(vulcan_backup("taken"))
+    await emulator.wait_for(lambda: status(emulator, BACKUPS, "taken")["phase"] == "Pending")
+    # In one go (no await: the operator cannot act in between), the engine appears and a
+    # user's Job takes the name the backup's Job will have.
+    emulator.create(db_secret())
+    spec = VulcanEngineSpec.model_validate(emulator.create(engine())["spec"])
+    uid = emulator.get(BACKUPS, "default", "taken")["metadata"]["uid"]
+    owner = Owner(kind="VulcanBackup", name="taken", namespace="default", uid=uid)
+    name = build_backup_job(owner, "prod", spec, Settings.from_env())[-1]["metadata"]["name"]
+    theirs = emulator.create(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": name, "namespace": "default", "labels": {"team": "mine"}},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "mine", "image": "busybox"}],
+                    }
+                }
+            },
+        }
+    )
+    ready = await emulator.wait_for(
+        lambda: (
+            (c := cond(status(emulator, BACKUPS, "taken"), "Ready"))["reason"] == "NameConflict"
+            and c
+        ),
+        timeout=10,
+    )
+    assert ready["status"] == "False"
+    assert ready["message"].startswith(f"Job {name} already exists and does not belong")
+    assert status(emulator, BACKUPS, "taken")["phase"] == "Pending"
+    await asyncio.sleep(1.5)  # polls go on: the Job stays theirs, the Event is not repeated
+    job = emulator.get("jobs", "default", name)
+    assert job["metadata"].get("ownerReferences") is None
+    assert job["metadata"]["labels"] == {"team": "mine"} and job["spec"] == theirs["spec"]
+    assert events_of(emulator, "taken").count("NameConflict") == 1
+
+    # Once the name is free, the backup runs.
+    emulator.delete("jobs", "default", name)
+    st = await emulator.wait_for(
+        lambda: (
+            status(emulator, BACKUPS, "taken")["phase"] == "Succeeded"
+            and status(emulator, BACKUPS, "taken")
+        ),
+        timeout=10,
+    )
+    assert st["jobName"] == name and st["location"] == LOCATION
 
 
 async def test_a_failed_backup_says_which_step_failed(

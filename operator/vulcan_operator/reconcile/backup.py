@@ -8,8 +8,10 @@ location, size, checksum, database revision, start and end. A backup that has fi
 run again: its status is its record. A VulcanBackup has no say in where the dump goes:
 `spec.storage` is refused (Failed, InvalidSpec naming it) even when the CRD let it in, and the
 Job writes to the engine's own store only. A backup waits (WaitingForRestore) while a restore
-holds the engine's database; the `databaseRevision` the pod reports reaches the status only when
-it looks like one (`reconcile.jobs.safe_revision`).
+holds the engine's database, and (Pending, NameConflict naming it, one Warning Event) while an
+object that is not its own has its Job's name: that object is never touched, and the backup
+starts once the name is free. The `databaseRevision` the pod reports reaches the status only
+when it looks like one (`reconcile.jobs.safe_revision`).
 
 The engine's view of all of its backups (lastBackup, BackupHealthy) is `reconcile.engine_backups`.
 """
@@ -28,7 +30,7 @@ from vulcan_operator.builders.backup.jobs import build_backup_job
 from vulcan_operator.builders.backup.storage import plan_storage
 from vulcan_operator.builders.common import Owner
 from vulcan_operator.config import Settings
-from vulcan_operator.k8s import Api, Ref, apply
+from vulcan_operator.k8s import Api, NotOurs, Ref, apply
 from vulcan_operator.names import COMPONENT_BACKUP
 from vulcan_operator.reconcile.jobs import (
     failure,
@@ -143,8 +145,11 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
             spec,
             settings,
         )
-        for manifest in manifests:
-            await apply(api, manifest, create_only=True)
+        try:
+            for manifest in manifests:
+                await apply(api, manifest, create_only=True)
+        except NotOurs as error:  # left alone: the backup starts once the name is free
+            return _pending(body, "NameConflict", str(error))
         job_name = manifests[-1]["metadata"]["name"]
         where = plan_storage(engine_name, namespace, storage, on_demand=True).location
         message = f"backing up VulcanEngine '{engine_name}' to {where} (Job {job_name})"

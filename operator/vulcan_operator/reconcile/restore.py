@@ -26,6 +26,12 @@ serve (restored but not migrated; a restore Job that ended without saying how fa
 the engine is kept at zero: its status.restore step becomes Hold and its conditions say so
 (Degraded=True, reason RestoreFailed, with what to do). Deleting the VulcanRestore releases it;
 a new VulcanRestore may take the lock over from it.
+
+Name conflicts: a Job the restore makes (restore, migration) whose name is taken by an object
+that is not ours is never touched; the restore waits at its step (Ready=False, NameConflict
+naming it, one Warning Event: `restore_start.name_conflict`) and goes on once the name is free.
+The restore Job's name is looked at before the lock is taken, so the engine is not scaled down
+for a restore that would then wait.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from vulcan_operator.api.backup import VulcanRestore
 from vulcan_operator.builders.engine import EngineInputs
 from vulcan_operator.builders.migration import restore_migration_job
 from vulcan_operator.config import Settings
-from vulcan_operator.k8s import Api, Ref, apply
+from vulcan_operator.k8s import Api, NotOurs, Ref, apply
 from vulcan_operator.names import COMPONENT_RESTORE
 from vulcan_operator.reconcile.engine_hold import (
     LOCK_ATTEMPTS,
@@ -70,6 +76,7 @@ from vulcan_operator.reconcile.restore_start import (
     Run,
     Wait,
     mine,
+    name_conflict,
     no_backup_running,
     restore_job,
     start,
@@ -254,7 +261,10 @@ async def _restore(run: Run) -> None:
         spec = run.engine_spec()
         location, checksum = str(run.status["location"]), str(run.status.get("checksum") or "")
         job = restore_job(run, spec, location, checksum)
-        await apply(run.api, job, create_only=True)
+        try:
+            await apply(run.api, job, create_only=True)
+        except NotOurs as error:
+            name_conflict(run, error)
         run.status["jobName"] = job["metadata"]["name"]
         run.progress("Restore", f"restore Job {run.status['jobName']} created")
         raise Wait
@@ -339,7 +349,10 @@ async def _migrate(run: Run) -> None:
     command = list(spec.upgrade.migrationCommand)
     job = restore_migration_job(inputs, version, run.uid)
     name = job["metadata"]["name"]
-    await apply(run.api, job, create_only=True)
+    try:
+        await apply(run.api, job, create_only=True)
+    except NotOurs as error:
+        name_conflict(run, error)
     run.status["migrationJobName"] = name
     state = await read_job(run.api, run.namespace, name)
     if state.state in ("Running", "Missing"):

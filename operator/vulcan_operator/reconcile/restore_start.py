@@ -33,7 +33,7 @@ from vulcan_operator.builders.backup.jobs import build_restore_job
 from vulcan_operator.builders.backup.storage import BackupLocation, restore_source_problem
 from vulcan_operator.builders.common import Owner
 from vulcan_operator.config import Settings
-from vulcan_operator.k8s import Api, Ref
+from vulcan_operator.k8s import Api, NotOurs, Ref
 from vulcan_operator.names import COMPONENT_BACKUP
 from vulcan_operator.reconcile import upgrade
 from vulcan_operator.reconcile.engine_hold import (
@@ -154,6 +154,24 @@ def pending(run: Run, reason: str, message: str) -> NoReturn:
     raise Wait
 
 
+def name_conflict(run: Run, error: NotOurs) -> NoReturn:
+    """Wait at this step: the name of a Job it makes is taken by an object that is not ours,
+    which is left alone (Ready=False, NameConflict naming it; one Warning Event). The step goes
+    on once the name is free."""
+    message = f"{error}; the restore waits until then"
+    run.events += event_if_changed(run.body.get("status"), "Warning", "NameConflict", message)
+    run.status.setdefault("phase", "Pending")
+    run.conditions = ready_progressing("NameConflict", message, run.gen)
+    raise Wait
+
+
+def taken(run: Run, desired: dict[str, Any], current: dict[str, Any] | None) -> None:
+    """`name_conflict` when `current` (the object now at `desired`'s name) is not ours."""
+    owners = (current or {}).get("metadata", {}).get("ownerReferences") or []
+    if current is not None and not any(o.get("uid") == run.uid for o in owners):
+        name_conflict(run, NotOurs(desired))
+
+
 def fail_early(run: Run, message: str) -> NoReturn:
     """Fail before anything was touched."""
     run.status.update(
@@ -207,6 +225,9 @@ async def start(run: Run) -> None:
         claim = await run.api.get(Ref("v1", "PersistentVolumeClaim", run.namespace, where.root))
         if claim is None:
             fail_early(run, f"{location}: PersistentVolumeClaim '{where.root}' not found")
+    # A Job of ours whose name is taken: wait before the engine is scaled down for nothing.
+    job = restore_job(run, spec, location, checksum)
+    taken(run, job, await run.api.get(Ref.of(job)))
     if not run.side:
         await no_backup_running(run, "scaling it down")
     marker = await _lock(run, spec)

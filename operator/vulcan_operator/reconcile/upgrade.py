@@ -38,9 +38,9 @@ from vulcan_operator import API_VERSION, kinds, names
 from vulcan_operator.builders.engine import EngineInputs
 from vulcan_operator.builders.migration import migration_job
 from vulcan_operator.enginedb import DatabaseUnavailable, InvalidDatabaseURL
-from vulcan_operator.k8s import Api, Ref, apply
+from vulcan_operator.k8s import Api, NotOurs, Ref, apply
 from vulcan_operator.reconcile.jobs import read_job
-from vulcan_operator.status import condition, now
+from vulcan_operator.status import condition, event_if_changed, now
 
 RETRY_ANNOTATION = "vulcan-engine.com/retry-upgrade"
 TERMINAL = ("Succeeded", "Failed", "RolledBack", "Refused")
@@ -290,6 +290,25 @@ def _unknown(ctx: Context, up: dict[str, Any], run: str, problem: str) -> Step:
     )
 
 
+def _conflict(ctx: Context, up: dict[str, Any], error: NotOurs) -> Step:
+    """Hold the flow at its step: an object it needs to make (a Job, the pre-upgrade
+    VulcanBackup, the revert VulcanRestore) has a name taken by one that is not ours. It is left
+    alone; the step runs again, as it was, once the name is free."""
+    before = up["step"] in ("Backup", "Migrate", "Downgrade")
+    run = (up.get("from") or up["to"]) if before else up["to"]
+    message = f"{error}; the {up['kind']} to {up['to']} waits at step {up['step']} until then"
+    step = _wait(ctx, up, run, message)
+    step.conditions = [
+        condition("Degraded", True, "ChildConflict", message, ctx.generation),
+        condition("Progressing", False, "ChildConflict", message, ctx.generation),
+    ]
+    # Told once: Progressing (the engine's own child conflicts may take Degraded over).
+    step.events = event_if_changed(
+        ctx.status, "Warning", "ChildConflict", message, condition_type="Progressing"
+    )
+    return step
+
+
 NO_REVISION = (
     "the database shows no alembic revision before nor after the migration, so the operator "
     "cannot tell whether the schema changed; check that the database Secret names the "
@@ -311,7 +330,10 @@ async def _step(ctx: Context, up: dict[str, Any]) -> Step:
         act = _STEP_FUNCTIONS.get(up["step"])
         if act is None:
             raise ValueError(f"unknown upgrade step {up['step']!r}")
-        step = await act(ctx, up)
+        try:
+            step = await act(ctx, up)
+        except NotOurs as error:  # never taken over: the flow waits here until the name is free
+            return _conflict(ctx, up, error)
         if step is not None:
             return step
     raise RuntimeError(f"upgrade step {up['step']!r} handed over in a loop")

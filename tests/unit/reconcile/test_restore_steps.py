@@ -13,8 +13,11 @@ import pytest
 from fake_api import FakeApi
 
 from vulcan_operator import API_VERSION, names
+from vulcan_operator.api.backup import VulcanRestore
+from vulcan_operator.builders.engine import EngineInputs
+from vulcan_operator.builders.migration import restore_migration_job
 from vulcan_operator.config import Settings
-from vulcan_operator.reconcile import engine_hold, restore
+from vulcan_operator.reconcile import engine_hold, restore, restore_start
 from vulcan_operator.status import Outcome
 
 ENGINE, NAMESPACE, RESTORE = "prod", "vulcan", "again"
@@ -672,3 +675,103 @@ async def test_a_side_restore_only_stops_version_changes() -> None:
     run = Restore(api, spec={"backupRef": {"name": "nightly"}, "targetDatabase": "copy"})
     await run.reconcile()
     assert await hold(api) == engine_hold.EngineHold(restoring=True)
+
+
+# --- name conflicts --------------------------------------------------------------------------
+def users_job(name: str) -> dict[str, Any]:
+    """A Job someone else made (no owner of ours): never patched, deleted or followed."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {"someone": "else"},
+    }
+
+
+def conflict_said(run: Restore, name: str) -> None:
+    condition = run.condition()
+    assert (condition["status"], condition["reason"]) == ("False", "NameConflict")
+    assert condition["message"].startswith(f"Job {name} already exists and does not belong")
+    assert run.condition("Progressing")["status"] == "False"
+
+
+async def test_a_restore_job_name_taken_before_the_start_waits_without_touching_anything() -> None:
+    api = cluster()
+    run = Restore(api)
+    name = restore_job_name(run)
+    theirs = api.put(users_job(name))
+    await run.reconcile()
+    assert run.status["phase"] == "Pending" and not run.status.get("step")
+    conflict_said(run, name)
+    assert run.events() == [("Warning", "NameConflict")]
+    await run.reconcile()
+    assert run.events() == []  # told once
+    assert marker(api) is None and api.writes("patch") == []  # the engine was not touched
+    assert api.find("batch/v1", "Job", NAMESPACE, name) == theirs
+    api.objects.pop(("batch/v1", "Job", NAMESPACE, name))
+    await run.reconcile()
+    assert run.status["step"] == "ScaleDown"
+
+
+async def test_a_restore_job_name_taken_during_scale_down_waits_at_the_restore_step() -> None:
+    api = cluster()
+    run = Restore(api)
+    await run.reconcile()
+    await run.reconcile()
+    name = restore_job_name(run)
+    theirs = api.put(users_job(name))
+    scale(api, 0)
+    await run.reconcile()
+    assert (run.status["phase"], run.status["step"]) == ("Running", "Restore")
+    conflict_said(run, name)
+    assert run.events() == [("Normal", "Restore"), ("Warning", "NameConflict")]
+    await run.reconcile()
+    assert run.events() == []
+    assert api.find("batch/v1", "Job", NAMESPACE, name) == theirs
+    assert "jobName" not in run.status
+    api.objects.pop(("batch/v1", "Job", NAMESPACE, name))
+    await run.reconcile()
+    assert run.status["jobName"] == name and run.condition()["reason"] == "Restore"
+    assert job(api, names.COMPONENT_RESTORE)["metadata"]["ownerReferences"][0]["name"] == RESTORE
+
+
+async def test_a_migration_job_name_taken_waits_at_the_migrate_step() -> None:
+    api = cluster()
+    run = await at_restore(api)
+    finish(api, job(api, names.COMPONENT_RESTORE), True, restored())
+    await run.reconcile()
+    engine = api.find(API_VERSION, "VulcanEngine", NAMESPACE, ENGINE)
+    assert engine is not None
+    migration = restore_migration_job(
+        EngineInputs.from_resource(engine, settings=Settings(), run_version="2.0.0"),
+        "2.0.0",
+        run.body["metadata"]["uid"],
+    )
+    name = migration["metadata"]["name"]
+    theirs = api.put(users_job(name))
+    await run.reconcile()
+    assert run.status["step"] == "Migrate"
+    conflict_said(run, name)
+    assert api.find("batch/v1", "Job", NAMESPACE, name) == theirs
+    assert (marker(api) or {})["step"] == "Migrate"  # the engine stays held meanwhile
+    api.objects.pop(("batch/v1", "Job", NAMESPACE, name))
+    await run.reconcile()
+    assert run.status["migrationJobName"] == name
+    assert "is running" in run.condition()["message"]
+
+
+def restore_job_name(run: Restore) -> str:
+    engine = run.api.find(API_VERSION, "VulcanEngine", NAMESPACE, ENGINE)
+    assert engine is not None
+    body = json.loads(json.dumps(run.body))
+    restore_run = restore_start.Run(
+        run.api,  # type: ignore[arg-type]
+        Settings(),
+        body,
+        VulcanRestore.model_validate(body),
+        engine,
+        dict(run.status),
+    )
+    spec = restore_run.engine_spec()
+    found = restore_start.restore_job(restore_run, spec, LOCATION, CHECKSUM)
+    return str(found["metadata"]["name"])

@@ -610,3 +610,65 @@ async def test_a_failed_version_is_not_tried_again_until_the_retry_annotation_mo
     assert (up["step"], up["retry"]) == ("Migrate", "1")
     await flow.step()
     assert len(flow.api.of_kind("Job")) == jobs + 1  # a new flow: a new migration Job
+
+
+# --- name conflicts --------------------------------------------------------------------------
+def squat(flow: Flow, kind: str) -> dict[str, Any]:
+    """A user's object takes the name of the flow's `kind` object (not ours: never touched)."""
+    ours = flow.api.of_kind(kind)[-1]
+    theirs = {
+        "apiVersion": ours["apiVersion"],
+        "kind": kind,
+        "metadata": {"name": ours["metadata"]["name"], "namespace": NAMESPACE},
+        "spec": {"someone": "else"},
+    }
+    flow.api.objects.pop(next(k for k, v in flow.api.objects.items() if v is ours))
+    return flow.api.put(theirs)
+
+
+async def conflicted(flow: Flow, theirs: dict[str, Any], at: str) -> None:
+    """The flow waits at step `at`, Degraded ChildConflict naming `theirs`, told once; once the
+    name is free it goes on."""
+    writes = len(flow.api.calls)
+    step = await flow.step()
+    what = f"{theirs['kind']} {theirs['metadata']['name']}"
+    assert reasons(step)["Degraded"] == ("True", "ChildConflict")
+    assert reasons(step)["Progressing"] == ("False", "ChildConflict")
+    assert step.conditions[0]["message"].startswith(f"{what} already exists")
+    assert f"waits at step {at}" in step.conditions[0]["message"]
+    assert events(step) == [("Warning", "ChildConflict")]
+    assert flow.status["upgrade"]["step"] == at
+    flow.status["conditions"] = step.conditions  # as the engine reconcile keeps them
+    again = await flow.step()
+    assert not again.events and reasons(again)["Degraded"] == ("True", "ChildConflict")
+    ref = (theirs["apiVersion"], theirs["kind"], NAMESPACE, theirs["metadata"]["name"])
+    assert flow.api.objects[ref] == theirs  # untouched
+    assert all(verb == "create" for verb, _, _ in flow.api.calls[writes:])  # refused: 409
+    flow.api.objects.pop(ref)
+    step = await flow.step()
+    assert "Degraded" not in reasons(step)
+    assert flow.api.objects[ref].get("metadata", {}).get("labels")  # ours now
+
+
+async def test_a_migration_job_name_taken_by_another_job_holds_the_flow() -> None:
+    flow = await migrating()
+    theirs = squat(flow, "Job")
+    await conflicted(flow, theirs, "Migrate")
+    assert flow.job("migrate")["metadata"]["name"] == theirs["metadata"]["name"]
+
+
+async def test_a_pre_upgrade_backup_name_taken_by_a_users_backup_holds_the_flow() -> None:
+    flow = Flow()
+    await flow.step()
+    theirs = squat(flow, "VulcanBackup")
+    await conflicted(flow, theirs, "Backup")
+    assert flow.status["upgrade"]["backup"] == theirs["metadata"]["name"]
+
+
+async def test_a_revert_restore_name_taken_by_a_users_restore_holds_the_flow() -> None:
+    flow = await migrated_flow(rollbackStrategy="restore")
+    flow.rollout(NEW, "Failed")
+    await flow.step()
+    theirs = squat(flow, "VulcanRestore")
+    await conflicted(flow, theirs, "Revert")
+    assert flow.child("VulcanRestore")["spec"]["migrate"] is False
