@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from vulcan_operator.solver import cli as solver_cli
@@ -47,6 +47,20 @@ def _crds(args: argparse.Namespace) -> int:
 
     for path in crdgen.write(Path(args.output_dir)):
         print(path)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from vulcan_operator import main as operator_main
+
+    operator_main.run(
+        namespaces=args.namespaces,
+        standalone=args.standalone,
+        peering=args.peering,
+        liveness=args.liveness or None,
+        log_format=args.log_format,
+        verbose=args.verbose,
+    )
     return 0
 
 
@@ -97,25 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     crds = sub.add_parser("crds", help="write the CRDs generated from the models")
     crds.add_argument("--output-dir", default="crds", help="where to write them (default: crds)")
     args = parser.parse_args(argv)
-    if args.command == "solve":
-        return solver_cli.run(args)
-    if args.command == "validate":
-        return _validate(args)
-    if args.command == "crds":
-        return _crds(args)
-    if args.command == "render":
-        return _render(args)
-    if args.command == "run":
-        from vulcan_operator import main as operator_main
-
-        operator_main.run(
-            namespaces=args.namespaces,
-            standalone=args.standalone,
-            peering=args.peering,
-            liveness=args.liveness or None,
-            log_format=args.log_format,
-            verbose=args.verbose,
-        )
-        return 0
-    print(f"vulcan-operator {args.command}: not implemented yet", file=sys.stderr)
-    return 2
+    # Every command has its function: the subcommand is required, so there is no other case.
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "run": _run,
+        "render": _render,
+        "validate": _validate,
+        "solve": solver_cli.run,
+        "crds": _crds,
+    }
+    return commands[args.command](args)
