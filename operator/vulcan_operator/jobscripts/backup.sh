@@ -167,12 +167,8 @@ backup_main() {
     _retention=""
     if [ -n "${RETENTION_DAYS:-}" ]; then
         RESULT_STEP=retention
-        if retention_dir "$BACKUP_DIR" "$RETENTION_DAYS"; then
-            _retention=",\"retention\":{\"days\":$RETENTION_DAYS,\"deleted\":[$RETENTION_DELETED],\"kept\":$RETENTION_KEPT}"
-        else
-            # The backup itself is good: report, do not fail it.
-            _retention=",\"retention\":{\"days\":$RETENTION_DAYS,\"error\":\"retention failed; see the log\"}"
-        fi
+        retention_dir "$BACKUP_DIR" "$RETENTION_DAYS"  # a failure is reported, not fatal
+        _retention=$(retention_result "$RETENTION_DAYS" $?)
     fi
 
     RESULT_STEP="done"

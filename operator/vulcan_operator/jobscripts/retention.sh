@@ -179,3 +179,14 @@ retention_main() {
 \"retentionDays\":$RETENTION_DAYS,\"deleted\":[$RETENTION_DELETED],\"kept\":$RETENTION_KEPT,\
 \"startedAt\":\"$STARTED_AT\",\"finishedAt\":\"$(now_utc)\"}"
 }
+
+# retention_result DAYS STATUS: the `,"retention":{...}` part of a backup's result line, after
+# retention_dir or retention_s3 returned STATUS (0: applied; else it failed, the backup is good).
+retention_result() {
+    if [ "$2" -eq 0 ]; then
+        printf ',"retention":{"days":%s,"deleted":[%s],"kept":%s}' \
+            "$1" "$RETENTION_DELETED" "$RETENTION_KEPT"
+    else
+        printf ',"retention":{"days":%s,"error":"retention failed; see the log"}' "$1"
+    fi
+}

@@ -159,11 +159,8 @@ s3_upload_main() {
     _retention=""
     if [ -n "${RETENTION_DAYS:-}" ]; then
         RESULT_STEP=retention
-        if retention_s3 "$(s3_prefix_uri)" "$RETENTION_DAYS"; then
-            _retention=",\"retention\":{\"days\":$RETENTION_DAYS,\"deleted\":[$RETENTION_DELETED],\"kept\":$RETENTION_KEPT}"
-        else
-            _retention=",\"retention\":{\"days\":$RETENTION_DAYS,\"error\":\"retention failed; see the log\"}"
-        fi
+        retention_s3 "$(s3_prefix_uri)" "$RETENTION_DAYS"  # a failure is reported, not fatal
+        _retention=$(retention_result "$RETENTION_DAYS" $?)
     fi
 
     RESULT_STEP="done"
