@@ -236,13 +236,15 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
     backups = await engine_backups.engine_backups(
         api, namespace, name, spec, old, gen, created=meta.get("creationTimestamp")
     )
-    # Two engines never share a backup store: the one created later runs no backups.
+    # Two engines never share a backup store: the one created later runs no backups. A claim
+    # is namespaced, so only the engines of this namespace can share one; a bucket, any.
+    scope = namespace if spec.backup.storage.pvc is not None else None
     conflicts = storage_conflicts(
         namespace,
         name,
         meta.get("creationTimestamp") or "",
         spec.backup.storage,
-        await api.list(Ref(API_VERSION, KIND, None)),
+        await api.list(Ref(API_VERSION, KIND, scope)),
     )
     if conflicts:
         reason, message = "BackupStorageConflict", "; ".join(conflicts)
