@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.emulator import Emulator  # noqa: E402
-from tests.emulator.kopf_runner import OperatorRunner, kube_configuration  # noqa: E402
+from tests.support.kopf_runner import OperatorRunner, kube_configuration  # noqa: E402
 
 
 def engine(name: str) -> dict[str, object]:

@@ -67,7 +67,7 @@ log "upgrading pip"
 .venv/bin/python -m pip install --quiet --upgrade pip
 log "installing vulcan-operator (editable) with test extras"
 .venv/bin/python -m pip install --quiet -e '.[test]'
-# --- checkov (policy checks of the rendered manifests, tests/unit/test_policy.py) -------------
+# --- checkov (policy checks of the rendered manifests, tests/repo/test_policy.py) -------------
 # Its own virtualenv: checkov pins packaging<24 and (through botocore) python-dateutil<3, which
 # pytest>=9 and kubernetes>=37 in .venv cannot share.
 if [ ! -x .venv-checkov/bin/python ] || ! .venv-checkov/bin/python -c 'import sys' >/dev/null 2>&1; then

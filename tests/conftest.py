@@ -1,28 +1,34 @@
-"""Root conftest: makes the helper modules in tests/ importable and registers shared fixtures.
+"""Root conftest: the shared fixtures, as plugins, and the golden-file option.
 
-Helpers import either way from any test: ``from manifests import validate_manifests`` or
-``from tests.manifests import validate_manifests`` (the same module object).
-The PostgreSQL fixtures (``pg_server``, ``pg_database``, ``pg_dsn``, ``pg_bin_dir``) live in
-``tests/pg.py``; the server starts only when a test asks for one of them.
+- `tests.support.pg`: real PostgreSQL (`pg_server`, `pg_database`, `pg_dsn`, `pg_bin_dir`);
+  the server starts only when a test asks for one of them.
+- `tests.emulator.plugin`: the Kubernetes API emulator (`emulator`, `http`).
+- `tests.support.operator`: the real Kopf operator against it (`kube_config`, `run_operator`,
+  `operator`), with the RBAC check of every request it made.
+
+`pytest --update-golden` (or `UPDATE_GOLDEN=1`) rewrites golden files instead of comparing.
 """
 
-import sys
-from pathlib import Path
+from __future__ import annotations
 
-_TESTS_DIR = str(Path(__file__).resolve().parent)
-if _TESTS_DIR not in sys.path:
-    sys.path.insert(0, _TESTS_DIR)
+import os
 
-pytest_plugins = ["pg"]
+import pytest
+
+pytest_plugins = ["tests.support.pg", "tests.emulator.plugin", "tests.support.operator"]
 
 
-def pytest_configure() -> None:
-    # One module object per helper, whether imported as `pg` or as `tests.pg`.
-    import manifests
-    import pg
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="rewrite the golden files from the current output instead of comparing",
+    )
 
-    package = sys.modules.get("tests")  # present when tests/ is a package (tests/__init__.py)
-    for module in (pg, manifests):
-        sys.modules.setdefault(f"tests.{module.__name__}", module)
-        if package is not None and not hasattr(package, module.__name__):
-            setattr(package, module.__name__, module)
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    """True when golden files are to be rewritten."""
+    option = bool(request.config.getoption("--update-golden", default=False))
+    return option or os.environ.get("UPDATE_GOLDEN", "") not in ("", "0")

@@ -17,7 +17,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from tests.data.db.harness import (
+
+from tests.support.dbharness import (
     SEED_REVISION,
     Runner,
     create_seeded_template,
@@ -25,8 +26,7 @@ from tests.data.db.harness import (
     shells,
     webhook,
 )
-from tests.pg import PgDatabase, PgServer
-
+from tests.support.pg import PgDatabase, PgServer
 from vulcan_operator.jobscripts import source
 
 NAME = re.compile(r"^vulcan_\d{8}_\d{6}\.dump$")

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from tests.data.db.harness import Runner, fingerprint, seed, shells
-from tests.pg import PgDatabase, PgServer
+
+from tests.support.dbharness import Runner, fingerprint, seed, shells
+from tests.support.pg import PgDatabase, PgServer
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import subprocess
 import asyncpg
 import pytest
 
-from pg import PgDatabase, PgServer
+from tests.support.pg import PgDatabase, PgServer
 
 _seen_databases: set[str] = set()
 

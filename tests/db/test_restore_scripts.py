@@ -17,7 +17,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from tests.data.db.harness import (
+
+from tests.support.dbharness import (
     SEED_REVISION,
     Runner,
     create_seeded_template,
@@ -27,7 +28,7 @@ from tests.data.db.harness import (
     row_counts,
     shells,
 )
-from tests.pg import PgDatabase, PgServer
+from tests.support.pg import PgDatabase, PgServer
 
 IDENT = {"VULCAN_NAMESPACE": "shop", "VULCAN_ENGINE": "prod"}
 

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from tests.data.db.harness import Runner, fake_aws, shells
+
+from tests.support.dbharness import Runner, fake_aws, shells
 
 DAY = 86400
 DAYS = 30

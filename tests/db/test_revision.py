@@ -11,8 +11,8 @@ from urllib.parse import quote
 
 import asyncpg
 import pytest
-from tests.pg import PgDatabase
 
+from tests.support.pg import PgDatabase
 from vulcan_operator.api.common import SecretKeyRef
 from vulcan_operator.enginedb import (
     DatabaseUnavailable,

@@ -10,14 +10,11 @@ from typing import Any
 
 import psycopg
 import pytest
+
 from tests.emulator import Emulator
-from tests.emulator.kopf_runner import OperatorRunner
-from tests.integration.conftest import emulator, kube_config, operator, run_operator
-from tests.integration.solverpod_bridge import SolverPodBridge
-
+from tests.support.kopf_runner import OperatorRunner
+from tests.support.solverpod_bridge import SolverPodBridge
 from vulcan_operator.solverpod.store import SCHEMA, ScheduleKey, write_schedule
-
-__all__ = ["emulator", "kube_config", "operator", "run_operator"]  # fixtures, used by name
 
 NS = "default"
 PROBLEMS = "schedulingproblems"

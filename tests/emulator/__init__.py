@@ -1,4 +1,4 @@
-"""A Kubernetes API server emulator (built on kmock) and helpers to run the real operator."""
+"""A Kubernetes API server emulator (built on kmock); its fixtures are in `plugin.py`."""
 
 from tests.emulator.api import ApiError
 from tests.emulator.controllers import JobOutcome, RolloutOutcome

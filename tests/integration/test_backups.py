@@ -1,6 +1,6 @@
 """Backups on the emulator: the engine's CronJobs and volume, VulcanBackups, BackupHealthy.
 
-Jobs end with the result line the backup program prints (see backup_helpers); the emulator
+Jobs end with the result line the backup program prints (see tests/support/backups.py); the emulator
 puts it in the pod's termination message, where the operator reads it.
 """
 
@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 
 from tests.emulator import Emulator, JobOutcome
-from tests.emulator.kopf_runner import OperatorRunner
-from tests.integration.backup_helpers import (
+from tests.support.backups import (
     BACKUPS,
     ENGINES,
     FINISHED,
@@ -31,6 +30,7 @@ from tests.integration.backup_helpers import (
     run_cronjob,
     status,
 )
+from tests.support.kopf_runner import OperatorRunner
 from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.builders.backup.jobs import build_backup_job
 from vulcan_operator.builders.common import Owner

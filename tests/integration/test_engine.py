@@ -9,7 +9,7 @@ import pytest
 
 from tests.emulator import Emulator, Fault, FaultPolicy, FaultyEmulator, JobOutcome, RequestRecord
 from tests.emulator.faults import from_operator
-from tests.emulator.kopf_runner import OperatorRunner
+from tests.support.kopf_runner import OperatorRunner
 
 ENGINES = "vulcanengines"
 CORE = {

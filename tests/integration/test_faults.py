@@ -20,7 +20,7 @@ import pytest
 
 from tests.emulator import Fault, FaultPolicy, FaultyEmulator, RequestRecord
 from tests.emulator.faults import summary
-from tests.integration.faults_scenario import ENV, Scenario, run_scenario
+from tests.support.faults_scenario import ENV, Scenario, run_scenario
 from vulcan_operator.k8s import Api, ApiError, Ref
 from vulcan_operator.k8s import client as k8s
 

@@ -1,4 +1,4 @@
-"""Bad input against the emulator: generated engines (tests/fuzzdocs.py) through the engine
+"""Bad input against the emulator: generated engines (tests/support/fuzzdocs.py) through the engine
 reconcile with a real API client, and invalid ones through the real operator.
 
 - `reconcile.engine.reconcile` with `k8s.Api()` (no Kopf): an invalid spec gives phase Failed,
@@ -21,10 +21,10 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 
-from fuzzdocs import Broken, fields_named, invalid_doc, related, valid_doc
 from tests.emulator import Emulator, make_crd
-from tests.emulator.kopf_runner import OperatorRunner
-from tests.integration.conftest import REPO
+from tests.support.fuzzdocs import Broken, fields_named, invalid_doc, related, valid_doc
+from tests.support.kopf_runner import OperatorRunner
+from tests.support.manifests import REPO_ROOT as REPO
 from vulcan_operator import names
 from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api

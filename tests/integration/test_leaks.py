@@ -35,11 +35,11 @@ import aiohttp
 import pytest
 from prometheus_client import generate_latest
 
-from fuzzdocs import report
 from tests.emulator import Emulator, JobOutcome
-from tests.emulator.kopf_runner import OperatorRunner
-from tests.integration.backup_helpers import backup_result
-from tests.integration.solverpod_bridge import SolverPodBridge
+from tests.support.backups import backup_result
+from tests.support.fuzzdocs import report
+from tests.support.kopf_runner import OperatorRunner
+from tests.support.solverpod_bridge import SolverPodBridge
 from vulcan_operator.metrics import METRICS
 
 NS = "default"

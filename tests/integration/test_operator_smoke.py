@@ -15,7 +15,7 @@ import kubernetes
 import pytest
 
 from tests.emulator import Emulator, make_crd
-from tests.integration.conftest import RunOperator
+from tests.support.operator import RunOperator
 
 pytestmark = pytest.mark.emulator(controllers=False)
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from tests.emulator import Emulator, JobOutcome, make_crd
-from tests.emulator.kopf_runner import OperatorRunner
-from tests.integration.solverpod_bridge import SolverPodBridge
+from tests.support.kopf_runner import OperatorRunner
+from tests.support.solverpod_bridge import SolverPodBridge
 from vulcan_operator.metrics import METRICS
 
 PROBLEMS = "schedulingproblems"

@@ -25,8 +25,8 @@ import kopf
 import pytest
 
 from tests.emulator import FaultPolicy, FaultyEmulator
-from tests.emulator.kopf_runner import OperatorRunner
-from tests.integration.faults_scenario import ENV, Scenario, run_scenario
+from tests.support.faults_scenario import ENV, Scenario, run_scenario
+from tests.support.kopf_runner import OperatorRunner
 
 SCENARIO = Scenario.of(3)
 SEEDS = range(20)

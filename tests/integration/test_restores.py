@@ -11,10 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.data.db.harness import SEED_REVISION, create_seeded_template, fingerprint, row_counts
 from tests.emulator import Emulator, JobOutcome
-from tests.emulator.kopf_runner import OperatorRunner
-from tests.integration.backup_helpers import (
+from tests.support.backups import (
     BACKUPS,
     CHECKSUM,
     COMPONENT,
@@ -31,7 +29,9 @@ from tests.integration.backup_helpers import (
     restore_result,
     status,
 )
-from tests.pg import PgServer
+from tests.support.dbharness import SEED_REVISION, create_seeded_template, fingerprint, row_counts
+from tests.support.kopf_runner import OperatorRunner
+from tests.support.pg import PgServer
 
 LOCATION = "pvc://prod-backups/default/prod/on-demand/vulcan_20261129_020000.dump"
 ROWS = {"jobs": 500, "tasks": 2500}

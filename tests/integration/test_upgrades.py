@@ -15,8 +15,8 @@ import asyncpg
 import pytest
 
 from tests.emulator import Emulator, JobOutcome, RolloutOutcome
-from tests.emulator.kopf_runner import OperatorRunner
-from tests.integration.backup_helpers import backup_result, failure, restore_result
+from tests.support.backups import backup_result, failure, restore_result
+from tests.support.kopf_runner import OperatorRunner
 
 ENGINES = "vulcanengines"
 

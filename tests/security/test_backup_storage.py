@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +22,15 @@ import pytest
 import yaml
 
 from tests.emulator import Emulator
-from tests.emulator.kopf_runner import OperatorRunner
-from tests.integration.backup_helpers import API, BACKUPS, ENGINES, cond
+from tests.support.backups import API, BACKUPS, ENGINES, cond
+from tests.support.crds import cel_errors  # the CEL evaluation of the unit tests
+from tests.support.kopf_runner import OperatorRunner
 from vulcan_operator.api.engine import BackupStorage, VulcanEngineSpec
 from vulcan_operator.builders import backup as b
 from vulcan_operator.builders.common import Owner
 from vulcan_operator.cli import main as cli
 from vulcan_operator.cli.preview import render
 from vulcan_operator.config import Settings
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from test_cel_rules import cel_errors  # the CEL evaluation of the unit tests
 
 CHECKSUM = "9f" * 32
 S3 = {

@@ -31,8 +31,8 @@ import jsonschema
 import pytest
 
 from tests.emulator import Emulator, JobOutcome
-from tests.emulator.kopf_runner import OperatorRunner
-from tests.integration.solverpod_bridge import SolverPodBridge
+from tests.support.kopf_runner import OperatorRunner
+from tests.support.solverpod_bridge import SolverPodBridge
 from vulcan_operator import crdgen
 from vulcan_operator.api.problem import SchedulingProblem
 from vulcan_operator.cli import main as cli

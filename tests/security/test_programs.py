@@ -25,7 +25,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.data.db.harness import (
+from tests.support.dbharness import (
     Runner,
     create_seeded_template,
     dsn_for,
@@ -33,7 +33,7 @@ from tests.data.db.harness import (
     fingerprint,
     shells,
 )
-from tests.pg import PgDatabase, PgServer
+from tests.support.pg import PgDatabase, PgServer
 
 NAMESPACE = "shop"
 IDENT = {"VULCAN_NAMESPACE": NAMESPACE, "VULCAN_ENGINE": "prod"}

@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 
 from tests.emulator import Emulator, JobOutcome
-from tests.emulator.kopf_runner import OperatorRunner
-from tests.integration.backup_helpers import (
+from tests.support.backups import (
     BACKUPS,
     CHECKSUM,
     COMPONENT,
@@ -36,6 +35,7 @@ from tests.integration.backup_helpers import (
     run_cronjob,
     status,
 )
+from tests.support.kopf_runner import OperatorRunner
 
 STORE = "pvc://prod-backups/default/prod"
 LOCATION = f"{STORE}/on-demand/vulcan_20261129_020000.dump"

@@ -26,8 +26,6 @@ from typing import Any
 import pytest
 
 from tests.emulator import Emulator, JobOutcome, RolloutOutcome
-from tests.emulator.kopf_runner import OperatorRunner
-from tests.integration.backup_helpers import restore_result
 from tests.integration.test_leaks import collect, format_record, scan
 from tests.integration.test_upgrades import (
     ENGINES,
@@ -41,6 +39,8 @@ from tests.integration.test_upgrades import (
     set_version,
     status,
 )
+from tests.support.backups import restore_result
+from tests.support.kopf_runner import OperatorRunner
 
 FIXTURES = (backups, fast, migrations)  # test_upgrades.py's fixtures, used here by name
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fake_api import FakeApi
-
+from tests.support.fake_api import FakeApi
 from vulcan_operator import API_VERSION, names
 from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.builders.backup.jobs import build_backup_job

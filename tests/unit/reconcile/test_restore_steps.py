@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from fake_api import FakeApi
 
+from tests.support.fake_api import FakeApi
 from vulcan_operator import API_VERSION, names
 from vulcan_operator.api.backup import VulcanRestore
 from vulcan_operator.builders.engine import EngineInputs

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from fake_api import FakeApi
 
+from tests.support.fake_api import FakeApi
 from vulcan_operator import API_VERSION
 from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.builders.engine import EngineInputs

@@ -1,5 +1,5 @@
 """Bad input, property-based, for the solver: `vulcan-operator solve` (in-process) on small
-generated problems (tests/fuzzdocs.py), bare and as SchedulingProblem resources.
+generated problems (tests/support/fuzzdocs.py), bare and as SchedulingProblem resources.
 
 - valid: exit 0, a result JSON whose schedule passes the independent checker, within the time
   limit plus the guard's grace;
@@ -30,7 +30,7 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from pydantic import ValidationError
 
-from fuzzdocs import Broken, invalid_solver_problem, report, solver_problem, valid_doc
+from tests.support.fuzzdocs import Broken, invalid_solver_problem, report, solver_problem, valid_doc
 from vulcan_operator import cli
 from vulcan_operator.solver.check import check_schedule
 from vulcan_operator.solver.guard import GRACE_SECONDS
@@ -155,7 +155,7 @@ def test_solve_refuses_a_mutated_problem(broken: Broken) -> None:
     assert "Traceback" not in out + err, err
     if code == 0 and broken.how == "wrong-type" and lax_accepts(broken):
         # `solve` reads problems leniently, as the operator does (a quoted number is taken as
-        # the number); `validate` and the CRD refuse these (tests/unit/test_fuzz_resources.py).
+        # the number); `validate` and the CRD refuse these (tests/unit/api/test_fuzz_resources.py).
         TALLY["coerced"] += 1
         return
     assert code == 1, f"{broken.how} at {broken.path}: exit {code}\n{out}\n{err}"

@@ -9,8 +9,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from solver_testkit import assert_valid, random_job_shop
 
+from tests.support.solver_testkit import assert_valid, random_job_shop
 from vulcan_operator.solver import api, guard
 from vulcan_operator.solver.problem import SolverSettings
 from vulcan_operator.solver.progress import Progress

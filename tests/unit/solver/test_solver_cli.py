@@ -7,8 +7,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from solver_testkit import REPO
 
+from tests.support.solver_testkit import REPO
 from vulcan_operator.cli import main
 from vulcan_operator.solver.check import check_schedule
 from vulcan_operator.solver.loader import load_file

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 from ortools.sat.python import cp_model
-from solver_testkit import assert_valid, random_job_shop
 
+from tests.support.solver_testkit import assert_valid, random_job_shop
 from vulcan_operator.solver.guard import GRACE_SECONDS
 from vulcan_operator.solver.problem import SolverSettings
 from vulcan_operator.solver.result import Status

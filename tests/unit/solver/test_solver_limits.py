@@ -31,8 +31,14 @@ from typing import Any
 
 import pytest
 from ortools.sat.python import cp_model
-from solver_testkit import DATA, assert_valid, bench_module, random_job_shop, random_problem
 
+from tests.support.solver_testkit import (
+    DATA,
+    assert_valid,
+    bench_module,
+    random_job_shop,
+    random_problem,
+)
 from vulcan_operator.solver import runner
 from vulcan_operator.solver.guard import GRACE_SECONDS, MEMORY_SHARE
 from vulcan_operator.solver.problem import ProblemData, SolverSettings

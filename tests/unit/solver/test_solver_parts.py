@@ -6,8 +6,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import replace
 
 import pytest
-from solver_testkit import make_problem, random_problem
 
+from tests.support.solver_testkit import make_problem, random_problem
 from vulcan_operator.solver.check import check_schedule
 from vulcan_operator.solver.dispatch import RULES, best_dispatch, dispatch
 from vulcan_operator.solver.gantt import render_html, render_svg

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from solver_testkit import REPO, random_job_shop
 
+from tests.support.solver_testkit import REPO, random_job_shop
 from vulcan_operator.solver import runner
 from vulcan_operator.solver.progress import Progress
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-from solver_testkit import (
+
+from tests.support.solver_testkit import (
     DATA,
     assert_valid,
     bench_module,
@@ -13,7 +14,6 @@ from solver_testkit import (
     random_job_shop,
     random_problem,
 )
-
 from vulcan_operator.solver.problem import ProblemData, SolverSettings
 from vulcan_operator.solver.progress import Progress
 from vulcan_operator.solver.result import Status
