@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Literal
 
 from croniter import croniter
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vulcan_operator import quantity
 from vulcan_operator.solver.problem import Strict
@@ -17,6 +18,7 @@ __all__ = [
     "Cron",
     "DnsLabel",
     "DnsSubdomain",
+    "LabelSelector",
     "LocalObjectReference",
     "ObjectMeta",
     "Quantity",
@@ -125,6 +127,91 @@ class LocalObjectReference(Strict):
     """A reference to an object of the same namespace."""
 
     name: DnsSubdomain = Field(description="Name of the object, in the same namespace.")
+
+
+#: A label key: optional DNS-subdomain prefix and '/', then a name of at most 63 characters.
+LABEL_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
+
+
+class LabelSelectorRequirement(Strict):
+    """One matchExpressions entry of a label selector."""
+
+    model_config = cel(
+        (
+            "self.operator in ['In', 'NotIn'] ? has(self.values) && size(self.values) > 0"
+            " : !has(self.values) || size(self.values) == 0",
+            "In and NotIn need values; Exists and DoesNotExist take none",
+        ),
+    )
+
+    key: str = Field(
+        min_length=1, max_length=317, pattern=LABEL_KEY_PATTERN, description="Label key."
+    )
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
+        description="In, NotIn, Exists or DoesNotExist."
+    )
+    values: list[LabelValue] = Field(
+        default_factory=list, max_length=100, description="Values for In and NotIn."
+    )
+
+    @model_validator(mode="after")
+    def _values_fit(self) -> LabelSelectorRequirement:
+        if (self.operator in ("In", "NotIn")) != bool(self.values):
+            raise ValueError("In and NotIn need values; Exists and DoesNotExist take none")
+        return self
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if self.operator == "Exists":
+            return self.key in labels
+        if self.operator == "DoesNotExist":
+            return self.key not in labels
+        if self.operator == "In":
+            return labels.get(self.key) in self.values
+        return labels.get(self.key) not in self.values
+
+
+class LabelSelector(Strict):
+    """A Kubernetes label selector (matchLabels and matchExpressions, all must hold). An
+    empty selector selects everything."""
+
+    matchLabels: dict[str, LabelValue] = Field(
+        default_factory=dict,
+        max_length=100,
+        description="Labels that must all be present with these values.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"self.all(k, size(k) <= 317 && k.matches(r'{LABEL_KEY_PATTERN}'))",
+                    "message": "keys must be label keys ([prefix/]name, name at most 63 "
+                    "characters)",
+                }
+            ]
+        },
+    )
+    matchExpressions: list[LabelSelectorRequirement] = Field(
+        default_factory=list, max_length=100, description="Requirements that must all hold."
+    )
+
+    @field_validator("matchLabels")
+    @classmethod
+    def _label_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in value if len(k) > 317 or not re.match(LABEL_KEY_PATTERN, k)]
+        if bad:
+            raise ValueError(
+                f"'{bad[0][:100]}' is not a label key ([prefix/]name, name at most 63 characters)"
+            )
+        return value
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether `labels` satisfy every requirement (as the API server's selectors do)."""
+        return all(labels.get(k) == v for k, v in self.matchLabels.items()) and all(
+            r.matches(labels) for r in self.matchExpressions
+        )
 
 
 class SecretRef(Strict):
