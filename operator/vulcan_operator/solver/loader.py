@@ -9,8 +9,9 @@ solver pod, `vulcan-operator solve`), and reading is bounded by the size of the 
 - YAML aliases (`*name`, and so `<<: *name` merges) are refused before anything is built:
   a few KB of nested aliases ("billion laughs") would otherwise expand, through validation,
   into millions of entries; anchors without an alias are harmless and allowed;
-- libyaml limits the nesting depth (1000 levels); JSON text takes json.loads (no aliases
-  exist in JSON, and it is ~50x faster than YAML for a 1 MiB problem);
+- nesting deeper than `MAX_DEPTH` levels is refused (our own check: libyaml's limit depends
+  on the build PyYAML ships); JSON text takes json.loads (no aliases exist in JSON, and it is
+  ~50x faster than YAML for a 1 MiB problem);
 - the lists of the problem have `maxItems` (see `solver.problem`).
 """
 
@@ -36,6 +37,8 @@ INLINE_ONLY = ("machines", "operators", "jobs")
 #: The most a problemRef ConfigMap value may hold (bytes of UTF-8): a ConfigMap holds at most
 #: 1 MiB in all, so nothing larger can come from the cluster.
 MAX_PROBLEM_BYTES = 1_048_576
+#: The deepest nesting a document may have (a problem needs about 10 levels, a resource 15).
+MAX_DEPTH = 64
 #: The most a problem file may hold (a SchedulingProblem, its ConfigMap as a second document,
 #: or a bare problem; the solver pod's file is the resource plus the ConfigMap's text).
 MAX_FILE_BYTES = 8 * 1_048_576
@@ -94,12 +97,21 @@ def load_file(path: str | Path) -> LoadedProblem:
 
 
 def _refuse_aliases(node: yaml.Node, where: str) -> None:
-    """Raise when a node is reached twice: the composer shares the anchored node with every
-    alias of it (and a merge key needs an alias). Iterative: no recursion limit to hit."""
+    """Raise when a node is reached twice (the composer shares the anchored node with every
+    alias of it, and a merge key needs an alias) or lies deeper than `MAX_DEPTH`. Iterative:
+    no recursion limit to hit."""
     seen: set[int] = set()
-    stack = [node]
+    stack = [(node, 1)]
     while stack:
-        current = stack.pop()
+        current, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            mark = current.start_mark
+            raise ProblemFileError(
+                [
+                    f"{where}: not valid YAML: nested deeper than {MAX_DEPTH} levels "
+                    f"(line {mark.line + 1}, column {mark.column + 1})"
+                ]
+            )
         if id(current) in seen:
             mark = current.start_mark
             raise ProblemFileError(
@@ -111,10 +123,10 @@ def _refuse_aliases(node: yaml.Node, where: str) -> None:
             )
         seen.add(id(current))
         if isinstance(current, yaml.SequenceNode):
-            stack.extend(current.value)
+            stack.extend((item, depth + 1) for item in current.value)
         elif isinstance(current, yaml.MappingNode):
             for key, value in current.value:
-                stack.extend((key, value))
+                stack.extend(((key, depth + 1), (value, depth + 1)))
 
 
 _NOT_JSON = object()
