@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import kmock
 from aiohttp import web
 
 JSON = "application/json"  # exactly this: some clients (pykube-ng) reject a charset suffix
@@ -132,3 +133,40 @@ class ApiPath:
     @property
     def group_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
+
+
+# --- shared by the server modules ------------------------------------------------------
+Obj = dict[str, Any]
+Key = tuple[kmock.resource, str | None, str]
+
+VERSION = {
+    "major": "1",
+    "minor": "31",
+    "gitVersion": "v1.31.0-emulated",
+    "platform": "linux/amd64",
+    "gitCommit": "0000000",
+    "gitTreeState": "clean",
+    "buildDate": "2024-08-13T00:00:00Z",
+    "goVersion": "go1.22.5",
+    "compiler": "gc",
+}
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+SERVER_META = (
+    "uid",
+    "resourceVersion",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generation",
+    "selfLink",
+    "managedFields",
+)
+KEPT_META = ("name", "namespace", *SERVER_META[:-1])  # managedFields are not tracked at all
+IMMUTABLE_SPEC = {
+    "jobs": ("spec.template", "spec.selector", "spec.completionMode"),
+    "deployments": ("spec.selector",),
+}
+CRDS = kmock.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+NAMESPACES = kmock.resource("", "v1", "namespaces")
+EVENT_RESOURCES = {("", "events"), ("events.k8s.io", "events")}
+T = TypeVar("T")
