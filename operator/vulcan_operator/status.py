@@ -78,6 +78,20 @@ def event_if_changed(
     return [(type_, reason, message)]
 
 
+def rolled_out(deployment: dict[str, Any]) -> bool:
+    """True when a Deployment's rollout is complete, as `kubectl rollout status` decides: the
+    controller has seen the latest spec, every desired replica is updated and available, and
+    no old replica (or surge pod) is left."""
+    desired = (deployment.get("spec") or {}).get("replicas", 1)
+    st = deployment.get("status") or {}
+    return bool(
+        st.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
+        and st.get("updatedReplicas", 0) >= desired
+        and st.get("availableReplicas", 0) >= desired
+        and st.get("replicas", 0) <= desired
+    )
+
+
 def set_conditions(
     current: list[dict[str, Any]] | None, updates: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:

@@ -40,7 +40,7 @@ from vulcan_operator.builders.migration import migration_job
 from vulcan_operator.enginedb import DatabaseUnavailable, InvalidDatabaseURL
 from vulcan_operator.k8s import Api, NotOurs, Ref, apply
 from vulcan_operator.reconcile.jobs import read_job
-from vulcan_operator.status import condition, event_if_changed, now
+from vulcan_operator.status import condition, event_if_changed, now, rolled_out
 
 RETRY_ANNOTATION = "vulcan-engine.com/retry-upgrade"
 TERMINAL = ("Succeeded", "Failed", "RolledBack", "Refused")
@@ -89,14 +89,7 @@ def rollout_state(deployment: dict[str, Any] | None, image: str) -> str:
     for cond in st.get("conditions") or []:
         if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
             return "Failed"
-    desired = spec.get("replicas", 1)
-    done = (
-        st.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
-        and st.get("updatedReplicas", 0) >= desired
-        and st.get("availableReplicas", 0) >= desired
-        and st.get("replicas", 0) <= desired
-    )
-    return "Done" if done else "Running"
+    return "Done" if rolled_out(deployment) else "Running"
 
 
 def _history_revision(status: dict[str, Any], version: str) -> tuple[bool, str | None]:
