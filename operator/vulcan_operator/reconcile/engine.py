@@ -39,6 +39,7 @@ from vulcan_operator.status import (
     condition,
     event_if_changed,
     ready_progressing,
+    rolled_out,
     set_conditions,
 )
 
@@ -180,13 +181,7 @@ def deployment_status(
             ],
             counts,
         )
-    rolled_out = (
-        st.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
-        and st.get("updatedReplicas", 0) >= desired
-        and st.get("availableReplicas", 0) >= desired
-        and st.get("replicas", 0) <= desired
-    )
-    if rolled_out:
+    if rolled_out(deployment):
         message = f"{counts['readyReplicas']}/{desired} replicas ready"
         return (
             "Ready",
