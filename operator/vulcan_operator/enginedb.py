@@ -1,4 +1,5 @@
-"""The engine's own database, as the operator sees it: where it is and its schema revision.
+"""The engine's own database, as the operator sees it: where it is, its schema revision, and
+the server's version and connection limit.
 
 The operator reads the revision where the engine's pods would. A DATABASE_URL host without a
 dot (`postgres`) is a Service name the engine's pods resolve through their namespace's DNS
@@ -16,6 +17,7 @@ import base64
 import binascii
 import ipaddress
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -92,6 +94,21 @@ def asyncpg_url(url: str, namespace: str | None = None) -> str:
     return f"postgresql://{userinfo}{at}{','.join(hosts)}{tail}"
 
 
+async def _connect(url: str, namespace: str | None, seconds: float) -> asyncpg.Connection:
+    """A connection to the database of `url` (see `asyncpg_url`), or InvalidDatabaseURL /
+    DatabaseUnavailable, neither of whose messages holds the URL."""
+    try:
+        dsn = asyncpg_url(url, namespace)
+    except ValueError as exc:
+        raise InvalidDatabaseURL(f"{NOT_A_URL}: {exc}") from None
+    try:
+        return await asyncpg.connect(dsn, timeout=seconds)
+    except (ValueError, OverflowError, TypeError) as exc:  # asyncpg's own parse of the URL
+        raise InvalidDatabaseURL(f"{NOT_A_URL}: {type(exc).__name__}") from None
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise DatabaseUnavailable(f"cannot connect to the database: {type(exc).__name__}") from None
+
+
 async def read_revision(
     url: str, connect_seconds: float = 5.0, *, namespace: str | None = None
 ) -> str | None:
@@ -101,16 +118,7 @@ async def read_revision(
     InvalidDatabaseURL when the URL is malformed, DatabaseUnavailable when the server cannot
     be asked; neither message holds the URL.
     """
-    try:
-        dsn = asyncpg_url(url, namespace)
-    except ValueError as exc:
-        raise InvalidDatabaseURL(f"{NOT_A_URL}: {exc}") from None
-    try:
-        conn = await asyncpg.connect(dsn, timeout=connect_seconds)
-    except (ValueError, OverflowError, TypeError) as exc:  # asyncpg's own parse of the URL
-        raise InvalidDatabaseURL(f"{NOT_A_URL}: {type(exc).__name__}") from None
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise DatabaseUnavailable(f"cannot connect to the database: {type(exc).__name__}") from None
+    conn = await _connect(url, namespace, connect_seconds)
     try:
         if await conn.fetchval("SELECT to_regclass('alembic_version')") is None:
             return None
@@ -122,6 +130,61 @@ async def read_revision(
     finally:
         await conn.close()
     return ",".join(r["version_num"] for r in rows) or None
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    """What the operator needs to know of the engine's PostgreSQL server."""
+
+    #: server_version_num, e.g. 170006 for 17.6 (150018 for 15.18).
+    version_num: int
+    #: max_connections (superuser_reserved_connections of them only for superusers).
+    max_connections: int
+
+    @property
+    def major(self) -> int:
+        return self.version_num // 10000
+
+    @property
+    def version(self) -> str:
+        """'17.6' (PostgreSQL 10 and newer number their releases major.minor)."""
+        return f"{self.major}.{self.version_num % 10000}"
+
+
+_SERVER_SQL = (
+    "SELECT current_setting('server_version_num')::int, current_setting('max_connections')::int"
+)
+
+
+async def read_server(
+    url: str, connect_seconds: float = 5.0, *, namespace: str | None = None
+) -> ServerFacts:
+    """The server's version and connection limit (`SHOW server_version_num`,
+    `SHOW max_connections`); errors as `read_revision`'s."""
+    conn = await _connect(url, namespace, connect_seconds)
+    try:
+        row = await conn.fetchrow(_SERVER_SQL)
+    except asyncpg.PostgresError as exc:
+        raise DatabaseUnavailable(f"cannot read the server settings: {exc.sqlstate}") from None
+    except (OSError, TimeoutError, asyncpg.InterfaceError) as exc:
+        raise DatabaseUnavailable(
+            f"cannot read the server settings: {type(exc).__name__}"
+        ) from None
+    finally:
+        await conn.close()
+    assert row is not None
+    return ServerFacts(version_num=row[0], max_connections=row[1])
+
+
+async def engine_server(
+    api: Api, namespace: str, ref: SecretKeyRef, connect_seconds: float = 5.0
+) -> ServerFacts:
+    """The engine's server facts, read as its pods would reach it (see `engine_revision`)."""
+    url = await database_url(api, namespace, ref)
+    try:
+        return await read_server(url, connect_seconds, namespace=namespace)
+    except InvalidDatabaseURL as exc:
+        raise InvalidDatabaseURL(f"Secret '{ref.name}' key '{ref.key}' {exc}") from None
 
 
 async def engine_revision(

@@ -247,6 +247,60 @@ class S3Storage(Strict):
     )
 
 
+#: An image reference with a tag or digest: [registry[:port]/]path(:tag|@sha256:digest).
+IMAGE_REFERENCE = (
+    r"^(([a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(:[0-9]+)?/)?"
+    r"[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64}))?$"
+)
+
+
+class BackupRedis(Strict):
+    """A snapshot of the engine's Redis with each backup (spec.redis.urlSecretRef)."""
+
+    enabled: bool = Field(
+        False,
+        description="Take `redis-cli --rdb` of the engine's Redis (spec.redis.urlSecretRef) "
+        "beside each backup; it is kept with the backup set, restored by hand.",
+    )
+    image: str = Field(
+        "redis:7-alpine",
+        min_length=1,
+        max_length=512,
+        pattern=IMAGE_REFERENCE,
+        description="Image with redis-cli for the snapshot container.",
+    )
+
+
+class Volume(Strict):
+    """A volume of the backend pods: a claim the operator creates, or an existing one."""
+
+    enabled: bool = Field(False, description="Mount a volume at this path.")
+    size: Quantity = Field("10Gi", description="Size of the claim the operator creates.")
+    storageClassName: str = Field(
+        "", max_length=253, description="Storage class; empty: the cluster default."
+    )
+    accessMode: Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"] = Field(
+        "ReadWriteOnce",
+        description="Access mode of the claim the operator creates. With more than one "
+        "replica, ReadWriteOnce works only while every pod runs on one node: use "
+        "ReadWriteMany.",
+    )
+    existingClaim: str = Field(
+        "",
+        max_length=253,
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?$",
+        description="Use this claim of the engine's namespace instead of creating one.",
+    )
+
+
+class Persistence(Strict):
+    """The guide's volumes of the backend pods; kept when the engine is deleted."""
+
+    data: Volume = Field(Volume(), description="Mounted at /app/data.")
+    uploads: Volume = Field(Volume(), description="Mounted at /app/uploads.")
+
+
 class BackupStorage(Strict):
     """Where backups go: exactly one of pvc or s3."""
 
@@ -275,6 +329,18 @@ class Backup(Strict):
     )
     notifyWebhookSecretRef: SecretKeyRef | None = Field(
         None, description="Secret key holding a webhook URL (e.g. Slack) told of each backup."
+    )
+    clientImage: str = Field(
+        "",
+        max_length=512,
+        pattern=IMAGE_REFERENCE,
+        description="Image of the PostgreSQL client (pg_dump, pg_restore, psql) of backup, "
+        "restore and maintenance pods; empty: the operator's postgres image with the server's "
+        "major version as its tag (postgres:<major>-alpine by default), read from the server "
+        "(status.database.serverVersion).",
+    )
+    redis: BackupRedis = Field(
+        BackupRedis(), description="A Redis snapshot beside each backup (redis-cli --rdb)."
     )
 
 
@@ -420,6 +486,9 @@ class VulcanEngineSpec(Strict):
     rateLimit: RateLimit = Field(RateLimit(), description="Rate limiting.")
     solver: EngineSolver = Field(EngineSolver(), description="Solver defaults and concurrency.")
     backup: Backup = Field(Backup(), description="Scheduled backups.")
+    persistence: Persistence = Field(
+        Persistence(), description="Volumes at /app/data and /app/uploads (in every backup)."
+    )
     maintenance: Maintenance = Field(Maintenance(), description="Scheduled maintenance.")
     upgrade: Upgrade = Field(Upgrade(), description="Upgrade and rollback behaviour.")
     monitoring: Monitoring = Field(Monitoring(), description="Monitoring objects and telemetry.")
@@ -432,6 +501,20 @@ class VulcanEngineSpec(Strict):
         description="Extra container env, passed through.",
     )
     paused: bool = Field(False, description="Stop all changes to the installation.")
+    hibernate: bool = Field(
+        False,
+        description="Run no backend pods and no HPA, hold solver Jobs; the database, the "
+        "backups and every other child are kept. false brings the same replicas back.",
+    )
+
+    @model_validator(mode="after")
+    def _redis_snapshot_needs_redis(self) -> VulcanEngineSpec:
+        if self.backup.redis.enabled and self.redis.urlSecretRef is None:
+            raise ValueError(
+                "backup.redis.enabled: a Redis snapshot needs the engine's Redis "
+                "(spec.redis.urlSecretRef)"
+            )
+        return self
 
     def database_url_ref(self, engine: str) -> SecretKeyRef:
         """Where DATABASE_URL is: spec.database.urlSecretRef, else the conventional Secret
@@ -483,6 +566,26 @@ class HistoryEntry(BaseModel):
     outcome: str | None = Field(None, description="Succeeded, Failed or RolledBack.")
 
 
+class DatabaseStatus(BaseModel):
+    """The engine's PostgreSQL server, as the operator last read it."""
+
+    serverVersion: str | None = Field(
+        None, description="PostgreSQL version (e.g. 17.6); backup clients use its major."
+    )
+    maxConnections: int | None = Field(None, description="The server's max_connections.")
+
+
+class NetworkPolicyStatus(BaseModel):
+    """What the engine's NetworkPolicies admit, in words."""
+
+    ingressFrom: list[str] = Field(
+        default_factory=list, description="Sources admitted to the backend's API port."
+    )
+    egressTo: list[str] | None = Field(
+        None, description="Destinations the engine's pods may reach (egress policy on only)."
+    )
+
+
 class VulcanEngineStatus(Status):
     """Observed state of the installation."""
 
@@ -492,6 +595,7 @@ class VulcanEngineStatus(Status):
     replicas: int | None = Field(None, description="Desired backend replicas.")
     readyReplicas: int | None = Field(None, description="Ready backend replicas.")
     databaseRevision: str | None = Field(None, description="Alembic revision of the database.")
+    database: DatabaseStatus | None = Field(None, description="The PostgreSQL server.")
     lastBackup: LastBackup | None = Field(None, description="Newest backup.")
     restore: EngineRestore | None = Field(
         None, description="A restore in progress (the engine is scaled to zero meanwhile)."

@@ -15,12 +15,14 @@ from vulcan_operator.api.problem import SchedulingProblem
 from vulcan_operator.builders import engine_children
 from vulcan_operator.builders import problem as problem_builder
 from vulcan_operator.builders.backup.jobs import build_backup_job, build_restore_job
+from vulcan_operator.builders.backup.pods import with_client_image
 from vulcan_operator.builders.common import Owner
 from vulcan_operator.builders.engine import EngineInputs
 from vulcan_operator.builders.keys import ensure_keys
 from vulcan_operator.builders.migration import restore_migration_job
 from vulcan_operator.cli.validate import resource_name, validate_resource
 from vulcan_operator.config import Settings
+from vulcan_operator.reconcile.engine_database import server_version
 
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
 
@@ -38,6 +40,7 @@ def _with_defaults(doc: dict[str, Any], namespace: str) -> dict[str, Any]:
 
 def render_engine(doc: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:
     probe = EngineInputs.from_resource(doc, settings=settings)
+    settings = with_client_image(settings, probe.spec.backup, server_version(doc))
     inputs = EngineInputs.from_resource(
         doc, keys=ensure_keys(probe.spec, None), settings=settings, monitoring=True
     )
@@ -81,8 +84,8 @@ def render_backup(
     return build_backup_job(
         _owner(doc),
         engine["metadata"]["name"],
-        VulcanEngineSpec.model_validate(engine.get("spec") or {}),
-        settings,
+        engine_spec,
+        with_client_image(settings, engine_spec.backup, server_version(engine)),
     )
 
 
@@ -133,7 +136,7 @@ def render_restore(
             _owner(doc),
             engine["metadata"]["name"],
             engine_spec,
-            settings,
+            with_client_image(settings, engine_spec.backup, server_version(engine)),
             location=location,
             checksum=checksum,
             target_database=spec.targetDatabase,

@@ -21,9 +21,13 @@
 #   {"kind":"vulcan-backup","outcome":"Succeeded","namespace":"ns","engine":"prod",
 #    "location":"pvc://c/ns/prod/vulcan_..dump","file":"vulcan_..dump","sizeBytes":123,
 #    "checksum":"<sha256 hex>","databaseRevision":"abc123","format":"custom",
+#    "serverVersion":"17.6","clientVersion":"17.6",
 #    "startedAt":"..Z","finishedAt":"..Z","retention":{..}}
 #   {"kind":"vulcan-backup","outcome":"Failed","exitCode":1,"step":"dump","message":"..",..}
-# Exit: 0 done, 1 failed (nothing left under a final name), 2 bad settings.
+#   A pg_dump of an older major than the server fails at step "version" (exit 2), its result
+#   carrying "serverVersion" and "clientVersion".
+# Exit: 0 done, 1 failed (nothing left under a final name), 2 bad settings (or a client older
+# than the server).
 
 # Dump flags. Custom format: restored with pg_restore, whose SQL text carries psql's
 # `\restrict` guard, so nothing in a file can run a psql meta-command (see restore.sh).
@@ -123,6 +127,21 @@ backup_main() {
         || fail "$EXIT_FAILED" "cannot read the database: $(last_error "$BACKUP_TMP/psql.err")"
     log "alembic revision: ${_revision:-(none)}"
 
+    RESULT_STEP=version
+    # pg_dump refuses a server of a newer major: say so with both versions, not its error.
+    _server_num=$(psql_value "$VULCAN_DB_URL" "SHOW server_version_num" 2>"$BACKUP_TMP/psql.err") \
+        || fail "$EXIT_FAILED" "cannot read the database: $(last_error "$BACKUP_TMP/psql.err")"
+    is_uint "$_server_num" || fail "$EXIT_FAILED" "the server sent no server_version_num"
+    _server="$((_server_num / 10000)).$((_server_num % 10000))"
+    _client=$(pg_dump --version 2>/dev/null | awk '{ print $3 }' | tr -cd '0-9.')
+    RESULT_EXTRA="$RESULT_EXTRA,\"serverVersion\":\"$_server\",\"clientVersion\":\"$_client\""
+    if [ "$((_server_num / 10000))" -gt "${_client%%.*}" ] 2>/dev/null; then
+        fail "$EXIT_CONFIG" "pg_dump $_client cannot dump a PostgreSQL $_server server (pg_dump" \
+            "refuses a newer major): use a PostgreSQL $((_server_num / 10000)) client" \
+            "(spec.backup.clientImage, by default postgres:<server major>-alpine)"
+    fi
+    log "server PostgreSQL $_server, pg_dump $_client"
+
     RESULT_STEP=dump
     # shellcheck disable=SC2086 # PG_DUMP_FLAGS is a list of flags
     if ! pg_dump $PG_DUMP_FLAGS --file="$BACKUP_PARTIAL" --dbname="$VULCAN_DB_URL" \
@@ -147,6 +166,7 @@ backup_main() {
 \"location\":$(json_str "$_location"),\"file\":$(json_str "$_name"),\"sizeBytes\":$_size,\
 \"checksum\":\"$_sum\",\"checksumAlgorithm\":\"sha256\",\
 \"databaseRevision\":$(json_str "$_revision"),\"format\":\"custom\",\
+\"serverVersion\":\"$_server\",\"clientVersion\":\"$_client\",\
 \"startedAt\":\"$STARTED_AT\",\"finishedAt\":\"$_finished\"}"
     # shellcheck disable=SC2015 # either write failing is fatal
     printf '%s  %s\n' "$_sum" "$_name" >"$BACKUP_PARTIAL.sha256" \

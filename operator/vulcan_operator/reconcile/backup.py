@@ -27,11 +27,13 @@ from vulcan_operator.api import errors
 from vulcan_operator.api.backup import STORAGE_NOT_ALLOWED, VulcanBackup
 from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.builders.backup.jobs import build_backup_job
+from vulcan_operator.builders.backup.pods import with_client_image
 from vulcan_operator.builders.backup.storage import plan_storage
 from vulcan_operator.builders.common import Owner
 from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api, NotOurs, Ref, apply
 from vulcan_operator.names import COMPONENT_BACKUP
+from vulcan_operator.reconcile.engine_database import server_version
 from vulcan_operator.reconcile.jobs import (
     failure,
     owned_jobs,
@@ -143,7 +145,7 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
             Owner(kind=KIND, name=name, namespace=namespace, uid=uid),
             engine_name,
             spec,
-            settings,
+            with_client_image(settings, spec.backup, server_version(engine)),
         )
         try:
             for manifest in manifests:

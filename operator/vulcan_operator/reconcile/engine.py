@@ -28,12 +28,13 @@ from vulcan_operator import API_VERSION, enginedb, kinds, names
 from vulcan_operator.api import errors
 from vulcan_operator.api.engine import VulcanEngine, VulcanEngineSpec
 from vulcan_operator.builders import engine_children
+from vulcan_operator.builders.backup.pods import with_client_image
 from vulcan_operator.builders.backup.storage import storage_conflicts
 from vulcan_operator.builders.engine import EngineInputs
 from vulcan_operator.builders.keys import ensure_keys, generated_key_names, keys_from_secret_data
 from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api, NotOurs, Ref, apply
-from vulcan_operator.reconcile import engine_backups, engine_hold, upgrade
+from vulcan_operator.reconcile import engine_backups, engine_database, engine_hold, upgrade
 from vulcan_operator.status import (
     Outcome,
     condition,
@@ -277,6 +278,12 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
             [("Warning", "SecretMissing", message)] if old.get("phase") != "Pending" else [],
         )
     hold = await engine_hold.engine_hold(api, namespace, name, old, gen)
+    # The server's version picks the backup client; its max_connections, the budget.
+    db = await engine_database.engine_database(
+        api, namespace, name, meta.get("uid", ""), spec, old, gen
+    )
+    server_version = (db.database or {}).get("serverVersion")
+    settings = with_client_image(settings, spec.backup, server_version)
 
     annotations = meta.get("annotations") or {}
     rotation = annotations.get(names.ANNOTATION_ROTATE_SECRETS, "")
@@ -338,6 +345,12 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
             events.append(("Normal", "Deleted", f"deleted {what} (no longer wanted)"))
 
     phase, conds, counts = deployment_status(await api.get(deployment_ref), gen)
+    if not any(c["type"] == "Degraded" and c["status"] == "True" for c in conds):
+        conds += db.conditions  # a stalled rollout says more than the budget
+        for c in db.conditions:
+            events += event_if_changed(
+                old, "Warning", c["reason"], c["message"], condition_type="Degraded"
+            )
     conds = list(
         {
             c["type"]: c for c in [*conds, *step.conditions, backups.condition, *hold.conditions]
@@ -364,6 +377,7 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
         **base,
         **counts,
         **step.fields,
+        **({"database": db.database} if db.database else {}),
         "upgrade": step.upgrade,
         "phase": phase,
         "conditions": _conditions(body, *conds),

@@ -44,6 +44,7 @@ MESSAGE_TAIL = 500  # characters of a termination message quoted in a failure me
 TABLE_KEY = re.compile(r"^[a-z_][a-z0-9_]{0,62}(\.[a-z_][a-z0-9_]{0,62})?$")
 REVISION = re.compile(r"^[A-Za-z0-9_,]{1,128}$")
 DATABASE = re.compile(r"^[A-Za-z0-9_]{1,63}$")
+VERSION = re.compile(r"^[0-9]{1,4}(\.[0-9]{1,6}){0,2}$")  # a PostgreSQL version, 17.6
 MAX_TABLES = 100  # rowCounts keys kept; the rest are summed under "other"
 
 
@@ -216,6 +217,14 @@ def _camel(step: str) -> str:
 def failure(result: dict[str, Any], run: JobRun, what: str = "backup") -> tuple[str, str]:
     """(reason, message) of a failed backup or restore Job: which step failed and why, from
     the program's result line, else from the Job and its pod (OOM, deadline, eviction...)."""
+    server, client = _version(result.get("serverVersion")), _version(result.get("clientVersion"))
+    if result.get("outcome") == "Failed" and result.get("step") == "version" and server and client:
+        return "ClientVersionMismatch", (
+            f"the {what} client, pg_dump {client}, is older than the server, PostgreSQL "
+            f"{server}, and pg_dump refuses a newer server: set spec.backup.clientImage to a "
+            f"PostgreSQL {server.split('.')[0]} client image, or leave it empty to follow "
+            "the server (status.database.serverVersion)"
+        )
     if result.get("outcome") == "Failed":
         step = str(result.get("step") or "?")
         step = step if STEP.fullmatch(step) else "?"
@@ -343,9 +352,9 @@ def parse_backup_result(termination_message: str) -> dict[str, Any]:
     """What a backup pod reported, shaped for VulcanBackup/engine status. Never raises.
 
     Keys: outcome ("Succeeded", "Failed" or "Unknown" when no result line was found), message,
-    step, exitCode, location, sizeBytes, checksum, databaseRevision, startedAt, finishedAt
-    (None when not reported). Read the main container's termination message; in an S3 pod
-    whose init (dump) container failed, that container's.
+    step, exitCode, location, sizeBytes, checksum, databaseRevision, serverVersion,
+    clientVersion, startedAt, finishedAt (None when not reported). Read the main container's
+    termination message; in an S3 pod whose init (dump) container failed, that container's.
     """
     found = parse_result(termination_message, "vulcan-backup")
     result = _common(found, "backup")
@@ -354,8 +363,14 @@ def parse_backup_result(termination_message: str) -> dict[str, Any]:
         sizeBytes=_int(found.get("sizeBytes")),
         checksum=_str(found.get("checksum")),
         databaseRevision=_str(found.get("databaseRevision")),
+        serverVersion=_version(found.get("serverVersion")),
+        clientVersion=_version(found.get("clientVersion")),
     )
     return result
+
+
+def _version(value: Any) -> str | None:
+    return value if isinstance(value, str) and VERSION.fullmatch(value) else None
 
 
 def parse_restore_result(termination_message: str) -> dict[str, Any]:

@@ -30,12 +30,14 @@ from vulcan_operator.api import errors
 from vulcan_operator.api.backup import CHECKSUM_REQUIRED, VulcanRestore
 from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.builders.backup.jobs import build_restore_job
+from vulcan_operator.builders.backup.pods import with_client_image
 from vulcan_operator.builders.backup.storage import BackupLocation, restore_source_problem
 from vulcan_operator.builders.common import Owner
 from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api, NotOurs, Ref
 from vulcan_operator.names import COMPONENT_BACKUP
 from vulcan_operator.reconcile import upgrade
+from vulcan_operator.reconcile.engine_database import server_version
 from vulcan_operator.reconcile.engine_hold import (
     LOCK_ATTEMPTS,
     MARKER_KEYS,
@@ -315,7 +317,7 @@ def restore_job(run: Run, spec: VulcanEngineSpec, location: str, checksum: str) 
         Owner(kind=KIND, name=run.name, namespace=run.namespace, uid=run.uid),
         run.engine_name,
         spec,
-        run.settings,
+        with_client_image(run.settings, spec.backup, server_version(run.engine)),
         location=location,
         checksum=checksum,
         target_database=run.restore.spec.targetDatabase,

@@ -16,13 +16,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from vulcan_operator import jobscripts, names
 from vulcan_operator.api.common import SecretKeyRef
-from vulcan_operator.api.engine import S3Storage
+from vulcan_operator.api.engine import Backup, S3Storage
 from vulcan_operator.builders.backup.storage import BACKUP_MOUNT, StoragePlan
 from vulcan_operator.config import Settings
 
@@ -37,12 +39,15 @@ __all__ = [
     "backup_pod",
     "base_env",
     "claim_volume",
+    "client_image",
     "container",
     "database_env",
     "env_var",
     "job_context",
     "s3_env",
+    "server_major",
     "volumes",
+    "with_client_image",
 ]
 
 #: The aws CLI image of the S3 containers (v2.17: before the default integrity checksums of
@@ -111,6 +116,40 @@ AWS_SESSION_TOKEN = "AWS_SESSION_TOKEN"
 
 
 # --- pieces ---------------------------------------------------------------------------------
+#: An image whose tag starts with a PostgreSQL major: postgres:15-alpine, repo/pg:16.4.
+_MAJOR_TAG = re.compile(r"^(?P<repo>[^@]+):(?P<major>[0-9]+)(\.[0-9]+)*(?P<suffix>-[^:/@]+)?$")
+
+
+def server_major(server_version: str | None) -> int | None:
+    """The major of a status.database.serverVersion ('17.6' -> 17), or None."""
+    head = (server_version or "").split(".", 1)[0]
+    return int(head) if head.isdigit() and 0 < int(head) < 1000 else None
+
+
+def client_image(backup: Backup, default: str, server_version: str | None) -> str:
+    """The PostgreSQL client image of an engine's backup, restore and maintenance pods.
+
+    `spec.backup.clientImage` when set; else `default` (the operator's postgres image,
+    postgres:15-alpine) with its tag's major replaced by the server's (postgres:17-alpine for
+    a 17.6 server; a mirror such as registry.corp/postgres:15-alpine keeps its registry).
+    `default` as it is when the server's version is unknown or its tag names no major.
+    pg_dump refuses a server of a newer major, so the client follows the server.
+    """
+    if backup.clientImage:
+        return backup.clientImage
+    major = server_major(server_version)
+    found = _MAJOR_TAG.match(default)
+    if major is None or found is None:
+        return default
+    return f"{found['repo']}:{major}{found['suffix'] or ''}"
+
+
+def with_client_image(settings: Settings, backup: Backup, server_version: str | None) -> Settings:
+    """`settings` whose postgres_image is the engine's client image (see `client_image`)."""
+    image = client_image(backup, settings.postgres_image, server_version)
+    return dataclasses.replace(settings, postgres_image=image)
+
+
 def env_var(name: str, value: str) -> dict[str, Any]:
     """One plain env entry."""
     return {"name": name, "value": value}
