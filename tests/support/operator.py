@@ -4,20 +4,24 @@
         emulator.create(engine)
         await emulator.wait_for(lambda: emulator.get("deployments", "default", "prod"))
 
-Every API request made while the operator runs is checked against manifests/rbac.yaml.
+Every API request made while the operator runs is checked against manifests/rbac.yaml (and, in a
+test confined to one namespace, against the namespaced install's Role), and recorded for the
+measurement of unused grants (`VULCAN_RBAC_USAGE=<file>`, see tests/support/rbac.py).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import kopf
 import kubernetes
 import pytest
 
 from tests.emulator import Emulator
+from tests.support import rbac
 from tests.support.kopf_runner import OperatorRunner, kube_configuration
-from tests.support.rbac import denied
 
 RunOperator = Callable[..., Awaitable[OperatorRunner]]
 
@@ -63,8 +67,22 @@ async def run_operator(
         await runner.stop()
     # Every API call made while the operator ran (its own, and the solver pods' scoped calls,
     # which are a subset of what it holds) must be allowed by manifests/rbac.yaml.
-    refused = denied(emulator.api_usage(since=mark))
+    usage = emulator.api_usage(since=mark)
+    rbac.RECORDED.update(usage)
+    refused = rbac.denied(usage)
     assert not refused, f"requests the operator's ClusterRole does not allow: {refused}"
+    # In one namespace, the namespaced install's Role (and ClusterRole) must allow them too.
+    if len({request[4] for request in rbac.ours(usage) if request[4]}) <= 1:
+        refused = rbac.denied_in_a_namespace(usage)
+        assert not refused, f"requests a namespaced install does not allow: {refused}"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """With VULCAN_RBAC_USAGE=<file>: add the requests of this session to that file."""
+    target = os.environ.get("VULCAN_RBAC_USAGE")
+    if target and rbac.RECORDED:
+        path = Path(target)
+        rbac.save(rbac.RECORDED | (rbac.load(path) if path.exists() else set()), path)
 
 
 @pytest.fixture
