@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_POSTGRES_IMAGE",
     "DEFAULT_PROBLEM_POLL_SECONDS",
     "DEFAULT_RESYNC_SECONDS",
+    "ENV_ALLOWED_IMAGES",
     "ENV_NAMESPACES",
     "ENV_OPERATOR_IMAGE",
     "ENV_POSTGRES_IMAGE",
@@ -36,6 +37,8 @@ ENV_NAMESPACES = "VULCAN_NAMESPACES"
 ENV_POSTGRES_IMAGE = "VULCAN_POSTGRES_IMAGE"
 ENV_TEMPLATES_DIR = "VULCAN_TEMPLATES_DIR"
 ENV_PROBLEM_POLL_SECONDS = "VULCAN_PROBLEM_POLL_SECONDS"
+ENV_ALLOWED_IMAGES = "VULCAN_ALLOWED_IMAGES"
+ENV_OPERATOR_NAMESPACE = "POD_NAMESPACE"
 
 OPERATOR_IMAGE_REPOSITORY = "ghcr.io/vulcan-engine/vulcan-operator"
 DEFAULT_POSTGRES_IMAGE = "postgres:15-alpine"
@@ -127,6 +130,16 @@ class Settings:
     #: missing engine or ConfigMap, a pod that does not start); Job changes and freed solver
     #: slots wake it at once.
     problem_poll_seconds: int = DEFAULT_PROBLEM_POLL_SECONDS
+    #: Registries or repository prefixes an engine's images must be under (spec.image and
+    #: every other image its spec names); empty: any image.
+    allowed_images: tuple[str, ...] = ()
+    #: The namespace the operator runs in (its webhook Service and CA Secret live there).
+    operator_namespace: str = "vulcan-system"
+    #: HTTPS port of the validating admission webhook; 0: no webhook (`run --admission-port`).
+    admission_port: int = 0
+    #: Folder with tls.crt, tls.key and ca.crt for the webhook (`run --admission-cert-dir`);
+    #: empty: a certificate from a CA the operator keeps in a Secret of its namespace.
+    admission_cert_dir: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -146,6 +159,10 @@ class Settings:
             problem_poll_seconds=_positive_int(
                 env, ENV_PROBLEM_POLL_SECONDS, DEFAULT_PROBLEM_POLL_SECONDS
             ),
+            allowed_images=tuple(
+                i.strip() for i in env.get(ENV_ALLOWED_IMAGES, "").split(",") if i.strip()
+            ),
+            operator_namespace=env.get(ENV_OPERATOR_NAMESPACE, "").strip() or "vulcan-system",
         )
 
     @property

@@ -7,15 +7,16 @@ real operator in-process with their own login handler added to a fresh registry.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 from typing import Any
 
 import kopf
 
-from vulcan_operator import GROUP, health, metrics
+from vulcan_operator import GROUP, health, metrics, webhook
 from vulcan_operator.config import Settings
-from vulcan_operator.handlers import backup, engine, problem, restore
+from vulcan_operator.handlers import admission, backup, engine, problem, restore
 from vulcan_operator.health import Heartbeat
 from vulcan_operator.k8s import Api, ApiError, apply
 
@@ -52,6 +53,14 @@ def make_registry(settings: Settings | None = None) -> kopf.OperatorRegistry:
     problem.register(registry, settings)
     backup.register(registry, settings)
     restore.register(registry, settings)
+    if settings.admission_port:
+        admission.register(registry, settings)
+
+        async def serve_admission(settings: kopf.OperatorSettings, **_: Any) -> None:
+            settings.admission.server = await webhook.server(operator_settings, Api())
+
+        operator_settings = settings
+        kopf.on.startup(registry=registry)(serve_admission)
     return registry
 
 
@@ -91,10 +100,15 @@ def run(
     liveness: str | None,
     log_format: str,
     verbose: bool,
+    admission_port: int = 0,
+    admission_cert_dir: str = "",
 ) -> None:
     """Run the operator until it is stopped (SIGTERM/SIGINT stop it gracefully)."""
-    settings = Settings.from_env()
+    settings = dataclasses.replace(
+        Settings.from_env(), admission_port=admission_port, admission_cert_dir=admission_cert_dir
+    )
     namespaces = namespaces or list(settings.namespaces)
+    settings = dataclasses.replace(settings, namespaces=tuple(namespaces))  # the handlers' reach
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat[log_format.upper()])
     load_kube_config()
     metrics.start_metrics_server(settings.metrics_port)

@@ -60,6 +60,8 @@ def _run(args: argparse.Namespace) -> int:
         liveness=args.liveness or None,
         log_format=args.log_format,
         verbose=args.verbose,
+        admission_port=args.admission_port,
+        admission_cert_dir=args.admission_cert_dir,
     )
     return 0
 
@@ -92,6 +94,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="liveness endpoint URL (empty: none)",
     )
     run.add_argument("--log-format", choices=["json", "plain", "full"], default="json")
+    run.add_argument(
+        "--admission-port",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="serve the validating admission webhook over HTTPS on this port, at "
+        "/validate/<plural> (default: no webhook)",
+    )
+    run.add_argument(
+        "--admission-cert-dir",
+        default="",
+        metavar="DIR",
+        help="the webhook's tls.crt, tls.key and ca.crt (e.g. cert-manager's Secret, mounted); "
+        "default: a certificate from a CA the operator keeps in a Secret",
+    )
     run.add_argument("-v", "--verbose", action="store_true")
     render = sub.add_parser("render", help="print every object a first reconcile creates")
     render.add_argument(

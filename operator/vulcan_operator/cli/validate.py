@@ -6,19 +6,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from vulcan_operator import GROUP, checks
+from vulcan_operator.checks import MODELS, Named
+from vulcan_operator.config import Settings
+from vulcan_operator.solver.loader import MAX_FILE_BYTES, ProblemFileError, safe_documents
 
-from vulcan_operator import API_VERSION, GROUP
-from vulcan_operator.api.errors import describe
-from vulcan_operator.crdgen import KINDS
-from vulcan_operator.solver.loader import (
-    MAX_FILE_BYTES,
-    ProblemFileError,
-    referenced_problem,
-    safe_documents,
-)
-
-MODELS: dict[str, type[BaseModel]] = {k.kind: k.model for k in KINDS}
+__all__ = ["MODELS", "load_documents", "resource_name", "validate_files", "validate_resource"]
 
 
 def resource_name(doc: dict[str, Any]) -> str:
@@ -34,35 +27,11 @@ def _word(value: Any) -> str:
     return str(value) if plain else "?"
 
 
-def validate_resource(doc: Any, configmaps: dict[str, dict[str, Any]] | None = None) -> list[str]:
-    """Problems of one resource ([] when valid). `configmaps` resolves a problemRef locally."""
-    if not isinstance(doc, dict):
-        return ["not a mapping (expected a Kubernetes resource)"]
-    kind = doc.get("kind")
-    if doc.get("apiVersion") != API_VERSION:
-        return [f"apiVersion: must be {API_VERSION}, got {doc.get('apiVersion')!r}"]
-    model = MODELS.get(str(kind))
-    if model is None:
-        return [f"kind: {kind!r} is not a {GROUP} kind; expected one of {', '.join(MODELS)}"]
-    try:
-        obj = model.model_validate(doc, strict=True)
-    except ValidationError as exc:
-        return describe(exc, model)
-    ref = getattr(getattr(obj, "spec", None), "problemRef", None)
-    cm = (configmaps or {}).get(ref.configMapName) if ref is not None else None
-    if ref is not None and cm is not None:
-        data = cm.get("data")
-        text = data.get(ref.key) if isinstance(data, dict) else None
-        where = f"spec.problemRef (ConfigMap {ref.configMapName}, key {ref.key})"
-        if text is None:
-            return [f"{where}: the ConfigMap has no key '{ref.key}'"]
-        try:
-            referenced_problem(str(text), {}, ref.configMapName, ref.key)
-        except ProblemFileError as exc:
-            # The loader names it `configmap/<name>[<key>]`; here it is a field of the spec.
-            cut = len(f"configmap/{ref.configMapName}[{ref.key}]")
-            return [f"{where}: {line[cut:].lstrip('.:').lstrip()}" for line in exc.messages]
-    return []
+def validate_resource(doc: Any, named: Named | None = None) -> list[str]:
+    """Problems of one resource ([] when valid): the checks of the admission webhook and the
+    reconcile, with the operator's settings from this environment (VULCAN_ALLOWED_IMAGES).
+    `named` holds the ConfigMaps and engines the files give."""
+    return checks.check(doc, named, Settings.from_env().allowed_images)
 
 
 def load_documents(path: Path) -> list[Any]:
@@ -93,6 +62,14 @@ def validate_files(paths: Iterable[Path]) -> tuple[list[str], list[str]]:
         and d.get("apiVersion") == "v1"
         and isinstance(d.get("metadata"), dict)
     ]
+    # The engines of each file, by (namespace, name): a problem's caps and a restore's store
+    # are checked against an engine of the same file (other files may be other overlays).
+    engines: dict[Path, dict[tuple[str, str], dict[str, Any]]] = {}
+    for path, d in docs:
+        if isinstance(d, dict) and d.get("kind") == "VulcanEngine":
+            meta = d["metadata"] if isinstance(d.get("metadata"), dict) else {}
+            key = (str(meta.get("namespace") or ""), str(meta.get("name")))
+            engines.setdefault(path, {})[key] = d
     for path, doc in docs:
         name = resource_name(doc) if isinstance(doc, dict) else "?"
         api_version = str(doc.get("apiVersion", "")) if isinstance(doc, dict) else ""
@@ -106,7 +83,7 @@ def validate_files(paths: Iterable[Path]) -> tuple[list[str], list[str]]:
         same_namespace = [c for c in configmaps if None in (c[1], namespace) or c[1] == namespace]
         visible = {n: cm for p, _, n, cm in same_namespace if p != path}
         visible.update({n: cm for p, _, n, cm in same_namespace if p == path})
-        found = validate_resource(doc, visible)
+        found = validate_resource(doc, Named(visible, engines.get(path, {})))
         problems.extend(f"{path}: {name}: {line}" for line in found)
         if not found:
             notes.append(f"{path}: {name}: valid")

@@ -47,6 +47,9 @@ PLURALS: dict[tuple[str, str], str] = {
     ("kopf.dev/v1", "ClusterKopfPeering"): "clusterkopfpeerings",
     ("kopf.dev/v1", "KopfPeering"): "kopfpeerings",
     ("kueue.x-k8s.io/v1beta1", "Workload"): "workloads",
+    ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"): (
+        "validatingwebhookconfigurations"
+    ),
     **{(k.api_version, k.kind): k.plural for k in kinds.ALL},
 }
 

@@ -32,6 +32,7 @@ from vulcan_operator.builders.backup.pods import with_client_image
 from vulcan_operator.builders.backup.storage import storage_conflicts
 from vulcan_operator.builders.engine import EngineInputs
 from vulcan_operator.builders.keys import ensure_keys, generated_key_names, keys_from_secret_data
+from vulcan_operator.checks import image_problems
 from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api, NotOurs, Ref, apply
 from vulcan_operator.reconcile import engine_backups, engine_database, engine_hold, upgrade
@@ -227,6 +228,9 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
     engine = parse(body)
     if isinstance(engine, list):
         return invalid(body, engine)
+    images = image_problems(engine.spec, settings.allowed_images)
+    if images:
+        return invalid(body, images)
     spec = engine.spec
     old = body.get("status") or {}
     backups = await engine_backups.engine_backups(

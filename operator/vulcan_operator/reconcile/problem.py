@@ -25,7 +25,6 @@ for more than its engine's caps fails (`builders.problem.cap_issues`).
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -45,11 +44,11 @@ from vulcan_operator.builders.problem import (
     build,
     cap_issues,
 )
+from vulcan_operator.checks import check_referenced, inline_key
 from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api, ApiError, NotOurs, Ref, apply
 from vulcan_operator.reconcile import solverjob
 from vulcan_operator.reconcile.queue import EngineKey, QueueEntry, QueueView, engine_key
-from vulcan_operator.solver.loader import INLINE_ONLY, ProblemFileError, referenced_problem
 from vulcan_operator.status import condition, get_condition, now, set_conditions
 
 __all__ = ["HISTORY_LIMIT", "KIND", "TERMINAL", "Finished", "ProblemOutcome", "reconcile"]
@@ -195,34 +194,6 @@ def parse(body: dict[str, Any]) -> SchedulingProblem | list[str]:
     return errors.parse(body, SchedulingProblem)
 
 
-def _inline(problem: SchedulingProblem) -> dict[str, Any]:
-    """The spec's own problem fields that go over a problemRef's (objective, horizon)."""
-    spec = problem.spec.model_dump(
-        mode="json", exclude_none=True, exclude={"engineRef", "solver", "problemRef"}
-    )
-    return {k: v for k, v in spec.items() if not (k in INLINE_ONLY and not v)}
-
-
-def check_referenced(problem: SchedulingProblem, configmap: dict[str, Any]) -> list[str]:
-    """Problems with a problemRef ConfigMap's content, as the solver pod will read it (the
-    same loader: size cap, no YAML aliases, the same model). CPU-bound: see
-    `checked_reference` for the cached, off-the-loop call."""
-    ref = problem.spec.problemRef
-    assert ref is not None
-    data = configmap.get("data") or {}
-    if ref.key not in data:
-        keys = ", ".join(sorted(map(str, data))) or "none"
-        return [
-            f"spec.problemRef.key: ConfigMap '{ref.configMapName}' has no key '{ref.key}' "
-            f"(keys: {keys})"
-        ]
-    try:
-        referenced_problem(str(data[ref.key]), _inline(problem), ref.configMapName, ref.key)
-    except ProblemFileError as error:
-        return error.messages
-    return []
-
-
 async def checked_reference(problem: SchedulingProblem, configmap: dict[str, Any]) -> list[str]:
     """`check_referenced` in the check threads, once per ConfigMap version (and spec fields it
     merges with); the verdicts are kept in a bounded cache."""
@@ -236,7 +207,7 @@ async def checked_reference(problem: SchedulingProblem, configmap: dict[str, Any
         str(meta.get("uid") or ""),
         version,
         ref.key,
-        json.dumps(_inline(problem), sort_keys=True),
+        inline_key(problem),
     )
     if version and key in _VERDICTS:
         _VERDICTS.move_to_end(key)
