@@ -96,15 +96,14 @@ def poll() -> Callable[..., Any]:
 
 @pytest.fixture(scope="session")
 def operator_installed(kube: Kube) -> None:
-    """Build and load the image, install manifests/ and the peering object, wait for rollout."""
+    """Build and load the image, install manifests/ in one step, wait for rollout."""
     if os.environ.get("VULCAN_E2E_SKIP_BUILD", "") in ("", "0"):
         run("docker", "build", "-t", IMAGE, str(REPO), timeout=1800)
     run("kind", "load", "docker-image", IMAGE, "--name", CLUSTER, timeout=600)
-    kube("apply", "-k", str(REPO / "manifests"))
+    kube("apply", "--server-side", "-k", str(REPO / "manifests"))
     kube(
         "wait", "--for", "condition=Established", "--timeout=90s", *[f"crd/{name}" for name in CRDS]
     )
-    kube("apply", "-k", str(REPO / "manifests" / "peering"))
     kube(
         "-n",
         OPERATOR_NAMESPACE,

@@ -18,7 +18,7 @@ import lupa
 import pytest
 import yaml
 
-from tests.support.manifests import validate_manifest
+from tests.support.manifests import kustomize, validate_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 ARGOCD = REPO / "argocd"
@@ -178,7 +178,7 @@ def test_application_example() -> None:
         assert "SkipDryRunOnMissingResource=true" in options
         assert spec["destination"]["server"] == "https://kubernetes.default.svc"
     operator = apps["vulcan-operator"]["spec"]
-    assert [s["path"] for s in operator["sources"]] == ["manifests", "manifests/peering"]
+    assert [s["path"] for s in operator["sources"]] == ["manifests"]
     for source in operator["sources"]:
         assert (REPO / source["path"] / "kustomization.yaml").is_file()
     assert operator["destination"]["namespace"] == "vulcan-system"
@@ -189,14 +189,10 @@ def test_application_example() -> None:
     assert waves["vulcan-operator"] < waves["vulcan-prod"]
 
 
-def test_peering_object_syncs_after_the_crds() -> None:
-    peering = yaml.safe_load(
-        (REPO / "manifests" / "peering" / "clusterkopfpeering.yaml").read_text()
-    )
-    wave = int(peering["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"])
-    crds = yaml.safe_load_all((REPO / "manifests" / "crds" / "kopf.dev-peerings.yaml").read_text())
-    for crd in crds:
-        crd_wave = int(
-            (crd["metadata"].get("annotations") or {}).get("argocd.argoproj.io/sync-wave", "0")
-        )
-        assert crd_wave < wave
+def test_the_install_has_no_custom_resource_of_its_own_crds() -> None:
+    """One sync (and one `kubectl apply -k`): nothing in manifests/ needs a CRD that the same
+    sync creates (the operator makes its peering object itself), so no sync wave is needed."""
+    objs = kustomize(REPO / "manifests")
+    groups = {o["spec"]["group"] for o in objs if o["kind"] == "CustomResourceDefinition"}
+    assert groups == {"vulcan-engine.com", "kopf.dev"}
+    assert not [o for o in objs if o["apiVersion"].split("/")[0] in groups]

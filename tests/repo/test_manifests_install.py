@@ -100,9 +100,8 @@ def test_install_has_every_piece(installed: list[Obj]) -> None:
         assert "app.kubernetes.io/instance" not in obj["metadata"].get("labels", {}), key(obj)
 
 
-@pytest.mark.parametrize("folder", ["", "monitoring", "peering"])
+@pytest.mark.parametrize("folder", ["", "monitoring"])
 def test_every_object_is_valid(folder: str) -> None:
-    # The peering object is a custom resource of the kopf.dev CRDs shipped in manifests/crds.
     validate_manifests(kustomize(MANIFESTS / folder), crd_dir=MANIFESTS / "crds")
 
 
@@ -119,7 +118,7 @@ def test_the_resolver_refuses_what_it_does_not_model(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
-@pytest.mark.parametrize("folder", ["", "monitoring", "peering"])
+@pytest.mark.parametrize("folder", ["", "monitoring"])
 def test_kubectl_kustomize_agrees(folder: str) -> None:
     done = subprocess.run(
         ["kubectl", "kustomize", str(MANIFESTS / folder)],
@@ -165,7 +164,7 @@ def test_deployment_runs_the_operator_image_with_peering(deployment: Obj) -> Non
     assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
     c = container(deployment)
     assert c["image"] == IMAGE
-    assert c["args"] == ["run", "--peering=vulcan-operator"]
+    assert c["args"] == ["run", "--peering=vulcan-operator", "--log-format=json"]
     env = {e["name"]: e for e in c["env"]}
     assert env["VULCAN_OPERATOR_IMAGE"]["value"] == IMAGE
     # Kopf's peering identity is the pod's name.
@@ -189,10 +188,11 @@ def test_deployment_args_are_what_the_cli_expects(
         assert (http["path"], http["port"]) == (liveness.path, liveness.port), probe
 
 
-def test_peering_object_matches_the_peering_argument(deployment: Obj) -> None:
-    peering = only(kustomize(MANIFESTS / "peering"), "ClusterKopfPeering")
-    assert peering["apiVersion"] == "kopf.dev/v1"
-    assert f"--peering={peering['metadata']['name']}" in container(deployment)["args"]
+def test_the_operator_may_create_its_peering_object(cluster_role: Obj) -> None:
+    """No separate step: the operator creates ClusterKopfPeering `--peering` at start-up
+    (main.ensure_peering), so the one `kubectl apply -k manifests/` holds no peering object."""
+    assert {"get", "create"} <= verbs(cluster_role, "kopf.dev", "clusterkopfpeerings")
+    assert not (MANIFESTS / "peering").exists()
 
 
 def test_deployment_is_restricted_and_bounded(deployment: Obj) -> None:

@@ -1,0 +1,132 @@
+"""The Helm chart (charts/vulcan-operator) rendered by real Helm, for tests.
+
+helm-python-sdk bundles Helm v4's Go SDK as a shared library: `Chart.load(dir).render(values,
+name=, namespace=)` is `helm template`, offline (no cluster; `lookup` finds nothing).
+
+    objs = render({"watchNamespaces": ["a", "b"]})     # every object, parsed, NOTES.txt left out
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from collections.abc import Iterable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import helm_python
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "vulcan-operator"
+RELEASE = "vulcan-operator"
+NAMESPACE = "vulcan-system"
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+Obj = dict[str, Any]
+
+# The value sets every chart test renders: each must lint clean, render strictly valid objects
+# and pass checkov (tests/repo/test_policy.py).
+VALUE_SETS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "namespaced": {"watchNamespaces": ["team-a", "team-b"]},
+    "aggregated-roles": {"rbac": {"aggregateClusterRoles": True}},
+    "monitoring": {
+        "monitoring": {
+            "serviceMonitor": True,
+            "prometheusRule": True,
+            "grafanaDashboard": True,
+            "additionalLabels": {"release": "kube-prometheus-stack"},
+        }
+    },
+    "digest": {"image": {"digest": DIGEST, "pullPolicy": "Always"}},
+    "scheduling": {
+        "replicaCount": 3,
+        "imagePullSecrets": [{"name": "regcred"}],
+        "nodeSelector": {"kubernetes.io/os": "linux", "node-role/operators": "true"},
+        "tolerations": [
+            {"key": "dedicated", "operator": "Equal", "value": "operators", "effect": "NoSchedule"}
+        ],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {
+                                    "key": "kubernetes.io/arch",
+                                    "operator": "In",
+                                    "values": ["amd64", "arm64"],
+                                }
+                            ]
+                        }
+                    ]
+                }
+            }
+        },
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "vulcan-operator"}},
+            }
+        ],
+        "priorityClassName": "system-cluster-critical",
+        "podAnnotations": {"example.com/team": "platform"},
+        "podLabels": {"example.com/cost-centre": "42"},
+        "resources": {
+            "requests": {"cpu": "200m", "memory": "300Mi"},
+            "limits": {"cpu": "2", "memory": "1Gi"},
+        },
+        "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/x"}},
+        "logFormat": "plain",
+        "config": {"resyncSeconds": 120, "postgresImage": "registry.example.com/postgres:16"},
+    },
+}
+
+
+@functools.cache
+def chart() -> helm_python.Chart:
+    return helm_python.Chart.load(CHART)
+
+
+def render_files(
+    values: dict[str, Any] | None = None, *, name: str = RELEASE, namespace: str = NAMESPACE
+) -> dict[str, str]:
+    """Template path -> rendered text, as `helm template` prints them."""
+    return chart().render(values or {}, name=name, namespace=namespace)
+
+
+def render(
+    values: dict[str, Any] | None = None, *, name: str = RELEASE, namespace: str = NAMESPACE
+) -> list[Obj]:
+    """Every object the chart renders (NOTES.txt left out)."""
+    objs: list[Obj] = []
+    for path, text in sorted(render_files(values, name=name, namespace=namespace).items()):
+        if not path.endswith(".txt"):
+            objs += [d for d in yaml.safe_load_all(text) if d]
+    return objs
+
+
+def key(obj: Obj) -> tuple[str, str, str, str]:
+    meta = obj["metadata"]
+    return (obj["apiVersion"], obj["kind"], meta.get("namespace", ""), meta["name"])
+
+
+def only(objs: Iterable[Obj], kind: str, namespace: str | None = None) -> Obj:
+    found = [
+        o for o in objs if o["kind"] == kind and namespace in (None, o["metadata"].get("namespace"))
+    ]
+    assert len(found) == 1, f"{len(found)} {kind} objects"
+    return found[0]
+
+
+def sync_script() -> ModuleType:
+    """scripts/sync_chart.py, imported (it keeps the chart's copies and README current)."""
+    spec = importlib.util.spec_from_file_location("sync_chart", REPO / "scripts" / "sync_chart.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
