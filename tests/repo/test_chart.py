@@ -35,8 +35,14 @@ from tests.support.chart import (
     render_files,
     sync_script,
 )
-from tests.support.manifests import kustomize, validate_manifests
-from tests.support.rbac import allowed, cluster_role_rules
+from tests.support.manifests import validate_manifests
+from tests.support.rbac import (
+    CLUSTER_SCOPED,
+    allowed,
+    cluster_role_rules,
+    cluster_scoped_rules,
+    namespaced_rules,
+)
 from vulcan_operator import cli
 from vulcan_operator import main as operator_main
 from vulcan_operator.config import Settings
@@ -44,8 +50,6 @@ from vulcan_operator.config import Settings
 MANIFESTS = REPO / "manifests"
 HELM_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by")
 KEEP = "helm.sh/resource-policy"
-# Cluster-scoped resources the operator's rules name (the rest is namespaced).
-CLUSTER_SCOPED = {"customresourcedefinitions", "namespaces", "clusterkopfpeerings"}
 
 
 def container(objs: list[Obj]) -> Obj:
@@ -56,6 +60,15 @@ def container(objs: list[Obj]) -> Obj:
 
 def env(objs: list[Obj]) -> dict[str, str]:
     return {e["name"]: e["value"] for e in container(objs)["env"] if "value" in e}
+
+
+def kustomize(folder: Path) -> list[Obj]:
+    """`kubectl kustomize FOLDER`: the real kustomize (5.5, built into kubectl)."""
+    done = subprocess.run(
+        ["kubectl", "kustomize", str(folder)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
 
 
 def rules_of(obj: Obj) -> set[tuple[str, str, str]]:
@@ -392,23 +405,13 @@ def test_cluster_wide_rbac_is_the_authoritative_rule_list() -> None:
     assert not [o for o in render() if o["kind"] in ("Role", "RoleBinding")]
 
 
-def scoped(rules: list[dict[str, list[str]]]) -> tuple[set[Any], set[Any]]:
-    """The cluster-wide rules split as a namespace-scoped install must grant them: (cluster,
-    namespaced) triples; the cluster peering becomes a namespaced one."""
-    cluster, namespaced = set(), set()
-    for g, r, v in rules_of({"rules": rules}):
-        if r.split("/")[0] == "clusterkopfpeerings":
-            namespaced.add((g, "kopfpeerings", v))
-        elif r.split("/")[0] in CLUSTER_SCOPED:
-            cluster.add((g, r, v))
-        else:
-            namespaced.add((g, r, v))
-    return cluster, namespaced
-
-
 def test_namespace_scoped_rbac_splits_the_same_rules() -> None:
+    """The same derivation as tests/support/rbac.py's (which the integration fixture checks
+    one-namespace tests against): everything namespaced in a Role per watched namespace, the
+    cluster peering as a namespaced KopfPeering, the ClusterRole only cluster-scoped rules."""
     objs = render(VALUE_SETS["namespaced"])
-    want_cluster, want_namespaced = scoped(cluster_role_rules())
+    want_cluster = rules_of({"rules": cluster_scoped_rules()})
+    want_namespaced = rules_of({"rules": namespaced_rules()})
     cluster_role = only(objs, "ClusterRole")
     assert rules_of(cluster_role) == want_cluster
     # Nothing namespaced cluster-wide: no Secret, no ConfigMap, nothing of ours.
@@ -434,13 +437,9 @@ def test_namespace_scoped_rbac_agrees_with_the_namespaced_kustomization() -> Non
     """manifests/namespaced/ (kubectl kustomize) grants, in its watched namespace, what the
     chart's Roles grant, and cluster-wide what the chart's ClusterRole grants."""
     folder = MANIFESTS / "namespaced"
-    if not (folder / "kustomization.yaml").is_file() or shutil.which("kubectl") is None:
-        pytest.skip("no manifests/namespaced/ or no kubectl")
-    done = subprocess.run(
-        ["kubectl", "kustomize", str(folder)], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    built = [d for d in yaml.safe_load_all(done.stdout) if d]
+    if not (folder / "kustomization.yaml").is_file():
+        pytest.skip("no manifests/namespaced/ yet")
+    built = kustomize(folder)
     namespaces = [o["metadata"]["namespace"] for o in built if o["kind"] == "Role"]
     objs = render({"watchNamespaces": namespaces})
     for namespace in namespaces:
