@@ -31,7 +31,7 @@ def cluster_name() -> str:
 
 CLUSTER = cluster_name()
 CONTEXT = f"kind-{CLUSTER}"
-IMAGE = "ghcr.io/vulcan-engine/vulcan-operator:0.1.0"  # what manifests/deployment.yaml runs
+IMAGE = "ghcr.io/vulcan-engine/vulcan-operator:0.1.0"  # what manifests/base/deployment.yaml runs
 OPERATOR_NAMESPACE = "vulcan-system"
 CRDS = [
     "vulcanengines.vulcan-engine.com",
