@@ -26,8 +26,9 @@ from typing import Any
 import pytest
 
 from tests.emulator import Emulator, JobOutcome, RolloutOutcome
-from tests.integration.test_leaks import collect, format_record, scan
-from tests.integration.test_upgrades import (
+from tests.support.kopf_runner import OperatorRunner
+from tests.support.leaks import collect, format_record, scan
+from tests.support.upgrades import (
     ENGINES,
     Migrations,
     backups,
@@ -36,13 +37,12 @@ from tests.integration.test_upgrades import (
     image,
     installed,
     migrations,
+    serve_restores,
     set_version,
     status,
 )
-from tests.support.backups import restore_result
-from tests.support.kopf_runner import OperatorRunner
 
-FIXTURES = (backups, fast, migrations)  # test_upgrades.py's fixtures, used here by name
+FIXTURES = (backups, fast, migrations)  # tests/support/upgrades.py's, used here by name
 
 PASSWORD = "Pw-0f-the-upgr4de-test"
 SHORT_HOST_URL = f"postgresql://vulcan:{PASSWORD}@postgres:5432/vulcan"  # the README's example
@@ -164,25 +164,7 @@ async def test_a_retry_takes_a_new_pre_upgrade_backup_and_a_new_revert_restore(
 ) -> None:
     """rollbackStrategy: restore, the rollout of 2.1.0 fails twice: the retry asked for with
     the annotation backs up again and restores its own backup with a new VulcanRestore."""
-    backup_jobs = emulator.jobs.outcome_for
-    assert backup_jobs is not None
-    restored: list[str] = []
-
-    async def run_restore(job: dict[str, Any], pod: dict[str, Any]) -> JobOutcome:
-        await migrations.set_revision("rev-2.0.0")  # the backup's revision comes back
-        restored.append(job["metadata"]["name"])
-        location = "pvc://prod-backups/default/prod/on-demand/vulcan.dump"
-        return JobOutcome.succeed(message=restore_result(location, revision="rev-2.0.0"))
-
-    def outcome_for(job: dict[str, Any]) -> JobOutcome | None:
-        if job["metadata"]["labels"].get("app.kubernetes.io/component") == "restore":
-            return JobOutcome.run(run_restore)
-        return backup_jobs(job)
-
-    emulator.jobs.outcome_for = outcome_for
-    emulator.deployments.outcome_for = lambda d: (
-        RolloutOutcome.ready() if d["spec"].get("replicas") == 0 else None
-    )
+    restored = serve_restores(emulator, migrations)
     emulator.create(engine("2.0.0", rollbackStrategy="restore"))
     await installed(emulator)
     emulator.deployments.by_image["vulcan-engine:2.1.0"] = RolloutOutcome.fail()
