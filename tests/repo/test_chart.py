@@ -50,6 +50,12 @@ from vulcan_operator.config import Settings
 MANIFESTS = REPO / "manifests"
 HELM_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by")
 KEEP = "helm.sh/resource-policy"
+CLUSTER_KINDS = {
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingWebhookConfiguration",
+}
 
 
 def container(objs: list[Obj]) -> Obj:
@@ -111,7 +117,7 @@ def test_every_rendered_object_is_strictly_valid(name: str) -> None:
     for obj in objs:
         # Argo CD's tracking label is Argo CD's to set.
         assert "app.kubernetes.io/instance" not in obj["metadata"].get("labels", {}), key(obj)
-        if obj["kind"] not in ("CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"):
+        if obj["kind"] not in CLUSTER_KINDS:
             assert obj["metadata"]["namespace"], key(obj)
 
 
@@ -255,10 +261,9 @@ def compare(chart_objs: list[Obj], kustomized: list[Obj]) -> None:
     ours = {key(o): strip_helm(o) for o in chart_objs}
     theirs = {key(o): o for o in kustomized}
     assert sorted(ours) == sorted(theirs), "the chart and kustomize make different objects"
-    for k, obj in ours.items():
-        assert obj == theirs[k], (
-            f"{k} differs:\n{yaml.safe_dump(obj)}\n---\n{yaml.safe_dump(theirs[k])}"
-        )
+    differ = sorted(k for k in ours if ours[k] != theirs[k])
+    for k in differ:
+        assert ours[k] == theirs[k], f"{differ} differ; the chart's {k} (left) and kustomize's"
 
 
 def test_default_render_is_what_kustomize_installs() -> None:
@@ -273,6 +278,23 @@ def test_monitoring_render_is_what_the_monitoring_overlay_adds() -> None:
     overlay = kustomize(MANIFESTS / "monitoring")
     monitoring = [o for o in render(values) if o["apiVersion"].startswith("monitoring.coreos.com")]
     compare(monitoring, overlay)
+
+
+@pytest.mark.parametrize("cert_manager", [False, True])
+def test_webhook_render_is_what_the_webhook_components_add(
+    cert_manager: bool, tmp_path: Path
+) -> None:
+    """webhook.enabled (and webhook.certManager.enabled) render what manifests/ with the
+    components manifests/webhook/component (and manifests/webhook/cert-manager) installs."""
+    (tmp_path / "manifests").symlink_to(MANIFESTS)  # kustomize takes no absolute roots
+    components = ["manifests/webhook/component"]
+    components += ["manifests/webhook/cert-manager"] if cert_manager else []
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump({"resources": ["manifests"], "components": components})
+    )
+    installed = [o for o in kustomize(tmp_path) if o["kind"] != "Namespace"]
+    values = {"webhook": {"enabled": True, "certManager": {"enabled": cert_manager}}}
+    compare(render(values), installed)
 
 
 # --- the Deployment ----------------------------------------------------------------------------

@@ -41,6 +41,10 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         }
     },
     "digest": {"image": {"digest": DIGEST, "pullPolicy": "Always"}},
+    "webhook": {
+        "webhook": {"enabled": True, "certManager": {"enabled": True}},
+        "config": {"allowedImages": ["ghcr.io/vulcan-engine/", "registry.example.com/vulcan/"]},
+    },
     "scheduling": {
         "replicaCount": 3,
         "imagePullSecrets": [{"name": "regcred"}],
