@@ -120,7 +120,8 @@ def _problem(problem: SchedulingProblem, namespace: str, named: Named) -> list[s
             else:
                 lines.append(f"{where}: {line[cut:].lstrip('.:').lstrip()}")
     engine_ref = problem.spec.engineRef
-    engine = _engine_spec(named, engine_ref.namespace_for(namespace), engine_ref.name)
+    engine_ns = getattr(engine_ref, "namespace", None) or namespace  # another's, if it names one
+    engine = _engine_spec(named, engine_ns, engine_ref.name)
     if engine is not None:
         lines += cap_issues(problem.spec, engine)
     return lines

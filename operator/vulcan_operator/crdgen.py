@@ -150,9 +150,12 @@ def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
     raw = model.model_json_schema(schema_generator=_Schema)
     defs = raw.get("$defs", {})
     props = raw["properties"]
+    # Rules of the whole object (transition rules reading the status, e.g. the engine's).
+    rules = raw.get("x-kubernetes-validations")
     return {
         "type": "object",
         "description": model.__doc__ or "",
+        **({"x-kubernetes-validations": rules} if rules else {}),
         "required": ["spec"],
         "properties": {
             "apiVersion": {"type": "string", "description": "API version of the object."},

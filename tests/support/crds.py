@@ -179,44 +179,69 @@ RULE_IDS = [f"{kind}:{path}:{rule}" for kind, path, rule, _ in RULES]
 
 def node_at(kind: str, path: str) -> dict[str, Any]:
     node = root_schema(kind)
-    for part in path.split("."):
+    for part in path.split(".") if path else []:
         node = node["properties"][part]
     return node
 
 
-def evaluate(rule: str, value: Any) -> bool:
+#: A value that is not there (no old object: a create; no old value at a node of an update).
+ABSENT = object()
+
+
+def is_transition(rule: str) -> bool:
+    """A transition rule reads `oldSelf`: the API server runs it only on an update, and only
+    where the node has an old value too."""
+    return "oldSelf" in rule
+
+
+def evaluate(rule: str, value: Any, old: Any = ABSENT) -> bool:
     program = ENV.program(ENV.compile(rule))
-    result = program.evaluate({"self": celpy.json_to_cel(value)})
+    scope = {"self": celpy.json_to_cel(value)}
+    if old is not ABSENT:
+        scope["oldSelf"] = celpy.json_to_cel(old)
+    result = program.evaluate(scope)
     if isinstance(result, Exception):  # celpy returns CELEvalError values
         raise result
     return bool(result)
 
 
-def rule_failures(value: Any, node: dict[str, Any], path: str = "") -> list[str]:
+def rule_failures(value: Any, node: dict[str, Any], path: str = "", old: Any = ABSENT) -> list[str]:
     """Every rule in the schema subtree that `value` breaks, as the API server evaluates them
-    (a rule runs only where its node has a value)."""
+    (a rule runs only where its node has a value; a transition rule only where `old`, the
+    value before an update, has one too)."""
     failures = []
     for rule in node.get("x-kubernetes-validations", []):
-        if not evaluate(rule["rule"], value):
+        if is_transition(rule["rule"]) and old is ABSENT:
+            continue
+        if not evaluate(rule["rule"], value, old):
             failures.append(f"{path or '(root)'}: {rule.get('message', rule['rule'])}")
+
+    def at(key: Any) -> Any:
+        # Objects only: no transition rule of ours lies inside a list (the server correlates
+        # list-map items by key; test_cel_rules checks there is nothing to correlate).
+        return old.get(key, ABSENT) if isinstance(old, dict) and isinstance(key, str) else ABSENT
+
     if isinstance(value, dict):
         for name, sub in node.get("properties", {}).items():
             if name in value:
-                failures += rule_failures(value[name], sub, f"{path}.{name}".lstrip("."))
+                where = f"{path}.{name}".lstrip(".")
+                failures += rule_failures(value[name], sub, where, at(name))
         extra = node.get("additionalProperties")
         if isinstance(extra, dict):
             for key, item in value.items():
-                failures += rule_failures(item, extra, f"{path}.{key}")
+                failures += rule_failures(item, extra, f"{path}.{key}", at(key))
     elif isinstance(value, list) and isinstance(node.get("items"), dict):
         for i, item in enumerate(value):
-            failures += rule_failures(item, node["items"], f"{path}[{i}]")
+            failures += rule_failures(item, node["items"], f"{path}[{i}]", at(i))
     return failures
 
 
-def cel_errors(doc: dict[str, Any]) -> list[str]:
-    """CEL rule failures of one of our resources, after defaulting (as the server does)."""
+def cel_errors(doc: dict[str, Any], old: dict[str, Any] | None = None) -> list[str]:
+    """CEL rule failures of one of our resources, after defaulting (as the server does); with
+    `old`, of an update from `old` to `doc` (transition rules included)."""
     schema = root_schema(doc["kind"])
-    return rule_failures(apply_defaults(copy.deepcopy(doc), schema), schema)
+    before = ABSENT if old is None else apply_defaults(copy.deepcopy(old), schema)
+    return rule_failures(apply_defaults(copy.deepcopy(doc), schema), schema, "", before)
 
 
 # -- CEL expressions that are only a field path (for the cost checks) --

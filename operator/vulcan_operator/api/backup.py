@@ -19,6 +19,8 @@ from vulcan_operator.api.common import (
 STORAGE_NOT_ALLOWED = (
     "not allowed: a VulcanBackup writes only where its VulcanEngine's spec.backup.storage says"
 )
+#: Why a VulcanBackup's or VulcanRestore's spec may not change (a CEL transition rule).
+IMMUTABLE = "cannot change once created"
 #: Why a VulcanRestore with a location and no checksum is refused.
 CHECKSUM_REQUIRED = (
     "required with spec.location: the sha256 of the backup file (64 lowercase hex characters, "
@@ -29,7 +31,10 @@ CHECKSUM_REQUIRED = (
 class VulcanBackupSpec(Strict):
     """One database backup of an engine, taken once, to the engine's own backup storage."""
 
-    model_config = cel(("!has(self.storage)", f"spec.storage is {STORAGE_NOT_ALLOWED}"))
+    model_config = cel(
+        ("!has(self.storage)", f"spec.storage is {STORAGE_NOT_ALLOWED}"),
+        ("self == oldSelf", f"spec {IMMUTABLE}: a VulcanBackup is one backup; create another"),
+    )
 
     engineRef: LocalObjectReference = Field(description="The VulcanEngine to back up.")
     storage: dict[str, Any] | None = Field(
@@ -85,6 +90,7 @@ class VulcanRestoreSpec(Strict):
             "(has(self.checksum) && self.checksum != '')",
             f"spec.checksum is {CHECKSUM_REQUIRED}",
         ),
+        ("self == oldSelf", f"spec {IMMUTABLE}: a VulcanRestore is one restore; create another"),
     )
 
     engineRef: LocalObjectReference = Field(description="The VulcanEngine to restore.")

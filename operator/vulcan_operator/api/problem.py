@@ -62,7 +62,17 @@ class SchedulingProblemSpec(ProblemData):
     )
 
     engineRef: LocalObjectReference = Field(
-        description="The VulcanEngine whose solver defaults and database are used."
+        description="The VulcanEngine whose solver defaults and database are used "
+        "(cannot change once created: the schedule rows went to its database).",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self == oldSelf",
+                    "message": "engineRef cannot change once created: the problem's schedules "
+                    "belong to that engine; create a new SchedulingProblem for another engine",
+                }
+            ]
+        },
     )
     # No default here (unlike ProblemData): a problemRef ConfigMap's own objective must not
     # be overridden by a default the API server filled in.

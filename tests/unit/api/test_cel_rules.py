@@ -26,6 +26,7 @@ from tests.support.crds import (
     cel_errors,
     evaluate,
     ids,
+    is_transition,
     node_at,
     our_documents,
     path_of,
@@ -232,8 +233,36 @@ def test_rule_names_only_fields_of_its_node(kind: str, path: str, rule: str, mes
 
 
 @pytest.mark.parametrize(("kind", "path", "rule", "message"), RULES, ids=RULE_IDS)
+def test_transition_rules_name_only_fields_and_lie_outside_lists(
+    kind: str, path: str, rule: str, message: str
+) -> None:
+    if not is_transition(rule):
+        return
+    # The server evaluates a transition rule only where old and new values correlate: never
+    # inside a list here (rule_failures does not correlate list items either).
+    assert "[]" not in path and "{}" not in path
+    missing = []
+
+    def visit(tree: Any) -> None:
+        if not isinstance(tree, Tree):
+            return
+        field_path = path_of(tree)
+        if field_path is not None and field_path[0] == "oldSelf":
+            if resolve_path(field_path, {"oldSelf": node_at(kind, path)}) is None:
+                missing.append(".".join(field_path))
+            return
+        for child in tree.children:
+            visit(child)
+
+    visit(ENV.compile(rule))
+    assert missing == []
+
+
+@pytest.mark.parametrize(("kind", "path", "rule", "message"), RULES, ids=RULE_IDS)
 def test_every_rule_has_good_and_bad_cases(kind: str, path: str, rule: str, message: str) -> None:
-    cases = CASES.get((kind, path, rule), [])
+    cases = CASES.get((kind, path, rule), []) or [
+        (case_id, new, ok) for case_id, _, new, ok in TRANSITIONS.get((kind, path, rule), [])
+    ]
     assert any(ok for _, _, ok in cases), f"add an accepted case for {rule!r} at {kind} {path}"
     assert any(not ok for _, _, ok in cases), f"add a refused case for {rule!r} at {kind} {path}"
 
@@ -241,6 +270,8 @@ def test_every_rule_has_good_and_bad_cases(kind: str, path: str, rule: str, mess
 def test_no_cases_for_rules_that_do_not_exist() -> None:
     rules = {(kind, path, rule) for kind, path, rule, _ in RULES}
     assert set(CASES) <= rules, set(CASES) - rules
+    assert set(TRANSITIONS) <= rules, set(TRANSITIONS) - rules
+    assert not any(is_transition(rule) for _, _, rule in CASES), "put it in TRANSITIONS"
 
 
 def test_every_kind_with_a_cross_field_check_has_a_rule() -> None:
@@ -301,3 +332,145 @@ def test_rule_failures_reports_nested_rules() -> None:
         "spec.resources.limits: keys must be 'cpu', 'memory', 'ephemeral-storage'",
         "spec.backup.storage: set exactly one of pvc or s3",
     ]
+
+
+# -- transition rules (oldSelf): what may not change in place ---------------------------------
+def doc(kind: str, spec: dict[str, Any], status: dict[str, Any] | None = None) -> dict[str, Any]:
+    out = {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "metadata": {"name": "x", "namespace": "default"},
+        "spec": copy.deepcopy(spec),
+    }
+    if status is not None:
+        out["status"] = status
+    return out
+
+
+ENGINE = {"version": "2.0.0"}
+S3_ENGINE = {"version": "2.0.0", "backup": {"storage": {"s3": S3}}}
+HELD = {"restore": {"name": "r1", "step": "Restore"}}
+BACKUP = {"engineRef": {"name": "prod"}}
+RESTORE = {"engineRef": {"name": "prod"}, "backupRef": {"name": "b1"}}
+PROBLEM = {**ENGINE_REF, **INLINE}
+STORAGE_RULE = next(r for k, p, r, _ in RULES if k == "VulcanEngine" and p == "")
+SPEC_FROZEN = "self == oldSelf"
+
+#: (kind, path, rule) -> [(id, old document, new document, is the update allowed)]
+TRANSITIONS: dict[tuple[str, str, str], list[tuple[str, Any, Any, bool]]] = {
+    ("VulcanEngine", "", STORAGE_RULE): [
+        ("no-status", doc("VulcanEngine", ENGINE), doc("VulcanEngine", S3_ENGINE), True),
+        (
+            "not-held",
+            doc("VulcanEngine", ENGINE, {"phase": "Ready"}),
+            doc("VulcanEngine", S3_ENGINE, {"phase": "Ready"}),
+            True,
+        ),
+        (
+            "held-other-change",
+            doc("VulcanEngine", S3_ENGINE, HELD),
+            doc("VulcanEngine", {**S3_ENGINE, "replicas": 5}, HELD),
+            True,
+        ),
+        (
+            "held-same-storage-spelled-out",
+            doc("VulcanEngine", ENGINE, HELD),
+            doc("VulcanEngine", {**ENGINE, "backup": {"storage": {"pvc": {}}}}, HELD),
+            True,
+        ),
+        (
+            "held-pvc-to-s3",
+            doc("VulcanEngine", ENGINE, HELD),
+            doc("VulcanEngine", S3_ENGINE, HELD),
+            False,
+        ),
+        (
+            "held-other-bucket",
+            doc("VulcanEngine", S3_ENGINE, HELD),
+            doc(
+                "VulcanEngine",
+                {**ENGINE, "backup": {"storage": {"s3": {**S3, "bucket": "elsewhere"}}}},
+                HELD,
+            ),
+            False,
+        ),
+        (
+            "held-other-claim",
+            doc("VulcanEngine", ENGINE, HELD),
+            doc(
+                "VulcanEngine", {**ENGINE, "backup": {"storage": {"pvc": {"claimName": "c"}}}}, HELD
+            ),
+            False,
+        ),
+    ],
+    ("VulcanBackup", "spec", SPEC_FROZEN): [
+        ("unchanged", doc("VulcanBackup", BACKUP), doc("VulcanBackup", BACKUP), True),
+        (
+            "other-engine",
+            doc("VulcanBackup", BACKUP),
+            doc("VulcanBackup", {"engineRef": {"name": "staging"}}),
+            False,
+        ),
+    ],
+    ("VulcanRestore", "spec", SPEC_FROZEN): [
+        ("unchanged", doc("VulcanRestore", RESTORE), doc("VulcanRestore", RESTORE), True),
+        (
+            "other-backup",
+            doc("VulcanRestore", RESTORE),
+            doc("VulcanRestore", {**RESTORE, "backupRef": {"name": "b2"}}),
+            False,
+        ),
+        (
+            "migrate-off",
+            doc("VulcanRestore", RESTORE),
+            doc("VulcanRestore", {**RESTORE, "migrate": False}),
+            False,
+        ),
+    ],
+    ("SchedulingProblem", "spec.engineRef", SPEC_FROZEN): [
+        ("unchanged", doc("SchedulingProblem", PROBLEM), doc("SchedulingProblem", PROBLEM), True),
+        (
+            "jobs-edited",
+            doc("SchedulingProblem", PROBLEM),
+            doc("SchedulingProblem", {**PROBLEM, "horizon": 500}),
+            True,
+        ),
+        (
+            "other-engine",
+            doc("SchedulingProblem", PROBLEM),
+            doc("SchedulingProblem", {**PROBLEM, "engineRef": {"name": "staging"}}),
+            False,
+        ),
+    ],
+}
+TRANSITION_PARAMS = [
+    pytest.param(kind, path, rule, old, new, ok, id=f"{kind}:{path or '(root)'}:{case_id}")
+    for (kind, path, rule), cases in TRANSITIONS.items()
+    for case_id, old, new, ok in cases
+]
+
+
+@pytest.mark.parametrize(("kind", "path", "rule", "old", "new", "ok"), TRANSITION_PARAMS)
+def test_transition_verdict(
+    kind: str, path: str, rule: str, old: dict[str, Any], new: dict[str, Any], ok: bool
+) -> None:
+    schema = root_schema(kind)
+    before = apply_defaults(copy.deepcopy(old), schema)
+    after = apply_defaults(copy.deepcopy(new), schema)
+    at = (lambda d: d) if not path else (lambda d: value_at(d, path))
+    assert evaluate(rule, at(after), at(before)) is ok
+    # The whole update, every rule: only this one decides it, and the documents are valid.
+    assert (cel_errors(new, old) == []) is ok
+    assert schema_errors(old, kind) == [] and schema_errors(new, kind) == []
+
+
+def test_every_transition_rule_is_checked() -> None:
+    transitions = {(k, p, r) for k, p, r, _ in RULES if is_transition(r)}
+    assert transitions == set(TRANSITIONS)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=ids(EXAMPLES))
+def test_an_update_that_changes_nothing_is_allowed(path: Path) -> None:
+    # Also what the operator's own metadata writes (finalizer, Kopf's annotations) are.
+    for item in our_documents(path):
+        assert cel_errors(item, item) == []
