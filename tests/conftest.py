@@ -5,6 +5,8 @@
 - `tests.emulator.plugin`: the Kubernetes API emulator (`emulator`, `http`).
 - `tests.support.operator`: the real Kopf operator against it (`kube_config`, `run_operator`,
   `operator`), with the RBAC check of every request it made.
+- `tests.support.solverpod_bridge`: `bridge`, every Job's pod run for real (the solver pod's
+  own code) instead of simulated.
 
 `pytest --update-golden` (or `UPDATE_GOLDEN=1`) rewrites golden files instead of comparing.
 """
@@ -15,7 +17,12 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.support.pg", "tests.emulator.plugin", "tests.support.operator"]
+pytest_plugins = [
+    "tests.support.pg",
+    "tests.emulator.plugin",
+    "tests.support.operator",
+    "tests.support.solverpod_bridge",
+]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -25,7 +25,6 @@ import json
 import logging
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -103,10 +102,8 @@ def fast(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def pods(emulator: Emulator, tmp_path: Path) -> SolverPodBridge:
+def pods(emulator: Emulator, bridge: SolverPodBridge) -> SolverPodBridge:
     """Solver pods run for real; backup Jobs succeed with the program's result line."""
-    bridge = SolverPodBridge(emulator, tmp_path / "pods")
-    bridge.install()
     solver = emulator.jobs.outcome_for
     assert solver is not None
     emulator.jobs.outcome_for = lambda job: backups_succeed(job) or solver(job)

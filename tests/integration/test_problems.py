@@ -11,7 +11,6 @@ import asyncio
 import json
 import random
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -172,21 +171,14 @@ async def settled(emulator: Emulator, *names: str, quiet: float = 1.0) -> int:
 
 
 def problems_counted(status_label: str) -> float:
-    value = METRICS.registry.get_sample_value("solver_problems_total", {"status": status_label})
+    labels = {"namespace": NS, "engine": "prod", "status": status_label}
+    value = METRICS.registry.get_sample_value("solver_problems_total", labels)
     return value or 0.0
 
 
 @pytest.fixture(autouse=True)
 def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VULCAN_PROBLEM_POLL_SECONDS", "1")
-
-
-@pytest.fixture
-def bridge(emulator: Emulator, tmp_path: Path) -> SolverPodBridge:
-    """Every Job's pod runs its real command here."""
-    pods = SolverPodBridge(emulator, tmp_path / "pods")
-    pods.install()
-    return pods
 
 
 @pytest.fixture
@@ -206,8 +198,9 @@ async def test_a_problem_goes_pending_running_succeeded_with_progress_and_a_sche
 ) -> None:
     before = problems_counted("FEASIBLE") + problems_counted("OPTIMAL")
     sample = METRICS.registry.get_sample_value
-    scheduled = sample("jobs_scheduled_total", {"priority": "1"}) or 0.0
-    durations = sample("solver_duration_seconds_count") or 0.0
+    prod = {"namespace": NS, "engine": "prod"}
+    scheduled = sample("jobs_scheduled_total", {**prod, "priority": "1"}) or 0.0
+    durations = sample("solver_duration_seconds_count", prod) or 0.0
     emulator.create(problem("week-48", **job_shop(seed=7)))
     await phase(emulator, "week-48", "Succeeded", "Failed", within=30)
     st = status(emulator, "week-48")
@@ -273,8 +266,9 @@ async def test_a_problem_goes_pending_running_succeeded_with_progress_and_a_sche
     await emulator.wait_for(
         lambda: problems_counted("FEASIBLE") + problems_counted("OPTIMAL") == before + 1
     )
-    assert sample("jobs_scheduled_total", {"priority": "1"}) == scheduled + 10  # its 10 jobs
-    assert sample("solver_duration_seconds_count") == durations + 1
+    assert sample("jobs_scheduled_total", {**prod, "priority": "1"}) == scheduled + 10  # 10 jobs
+    assert sample("solver_duration_seconds_count", prod) == durations + 1
+    assert (sample("solver_memory_bytes", prod) or 0) > 2**20  # the pod's peak, measured
 
 
 async def test_a_problem_from_a_configmap_is_solved(

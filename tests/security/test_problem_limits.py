@@ -22,6 +22,7 @@ import resource
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -32,6 +33,17 @@ import pytest
 
 from tests.emulator import Emulator, JobOutcome
 from tests.support.kopf_runner import OperatorRunner
+from tests.support.problems import (
+    HARMLESS_ALIAS,
+    alias_bomb,
+    big_yaml_problem,
+    configmap,
+    engine,
+    plant,
+    problem_body,
+    ref_body,
+    small_inline,
+)
 from tests.support.solverpod_bridge import SolverPodBridge
 from vulcan_operator import crdgen
 from vulcan_operator.api.problem import SchedulingProblem
@@ -57,90 +69,6 @@ MAX_WINDOWS = 1_000  # unavailable windows of one machine
 
 
 # --- documents ------------------------------------------------------------------------------
-
-
-def alias_bomb(jobs: int = 400, tasks: int = 500, machines: int = 800) -> str:
-    """One job, task and machine list, each repeated through aliases: ~6 KB of text that
-    validation would expand into jobs x tasks x machines (1.6 x 10^8) machine entries."""
-    eligible = ", ".join(["m"] * machines)
-    more_tasks = "".join([", *t"] * (tasks - 1))
-    more_jobs = "".join([", *j"] * (jobs - 1))
-    return (
-        "machines: [{name: m}]\n"
-        f"jobs: [&j {{name: j, tasks: [&t {{name: t, duration: 1, machines: [{eligible}]}}"
-        f"{more_tasks}]}}{more_jobs}]\n"
-    )
-
-
-#: A valid problem written with one anchor and one alias (no expansion to speak of).
-HARMLESS_ALIAS = (
-    "machines: [{name: m1}, {name: m2}]\n"
-    "jobs:\n"
-    "- {name: j1, tasks: [{name: a, duration: 2, machines: &both [m1, m2]}]}\n"
-    "- {name: j2, tasks: [{name: a, duration: 3, machines: *both}]}\n"
-)
-
-
-def configmap(name: str, text: str, key: str = "problem.yaml") -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": NS},
-        "data": {key: text},
-    }
-
-
-def problem_body(name: str, engine: str = "prod", **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": API,
-        "kind": "SchedulingProblem",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {"engineRef": {"name": engine}, **spec},
-    }
-
-
-def ref_body(name: str, configmap_name: str, engine: str = "prod") -> dict[str, Any]:
-    return problem_body(
-        name, engine, problemRef={"configMapName": configmap_name, "key": "problem.yaml"}
-    )
-
-
-def small_inline() -> dict[str, Any]:
-    return {
-        "machines": [{"name": "m1"}, {"name": "m2"}],
-        "jobs": [
-            {
-                "name": "j1",
-                "tasks": [
-                    {"name": "a", "duration": 3, "machines": ["m1"]},
-                    {"name": "b", "duration": 2, "machines": ["m2"]},
-                ],
-            }
-        ],
-    }
-
-
-def plant(jobs: int, tasks: int, machines: int, operators: int) -> dict[str, Any]:
-    """A plant of the given shape: every task on one machine, half of them need a skill."""
-    return {
-        "machines": [{"name": f"m{m}"} for m in range(machines)],
-        "operators": [{"name": f"op{o}", "skills": [f"s{o % 20}"]} for o in range(operators)],
-        "jobs": [
-            {
-                "name": f"j{j}",
-                "tasks": [
-                    {
-                        "name": f"t{k}",
-                        "duration": 1 + (j * 7 + k * 13) % 97,
-                        "machines": [f"m{(j + k) % machines}"],
-                        **({"skill": f"s{(j + k) % 20}"} if operators and k % 2 else {}),
-                    }
-                    for k in range(tasks)
-                ],
-            }
-            for j in range(jobs)
-        ],
-    }
 
 
 def parsed(body: dict[str, Any]) -> SchedulingProblem:
@@ -195,7 +123,6 @@ def test_an_alias_bomb_configmap_is_refused_before_anything_is_built() -> None:
     assert line.startswith("configmap/bomb[problem.yaml]: YAML aliases"), line
     # Refused from the composed nodes (a few thousand): nothing the size of the expansion.
     assert answer["peak"] < 2 * 1024**2, answer
-    assert answer["seconds"] < 5, answer  # a sanity bound only; it takes milliseconds
 
 
 def test_every_reader_of_a_problem_refuses_aliases(tmp_path: Path) -> None:
@@ -348,18 +275,6 @@ def test_the_bench_shapes_and_a_big_plant_fit_the_limits(
 # --- the real operator on the emulator ------------------------------------------------------
 
 
-def engine(name: str, **solver: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": API,
-        "kind": "VulcanEngine",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "version": "2.0.0",
-            "solver": {"maxTimeSeconds": 2, "numWorkers": 1, "memoryLimitMB": 512, **solver},
-        },
-    }
-
-
 def status(emulator: Emulator, name: str) -> dict[str, Any]:
     return (emulator.get(PROBLEMS, NS, name) or {}).get("status") or {}
 
@@ -379,68 +294,17 @@ def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def bridge(emulator: Emulator, tmp_path: Path) -> SolverPodBridge:
-    pods = SolverPodBridge(emulator, tmp_path / "pods")
-    pods.install()
-    return pods
-
-
-class LoopProbe:
-    """Ticks on the test's loop (the operator's and the emulator's too) and keeps the longest
-    time a tick came late: how long the loop was blocked."""
-
-    def __init__(self, tick: float = 0.02) -> None:
-        self.tick = tick
-        self.worst = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        while True:
-            started = time.perf_counter()
-            await asyncio.sleep(self.tick)
-            self.worst = max(self.worst, time.perf_counter() - started - self.tick)
-
-    def reset(self) -> None:
-        self.worst = 0.0
-
-    def __enter__(self) -> LoopProbe:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-
-
-def big_yaml_problem() -> str:
-    """A valid problem of ~0.9 MB of YAML (block style: the slow path of any YAML reader)."""
-    data = plant(1_700, 10, 200, 500)
-    lines = ["machines:"]
-    lines += [f"- name: {m['name']}" for m in data["machines"]]
-    lines.append("operators:")
-    lines += [f"- name: {o['name']}\n  skills: [{o['skills'][0]}]" for o in data["operators"]]
-    lines.append("jobs:")
-    for job in data["jobs"]:
-        lines.append(f"- name: {job['name']}\n  tasks:")
-        for task in job["tasks"]:
-            skill = f"\n    skill: {task['skill']}" if "skill" in task else ""
-            lines.append(
-                f"  - name: {task['name']}\n    duration: {task['duration']}\n"
-                f"    machines: [{task['machines'][0]}]{skill}"
-            )
-    text = "\n".join(lines) + "\n"
-    assert 700_000 < len(text) <= MAX_PROBLEM_BYTES, len(text)
-    return text
-
-
-@pytest.fixture
 async def counted_checks(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str, int]]:
-    """How often the operator read each problemRef ConfigMap."""
+    """How often the operator read each problemRef ConfigMap; every read must happen off the
+    event loop's thread (a read on the loop blocks every handler for its whole duration)."""
     counts: dict[str, int] = {}
     real = problem_reconcile.check_referenced
+    loop_thread = threading.get_ident()
 
     def counting(problem: SchedulingProblem, cm: dict[str, Any]) -> list[str]:
         name = str((cm.get("metadata") or {}).get("name"))
+        if threading.get_ident() == loop_thread:  # the test fails on it (an assert here would
+            name = f"{name} (read on the event loop)"  # only make the operator retry)
         counts[name] = counts.get(name, 0) + 1
         return real(problem, cm)
 
@@ -460,35 +324,31 @@ async def test_the_operator_keeps_reconciling_while_a_bomb_and_a_large_problem_w
     emulator.create(problem_body("busy", **small_inline()))
     await emulator.wait_for(lambda: status(emulator, "busy").get("phase") == "Running", 20)
 
-    with LoopProbe() as probe:
-        emulator.create(configmap("big", big_yaml_problem()))
-        emulator.create(ref_body("large", "big"))
-        await emulator.wait_for(lambda: status(emulator, "large").get("phase") == "Queued", 30)
-        emulator.create(configmap("bomb", alias_bomb()))
-        emulator.create(ref_body("bomb", "bomb"))
-        await emulator.wait_for(lambda: status(emulator, "bomb").get("phase") == "Failed", 20)
-        refused = ready(emulator, "bomb")
-        assert refused["reason"] == "InvalidSpec"
-        assert "configmap/bomb[problem.yaml]: YAML aliases" in refused["message"]
+    emulator.create(configmap("big", big_yaml_problem()))
+    emulator.create(ref_body("large", "big"))
+    await emulator.wait_for(lambda: status(emulator, "large").get("phase") == "Queued", 30)
+    emulator.create(configmap("bomb", alias_bomb()))
+    emulator.create(ref_body("bomb", "bomb"))
+    await emulator.wait_for(lambda: status(emulator, "bomb").get("phase") == "Failed", 20)
+    refused = ready(emulator, "bomb")
+    assert refused["reason"] == "InvalidSpec"
+    assert "configmap/bomb[problem.yaml]: YAML aliases" in refused["message"]
 
-        # Steady state: the large problem waits, polled every 3 s; another engine's problem
-        # goes through from start to end meanwhile.
-        # The first read of the large problem and the refusal of the bomb: in the check
-        # threads (old code: seconds on the loop, then the bomb's expansion).
-        assert probe.worst < 3, f"the event loop was blocked for {probe.worst:.2f} s"
-        probe.reset()
-        since = time.monotonic()
-        emulator.create(engine("other"))
-        emulator.create(problem_body("elsewhere", engine="other", **small_inline()))
-        await emulator.wait_for(
-            lambda: status(emulator, "elsewhere").get("phase") in ("Succeeded", "Failed"), 30
-        )
-        assert status(emulator, "elsewhere")["phase"] == "Succeeded"
-        await asyncio.sleep(max(0.0, since + 7 - time.monotonic()))  # two polls of "large"
-        # Old code read the large problem on the loop at every poll: seconds each time.
-        assert probe.worst < 1.5, f"the event loop was blocked for {probe.worst:.2f} s"
+    # Steady state: the large problem waits, polled every 3 s; another engine's problem
+    # goes through from start to end meanwhile. Every read of a ConfigMap happened in a
+    # worker thread (`counted_checks` asserts it; old code read on the loop at every
+    # poll, seconds each time: bench/loop_lag.py measures the loop's worst delay).
+    since = time.monotonic()
+    emulator.create(engine("other"))
+    emulator.create(problem_body("elsewhere", engine="other", **small_inline()))
+    await emulator.wait_for(
+        lambda: status(emulator, "elsewhere").get("phase") in ("Succeeded", "Failed"), 30
+    )
+    assert status(emulator, "elsewhere")["phase"] == "Succeeded"
+    await asyncio.sleep(max(0.0, since + 7 - time.monotonic()))  # two polls of "large"
 
     assert status(emulator, "large")["phase"] == "Queued"
+    assert set(counted_checks) == {"big", "bomb"}, counted_checks  # none read on the loop
     assert counted_checks.get("big") == 1, counted_checks  # once per ConfigMap version
     # A new version of the ConfigMap is read again.
     emulator.patch("configmaps", NS, "big", {"data": {"problem.yaml": json.dumps(small_inline())}})

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.emulator import Emulator, JobOutcome
@@ -236,3 +237,11 @@ class SolverPodBridge:
 
     def run_of(self, job: str) -> PodRun:
         return next(r for r in self.runs if r.job == job)
+
+
+@pytest.fixture
+def bridge(emulator: Emulator, tmp_path: Path) -> SolverPodBridge:
+    """Every Job's pod runs its real command here (a plugin fixture: tests/conftest.py)."""
+    pods = SolverPodBridge(emulator, tmp_path / "pods")
+    pods.install()
+    return pods
