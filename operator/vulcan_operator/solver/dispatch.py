@@ -69,7 +69,9 @@ def rules_for(instance: Instance, seconds: float | None = None) -> tuple[str, ..
     take more than a tenth of `seconds`."""
     rules: tuple[str, ...] = MAKESPAN_RULES
     if instance.objective != "makespan" and any(j.due is not None for j in instance.jobs):
-        rules = (*rules, "slack")
+        # First: on large plants the later rules may get no time (DISPATCH_SHARE), and for
+        # due dates slack is by far the best (5,000 tasks: 25,515 against 1.3-1.8 million).
+        rules = ("slack", *rules)
     options = sum(len(t.options) for t in instance.tasks)
     estimate = options * len(instance.jobs) * ACTIVE_SECONDS_PER_UNIT
     if seconds is not None and estimate > 0.1 * seconds:
@@ -123,14 +125,21 @@ def dispatch(
     job_ready = [job.release for job in jobs]
     position = [0] * len(jobs)
     remaining_work = [sum(tasks[i].min_duration for i in job.tasks) for job in jobs]
-    active = [j for j, job in enumerate(jobs) if job.tasks]
+    # Jobs enter `active` once their release date comes before the earliest completion: a job
+    # released later can neither compete nor complete first (the loop scans only active jobs).
+    pending = sorted((j for j, job in enumerate(jobs) if job.tasks), key=lambda j: jobs[j].release)
+    admitted = 0
+    active: list[int] = []
     uses = [(frozenset(o.machine for o in t.options), frozenset(t.operators)) for t in tasks]
     cache: dict[int, _Choice] = {}
     step = 0
-    while active:
+    while active or admitted < len(pending):
         step += 1
         if step % _CHECK_EVERY == 0:
             check_deadline(deadline, clock, stop)
+        if not active:
+            active.append(pending[admitted])
+            admitted += 1
         earliest_end = math.inf
         for j in active:
             c = cache.get(j)
@@ -144,6 +153,14 @@ def dispatch(
                 )
             if c.end < earliest_end:
                 earliest_end = c.end
+        while admitted < len(pending) and jobs[pending[admitted]].release < earliest_end:
+            j = pending[admitted]
+            admitted += 1
+            active.append(j)
+            c = cache[j] = _best_choice(
+                tasks[jobs[j].tasks[0]], job_ready[j], machine_free, operator_free, windows
+            )
+            earliest_end = min(earliest_end, c.end)
         chosen, chosen_key = -1, None
         for j in active:
             c = cache[j]
@@ -212,23 +229,31 @@ def best_dispatch(
     *,
     deadline: float | None = None,
     more_until: float | None = None,
+    active_until: float | None = None,
     clock: Clock = time.monotonic,
     stop: threading.Event | None = None,
+    on_better: Callable[[Schedule, str], None] | None = None,
 ) -> tuple[Schedule, str] | None:
     """The best greedy schedule for the objective (ties: shorter makespan), and its rule.
 
     Until one rule has finished, rules may run until `deadline`; after that, the others must
-    finish by `more_until`. None when no rule finished in time (or there are no tasks)."""
+    finish by `more_until` -- except the first active-schedule rule after the list rule (the
+    list schedule comes first only on problems too large for the others, and is poor), which
+    may run until `active_until`. None when no rule finished in time (or there are no tasks).
+    `on_better` hears each rule's schedule that beats the ones before, as soon as it exists."""
     if not instance.tasks:
         return None
     seconds = None if deadline is None else deadline - clock()
     best: tuple[tuple[int, int], Schedule, str] | None = None
     for rule in rules or rules_for(instance, seconds):
         limit = deadline
-        if best is not None and more_until is not None:
-            if clock() >= more_until:
+        until = more_until
+        if best is not None and best[2] == LIST_RULE and active_until is not None:
+            until = max(active_until, more_until or active_until)
+        if best is not None and until is not None:
+            if clock() >= until:
                 break
-            limit = more_until if deadline is None else min(deadline, more_until)
+            limit = until if deadline is None else min(deadline, until)
         try:
             schedule = dispatch(instance, rule, limit, clock, stop)
         except DeadlinePassed:
@@ -241,4 +266,6 @@ def best_dispatch(
         score = (instance.objective_of(ends), max(ends))
         if best is None or score < best[0]:
             best = (score, schedule, rule)
+            if on_better is not None:
+                on_better(schedule, rule)
     return None if best is None else (best[1], best[2])
