@@ -1,4 +1,4 @@
-"""`vulcan-operator`: run, render, validate, solve, crds."""
+"""`vulcan-operator`: run, render, validate, solve, crds, ctl."""
 
 from __future__ import annotations
 
@@ -67,6 +67,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if args_in[:1] == ["ctl"]:  # `vulcan-operator ctl ...` is `kubectl vulcan ...`
+        from vulcan_operator import ctl
+
+        return ctl.main(args_in[1:])
     parser = argparse.ArgumentParser(prog="vulcan-operator", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the operator against the current cluster")
@@ -125,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     validate.add_argument("files", nargs="+", help="YAML files (multi-document streams too)")
     validate.add_argument("-q", "--quiet", action="store_true", help="print problems only")
     solver_cli.add_arguments(sub.add_parser("solve", help="solve a SchedulingProblem locally"))
+    sub.add_parser("ctl", help="the kubectl plugin: `vulcan-operator ctl --help`")
     crds = sub.add_parser("crds", help="write the CRDs generated from the models")
     crds.add_argument("--output-dir", default="crds", help="where to write them (default: crds)")
     args = parser.parse_args(argv)

@@ -3,6 +3,8 @@
 Machines are rows (operators follow in a second block when the problem has any), tasks are
 bars coloured by job with the task name and operator written in when they fit, and a tooltip
 with everything (job, task, machine, operator, start, end). Unavailable windows are hatched.
+Due dates are red ticks on the row of the job's last task; the bars of a late job have a red
+outline, and the late jobs are listed under the title and marked in the legend.
 The width grows with the busiest row, so 50 tasks read at a glance and 2,000 stay usable by
 scrolling and hovering. No scripts, fonts or other external resources.
 """
@@ -52,9 +54,37 @@ def _fit(label: str, width: float) -> str:
     return label[: room - 1] + "…" if room >= 3 else ""
 
 
+def late_jobs(problem: ProblemData, assignments: list[Assignment]) -> dict[str, tuple[int, int]]:
+    """Jobs that end after their due date: name -> (end, due), in the problem's job order."""
+    ends: dict[str, int] = {}
+    for a in assignments:
+        ends[a.job] = max(ends.get(a.job, 0), a.end)
+    return {
+        job.name: (ends[job.name], job.dueDate)
+        for job in problem.jobs
+        if job.dueDate is not None and job.name in ends and ends[job.name] > job.dueDate
+    }
+
+
+def _due_marks(problem: ProblemData, assignments: list[Assignment]) -> dict[str, list[str]]:
+    """Machine -> the jobs whose last task runs there and that have a due date."""
+    last: dict[str, Assignment] = {}
+    for a in assignments:
+        if a.job not in last or a.end > last[a.job].end:
+            last[a.job] = a
+    marks: dict[str, list[str]] = {}
+    for job in problem.jobs:
+        if job.dueDate is not None and job.name in last:
+            marks.setdefault(last[job.name].machine, []).append(job.name)
+    return marks
+
+
 def render_svg(problem: ProblemData, result: SolveResult, title: str = "") -> str:
     """The chart as an SVG document."""
     assignments = result.assignments
+    late = late_jobs(problem, assignments)
+    dues = {job.name: job.dueDate for job in problem.jobs if job.dueDate is not None}
+    due_marks = _due_marks(problem, assignments)
     job_index = {job.name: j for j, job in enumerate(problem.jobs)}
     machine_rows = [m.name for m in problem.machines]
     operator_rows = [
@@ -75,7 +105,7 @@ def render_svg(problem: ProblemData, result: SolveResult, title: str = "") -> st
     plot = min(MAX_PLOT_WIDTH, max(MIN_PLOT_WIDTH, busiest * PX_PER_TASK))
     scale = plot / end
     row_h = 30 if len(rows) <= 40 else 18
-    top = 56
+    top = 72 if dues else 56
     gap_between = 26 if operator_rows else 0
     chart_h = row_h * len(rows) + gap_between
     n_legend = min(len(problem.jobs), LEGEND_MAX_JOBS)
@@ -105,7 +135,13 @@ def render_svg(problem: ProblemData, result: SolveResult, title: str = "") -> st
     if problem.horizon is not None:
         summary += f", horizon {problem.horizon}"
     out.append(_text(10, 20, heading, font_size="15", font_weight="bold"))
+    if dues:
+        summary += f"; {len(late)} of {len(dues)} jobs with a due date late"
     out.append(_text(10, 38, f"{summary}; {len(assignments)} tasks", fill="#444"))
+    if late:
+        listed = ", ".join(f"{j} (+{end - due})" for j, (end, due) in list(late.items())[:10])
+        more = f" and {len(late) - 10} more" if len(late) > 10 else ""
+        out.append(_text(10, 54, f"Late: {listed}{more}", fill="#c00"))
     # Time axis and grid.
     step = _tick_step(end, plot)
     for t in range(0, end + 1, step):
@@ -150,10 +186,15 @@ def render_svg(problem: ProblemData, result: SolveResult, title: str = "") -> st
                 + (f", operator {a.operator}" if a.operator else "")
                 + f"\nstart {a.start}, end {a.end} (duration {a.end - a.start})"
             )
+            if a.job in dues:
+                tip += f"\ndue {dues[a.job]}" + (
+                    f", LATE by {late[a.job][0] - late[a.job][1]}" if a.job in late else ""
+                )
+            stroke = '"#c00" stroke-width="2"' if a.job in late else '"white" stroke-width="0.6"'
             out.append(
                 f'<g><title>{escape(tip)}</title><rect x="{x:.1f}" y="{y + 3:.1f}" '
                 f'width="{w:.1f}" height="{row_h - 6}" rx="2" fill="{color}" '
-                'stroke="white" stroke-width="0.6"/>'
+                f"stroke={stroke}/>"
             )
             text = a.task if kind == "machine" else f"{a.job}/{a.task}"
             if kind == "machine" and a.operator:
@@ -162,6 +203,15 @@ def render_svg(problem: ProblemData, result: SolveResult, title: str = "") -> st
             if shown and row_h >= 18:
                 out.append(_text(x + 2, y + row_h / 2 + 4, shown, fill="white"))
             out.append("</g>")
+        for job_name in due_marks.get(name, []) if kind == "machine" else []:
+            x = LABEL_WIDTH + min(dues[job_name], end) * scale
+            word = "LATE" if job_name in late else "met"
+            out.append(
+                f'<path d="M{x - 4:.1f},{y:.1f} L{x + 4:.1f},{y:.1f} L{x:.1f},{y + 6:.1f} Z" '
+                f'fill="#c00"><title>{escape(f"{job_name} due {dues[job_name]} ({word})")}'
+                f'</title></path><line x1="{x:.1f}" y1="{y:.1f}" x2="{x:.1f}" '
+                f'y2="{y + row_h:.1f}" stroke="#c00" stroke-width="1"/>'
+            )
     if operator_rows:
         y = y_of(len(machine_rows)) - gap_between / 2 + 4
         out.append(_text(8, y, "Operators", font_weight="bold", fill="#444"))
@@ -171,7 +221,10 @@ def render_svg(problem: ProblemData, result: SolveResult, title: str = "") -> st
         x = 10 + (j % legend_cols) * 150
         y = y0 + (j // legend_cols) * 22
         out.append(f'<rect x="{x}" y="{y - 10}" width="12" height="12" fill="{job_color(j)}"/>')
-        out.append(_text(x + 16, y, _fit(job.name, 130)))
+        if job.name in late:
+            out.append(_text(x + 16, y, _fit(f"{job.name} (late)", 130), fill="#c00"))
+        else:
+            out.append(_text(x + 16, y, _fit(job.name, 130)))
     if len(problem.jobs) > n_legend:
         y = y0 + math.ceil(n_legend / legend_cols) * 22
         out.append(
