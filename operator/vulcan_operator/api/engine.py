@@ -613,10 +613,33 @@ class VulcanEngineStatus(Status):
     )
 
 
+#: The backup store may not switch while a restore holds the engine (status.restore): the
+#: restore reads from it. A rule at the root, as it reads the status (written only by the
+#: operator, through the status subresource).
+STORAGE_WHILE_RESTORING = (
+    "!has(oldSelf.status) || !has(oldSelf.status.restore) || "
+    "(has(self.spec.backup) == has(oldSelf.spec.backup) && (!has(self.spec.backup) || "
+    "(has(self.spec.backup.storage) == has(oldSelf.spec.backup.storage) && "
+    "(!has(self.spec.backup.storage) || "
+    "self.spec.backup.storage == oldSelf.spec.backup.storage))))"
+)
+
+
 class VulcanEngine(BaseModel):
     """A Vulcan Engine installation."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": STORAGE_WHILE_RESTORING,
+                    "message": "spec.backup.storage cannot change while a VulcanRestore holds "
+                    "the engine (status.restore): wait for it to end, or delete it",
+                }
+            ]
+        },
+    )
 
     apiVersion: Literal["vulcan-engine.com/v1alpha1"]
     kind: Literal["VulcanEngine"]
