@@ -11,6 +11,7 @@ import asyncio
 import copy
 import hashlib
 import json
+import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -44,6 +45,15 @@ def _condition(previous: list[Obj], kind: str, status: str, reason: str, message
         "lastUpdateTime": o.now(),
         "lastTransitionTime": stamp,
     }
+
+
+def _max_surge(spec: Obj, wanted: int) -> int:
+    """The Deployment's maxSurge in pods: an int, or a percentage of the desired replicas
+    rounded up (default 25%). Only RollingUpdate is emulated (the operator uses nothing else)."""
+    value = ((spec.get("strategy") or {}).get("rollingUpdate") or {}).get("maxSurge", "25%")
+    if isinstance(value, str) and value.endswith("%"):
+        return math.ceil(wanted * int(value[:-1]) / 100)
+    return int(value)
 
 
 def _counts(**counts: int) -> Obj:
@@ -419,75 +429,63 @@ class DeploymentController:
         self._tasks[uid] = self.emulator.spawn(self._rollout(event.obj))
 
     async def _rollout(self, deployment: Obj) -> None:
+        """A RollingUpdate as the Deployment controller runs it. While it progresses, an update
+        of running pods has its surge pods (maxSurge, default 25% rounded up) beside the old
+        ones, so `replicas` exceeds the desired count and `updatedReplicas` is below it; a
+        first rollout (no pods yet) creates every new pod at once."""
         meta, spec = deployment["metadata"], deployment.get("spec") or {}
         ns, name = meta["namespace"], meta["name"]
         outcome = self.choose(deployment)
         wanted = spec.get("replicas", 1)
         before = deployment.get("status") or {}
+        running = before.get("replicas", 0)
         ready, available = before.get("readyReplicas", 0), before.get("availableReplicas", 0)
+        surge = min(_max_surge(spec, wanted), wanted) if running else 0
         template_hash = hashlib.sha256(json.dumps(spec.get("template"), sort_keys=True).encode())
         replica_set = f"{name}-{template_hash.hexdigest()[:10]}"
-        try:
+
+        def unfinished(status: str, reason: str, message: str) -> None:
             self._status(
                 ns,
                 name,
                 meta["generation"],
                 [
                     ("Available", available > 0 or wanted == 0),
-                    (
-                        "Progressing",
-                        "True",
-                        "ReplicaSetUpdated",
-                        f'ReplicaSet "{replica_set}" is progressing.',
-                    ),
+                    ("Progressing", status, reason, f'ReplicaSet "{replica_set}" {message}'),
                 ],
-                replicas=max(wanted, before.get("replicas", 0)),
+                replicas=max(wanted, running) + surge,
+                updatedReplicas=surge if running else wanted,
                 readyReplicas=ready,
                 availableReplicas=available,
                 unavailableReplicas=max(wanted - available, 0),
             )
+
+        try:
+            unfinished("True", "ReplicaSetUpdated", "is progressing.")
             if outcome.result == "pending":
                 return
             await asyncio.sleep(self.delay if outcome.delay is None else outcome.delay)
-            if outcome.result == "ready":
-                self._status(
-                    ns,
-                    name,
-                    meta["generation"],
-                    [
-                        ("Available", True),
-                        (
-                            "Progressing",
-                            "True",
-                            "NewReplicaSetAvailable",
-                            f'ReplicaSet "{replica_set}" has successfully progressed.',
-                        ),
-                    ],
-                    replicas=wanted,
-                    updatedReplicas=wanted,
-                    readyReplicas=wanted,
-                    availableReplicas=wanted,
-                )
-            else:
-                self._status(
-                    ns,
-                    name,
-                    meta["generation"],
-                    [
-                        ("Available", available > 0 or wanted == 0),
-                        (
-                            "Progressing",
-                            "False",
-                            "ProgressDeadlineExceeded",
-                            f'ReplicaSet "{replica_set}" has timed out progressing.',
-                        ),
-                    ],
-                    replicas=max(wanted, before.get("replicas", 0)),
-                    updatedReplicas=wanted,
-                    readyReplicas=ready,
-                    availableReplicas=available,
-                    unavailableReplicas=max(wanted - available, 0),
-                )
+            if outcome.result != "ready":
+                unfinished("False", "ProgressDeadlineExceeded", "has timed out progressing.")
+                return
+            self._status(
+                ns,
+                name,
+                meta["generation"],
+                [
+                    ("Available", True),
+                    (
+                        "Progressing",
+                        "True",
+                        "NewReplicaSetAvailable",
+                        f'ReplicaSet "{replica_set}" has successfully progressed.',
+                    ),
+                ],
+                replicas=wanted,
+                updatedReplicas=wanted,
+                readyReplicas=wanted,
+                availableReplicas=wanted,
+            )
         except ApiError as e:
             if e.code != 404:
                 raise

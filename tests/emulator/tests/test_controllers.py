@@ -277,6 +277,33 @@ async def test_deployment_progress_is_visible_before_it_is_ready(emulator: Emula
     }
 
 
+@pytest.mark.parametrize(
+    ("strategy", "surge"),
+    [
+        ({}, 1),  # maxSurge 25% of 3, rounded up
+        ({"rollingUpdate": {"maxSurge": 2, "maxUnavailable": 0}}, 2),
+        ({"rollingUpdate": {"maxSurge": "50%"}}, 2),
+    ],
+)
+async def test_an_update_in_progress_has_surge_pods_and_fewer_updated_replicas(
+    emulator: Emulator, strategy: dict[str, Any], surge: int
+) -> None:
+    emulator.create(deployment("web", replicas=3, strategy=strategy))
+    await rolled_out(emulator, "web")
+    emulator.deployments.default = RolloutOutcome.pending()
+    emulator.patch("deployments", "default", "web", {"spec": {"template": {"spec": {
+        "containers": [{"name": "app", "image": "vulcan:2"}]}}}})  # fmt: skip
+    d = await emulator.wait_for(
+        lambda: (
+            (emulator.get("deployments", "default", "web")["status"]["observedGeneration"] == 2)
+            and emulator.get("deployments", "default", "web")["status"]
+        )
+    )
+    assert d.get("replicas", 0) == 3 + surge  # the old pods and the surge pods
+    assert d.get("updatedReplicas", 0) == surge < 3
+    assert d["availableReplicas"] == 3  # the old pods keep serving
+
+
 async def test_deployment_default_replicas_scaling_and_zero(emulator: Emulator) -> None:
     emulator.create(deployment("app"))
     d = await rolled_out(emulator, "app")
