@@ -114,6 +114,14 @@ def render(
     return objs
 
 
+@functools.cache
+def cluster_role_rules() -> list[dict[str, list[str]]]:
+    """The rules of the operator's ClusterRole in the chart's default (cluster-wide) render."""
+    roles = [o for o in render() if o["kind"] == "ClusterRole" and o["metadata"]["name"] == RELEASE]
+    assert len(roles) == 1, roles
+    return list(roles[0]["rules"])
+
+
 def key(obj: Obj) -> tuple[str, str, str, str]:
     meta = obj["metadata"]
     return (obj["apiVersion"], obj["kind"], meta.get("namespace", ""), meta["name"])

@@ -4,9 +4,9 @@
         emulator.create(engine)
         await emulator.wait_for(lambda: emulator.get("deployments", "default", "prod"))
 
-Every API request made while the operator runs is checked against manifests/rbac.yaml (and, in a
-test confined to one namespace, against the namespaced install's Role), and recorded for the
-measurement of unused grants (`VULCAN_RBAC_USAGE=<file>`, see tests/support/rbac.py).
+Every API request made while the operator runs is checked against manifests/rbac.yaml and the
+Helm chart's ClusterRole (and, in a test confined to one namespace, against the namespaced
+install's Role), and recorded for the measurement of unused grants (`VULCAN_RBAC_USAGE=<file>`, see tests/support/rbac.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import kubernetes
 import pytest
 
 from tests.emulator import Emulator
-from tests.support import rbac
+from tests.support import chart, rbac
 from tests.support.kopf_runner import OperatorRunner, kube_configuration
 
 RunOperator = Callable[..., Awaitable[OperatorRunner]]
@@ -71,6 +71,9 @@ async def run_operator(
     rbac.RECORDED.update(usage)
     refused = rbac.denied(usage)
     assert not refused, f"requests the operator's ClusterRole does not allow: {refused}"
+    # ...and by the Helm chart's ClusterRole, as `helm install` renders it (cluster-wide).
+    refused = rbac.denied(usage, chart.cluster_role_rules())
+    assert not refused, f"requests the Helm chart's ClusterRole does not allow: {refused}"
     # In one namespace, the namespaced install's Role (and ClusterRole) must allow them too.
     if len({request[4] for request in rbac.ours(usage) if request[4]}) <= 1:
         refused = rbac.denied_in_a_namespace(usage)
