@@ -38,7 +38,10 @@ __all__ = [
     "check_referenced",
     "image_allowed",
     "image_problems",
+    "parse",
+    "related",
     "warnings",
+    "warnings_of",
 ]
 
 MODELS: dict[str, type[BaseModel]] = {
@@ -83,10 +86,13 @@ def parse(doc: Any) -> BaseModel | list[str]:
 def check(doc: Any, named: Named | None = None, allowed_images: tuple[str, ...] = ()) -> list[str]:
     """Every problem of one resource ([] when it is fine)."""
     obj = parse(doc)
-    if isinstance(obj, list):
-        return obj
-    named = named or Named()
-    namespace = str(doc.get("metadata", {}).get("namespace") or "")
+    return obj if isinstance(obj, list) else related(obj, named or Named(), allowed_images)
+
+
+def related(obj: BaseModel, named: Named, allowed_images: tuple[str, ...] = ()) -> list[str]:
+    """The problems of a parsed resource with the objects it names and the operator's
+    settings (the model's own are found by `parse`)."""
+    namespace = str(getattr(getattr(obj, "metadata", None), "namespace", None) or "")
     if isinstance(obj, VulcanEngine):
         return image_problems(obj.spec, allowed_images)
     if isinstance(obj, SchedulingProblem):
@@ -241,6 +247,11 @@ def image_problems(spec: VulcanEngineSpec, allowed: tuple[str, ...]) -> list[str
 def warnings(doc: dict[str, Any], named: Named | None = None) -> list[str]:
     """What is legal but unwise about a valid resource (nothing for an invalid one)."""
     obj = parse(doc)
+    return [] if isinstance(obj, list) else warnings_of(obj, named or Named())
+
+
+def warnings_of(obj: BaseModel, named: Named) -> list[str]:
+    """`warnings` of a parsed resource."""
     if isinstance(obj, VulcanEngine):
         policy = obj.spec.networkPolicy
         if obj.spec.ingress.enabled and policy.enabled and not policy.ingressNamespaces:
@@ -250,7 +261,7 @@ def warnings(doc: dict[str, Any], named: Named | None = None) -> list[str]:
                 "to spec.networkPolicy.ingressNamespaces"
             ]
     if isinstance(obj, SchedulingProblem):
-        return _near_caps(obj, named or Named())
+        return _near_caps(obj, named)
     return []
 
 

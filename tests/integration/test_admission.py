@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import base64
 import copy
+import os
+import signal
 import ssl
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,7 @@ from tests.support import admission
 from tests.support.admission import NAMESPACE, Client
 from tests.support.crds import EXAMPLES, ids
 from tests.support.kopf_runner import OperatorRunner
+from tests.support.plugin import kubeconfig
 from vulcan_operator import webhook
 from vulcan_operator.cli.validate import validate_files
 from vulcan_operator.main import make_registry
@@ -476,3 +481,60 @@ async def test_the_standby_replica_answers_too(emulator: Emulator, kube_config: 
         for runner in runners:
             await runner.stop()
     assert admission.audit(emulator, mark) == []
+
+
+# -- the same checks at reconcile, and the console script ------------------------------------
+async def test_the_reconcile_refuses_an_image_outside_the_allow_list(
+    emulator: Emulator, run_operator: Any
+) -> None:
+    # An engine made while the webhook was off (or before the allow-list): the reconcile
+    # refuses it with the webhook's words and touches nothing.
+    settings = admission.settings(0, allowed_images=("registry.example.com/vulcan",))
+    await run_operator(make_registry(settings))
+    engine = copy.deepcopy(S3_ENGINE)
+    engine["spec"]["image"] = "docker.io/evil/engine"
+    emulator.create(engine)
+    ready = await emulator.wait_for(
+        lambda: next(
+            c
+            for c in emulator.get("vulcanengines", "vulcan", "prod")["status"]["conditions"]
+            if c["type"] == "Ready"
+        ),
+        timeout=15,
+    )
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert "spec.image: image 'docker.io/evil/engine' is not allowed" in ready["message"]
+    assert emulator.get("deployments", "vulcan", "prod") is None
+
+
+async def test_run_command_serves_the_webhook(emulator: Emulator, tmp_path: Path) -> None:
+    # `vulcan-operator run --admission-port`: the real console script in its own process.
+    admission.install(emulator)
+    port = admission.free_port()
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig(tmp_path / "config", emulator.url)),
+        "VULCAN_METRICS_PORT": str(admission.free_port()),
+        "POD_NAMESPACE": NAMESPACE,
+    }
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    script = Path(sys.executable).parent / "vulcan-operator"
+    proc = subprocess.Popen(  # noqa: ASYNC220 (runs beside the test; awaited by polling)
+        [str(script), "run", "--standalone", "--liveness=", f"--admission-port={port}"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        client = await admission.serving(emulator, port, within=30)
+        try:
+            bad = documents(REPO / "tests" / "data" / "invalid" / "ve-cron-garbage.yaml")[0]
+            assert "spec.maintenance.schedule" in refusal(await client.review(bad))
+            assert (await client.review(S3_ENGINE))["allowed"] is True
+        finally:
+            await client.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, output[-3000:]

@@ -75,15 +75,20 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             # Metadata only (labels, Kopf's own annotations and finalizer, a deletion): never
             # refused, or an object made before the webhook could not even be deleted.
             return
-        shape = checks.parse(doc)
-        names = await named(api, doc) if not isinstance(shape, list) else checks.Named()
         # Off the event loop: a large inline problem or problemRef takes a while to check.
-        lines = await asyncio.to_thread(checks.check, doc, names, settings.allowed_images)
+        obj = await asyncio.to_thread(checks.parse, doc)
+        names = checks.Named() if isinstance(obj, list) else await named(api, doc)
+        lines = (
+            obj
+            if isinstance(obj, list)
+            else await asyncio.to_thread(checks.related, obj, names, settings.allowed_images)
+        )
         if lines:
             shown = lines[:MAX_LINES]
             more = f"; and {len(lines) - MAX_LINES} more" if len(lines) > MAX_LINES else ""
             raise kopf.AdmissionError("; ".join(shown) + more, code=422)
-        warnings.extend(checks.warnings(doc, names))
+        assert not isinstance(obj, list)
+        warnings.extend(checks.warnings_of(obj, names))
 
     for kind in kinds.ALL:
         kopf.on.validate(
