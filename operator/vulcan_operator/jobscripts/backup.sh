@@ -12,8 +12,13 @@
 #   RETENTION_DAYS      when set, apply retention to BACKUP_DIR after a successful backup
 #   NOTIFY_WEBHOOK_URL  optional: POST the outcome here (Slack-compatible {"text": ...})
 #   NOTIFY_ON_SUCCESS   "false": notify failures only (the S3 upload container reports success)
+#   PART_DATA_DIR, PART_UPLOADS_DIR  optional: the engine's /app/data and /app/uploads volumes
+#                       (mounted read-only): each becomes a tar.gz of the backup set
+#   PART_REDIS_FILE     optional: the Redis snapshot the redis-snapshot container wrote
 # Files: vulcan_YYYYmmdd_HHMMSS.dump (pg_dump --format=custom; + .sha256 in `sha256sum`
-# format, + .json manifest). The dump is written as `<name>.partial`, checked with
+# format, + .json manifest), and the parts asked for: vulcan_<time>.data.tar.gz,
+# .uploads.tar.gz, .redis.rdb (one backup set: their sha256 in the .sha256 file and in the
+# manifest's "parts", committed before the dump, deleted with it by retention). The dump is written as `<name>.partial`, checked with
 # `pg_restore --list` and a full read, then hard-linked (`ln`, which fails when the name exists)
 # to its final names: sidecars first, the dump last, so a file under the final name is always a
 # whole backup, and an existing file is never replaced (a clash is a failure).
@@ -40,11 +45,13 @@ STALE_PARTIAL_MINUTES=1440
 _backup_cleanup() {
     [ -z "${BACKUP_PARTIAL:-}" ] || rm -f "$BACKUP_PARTIAL" "$BACKUP_PARTIAL.sha256" \
         "$BACKUP_PARTIAL.json"
-    # Final names this run linked before a later link failed (never another run's files).
-    [ -z "${BACKUP_LINKED:-}" ] || rm -f "$BACKUP_LINKED"
-    [ -z "${BACKUP_LINKED2:-}" ] || rm -f "$BACKUP_LINKED2"
+    # The parts' partial files, and the final names this run linked before a later link
+    # failed (never another run's files): one path a line.
+    printf '%s\n' "${BACKUP_PART_PARTIALS:-}" "${BACKUP_LINKED:-}" | while IFS= read -r _f; do
+        [ -z "$_f" ] || rm -f "$_f"
+    done
+    BACKUP_PART_PARTIALS=""
     BACKUP_LINKED=""
-    BACKUP_LINKED2=""
     [ -z "${BACKUP_TMP:-}" ] || rm -rf "$BACKUP_TMP"
 }
 
@@ -63,7 +70,8 @@ dump_is_complete() {
 # exists), then drop the partial name.
 commit_name() {
     if ln "$1" "$2" 2>/dev/null; then
-        if [ -z "${BACKUP_LINKED:-}" ]; then BACKUP_LINKED=$2; else BACKUP_LINKED2=$2; fi
+        BACKUP_LINKED="${BACKUP_LINKED:-}${BACKUP_LINKED:+
+}$2"
         rm -f "$1"
         return 0
     fi
@@ -79,6 +87,40 @@ _backup_remove_stale() {
         -mmin +"$STALE_PARTIAL_MINUTES" 2>/dev/null | while IFS= read -r _stale; do
         rm -f "$_stale" && log "removed a stale partial file: ${_stale##*/}"
     done
+}
+
+# backup_part PART BASE: when the pod gives this part (PART_DATA_DIR, PART_UPLOADS_DIR: a
+# mounted volume, read-only; PART_REDIS_FILE: the snapshot redis-snapshot wrote), write it as
+# BASE.data.tar.gz / BASE.uploads.tar.gz / BASE.redis.rdb (`.partial` until the set is
+# committed), verified: the archive read through (tar's gzip CRC), the snapshot's REDIS
+# header. Sets PART_FILE, PART_SIZE, PART_SUM; returns 1 when the part is not asked for.
+backup_part() {
+    case $1 in
+        data) _p_src=${PART_DATA_DIR:-} PART_FILE="$2.data.tar.gz" ;;
+        uploads) _p_src=${PART_UPLOADS_DIR:-} PART_FILE="$2.uploads.tar.gz" ;;
+        redis) _p_src=${PART_REDIS_FILE:-} PART_FILE="$2.redis.rdb" ;;
+    esac
+    [ -n "$_p_src" ] || return 1
+    _p_out="$BACKUP_DIR/$PART_FILE.partial"
+    ( set -C && : >"$_p_out" ) 2>/dev/null || fail "$EXIT_FAILED" "$PART_FILE is being written by another backup"
+    BACKUP_PART_PARTIALS="${BACKUP_PART_PARTIALS:-}${BACKUP_PART_PARTIALS:+
+}$_p_out"
+    if [ "$1" = redis ]; then
+        [ -s "$_p_src" ] || fail "$EXIT_FAILED" "the Redis snapshot $_p_src is missing or empty"
+        [ "$(head -c 5 "$_p_src")" = REDIS ] || fail "$EXIT_FAILED" "$_p_src is not a Redis RDB file"
+        cat "$_p_src" >"$_p_out" || fail "$EXIT_FAILED" "cannot copy the Redis snapshot"
+    else
+        [ -d "$_p_src" ] || fail "$EXIT_CONFIG" "$_p_src ($1) is not a directory"
+        log "archiving $1 ($_p_src)"
+        tar -czf "$_p_out" -C "$_p_src" . 2>"$BACKUP_TMP/tar.err" \
+            || fail "$EXIT_FAILED" "cannot archive $1: $(last_error "$BACKUP_TMP/tar.err")"
+        tar -tzf "$_p_out" >/dev/null 2>"$BACKUP_TMP/tar.err" \
+            || fail "$EXIT_FAILED" "the $1 archive does not read back: $(last_error "$BACKUP_TMP/tar.err")"
+    fi
+    PART_SIZE=$(wc -c <"$_p_out" | tr -d ' ')
+    PART_SUM=$(sha256sum "$_p_out" | cut -d ' ' -f 1)
+    [ ${#PART_SUM} -eq 64 ] || fail "$EXIT_FAILED" "sha256sum failed"
+    log "$1: $PART_FILE, $PART_SIZE bytes, sha256 $PART_SUM"
 }
 
 backup_main() {
@@ -158,6 +200,19 @@ backup_main() {
     _sum=$(sha256sum "$BACKUP_PARTIAL" | cut -d ' ' -f 1)
     [ ${#_sum} -eq 64 ] || fail "$EXIT_FAILED" "sha256sum failed"
 
+    RESULT_STEP=files
+    _parts=""
+    _part_files=""
+    _part_sums=""
+    for _part in data uploads redis; do
+        backup_part "$_part" "${_name%.dump}" || continue
+        _parts="$_parts${_parts:+,}\"$_part\":{\"file\":\"$PART_FILE\",\
+\"sizeBytes\":$PART_SIZE,\"checksum\":\"$PART_SUM\"}"
+        _part_files="$_part_files $PART_FILE"
+        _part_sums="$_part_sums$PART_SUM  $PART_FILE
+"
+    done
+
     RESULT_STEP=store
     _finished=$(now_utc)
     _manifest="{\"kind\":\"vulcan-backup\",\"outcome\":\"Succeeded\",\
@@ -166,21 +221,24 @@ backup_main() {
 \"location\":$(json_str "$_location"),\"file\":$(json_str "$_name"),\"sizeBytes\":$_size,\
 \"checksum\":\"$_sum\",\"checksumAlgorithm\":\"sha256\",\
 \"databaseRevision\":$(json_str "$_revision"),\"format\":\"custom\",\
-\"serverVersion\":\"$_server\",\"clientVersion\":\"$_client\",\
+\"serverVersion\":\"$_server\",\"clientVersion\":\"$_client\",\"parts\":{$_parts},\
 \"startedAt\":\"$STARTED_AT\",\"finishedAt\":\"$_finished\"}"
     # shellcheck disable=SC2015 # either write failing is fatal
-    printf '%s  %s\n' "$_sum" "$_name" >"$BACKUP_PARTIAL.sha256" \
+    printf '%s  %s\n%s' "$_sum" "$_name" "$_part_sums" >"$BACKUP_PARTIAL.sha256" \
         && printf '%s\n' "$_manifest" >"$BACKUP_PARTIAL.json" \
         || fail "$EXIT_FAILED" "cannot write the checksum and manifest files"
     sync 2>/dev/null || true
     # Sidecars first, the dump last: the dump's final name is the commit point. Each is a
     # hard link, which fails when the name exists: nothing is ever replaced.
+    for _part_file in $_part_files; do
+        commit_name "$BACKUP_DIR/$_part_file.partial" "$BACKUP_DIR/$_part_file"
+    done
     commit_name "$BACKUP_PARTIAL.sha256" "$_final.sha256"
     commit_name "$BACKUP_PARTIAL.json" "$_final.json"
     commit_name "$BACKUP_PARTIAL" "$_final"
     BACKUP_PARTIAL=""
+    BACKUP_PART_PARTIALS=""
     BACKUP_LINKED=""
-    BACKUP_LINKED2=""
     sync 2>/dev/null || true
     log "backup complete: $_name, $_size bytes, sha256 $_sum"
 

@@ -26,7 +26,7 @@ now_utc() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 scrub() {
     LC_ALL=C awk '
     BEGIN {
-        cnt = split("DATABASE_URL VULCAN_DB_URL NOTIFY_WEBHOOK_URL PGPASSWORD VULCAN_DB_PASSWORD_RAW AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN", names, " ")
+        cnt = split("DATABASE_URL VULCAN_DB_URL NOTIFY_WEBHOOK_URL PGPASSWORD VULCAN_DB_PASSWORD_RAW AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN REDIS_URL REDISCLI_AUTH", names, " ")
         n = 0
         for (k = 1; k <= cnt; k++) {
             v = ENVIRON[names[k]]
@@ -214,9 +214,11 @@ db_revision() {
     printf '%s\n' "$_l_rev"
 }
 
-# manifest_field FILE NAME: a string field of a one-line manifest written by backup.sh.
+# manifest_field FILE NAME: a top-level string field of a one-line manifest written by
+# backup.sh (the "parts" object, whose entries have fields of the same names, is left out).
 manifest_field() {
-    sed -n "s/.*\"$2\"[[:space:]]*:[[:space:]]*\"\([^\"]*\)\".*/\1/p" "$1" | head -n 1
+    sed -e 's/"parts":{\("[a-z]*":{[^}]*},\{0,1\}\)*}//' \
+        -n -e "s/.*\"$2\"[[:space:]]*:[[:space:]]*\"\([^\"]*\)\".*/\1/p" "$1" | head -n 1
 }
 
 # require_identity: VULCAN_NAMESPACE and VULCAN_ENGINE are set and are DNS names (they go into

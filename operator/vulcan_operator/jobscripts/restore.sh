@@ -25,9 +25,16 @@
 #   EXPECTED_SHA256     required: the file's sha256 (64 hex digits)
 #   TARGET_DATABASE     optional: restore into this database (created when missing) instead;
 #                       never the database DATABASE_URL names (refused, exit 2)
+#   PART_DATA_ARCHIVE, PART_DATA_SHA256, PART_DATA_DIR (and PART_UPLOADS_*): optional file
+#                       parts of the backup set, each with its recorded sha256 and the mounted
+#                       volume it goes back to. Checked (checksum, readable archive, no absolute
+#                       or '..' member) and unpacked beside the volume's contents before the
+#                       database is touched; swapped in (the old contents removed) only after
+#                       the database's COMMIT. Not with TARGET_DATABASE (exit 2).
 # Last stdout line (and /dev/termination-log):
 #   {"kind":"vulcan-restore","outcome":"Succeeded","database":"vulcan","location":"...",
 #    "sizeBytes":123,"checksum":"<hex>","databaseRevision":"abc","created":false,
+#    "parts":["database","data","uploads"],
 #    "rowCounts":{"jobs":500,"tasks":2500,...},"startedAt":"..","finishedAt":".."}
 #   rowCounts keys are table names matching [a-z_][a-z0-9_]{0,62} ("schema.table" outside
 #   public); rows of tables with any other name are summed under "other".
@@ -120,8 +127,89 @@ END
 # The termination message holds at most 4096 bytes.
 MAX_RESULT_BYTES=3800
 
+STAGING=.vulcan-restore-new  # a part unpacked, inside its volume, until the swap
+RETIRED=.vulcan-restore-old  # the volume's old contents during the swap
+
 _restore_cleanup() {
     [ -z "${RESTORE_TMP:-}" ] || rm -rf "$RESTORE_TMP"
+    for _c_dir in ${RESTORE_STAGED:-}; do
+        rm -rf "${_c_dir:?}/$STAGING"
+    done
+}
+
+# restore_part_vars PART: PART_ARCHIVE, PART_SUM and PART_DIR of PART (data, uploads).
+restore_part_vars() {
+    case $1 in
+        data)
+            PART_ARCHIVE=${PART_DATA_ARCHIVE:-} PART_SUM=${PART_DATA_SHA256:-}
+            PART_DIR=${PART_DATA_DIR:-}
+            ;;
+        uploads)
+            PART_ARCHIVE=${PART_UPLOADS_ARCHIVE:-} PART_SUM=${PART_UPLOADS_SHA256:-}
+            PART_DIR=${PART_UPLOADS_DIR:-}
+            ;;
+    esac
+}
+
+# verify_parts: every part given is complete, its checksum the recorded one, its members
+# relative paths without '..'; its volume a writable directory. Sets RESTORE_PARTS.
+verify_parts() {
+    RESTORE_PARTS=""
+    for _v_part in data uploads; do
+        restore_part_vars "$_v_part"
+        [ -n "$PART_ARCHIVE" ] || continue
+        [ -z "${TARGET_DATABASE:-}" ] || fail "$EXIT_CONFIG" "a side restore (TARGET_DATABASE)" \
+            "restores the database only, not the $_v_part volume"
+        [ -n "$PART_DIR" ] && [ -d "$PART_DIR" ] && [ -w "$PART_DIR" ] \
+            || fail "$EXIT_CONFIG" "the $_v_part volume ('$PART_DIR') is not a writable directory"
+        _v_sum=$(printf '%s' "$PART_SUM" | tr '[:upper:]' '[:lower:]')
+        case $_v_sum in
+            '' | *[!0-9a-f]*) fail "$EXIT_CONFIG" "the recorded sha256 of the $_v_part archive" \
+                "must be 64 hex digits" ;;
+        esac
+        [ -f "$PART_ARCHIVE" ] || refuse "the $_v_part archive ${PART_ARCHIVE##*/} does not exist"
+        _v_actual=$(sha256sum "$PART_ARCHIVE" | cut -d ' ' -f 1)
+        [ "$_v_actual" = "$_v_sum" ] \
+            || refuse "checksum mismatch of the $_v_part archive: $_v_actual, recorded $_v_sum"
+        tar -tzf "$PART_ARCHIVE" >"$RESTORE_TMP/members" 2>"$RESTORE_TMP/tar.err" \
+            || refuse "the $_v_part archive is not complete: $(last_error "$RESTORE_TMP/tar.err")"
+        if grep -q -e '^/' -e '^\.\./' -e '/\.\./' -e '/\.\.$' -e '^\.\.$' "$RESTORE_TMP/members"
+        then
+            refuse "the $_v_part archive has a member outside its folder (absolute or '..')"
+        fi
+        log "$_v_part archive verified (recorded sha256)"
+        RESTORE_PARTS="$RESTORE_PARTS $_v_part"
+    done
+}
+
+# stage_parts: unpack each verified part into <volume>/STAGING (the volume is not changed).
+stage_parts() {
+    for _s_part in $RESTORE_PARTS; do
+        restore_part_vars "$_s_part"
+        rm -rf "${PART_DIR:?}/$STAGING" "${PART_DIR:?}/$RETIRED"
+        mkdir "$PART_DIR/$STAGING" || fail "$EXIT_FAILED" "cannot write to the $_s_part volume"
+        RESTORE_STAGED="${RESTORE_STAGED:-} $PART_DIR"
+        log "unpacking $_s_part"
+        tar -xzf "$PART_ARCHIVE" -C "$PART_DIR/$STAGING" 2>"$RESTORE_TMP/tar.err" \
+            || fail "$EXIT_FAILED" "cannot unpack the $_s_part archive:" \
+                "$(last_error "$RESTORE_TMP/tar.err")"
+    done
+}
+
+# swap_parts: each staged part replaces its volume's contents.
+swap_parts() {
+    for _w_part in $RESTORE_PARTS; do
+        restore_part_vars "$_w_part"
+        # shellcheck disable=SC2015 # any step failing is the one failure below
+        mkdir "$PART_DIR/$RETIRED" && find "$PART_DIR" -mindepth 1 -maxdepth 1 \
+            ! -name "$STAGING" ! -name "$RETIRED" -exec mv {} "$PART_DIR/$RETIRED/" \; \
+            && find "$PART_DIR/$STAGING" -mindepth 1 -maxdepth 1 -exec mv {} "$PART_DIR/" \; \
+            && rm -rf "${PART_DIR:?}/$RETIRED" "${PART_DIR:?}/$STAGING" \
+            || fail "$EXIT_FAILED" "the database was restored, but the $_w_part volume could" \
+                "not be swapped: its old contents are in $RETIRED, the backup's in $STAGING"
+        log "$_w_part restored"
+    done
+    RESTORE_STAGED=""
 }
 
 _restore_failed() {
@@ -258,6 +346,7 @@ restore_main() {
     RESULT_STEP=verify
     log "verifying $_location"
     verify_backup "$BACKUP_FILE"
+    verify_parts
     _size=$(wc -c <"$BACKUP_FILE" | tr -d ' ')
 
     _url=$VULCAN_DB_URL
@@ -294,6 +383,9 @@ SQL
         _guard="DO \$\$BEGIN IF current_database() <> '$_target' THEN
 RAISE EXCEPTION 'connected to the wrong database'; END IF; END\$\$;"
     fi
+
+    RESULT_STEP=stage-files
+    stage_parts
 
     RESULT_STEP=restore
     log "restoring into database '$_database'"
@@ -337,6 +429,9 @@ RAISE EXCEPTION 'connected to the wrong database'; END IF; END\$\$;"
     log_file "$RESTORE_TMP/restore.err"
     RESTORE_CREATED=""  # committed: whatever happens now, the restored database stays
 
+    RESULT_STEP=swap-files
+    swap_parts
+
     RESULT_STEP=verify-restore
     _counts=$(psql_value "$_url" "$ROW_COUNTS_SQL" 2>"$RESTORE_TMP/psql.err") \
         || fail "$EXIT_FAILED" "restored, but counting rows failed: $(last_error "$RESTORE_TMP/psql.err")"
@@ -347,10 +442,15 @@ RAISE EXCEPTION 'connected to the wrong database'; END IF; END\$\$;"
 
     RESULT_STEP="done"
     FAIL_HOOK=""
+    _parts_json=""
+    for _part in $RESTORE_PARTS; do
+        _parts_json="$_parts_json,\"$_part\""
+    done
     _result="{\"kind\":\"vulcan-restore\",\"outcome\":\"Succeeded\",\
 \"database\":$(json_str "$_database"),\"location\":$(json_str "$_location"),\
 \"sizeBytes\":$_size,\"checksum\":\"$RESTORE_SUM\",\"databaseRevision\":$(json_str "$_revision"),\
-\"created\":$_created,\"startedAt\":\"$STARTED_AT\",\"finishedAt\":\"$(now_utc)\""
+\"created\":$_created,\"parts\":[\"database\"$_parts_json],\
+\"startedAt\":\"$STARTED_AT\",\"finishedAt\":\"$(now_utc)\""
     if [ $((${#_result} + ${#_counts})) -gt "$MAX_RESULT_BYTES" ]; then
         # Too many tables for the termination message: the counts are in the log above.
         emit_result "$_result,\"rowCounts\":{},\"rowCountsTruncated\":true}"

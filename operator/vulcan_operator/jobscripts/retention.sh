@@ -3,7 +3,8 @@
 #
 # A scheduled backup is exactly `vulcan_YYYYmmdd_HHMMSS.dump` directly in the engine's folder
 # (or S3 prefix), with a `.json` manifest beside it that names this VULCAN_NAMESPACE and
-# VULCAN_ENGINE and this file; it is deleted with its `.sha256` and `.json` sidecars. A file
+# VULCAN_ENGINE and this file; it is deleted with its parts (`vulcan_<time>.data.tar.gz`,
+# `.uploads.tar.gz`, `.redis.rdb`) and its `.sha256` and `.json` sidecars: one backup set. A file
 # without such a manifest is never touched, whoever wrote it (another engine sharing the folder
 # or prefix, a person, an older operator). It expires when it is older than RETENTION_DAYS x
 # 24 h (file mtime on a volume, LastModified in S3). The newest of this engine's backups is
@@ -79,9 +80,16 @@ _retention_apply() {
     return "$_r_status"
 }
 
+# The parts of a backup set (data, uploads, redis) beside vulcan_<time>.dump.
+PART_SUFFIXES="data.tar.gz uploads.tar.gz redis.rdb"
+
 # The dump first: a dump is never left without its manifest (it would then be kept forever).
 _retention_rm_file() {
-    rm -f "$_r_rdir/$1" && rm -f "$_r_rdir/$1.sha256" "$_r_rdir/$1.json"
+    rm -f "$_r_rdir/$1" || return 1
+    for _r_suffix in $PART_SUFFIXES; do
+        rm -f "$_r_rdir/${1%.dump}.$_r_suffix" || return 1
+    done
+    rm -f "$_r_rdir/$1.sha256" "$_r_rdir/$1.json"
 }
 
 # retention_dir DIR DAYS: apply retention to the scheduled backups in DIR (not recursive).
@@ -115,7 +123,13 @@ retention_dir() {
 }
 
 _retention_rm_s3() {
-    s3 rm "$_r_rprefix$1" && s3 rm "$_r_rprefix$1.sha256" && s3 rm "$_r_rprefix$1.json"
+    s3 rm "$_r_rprefix$1" || return 1
+    for _r_suffix in $PART_SUFFIXES; do
+        if grep -q -x -F "${1%.dump}.$_r_suffix" "$_r_names"; then
+            s3 rm "$_r_rprefix${1%.dump}.$_r_suffix" || return 1
+        fi
+    done
+    s3 rm "$_r_rprefix$1.sha256" && s3 rm "$_r_rprefix$1.json"
 }
 
 # retention_s3 PREFIX DAYS: apply retention to the scheduled backups directly under PREFIX
@@ -151,10 +165,10 @@ retention_s3() {
         _r_epoch=$(date -u -d "$_r_day $_r_time" +%s 2>/dev/null) || continue
         printf '%s %s\n' "$_r_epoch" "$_r_name"
     done <"$_r_listing" >"$_r_list"
-    rm -f "$_r_manifest" "$_r_names"
+    rm -f "$_r_manifest"
     _retention_apply "$_r_list" _retention_rm_s3
     _r_rs=$?
-    rm -f "$_r_listing" "$_r_list"
+    rm -f "$_r_listing" "$_r_list" "$_r_names"
     return "$_r_rs"
 }
 

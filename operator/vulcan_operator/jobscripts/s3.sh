@@ -14,8 +14,9 @@
 #   RETENTION_DAYS (optional), NOTIFY_WEBHOOK_URL (optional), VULCAN_NAMESPACE, VULCAN_ENGINE.
 #   No key is ever overwritten: each of the three is checked with `s3api head-object` first
 #   and an existing one fails the upload. Result: the same line as backup.sh, s3:// location.
-# s3-download: S3_LOCATION (s3://bucket/key), BACKUP_DIR. Downloads the file only (the restore
-#   trusts EXPECTED_SHA256, never a .sha256 beside the file).
+# s3-download: S3_LOCATION (s3://bucket/key), BACKUP_DIR, S3_PARTS (optional: names of the
+#   set's parts beside the dump, e.g. "vulcan_<time>.data.tar.gz"). Downloads those files only
+#   (the restore trusts the recorded checksums, never a .sha256 beside the file).
 #   Result: {"kind":"vulcan-restore-download","outcome":..,"file":..}.
 #   Exit 3 when the object does not exist.
 
@@ -93,6 +94,16 @@ s3_key_absent() {
     return 2
 }
 
+# s3_require_absent URI: fail unless there is certainly no object at URI.
+s3_require_absent() {
+    s3_key_absent "$1"
+    case $? in
+        0) ;;
+        1) fail "$EXIT_FAILED" "$1 already exists; not overwriting it" ;;
+        *) fail "$EXIT_FAILED" "cannot tell whether $1 exists; not uploading" ;;
+    esac
+}
+
 # s3_object_size URI: the size of the object at URI (exact key), or nothing.
 s3_object_size() {
     _s3_key=${1##*/}
@@ -133,22 +144,40 @@ s3_upload_main() {
 
     RESULT_STEP=verify
     _sum=$(sha256sum "$_dump" | cut -d ' ' -f 1)
-    _expected=$(cut -d ' ' -f 1 <"$_dump.sha256")
+    _expected=$(awk -v n="$_name" '$2 == n { print $1 }' "$_dump.sha256")
     [ "$_sum" = "$_expected" ] \
         || fail "$EXIT_FAILED" "checksum mismatch before upload ($_sum, expected $_expected)"
     _size=$(wc -c <"$_dump" | tr -d ' ')
+    # The parts of the set (data, uploads, redis), each checked against the .sha256 file.
+    _parts=""
+    _part_keys=""
+    for _suffix in $PART_SUFFIXES; do
+        _part_file="${_name%.dump}.$_suffix"
+        [ -f "$BACKUP_DIR/$_part_file" ] || continue
+        _part_sum=$(sha256sum "$BACKUP_DIR/$_part_file" | cut -d ' ' -f 1)
+        _part_expected=$(awk -v n="$_part_file" '$2 == n { print $1 }' "$_dump.sha256")
+        [ "$_part_sum" = "$_part_expected" ] \
+            || fail "$EXIT_FAILED" "checksum mismatch of $_part_file before upload"
+        _part_size=$(wc -c <"$BACKUP_DIR/$_part_file" | tr -d ' ')
+        _parts="$_parts${_parts:+,}\"${_suffix%%.*}\":{\"file\":\"$_part_file\",\
+\"sizeBytes\":$_part_size,\"checksum\":\"$_part_sum\"}"
+        _part_keys="$_part_keys $_part_file"
+    done
 
     RESULT_STEP=upload
+    _prefix=$(s3_prefix_uri)
     for _key in "$_dest.sha256" "$_dest.json" "$_dest"; do
-        s3_key_absent "$_key"
-        case $? in
-            0) ;;
-            1) fail "$EXIT_FAILED" "$_key already exists; not overwriting it" ;;
-            *) fail "$EXIT_FAILED" "cannot tell whether $_key exists; not uploading" ;;
-        esac
+        s3_require_absent "$_key"
+    done
+    for _part_file in $_part_keys; do
+        s3_require_absent "$_prefix$_part_file"
     done
     log "uploading $_name ($_size bytes) to $_dest"
-    # Sidecars first, the dump last: the dump's key appearing is the commit point.
+    # Parts and sidecars first, the dump last: the dump's key appearing is the commit point.
+    for _part_file in $_part_keys; do
+        s3 cp "$BACKUP_DIR/$_part_file" "$_prefix$_part_file" \
+            || fail "$EXIT_FAILED" "the upload to $_prefix$_part_file failed"
+    done
     # shellcheck disable=SC2015 # any of the three failing is fatal
     s3 cp "$_dump.sha256" "$_dest.sha256" && s3 cp "$_dump.json" "$_dest.json" \
         && s3 cp "$_dump" "$_dest" || fail "$EXIT_FAILED" "the upload to $_dest failed"
@@ -173,7 +202,9 @@ s3_upload_main() {
 \"location\":$(json_str "$_dest"),\"file\":$(json_str "$_name"),\"sizeBytes\":$_size,\
 \"checksum\":\"$_sum\",\"checksumAlgorithm\":\"sha256\",\
 \"databaseRevision\":$(json_str "$(manifest_field "$_dump.json" databaseRevision)"),\
-\"format\":\"custom\",\
+\"format\":\"custom\",\"parts\":{$_parts},\
+\"serverVersion\":$(json_str "$(manifest_field "$_dump.json" serverVersion)"),\
+\"clientVersion\":$(json_str "$(manifest_field "$_dump.json" clientVersion)"),\
 \"startedAt\":$(json_str "$(manifest_field "$_dump.json" startedAt)"),\
 \"finishedAt\":\"$(now_utc)\"$_retention}"
 }
@@ -206,6 +237,14 @@ s3_download_main() {
     s3 cp "$S3_LOCATION" "$BACKUP_DIR/$_name.partial" \
         || fail "$EXIT_FAILED" "the download of $S3_LOCATION failed"
     mv -f "$BACKUP_DIR/$_name.partial" "$BACKUP_DIR/$_name" || fail "$EXIT_FAILED" "rename failed"
+    for _part in ${S3_PARTS:-}; do
+        case $_part in
+            vulcan_*.data.tar.gz | vulcan_*.uploads.tar.gz) ;;
+            *) fail "$EXIT_CONFIG" "S3_PARTS: '$_part' is not a part of a backup set" ;;
+        esac
+        s3 cp "${S3_LOCATION%/*}/$_part" "$BACKUP_DIR/$_part" \
+            || fail "$EXIT_REFUSED" "backup refused: its part $_part cannot be downloaded"
+    done
     emit_result "{\"kind\":\"vulcan-restore-download\",\"outcome\":\"Succeeded\",\
 \"location\":$(json_str "$S3_LOCATION"),\"file\":$(json_str "$BACKUP_DIR/$_name"),\
 \"sizeBytes\":$_size,\"startedAt\":\"$STARTED_AT\",\"finishedAt\":\"$(now_utc)\"}"
