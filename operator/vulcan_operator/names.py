@@ -50,15 +50,18 @@ __all__ = [
     "engine_dashboard_file",
     "engine_dashboard_uid",
     "engine_deployment",
+    "engine_egress_policy",
     "engine_hpa",
     "engine_ingress",
     "engine_keys_secret",
     "engine_network_policy",
     "engine_pdb",
     "engine_prometheus_rule",
+    "engine_security_headers",
     "engine_service",
     "engine_service_account",
     "engine_service_monitor",
+    "engine_solve_ingress",
     "label_value",
     "labels",
     "maintenance_cronjob",
@@ -235,6 +238,21 @@ def engine_network_policy(engine: str) -> str:
 def engine_ingress(engine: str) -> str:
     """Ingress of the backend Service."""
     return dns_name(engine)
+
+
+def engine_egress_policy(engine: str) -> str:
+    """NetworkPolicy restricting the outgoing traffic of the engine's pods."""
+    return dns_name(engine, "egress")
+
+
+def engine_solve_ingress(engine: str) -> str:
+    """Ingress of the /solve path alone (nginx classes: its own request limit)."""
+    return dns_name(engine, "solve")
+
+
+def engine_security_headers(engine: str) -> str:
+    """ConfigMap of the guide's security response headers (ingress-nginx custom-headers)."""
+    return dns_name(engine, "security-headers")
 
 
 def engine_config(engine: str) -> str:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vulcan_operator import names, quantity
 from vulcan_operator.api.common import (
     Cron,
     DnsLabel,
     DnsSubdomain,
+    LabelSelector,
+    LocalObjectReference,
     ObjectMeta,
     Quantity,
     SecretKeyRef,
@@ -19,7 +22,21 @@ from vulcan_operator.api.common import (
     Strict,
     cel,
 )
+from vulcan_operator.api.pods import (
+    Affinity,
+    Annotations,
+    NodeSelector,
+    PodAnnotations,
+    PodLabels,
+    PriorityClassName,
+    Tolerations,
+    TopologySpreadConstraint,
+    ingress_annotation_problem,
+)
 from vulcan_operator.solver.problem import SolverSettings
+
+#: The label every namespace carries with its own name (set by the API server).
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
 
 class Autoscaling(Strict):
@@ -157,6 +174,37 @@ def _at_most(field: str, default: int, cap: str, cap_default: int) -> str:
     )
 
 
+class AcceptFrom(Strict):
+    """Which namespaces' SchedulingProblems this engine solves, besides its own (as Gateway
+    API's ReferenceGrant): a namespace listed in `namespaces` or one whose labels match
+    `namespaceSelector`. Both empty (the default): its own namespace only."""
+
+    namespaces: list[DnsLabel] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Namespaces whose problems this engine accepts.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    namespaceSelector: LabelSelector | None = Field(
+        None,
+        description="Accept problems from the namespaces whose labels match (an empty "
+        "selector, {}, matches every namespace). Namespace labels are set by whoever may edit "
+        "namespaces: select on labels only they control (kubernetes.io/metadata.name is the "
+        "namespace's name and cannot be changed).",
+    )
+
+    def admits(self, own: str, namespace: str, labels: Mapping[str, str] | None) -> bool:
+        """Whether a problem in `namespace` may use an engine in `own`. `labels` are the
+        namespace's labels (None: not read; then only the list and the own namespace count)."""
+        if namespace == own or namespace in self.namespaces:
+            return True
+        return (
+            self.namespaceSelector is not None
+            and labels is not None
+            and self.namespaceSelector.matches(labels)
+        )
+
+
 class EngineSolver(SolverSettings):
     """Solver defaults for this engine's SchedulingProblems, their concurrency, and the most
     one problem may ask for."""
@@ -192,6 +240,21 @@ class EngineSolver(SolverSettings):
         le=1_048_576,
         description="Most memory (MiB) a SchedulingProblem of this engine may ask for "
         "(spec.solver.memoryLimitMB); a problem asking for more fails.",
+    )
+
+    nodeSelector: NodeSelector = Field(
+        default_factory=dict,
+        description="Node labels the solver pods must run on (e.g. compute nodes); the "
+        "backend's spec.nodeSelector does not apply to them.",
+    )
+    tolerations: Tolerations = Field(
+        default_factory=list, description="Taints the solver pods tolerate."
+    )
+    acceptFrom: AcceptFrom = Field(
+        AcceptFrom(),
+        description="Namespaces whose SchedulingProblems this engine solves, besides its own "
+        "(default: its own only). Their solver pods run in their own namespaces and never "
+        "get this engine's database credentials.",
     )
 
     @model_validator(mode="after")
@@ -409,6 +472,61 @@ class Ingress(Strict):
     className: str = Field("nginx", max_length=253, description="IngressClass.")
     host: DnsSubdomain = Field("api.vulcan-engine.com", description="Host name.")
     tls: IngressTls = Field(IngressTls(), description="TLS settings.")
+    annotations: Annotations = Field(
+        default_factory=dict,
+        description="Added to the operator's own annotations of the Ingress (and of the /solve "
+        "Ingress of an nginx class). Refused: the operator's own keys, *-snippet(s) keys, and "
+        "nginx annotation values with newlines, ';', braces, quotes, backslash or backquote.",
+    )
+
+    @field_validator("annotations")
+    @classmethod
+    def _safe_annotations(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = [p for key, v in value.items() if (p := ingress_annotation_problem(key, v))]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+
+class Service(Strict):
+    """The backend Service."""
+
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
+        "ClusterIP",
+        description="ClusterIP, NodePort or LoadBalancer. NodePort and LoadBalancer expose the "
+        "API outside the cluster: the NetworkPolicy then admits any source on the API port.",
+    )
+    annotations: Annotations = Field(
+        default_factory=dict,
+        description="Annotations of the Service (e.g. a cloud load balancer's settings).",
+    )
+
+
+def _namespace_named(namespace: str) -> LabelSelector:
+    return LabelSelector(matchLabels={NAMESPACE_NAME_LABEL: namespace})
+
+
+class PolicyPeer(Strict):
+    """Pods admitted by the NetworkPolicy: those matching podSelector in the namespaces
+    matching namespaceSelector (an empty selector, {}, matches all)."""
+
+    namespaceSelector: LabelSelector = Field(
+        LabelSelector(), description="Their namespaces ({}: every namespace)."
+    )
+    podSelector: LabelSelector = Field(
+        LabelSelector(), description="The pods in those namespaces ({}: every pod)."
+    )
+
+
+class Egress(Strict):
+    """An egress NetworkPolicy for the engine's pods."""
+
+    enabled: bool = Field(
+        False,
+        description="Allow the engine's pods (backend, migration, backup, restore, "
+        "maintenance) only DNS, PostgreSQL (5432), Redis (6379), SMTP (spec.email.smtpPort), "
+        "HTTPS (443: object storage, the Kubernetes API) and the Jaeger agent port.",
+    )
 
 
 class NetworkPolicy(Strict):
@@ -419,6 +537,21 @@ class NetworkPolicy(Strict):
         default_factory=list,
         max_length=50,
         description="Extra namespaces allowed to reach the API (e.g. the ingress controller's).",
+    )
+    prometheus: PolicyPeer = Field(
+        PolicyPeer(namespaceSelector=_namespace_named("monitoring")),
+        description="The Prometheus pods, admitted to the API port while the operator makes a "
+        "ServiceMonitor (default: every pod of namespace 'monitoring').",
+    )
+    ingressController: PolicyPeer = Field(
+        PolicyPeer(namespaceSelector=_namespace_named("ingress-nginx")),
+        description="The ingress controller's pods, admitted to the API port while the "
+        "operator makes an Ingress (default: every pod of namespace 'ingress-nginx').",
+    )
+    egress: Egress = Field(
+        Egress(),
+        description="Also restrict the engine's pods' outgoing traffic (clusters that deny "
+        "egress by default).",
     )
 
 
@@ -472,6 +605,38 @@ class VulcanEngineSpec(Strict):
     imagePullPolicy: Literal["Always", "IfNotPresent", "Never"] = Field(
         "IfNotPresent", description="Image pull policy."
     )
+    imagePullSecrets: list[LocalObjectReference] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Registry credentials (Secrets of the pod's namespace) of every pod the "
+        "engine makes: backend, migration, backup, restore, maintenance and solver pods.",
+    )
+    nodeSelector: NodeSelector = Field(
+        default_factory=dict, description="Node labels the backend pods must run on."
+    )
+    tolerations: Tolerations = Field(
+        default_factory=list,
+        description="Taints the backend pods tolerate (never the control plane's).",
+    )
+    affinity: Affinity | None = Field(None, description="Affinity of the backend pods.")
+    topologySpreadConstraints: list[TopologySpreadConstraint] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Spread of the backend pods; empty: across nodes and zones "
+        "(ScheduleAnyway) whenever more than one replica may run.",
+    )
+    priorityClassName: PriorityClassName = ""
+    podAnnotations: PodAnnotations = Field(
+        default_factory=dict,
+        description="Added to the backend pods' annotations (not vulcan-engine.com/* nor "
+        "Kubernetes' own domains but for cluster-autoscaler's safe-to-evict).",
+    )
+    podLabels: PodLabels = Field(
+        default_factory=dict,
+        description="Added to the backend pods' labels (never the operator's selector and "
+        "ownership labels, nor Kubernetes' own domains).",
+    )
+    service: Service = Field(Service(), description="The backend Service.")
     environment: Literal["production", "staging", "development"] = Field(
         "production", description="ENVIRONMENT; development also turns DEBUG on."
     )
@@ -501,11 +666,6 @@ class VulcanEngineSpec(Strict):
         description="Extra container env, passed through.",
     )
     paused: bool = Field(False, description="Stop all changes to the installation.")
-    hibernate: bool = Field(
-        False,
-        description="Run no backend pods and no HPA, hold solver Jobs; the database, the "
-        "backups and every other child are kept. false brings the same replicas back.",
-    )
     hibernate: bool = Field(
         False,
         description="Run no backend pods and no HPA, hold solver Jobs; the database, the "
@@ -602,6 +762,9 @@ class VulcanEngineStatus(Status):
     databaseRevision: str | None = Field(None, description="Alembic revision of the database.")
     database: DatabaseStatus | None = Field(None, description="The PostgreSQL server.")
     lastBackup: LastBackup | None = Field(None, description="Newest backup.")
+    networkPolicy: NetworkPolicyStatus | None = Field(
+        None, description="Who may reach the backend, and where the pods may connect."
+    )
     restore: EngineRestore | None = Field(
         None, description="A restore in progress (the engine is scaled to zero meanwhile)."
     )

@@ -5,14 +5,24 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from vulcan_operator import API_VERSION
+from vulcan_operator.api.engine import VulcanEngineSpec
+from vulcan_operator.config import Settings
 from vulcan_operator.names import ANNOTATION_SPEC_HASH
 
-__all__ = ["Owner", "content_hash", "finish", "hashable_content", "owner_reference"]
+__all__ = [
+    "Owner",
+    "content_hash",
+    "finish",
+    "hashable_content",
+    "job_pull_secrets",
+    "owner_reference",
+    "pull_secrets",
+]
 
 Manifest = dict[str, Any]
 
@@ -104,3 +114,17 @@ def finish(obj: Mapping[str, Any], owner: Owner, labels: Mapping[str, str]) -> M
     child["metadata"] = metadata
     annotations[ANNOTATION_SPEC_HASH] = content_hash(hashable_content(child))
     return child
+
+
+def pull_secrets(secret_names: Iterable[str]) -> list[dict[str, str]]:
+    """imagePullSecrets entries for `secret_names`, in order, without repeats."""
+    return [{"name": name} for name in dict.fromkeys(secret_names)]
+
+
+def job_pull_secrets(spec: VulcanEngineSpec, settings: Settings) -> list[dict[str, str]]:
+    """imagePullSecrets of the Jobs the operator runs for an engine (backup, restore,
+    maintenance, solver; images of the operator's choosing): the engine's
+    spec.imagePullSecrets, then the operator's own (settings.image_pull_secrets)."""
+    return pull_secrets(
+        [*(ref.name for ref in spec.imagePullSecrets), *settings.image_pull_secrets]
+    )

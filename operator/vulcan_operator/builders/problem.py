@@ -27,6 +27,11 @@ Decisions:
 - A problem may not ask for more than its engine allows (`spec.solver.maxWorkers`,
   `maxMemoryMB`): `cap_issues` names the field, the value and the cap; the reconcile fails
   such a problem (InvalidSpec) before building anything.
+- A problem may name an engine of another namespace (`engineRef.namespace`, admitted by that
+  engine's `spec.solver.acceptFrom`: `acceptance_issue` says why not). Its children are made in
+  the problem's namespace all the same, and its pod gets no DATABASE_URL at all (a Secret
+  reference reads the pod's own namespace): the operator writes its schedule rows
+  (`reconcile.schedulerows`).
 - With `solver.queueName`, the Job is created suspended with Kueue's queue label: Kueue
   admits it (unsuspends it); the operator's own per-engine limit does not apply then.
 """
@@ -39,9 +44,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vulcan_operator import GROUP, kinds, names
-from vulcan_operator.api.engine import VulcanEngineSpec
+from vulcan_operator.api.engine import AcceptFrom, VulcanEngineSpec
 from vulcan_operator.api.problem import ProblemRef, SchedulingProblemSpec
-from vulcan_operator.builders.common import Owner, finish
+from vulcan_operator.builders.common import Owner, finish, job_pull_secrets
 from vulcan_operator.config import Settings
 from vulcan_operator.solver.problem import SolverSettings
 from vulcan_operator.templating import render_one
@@ -55,6 +60,7 @@ __all__ = [
     "PROBLEM_MOUNT",
     "TTL_SECONDS_AFTER_FINISHED",
     "ProblemInputs",
+    "acceptance_issue",
     "active_deadline_seconds",
     "build",
     "build_job",
@@ -98,6 +104,14 @@ class ProblemInputs:
     #: The referenced engine's spec (solver defaults, queue, database).
     engine: VulcanEngineSpec
     settings: Settings = field(default_factory=Settings)
+    #: The engine's namespace ('' : the problem's own).
+    engine_namespace: str = ""
+
+    @property
+    def foreign(self) -> bool:
+        """The engine lives in another namespace: its Secrets are not readable from here, so
+        the pod gets no DATABASE_URL (the operator writes the schedule rows)."""
+        return self.engine_namespace not in ("", self.namespace)
 
     @property
     def owner(self) -> Owner:
@@ -159,6 +173,32 @@ def cap_issues(spec: SchedulingProblemSpec, engine: VulcanEngineSpec) -> list[st
     return lines
 
 
+def acceptance_issue(
+    namespace: str,
+    engine: str,
+    engine_namespace: str,
+    accept: AcceptFrom,
+    namespace_labels: Mapping[str, str] | None,
+) -> str | None:
+    """Why engine `engine_namespace`/`engine` does not solve problems of `namespace`, naming
+    the engine field that would allow it; None when it does (its own namespace always).
+    `namespace_labels`: the problem namespace's labels (None: not read)."""
+    if accept.admits(engine_namespace, namespace, namespace_labels):
+        return None
+    selector = (
+        "; its spec.solver.acceptFrom.namespaceSelector does not match this namespace's labels"
+        if accept.namespaceSelector is not None
+        else ""
+    )
+    return (
+        f"VulcanEngine '{engine}' in namespace '{engine_namespace}' does not accept problems "
+        f"from namespace '{namespace}': its owner can allow it by adding '{namespace}' to its "
+        f"spec.solver.acceptFrom.namespaces (or a spec.solver.acceptFrom.namespaceSelector "
+        f"matching this namespace){selector}; then change this problem (or create it again) "
+        "to solve it"
+    )
+
+
 def active_deadline_seconds(settings: SolverSettings) -> int:
     """The pod's deadline: the solver's time limit plus the grace for start-up and results."""
     return math.ceil(settings.maxTimeSeconds) + GRACE_SECONDS
@@ -207,13 +247,22 @@ def solver_args(inputs: ProblemInputs) -> list[str]:
 
 def _env(inputs: ProblemInputs) -> list[dict[str, Any]]:
     db = inputs.engine.database_url_ref(inputs.engine_name)
+    # Optional: an engine whose database Secret is missing still gets its schedule solved
+    # (into the ConfigMap only). None for an engine of another namespace: a secretKeyRef
+    # reads the pod's own namespace, where the engine's Secret is not (and a Secret of that
+    # name there is the planner's, not the engine's).
+    database = (
+        []
+        if inputs.foreign
+        else [
+            {
+                "name": "DATABASE_URL",
+                "valueFrom": {"secretKeyRef": {"name": db.name, "key": db.key, "optional": True}},
+            }
+        ]
+    )
     return [
-        # Optional: an engine whose database Secret is missing still gets its schedule solved
-        # (into the ConfigMap only).
-        {
-            "name": "DATABASE_URL",
-            "valueFrom": {"secretKeyRef": {"name": db.name, "key": db.key, "optional": True}},
-        },
+        *database,
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {"name": "TMPDIR", "value": TMP_MOUNT},
@@ -304,6 +353,12 @@ def build_job(inputs: ProblemInputs) -> Manifest:
             pod_labels=labels,
             pod_annotations={names.ANNOTATION_DEFAULT_CONTAINER: CONTAINER_NAME},
             service_account=inputs.account,
+            image_pull_secrets=job_pull_secrets(inputs.engine, inputs.settings),
+            node_selector=dict(inputs.engine.solver.nodeSelector),
+            tolerations=[
+                t.model_dump(mode="json", exclude_defaults=True, exclude_none=True)
+                for t in inputs.engine.solver.tolerations
+            ],
             termination_grace_seconds=TERMINATION_GRACE_SECONDS,
             run_as_user=RUN_AS_USER,
             run_as_group=RUN_AS_GROUP,

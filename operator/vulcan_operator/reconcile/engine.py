@@ -30,7 +30,7 @@ from vulcan_operator.api.engine import VulcanEngine, VulcanEngineSpec
 from vulcan_operator.builders import engine_children
 from vulcan_operator.builders.backup.pods import with_client_image
 from vulcan_operator.builders.backup.storage import storage_conflicts
-from vulcan_operator.builders.engine import EngineInputs
+from vulcan_operator.builders.engine import EngineInputs, network_policy_status
 from vulcan_operator.builders.keys import ensure_keys, generated_key_names, keys_from_secret_data
 from vulcan_operator.checks import image_problems
 from vulcan_operator.config import Settings
@@ -237,16 +237,14 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
         api, namespace, name, spec, old, gen, created=meta.get("creationTimestamp")
     )
     # Two engines never share a backup store: the one created later runs no backups. A claim
-    # is namespaced, so only the engines of this namespace can share one; a bucket, any the
-    # operator sees (every namespace, or each watched one: a namespaced install may list
-    # nothing else).
-    scopes = (namespace,) if spec.backup.storage.pvc is not None else settings.visible_namespaces
+    # is namespaced, so only the engines of this namespace can share one; a bucket, any.
+    scope = namespace if spec.backup.storage.pvc is not None else None
     conflicts = storage_conflicts(
         namespace,
         name,
         meta.get("creationTimestamp") or "",
         spec.backup.storage,
-        [e for scope in scopes for e in await api.list(Ref(API_VERSION, KIND, scope))],
+        await api.list(Ref(API_VERSION, KIND, scope)),
     )
     if conflicts:
         reason, message = "BackupStorageConflict", "; ".join(conflicts)
@@ -385,6 +383,7 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
         **step.fields,
         **({"database": db.database} if db.database else {}),
         "upgrade": step.upgrade,
+        "networkPolicy": network_policy_status(inputs),
         "phase": phase,
         "conditions": _conditions(body, *conds),
     }

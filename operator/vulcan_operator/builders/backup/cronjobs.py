@@ -14,6 +14,7 @@ it either. Apply it create-only: a claim's spec is immutable except for growing
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,14 @@ from vulcan_operator.builders.backup.pods import (
     volumes,
 )
 from vulcan_operator.builders.backup.storage import plan_storage
-from vulcan_operator.builders.common import Manifest, Owner, content_hash, finish, hashable_content
+from vulcan_operator.builders.common import (
+    Manifest,
+    Owner,
+    content_hash,
+    finish,
+    hashable_content,
+    job_pull_secrets,
+)
 from vulcan_operator.config import Settings
 from vulcan_operator.templating import render_one
 
@@ -97,7 +105,14 @@ def build_backup_pvc(engine: EngineRef, storage: BackupStorage) -> list[Manifest
 
 
 def _cronjob(
-    engine: EngineRef, component: str, name: str, schedule: str, pod: Pod, *, suspend: bool
+    engine: EngineRef,
+    component: str,
+    name: str,
+    schedule: str,
+    pod: Pod,
+    *,
+    suspend: bool,
+    pull_secrets: Sequence[dict[str, str]],
 ) -> Manifest:
     """A CronJob of the engine (owned by it) running `pod` on `schedule`, one run at a time."""
     labels = names.labels(engine.name, component)
@@ -111,7 +126,10 @@ def _cronjob(
         "suspend": suspend,
     }
     cronjob = render_one(
-        "cronjob.yaml.j2", name=name, **context, **job_context(component, labels, pod)
+        "cronjob.yaml.j2",
+        name=name,
+        **context,
+        **job_context(component, labels, pod, list(pull_secrets)),
     )
     return finish(cronjob, engine.owner, labels)
 
@@ -124,6 +142,7 @@ def build_backup_cronjob(
     *,
     aws_cli_image: str = DEFAULT_AWS_CLI_IMAGE,
     suspend: bool = False,
+    pull_secrets: Sequence[dict[str, str]] = (),
 ) -> list[Manifest]:
     """The scheduled-backup CronJob (owned by the engine), or [] when backups are disabled.
 
@@ -144,7 +163,18 @@ def build_backup_cronjob(
         aws_cli_image=aws_cli_image,
     )
     name = names.backup_cronjob(engine.name)
-    return [_cronjob(engine, names.COMPONENT_BACKUP, name, backup.schedule, pod, suspend=suspend)]
+    component = names.COMPONENT_BACKUP
+    return [
+        _cronjob(
+            engine,
+            component,
+            name,
+            backup.schedule,
+            pod,
+            suspend=suspend,
+            pull_secrets=pull_secrets,
+        )
+    ]
 
 
 def build_maintenance_cronjob(
@@ -155,6 +185,7 @@ def build_maintenance_cronjob(
     *,
     reindex: bool = False,
     suspend: bool = False,
+    pull_secrets: Sequence[dict[str, str]] = (),
 ) -> list[Manifest]:
     """The maintenance CronJob (VACUUM ANALYZE; REINDEX with `reindex`), or [] when disabled;
     `suspend` keeps it from starting new runs."""
@@ -172,7 +203,17 @@ def build_maintenance_cronjob(
     )
     name = names.maintenance_cronjob(engine.name)
     component = names.COMPONENT_MAINTENANCE
-    return [_cronjob(engine, component, name, maintenance.schedule, pod, suspend=suspend)]
+    return [
+        _cronjob(
+            engine,
+            component,
+            name,
+            maintenance.schedule,
+            pod,
+            suspend=suspend,
+            pull_secrets=pull_secrets,
+        )
+    ]
 
 
 def build_engine_backup_children(
@@ -190,10 +231,19 @@ def build_engine_backup_children(
     # The engine's store exists whether or not scheduled backups run: VulcanBackups (on-demand,
     # pre-upgrade) write there, and they never create a claim themselves.
     pvc = build_backup_pvc(engine, spec.backup.storage)
+    secrets = job_pull_secrets(spec, settings)
     return [
         *pvc,
         *build_backup_cronjob(
-            engine, spec.backup, database, settings, aws_cli_image=aws_cli_image, suspend=suspend
+            engine,
+            spec.backup,
+            database,
+            settings,
+            aws_cli_image=aws_cli_image,
+            suspend=suspend,
+            pull_secrets=secrets,
         ),
-        *build_maintenance_cronjob(engine, spec.maintenance, database, settings, suspend=suspend),
+        *build_maintenance_cronjob(
+            engine, spec.maintenance, database, settings, suspend=suspend, pull_secrets=secrets
+        ),
     ]

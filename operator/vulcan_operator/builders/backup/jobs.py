@@ -44,7 +44,13 @@ from vulcan_operator.builders.backup.storage import (
     plan_storage,
     restore_source_problem,
 )
-from vulcan_operator.builders.common import Manifest, Owner, content_hash, finish
+from vulcan_operator.builders.common import (
+    Manifest,
+    Owner,
+    content_hash,
+    finish,
+    job_pull_secrets,
+)
 from vulcan_operator.config import Settings
 from vulcan_operator.templating import render_one
 
@@ -98,7 +104,7 @@ def build_backup_job(
     )
     context = {
         "ttl_seconds_after_finished": TTL_SECONDS_AFTER_FINISHED,
-        **job_context(names.COMPONENT_BACKUP, labels, pod),
+        **job_context(names.COMPONENT_BACKUP, labels, pod, job_pull_secrets(engine_spec, settings)),
     }
     return [_named_job("backup-job.yaml.j2", names.backup_job, backup, labels, context)]
 
@@ -177,5 +183,6 @@ def build_restore_job(
             ],
             volumes=volumes({"name": "work", "emptyDir": {}}),
         )
-    context = job_context(names.COMPONENT_RESTORE, labels, pod)
+    pull = job_pull_secrets(engine_spec, settings)
+    context = job_context(names.COMPONENT_RESTORE, labels, pod, pull)
     return [_named_job("restore-job.yaml.j2", names.restore_job, restore, labels, context)]

@@ -298,10 +298,17 @@ def backup_pod(
     )
 
 
-def job_context(component: str, labels: Mapping[str, str], pod: Pod) -> dict[str, Any]:
-    """The template variables of a Job spec (of a Job or of a CronJob's jobTemplate)."""
+def job_context(
+    component: str,
+    labels: Mapping[str, str],
+    pod: Pod,
+    pull_secrets: list[dict[str, str]],
+) -> dict[str, Any]:
+    """The template variables of a Job spec (of a Job or of a CronJob's jobTemplate);
+    `pull_secrets`: its imagePullSecrets (`builders.common.job_pull_secrets`)."""
     return {
         "labels": dict(labels),
+        "image_pull_secrets": pull_secrets,
         "backoff_limit": RESTORE_BACKOFF_LIMIT
         if component == names.COMPONENT_RESTORE
         else BACKOFF_LIMIT,
