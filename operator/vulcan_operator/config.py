@@ -195,3 +195,12 @@ class Settings:
     def clusterwide(self) -> bool:
         """True when no namespace list restricts the operator."""
         return not self.namespaces
+
+    @property
+    def visible_namespaces(self) -> tuple[str | None, ...]:
+        """Where to list a kind across the operator's reach: every namespace (None) when it
+        runs cluster-wide or with namespace patterns (which need cluster-wide rights), else
+        each watched namespace (a namespaced install's Roles allow nothing more)."""
+        if self.clusterwide or any(set(ns) & set("*?[]!") for ns in self.namespaces):
+            return (None,)
+        return self.namespaces

@@ -14,7 +14,7 @@ from typing import Any
 
 import kopf
 
-from vulcan_operator import GROUP, health, metrics, webhook
+from vulcan_operator import GROUP, health, kinds, metrics, webhook
 from vulcan_operator.config import Settings
 from vulcan_operator.handlers import admission, backup, engine, problem, restore
 from vulcan_operator.health import Heartbeat
@@ -42,11 +42,25 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.peering.priority = random.randint(1, 2**31 - 1)
 
 
+async def without_scanning(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """Watching exact namespaces (`-n a -n b`), Kopf needs no list of namespaces and no watch
+    of the CRDs, and a namespaced install grants neither (Kopf would retry each 403 for about
+    a minute at every start). Without that watch our CRDs must be served when the operator
+    starts: it stops until they are (its pod restarts)."""
+    settings.scanning.disabled = True
+    api = Api()
+    missing = [k.plural for k in kinds.ALL if not await api.has_kind(k.api_version, k.kind)]
+    if missing:
+        raise kopf.PermanentError(f"not served yet: {', '.join(missing)}; install the CRDs first")
+
+
 def make_registry(settings: Settings | None = None) -> kopf.OperatorRegistry:
     """A fresh registry with every handler of the operator."""
     settings = settings or Settings.from_env()
     registry = kopf.OperatorRegistry()
     kopf.on.startup(registry=registry)(configure)
+    if settings.visible_namespaces != (None,):
+        kopf.on.startup(registry=registry)(without_scanning)
     heartbeat = Heartbeat(settings.liveness_threshold)
     health.register(registry, heartbeat)
     engine.register(registry, settings, heartbeat)

@@ -1,4 +1,4 @@
-"""manifests/admission-policy.yaml: the ValidatingAdmissionPolicy that limits what the operator's
+"""manifests/admission-policy/: the ValidatingAdmissionPolicy that limits what the operator's
 ServiceAccount may write. Its CEL runs here in cel-python (as the CRD rules do in
 tests/unit/api/test_cel_rules.py), the way the API server runs a policy: matchConditions, then
 the variables in order, then every validation. It must admit every Secret, Role, RoleBinding
@@ -11,86 +11,19 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import celpy
 import pytest
 import yaml
-from celpy.adapter import json_to_cel
-from celpy.celtypes import MapType, StringType
 
+from tests.support.admission_policy import GOVERNED, OPERATOR, POLICY, documents, review
 from tests.support.manifests import validate_manifests
 from vulcan_operator.builders.engine import EngineInputs
 from vulcan_operator.builders.migration import migration_job
 from vulcan_operator.cli.preview import render
 
 REPO = Path(__file__).resolve().parents[2]
-POLICY_FILE = REPO / "manifests" / "admission-policy.yaml"
-OPERATOR = "system:serviceaccount:vulcan-system:vulcan-operator"
 NAMESPACE = "vulcan"
 LABEL = "app.kubernetes.io/managed-by"
-#: kind -> (group, version, plural) of the kinds the policy governs
-GOVERNED = {
-    "Secret": ("", "v1", "secrets"),
-    "Role": ("rbac.authorization.k8s.io", "v1", "roles"),
-    "RoleBinding": ("rbac.authorization.k8s.io", "v1", "rolebindings"),
-    "Job": ("batch", "v1", "jobs"),
-}
 Obj = dict[str, Any]
-ENV = celpy.Environment()
-
-
-def _docs() -> list[Obj]:
-    return [d for d in yaml.safe_load_all(POLICY_FILE.read_text()) if d]
-
-
-POLICY = next(d for d in _docs() if d["kind"] == "ValidatingAdmissionPolicy")
-
-
-def _eval(expression: str, activation: dict[str, Any]) -> Any:
-    result = ENV.program(ENV.compile(expression)).evaluate(activation)
-    if isinstance(result, Exception):  # cel-python returns its evaluation errors
-        raise result
-    return result
-
-
-def review(
-    operation: str, obj: Obj | None, old: Obj | None = None, user: str = OPERATOR
-) -> list[str] | None:
-    """The messages of the validations that refuse this request (empty: admitted), or None
-    when the policy does not apply to it (not matched)."""
-    written = obj or old or {}
-    kind = written["kind"]
-    group, version, plural = GOVERNED[kind]
-    matched = any(
-        group in rule["apiGroups"]
-        and plural in rule["resources"]
-        and operation in rule["operations"]
-        and ("*" in rule["apiVersions"] or version in rule["apiVersions"])
-        for rule in POLICY["spec"]["matchConstraints"]["resourceRules"]
-    )
-    request = {
-        "operation": operation,
-        "namespace": written["metadata"].get("namespace", NAMESPACE),
-        "resource": {"group": group, "version": version, "resource": plural},
-        "userInfo": {"username": user},
-    }
-    activation: dict[str, Any] = {
-        "request": json_to_cel(request),
-        "object": json_to_cel(obj),
-        "oldObject": json_to_cel(old),
-    }
-    spec = POLICY["spec"]
-    if not matched or not all(_eval(c["expression"], activation) for c in spec["matchConditions"]):
-        return None
-    variables: dict[str, Any] = {}
-    for variable in spec["variables"]:
-        activation["variables"] = MapType({StringType(k): v for k, v in variables.items()})
-        variables[variable["name"]] = _eval(variable["expression"], activation)
-    activation["variables"] = MapType({StringType(k): v for k, v in variables.items()})
-    return [
-        " ".join(check["message"].split())
-        for check in spec["validations"]
-        if not _eval(check["expression"], activation)
-    ]
 
 
 # --- what the operator really writes ------------------------------------------------------------
@@ -357,7 +290,7 @@ def test_a_job_that_borrows_a_token_is_refused(name: str) -> None:
 
 # --- the objects themselves ---------------------------------------------------------------------
 def test_the_policy_is_valid_and_bound_to_deny() -> None:
-    docs = _docs()
+    docs = documents()
     validate_manifests(docs)
     (binding,) = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"]
     assert binding["spec"]["policyName"] == POLICY["metadata"]["name"]

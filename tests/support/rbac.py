@@ -5,9 +5,9 @@ recorded API requests, its namespaced derivation, and the measurement of what is
   on any, tests/support/operator.py).
 - `namespaced_rules(rules)` / `cluster_scoped_rules(rules)`: the two halves of a namespaced
   install (manifests/namespaced/, the chart's `watchNamespaces`): everything namespaced goes
-  into a Role per watched namespace, and the ClusterRole keeps only the CRDs. The operator
-  peers through a `kopfpeerings` object in each watched namespace instead of the
-  `clusterkopfpeerings` one.
+  into a Role per watched namespace, and the ClusterRole keeps only what is cluster-scoped and
+  still used (reading a namespace by name). The operator peers through a `kopfpeerings` object
+  in each watched namespace instead of the `clusterkopfpeerings` one, and watches no CRDs.
 - `RECORDED`: every request the operator made while the integration fixture ran it; with
   `VULCAN_RBAC_USAGE=<file>` it is written there at the end of the session, and
   `python -m tests.support.rbac unused <file>` lists the grants no request exercised.
@@ -38,6 +38,9 @@ CLUSTER_SCOPED = frozenset({"customresourcedefinitions", "clusterkopfpeerings", 
 #: What a namespaced operator uses instead (Kopf peers through a namespaced KopfPeering in each
 #: watched namespace when run with -n).
 NAMESPACED_INSTEAD = {"clusterkopfpeerings": "kopfpeerings"}
+#: Cluster-scoped grants a namespaced operator does not use: with exact `-n` namespaces Kopf
+#: watches no CRDs (main.without_scanning).
+UNUSED_WHEN_NAMESPACED = frozenset({"customresourcedefinitions"})
 #: Test-only kinds (the smoke tests' own CRDs) are not the operator's business.
 TEST_GROUP_SUFFIX = "example.com"
 
@@ -71,14 +74,12 @@ def namespaced_rules(rules: list[Rule] | None = None) -> list[Rule]:
 
 def cluster_scoped_rules(rules: list[Rule] | None = None) -> list[Rule]:
     """The rules of the ClusterRole of a namespaced install: the cluster-scoped resources it
-    still needs (the CRDs Kopf lists and watches), no peering (that is namespaced there)."""
+    still uses (a namespace read by name for acceptFrom); no peering (namespaced there), no
+    CRD watch (UNUSED_WHEN_NAMESPACED)."""
     out = []
+    skip = UNUSED_WHEN_NAMESPACED | set(NAMESPACED_INSTEAD)
     for rule in cluster_role_rules() if rules is None else rules:
-        resources = [
-            r
-            for r in rule["resources"]
-            if _base(r) in CLUSTER_SCOPED and r not in NAMESPACED_INSTEAD
-        ]
+        resources = [r for r in rule["resources"] if _base(r) in CLUSTER_SCOPED - skip]
         if resources:
             out.append({**rule, "resources": resources})
     return out
@@ -115,11 +116,14 @@ def denied_in_a_namespace(
     """For requests made in one namespace: those a namespaced install would refuse. A request
     on a namespaced resource needs the Role (a cluster-wide list or watch of a namespaced kind
     is Kopf's, which a namespaced operator makes in each watched namespace instead); one on a
-    cluster-scoped resource needs the namespaced install's ClusterRole."""
+    cluster-scoped resource needs the namespaced install's ClusterRole, except Kopf's CRD
+    watch, which a namespaced operator does not make (UNUSED_WHEN_NAMESPACED)."""
     rules = cluster_role_rules() if rules is None else rules
     role, cluster = namespaced_rules(rules), cluster_scoped_rules(rules)
     refused = []
     for request in ours(requests):
+        if request[2] in UNUSED_WHEN_NAMESPACED:
+            continue
         scoped = request[2] in CLUSTER_SCOPED
         if scoped and request[2] in NAMESPACED_INSTEAD:  # the peering: namespaced instead
             verb, group, resource, sub, ns = request

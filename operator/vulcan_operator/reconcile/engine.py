@@ -237,14 +237,16 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
         api, namespace, name, spec, old, gen, created=meta.get("creationTimestamp")
     )
     # Two engines never share a backup store: the one created later runs no backups. A claim
-    # is namespaced, so only the engines of this namespace can share one; a bucket, any.
-    scope = namespace if spec.backup.storage.pvc is not None else None
+    # is namespaced, so only the engines of this namespace can share one; a bucket, any the
+    # operator sees (every namespace, or each watched one: a namespaced install may list
+    # nothing else).
+    scopes = (namespace,) if spec.backup.storage.pvc is not None else settings.visible_namespaces
     conflicts = storage_conflicts(
         namespace,
         name,
         meta.get("creationTimestamp") or "",
         spec.backup.storage,
-        await api.list(Ref(API_VERSION, KIND, scope)),
+        [e for scope in scopes for e in await api.list(Ref(API_VERSION, KIND, scope))],
     )
     if conflicts:
         reason, message = "BackupStorageConflict", "; ".join(conflicts)
