@@ -9,11 +9,15 @@
   own code) instead of simulated.
 
 `pytest --update-golden` (or `UPDATE_GOLDEN=1`) rewrites golden files instead of comparing.
+
+A test skipped because a tool "is not installed" (kubectl, Lua, ...) fails instead under CI
+(`CI` set): setup.sh installs every tool, so there a skip could only hide a broken setup.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Generator
 
 import pytest
 
@@ -39,3 +43,14 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
     """True when golden files are to be rewritten."""
     option = bool(request.config.getoption("--update-golden", default=False))
     return option or os.environ.get("UPDATE_GOLDEN", "") not in ("", "0")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.skipped and os.environ.get("CI") and "is not installed" in str(report.longrepr):
+        report.outcome = "failed"
+        report.longrepr = f"under CI every tool must be installed: {report.longrepr}"
+    return report
