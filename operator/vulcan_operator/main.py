@@ -116,12 +116,14 @@ def run(
     verbose: bool,
     admission_port: int = 0,
     admission_cert_dir: str = "",
+    all_namespaces: bool = False,
 ) -> None:
-    """Run the operator until it is stopped (SIGTERM/SIGINT stop it gracefully)."""
+    """Run the operator until it is stopped (SIGTERM/SIGINT stop it gracefully).
+    `all_namespaces` (`-A`): every namespace, whatever VULCAN_NAMESPACES says."""
     settings = dataclasses.replace(
         Settings.from_env(), admission_port=admission_port, admission_cert_dir=admission_cert_dir
     )
-    namespaces = namespaces or list(settings.namespaces)
+    namespaces = [] if all_namespaces else namespaces or list(settings.namespaces)
     settings = dataclasses.replace(settings, namespaces=tuple(namespaces))  # the handlers' reach
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat[log_format.upper()])
     load_kube_config()

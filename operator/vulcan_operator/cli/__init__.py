@@ -55,6 +55,7 @@ def _run(args: argparse.Namespace) -> int:
 
     operator_main.run(
         namespaces=args.namespaces,
+        all_namespaces=args.all_namespaces,
         standalone=args.standalone,
         peering=args.peering,
         liveness=args.liveness or None,
@@ -75,13 +76,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vulcan-operator", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the operator against the current cluster")
-    run.add_argument(
+    # Kopf's own spellings: -n/--namespace (repeatable) or -A/--all-namespaces (the default).
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument(
         "-n",
         "--namespace",
         action="append",
         default=[],
         dest="namespaces",
         help="watch only this namespace (repeatable); default: all namespaces",
+    )
+    scope.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="watch every namespace (the default, unless VULCAN_NAMESPACES names some; as "
+        "kopf run -A)",
     )
     run.add_argument(
         "--standalone",
