@@ -42,6 +42,8 @@ class Callbacks:
     #: Called with the result before `run` returns, while a signal still only stops the
     #: search: write what must survive a SIGTERM here.
     result: Callable[[SolveResult], None] | None = None
+    #: Hears CP-SAT's search log, line by line (and the dispatch and repair lines); None: off.
+    search_log: Callable[[str], None] | None = None
 
 
 def stop_on_signals(stop: threading.Event) -> Callable[[], None]:
@@ -78,6 +80,7 @@ def run(
             settings,
             stop=stop,
             on_progress=fan_out(list(callbacks.progress)) if callbacks.progress else None,
+            search_log=callbacks.search_log,
         )
         violations = check_schedule(problem, result.assignments) if result.assignments else []
         if violations:  # never expected: the model and the checker disagree

@@ -28,6 +28,7 @@ from vulcan_operator.solver.runner import (
     apply_overrides,
     gantt_path,
     override_error,
+    stderr_lines,
 )
 
 FULL_TABLE_MAX = 80
@@ -69,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         api.Callbacks(
             progress=() if args.quiet else [text_printer(sys.stdout)],
             result=lambda result: _report(result, problem, loaded.name, args),
+            search_log=stderr_lines if args.log_search or loaded.log_search else None,
         ),
     )
     if abandoned_solver_thread():  # CP-SAT ignored the stop request: do not wait for it

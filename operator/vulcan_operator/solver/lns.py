@@ -81,6 +81,7 @@ class Repairer:
         self.seed = seed
         self.zones = _zones(instance)
         self.memory_mb = 0
+        self.log: Callable[[str], None] | None = None
         self.solver: cp_model.CpSolver | None = None
         self.lock = threading.Lock()
         self.halted = threading.Event()
@@ -175,6 +176,11 @@ class Repairer:
         status = solver.solve(model)
         with self.lock:
             self.solver = None
+        if self.log is not None:
+            self.log(
+                f"lns repair: {len(free)} tasks, {solver.status_name(status)}, "
+                f"window objective {solver.objective_value:g}, {solver.wall_time:.2f} s"
+            )
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             return None, False
         out = Schedule(

@@ -27,7 +27,7 @@ import yaml
 from pydantic import ValidationError
 
 from vulcan_operator import kinds
-from vulcan_operator.solver.problem import ProblemData, SolverSettings
+from vulcan_operator.solver.problem import ProblemData, ProblemSettings, SolverSettings
 
 API_VERSION = "vulcan-engine.com/v1alpha1"
 KIND = kinds.PROBLEM.kind
@@ -59,6 +59,9 @@ class LoadedProblem:
     name: str
     problem: ProblemData
     settings: SolverSettings
+    #: How the problem runs (a SchedulingProblem's spec.solver), beside the solve's settings.
+    parallelism: int = 1
+    log_search: bool = False
 
 
 def error_lines(error: ValidationError, prefix: str) -> list[str]:
@@ -215,7 +218,7 @@ def _both(
 ) -> LoadedProblem:
     """Validate the problem and the solver settings, reporting the errors of both."""
     messages: list[str] = []
-    settings: SolverSettings | None = None
+    settings: ProblemSettings | None = None
     data: ProblemData | None = None
     try:
         data = problem()
@@ -227,7 +230,10 @@ def _both(
         messages += error.messages
     if messages or data is None or settings is None:
         raise ProblemFileError(messages)
-    return LoadedProblem(name, data, settings)
+    solve = SolverSettings.model_validate(
+        settings.model_dump(include=set(SolverSettings.model_fields))
+    )
+    return LoadedProblem(name, data, solve, settings.parallelism, settings.logSearch)
 
 
 def _resource(
@@ -315,8 +321,8 @@ def _problem(data: dict[str, Any], prefix: str) -> ProblemData:
         raise ProblemFileError(error_lines(error, prefix)) from error
 
 
-def _settings(data: Any, prefix: str) -> SolverSettings:
+def _settings(data: Any, prefix: str) -> ProblemSettings:
     try:
-        return SolverSettings.model_validate(data)
+        return ProblemSettings.model_validate(data)
     except ValidationError as error:
         raise ProblemFileError(error_lines(error, prefix)) from error

@@ -151,6 +151,25 @@ class SolverSettings(Strict):
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Random seed, for reproducible runs.")
 
 
+MAX_PARALLELISM = 64
+"""Pods racing on one problem, at most (an engine may cap it lower)."""
+
+
+class ProblemSettings(SolverSettings):
+    """A SchedulingProblem's `spec.solver`: the settings of one solve, and how it runs."""
+
+    parallelism: int = Field(
+        1,
+        ge=1,
+        le=MAX_PARALLELISM,
+        description="Solver pods racing on this problem, each with its own seed and search "
+        "strategy; the best schedule wins.",
+    )
+    logSearch: bool = Field(
+        False, description="Write CP-SAT's search log to the solver's log (the pod log)."
+    )
+
+
 def _duplicates(names: Iterable[str]) -> list[str]:
     return sorted(name for name, count in Counter(names).items() if count > 1)
 

@@ -2,7 +2,7 @@
 
     python -m vulcan_operator.solver.runner --problem FILE --output RESULT.json
         [--time-limit S] [--workers N] [--seed N] [--memory-limit MB]
-        [--termination-log PATH] [--gantt FILE.svg|FILE.html]
+        [--termination-log PATH] [--gantt FILE.svg|FILE.html] [--log-search]
 
 stdout carries one JSON object per line: `{"event": "start", ...}`, then
 `{"event": "progress", "objective", "bound", "gap", "elapsedSeconds", "solutions"}` for every
@@ -82,6 +82,11 @@ def add_override_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MB",
         help="solver memory limit in MiB (default: spec.solver.memoryLimitMB)",
     )
+    parser.add_argument(
+        "--log-search",
+        action="store_true",
+        help="CP-SAT's search log on stderr (also with spec.solver.logSearch: true)",
+    )
 
 
 def apply_overrides(settings: SolverSettings, args: argparse.Namespace) -> SolverSettings:
@@ -132,6 +137,11 @@ def write_termination_log(path: Path | None, payload: dict[str, Any]) -> None:
         target.write_text(text + "\n", encoding="utf-8")
     except OSError as error:
         print(f"warning: cannot write the termination log {target}: {error}", file=sys.stderr)
+
+
+def stderr_lines(line: str) -> None:
+    """A search log line on stderr (stdout carries the JSON lines)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def emit(event: dict[str, Any]) -> None:
@@ -205,7 +215,11 @@ def main(
     api.run(
         problem,
         settings,
-        api.Callbacks(progress=[json_lines_printer(), *progress_callbacks], result=finish),
+        api.Callbacks(
+            progress=[json_lines_printer(), *progress_callbacks],
+            result=finish,
+            search_log=stderr_lines if args.log_search or loaded.log_search else None,
+        ),
     )
     return 0
 

@@ -167,11 +167,14 @@ def solve(
     stop: threading.Event | None = None,
     tuning: Tuning | None = None,
     clock: Callable[[], float] = time.monotonic,
+    search_log: Callable[[str], None] | None = None,
 ) -> SolveResult:
     """Solve `problem` within `settings.maxTimeSeconds` (+ GRACE_SECONDS at worst).
 
     Dispatch and model building run here under the same deadline (they check it as they go);
-    the CP-SAT phases run on a thread watched by `guard.watch`."""
+    the CP-SAT phases run on a thread watched by `guard.watch`. `search_log` (when given)
+    hears CP-SAT's own search log line by line, and one line per dispatch rule and per
+    neighbourhood repair."""
     started = clock()
     settings = settings or SolverSettings()
     tuning = tuning or Tuning()
@@ -198,7 +201,10 @@ def solve(
     def within_horizon(schedule: Schedule) -> bool:
         return instance.horizon is None or schedule.makespan() <= instance.horizon
 
-    def offer_dispatch(schedule: Schedule, _rule: str) -> None:
+    def offer_dispatch(schedule: Schedule, rule: str) -> None:
+        if search_log is not None:
+            value = instance.objective_of(schedule.ends)
+            search_log(f"dispatch rule {rule}: objective {value} at {elapsed():.2f} s")
         if within_horizon(schedule):  # the first schedule, at once: not after every rule
             best.offer(schedule, first_bound, "dispatch")
 
@@ -216,7 +222,17 @@ def solve(
         feasible = start is not None and within_horizon(start)
         if start is not None and feasible and is_large(instance, limit):
             _neighbourhoods(
-                instance, start, best, end, settings, stop, elapsed, limit, deadline, clock
+                instance,
+                start,
+                best,
+                end,
+                settings,
+                stop,
+                elapsed,
+                limit,
+                deadline,
+                clock,
+                search_log,
             )
         else:
             built = build(instance, start, tuning.model, deadline=deadline, clock=clock, stop=stop)
@@ -224,7 +240,7 @@ def solve(
         end.reason = "interrupted" if stop is not None and stop.is_set() else "timeLimit"
     if built is not None:
         best.raise_bound(built.objective_lower_bound)
-        _search(built, best, end, settings, tuning, stop, elapsed, limit)
+        _search(built, best, end, settings, tuning, stop, elapsed, limit, search_log)
     return _result(instance, built, best, end, elapsed, limit, settings, stop)
 
 
@@ -245,9 +261,11 @@ def _neighbourhoods(
     limit: float,
     deadline: float,
     clock: Callable[[], float],
+    search_log: Callable[[str], None] | None,
 ) -> None:
     """Large problems: time-window LNS from the dispatch schedule, under the guard."""
     repairer = lns.Repairer(instance, settings.numWorkers, settings.seed)
+    repairer.log = search_log
     repairer.memory_mb = max(64, int(settings.memoryLimitMB * MEMORY_SHARE))
 
     def search() -> None:
@@ -304,6 +322,7 @@ def _search(
     stop: threading.Event | None,
     elapsed: Callable[[], float],
     limit: float,
+    search_log: Callable[[str], None] | None = None,
 ) -> None:
     """The CP-SAT phases, each hinted with the best schedule so far."""
     for k, phase in enumerate(tuning.phases):
@@ -327,6 +346,9 @@ def _search(
             # LNS needs a schedule to improve and cannot prove infeasibility: search fully.
             values["use_lns_only"] = False
         end.solver, end.status, end.error = _solver(values), None, None
+        if search_log is not None:
+            search_log(f"phase {k + 1} of {len(tuning.phases)} until {phase_end:.2f} s")
+            log_to(end.solver, search_log)
         _guarded(end, built, best, stop, elapsed, phase_end, limit, settings.memoryLimitMB)
         if end.reason in STOPS_FOR_GOOD or end.error is not None:
             return
@@ -336,6 +358,13 @@ def _search(
 
 
 STOPS_FOR_GOOD = ("interrupted", "wallClockGuard", "memoryLimit", "error")
+
+
+def log_to(solver: cp_model.CpSolver, search_log: Callable[[str], None]) -> None:
+    """Send `solver`'s search log to `search_log` (never to stdout: the JSON lines live there)."""
+    solver.parameters.log_search_progress = True
+    solver.parameters.log_to_stdout = False
+    solver.log_callback = search_log
 
 
 def _solver(values: dict[str, Any]) -> cp_model.CpSolver:
