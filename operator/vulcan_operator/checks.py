@@ -253,12 +253,20 @@ def warnings(doc: dict[str, Any], named: Named | None = None) -> list[str]:
 def warnings_of(obj: BaseModel, named: Named) -> list[str]:
     """`warnings` of a parsed resource."""
     if isinstance(obj, VulcanEngine):
-        policy = obj.spec.networkPolicy
-        if obj.spec.ingress.enabled and policy.enabled and not policy.ingressNamespaces:
+        spec, policy = obj.spec, obj.spec.networkPolicy
+        default = type(policy)().ingressController
+        if (
+            spec.ingress.enabled
+            and policy.enabled
+            and "nginx" not in spec.ingress.className
+            and policy.ingressController == default
+            and not policy.ingressNamespaces
+        ):
             return [
-                "spec.networkPolicy admits only pods of this namespace while spec.ingress "
-                "is on: the ingress controller cannot reach the engine; add its namespace "
-                "to spec.networkPolicy.ingressNamespaces"
+                f"spec.ingress.className is '{spec.ingress.className}' but "
+                "spec.networkPolicy.ingressController admits only the namespace ingress-nginx "
+                "(the default): set it to your ingress controller's namespace, or it cannot "
+                "reach the engine"
             ]
     if isinstance(obj, SchedulingProblem):
         return _near_caps(obj, named)

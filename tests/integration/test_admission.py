@@ -314,12 +314,18 @@ async def test_images_outside_the_allow_list_are_refused(
 # -- warnings, updates -----------------------------------------------------------------------
 async def test_warnings_for_what_is_legal_but_unwise(emulator: Emulator, client: Client) -> None:
     engine = copy.deepcopy(S3_ENGINE)
-    engine["spec"]["ingress"] = {"enabled": True, "host": "vulcan.example.com"}
+    engine["spec"]["ingress"] = {
+        "enabled": True,
+        "host": "vulcan.example.com",
+        "className": "traefik",
+    }
     response = await client.review(engine)
     assert response["allowed"] is True
     (warning,) = response["warnings"]
-    assert "spec.networkPolicy admits only pods of this namespace while spec.ingress" in warning
-    engine["spec"]["networkPolicy"] = {"ingressNamespaces": ["ingress-nginx"]}
+    assert "spec.networkPolicy.ingressController admits only the namespace ingress-nginx" in (
+        warning
+    )
+    engine["spec"]["networkPolicy"] = {"ingressNamespaces": ["traefik"]}
     assert "warnings" not in await client.review(engine)
 
     near = problem("near", machines=[{"name": f"m{i}"} for i in range(800)], jobs=INLINE["jobs"])

@@ -101,8 +101,19 @@ def test_the_status_is_not_checked() -> None:
 
 def test_warnings_only_for_valid_resources() -> None:
     engine = copy.deepcopy(ENGINE)
-    engine["spec"]["ingress"] = {"enabled": True}
-    assert len(checks.warnings(engine)) == 1
+    engine["spec"]["ingress"] = {"enabled": True}  # nginx: its namespace is admitted by default
+    assert checks.warnings(engine) == []
+    engine["spec"]["ingress"]["className"] = "traefik"
+    (warning,) = checks.warnings(engine)
+    assert "spec.networkPolicy.ingressController admits only the namespace ingress-nginx" in (
+        warning
+    )
+    engine["spec"]["networkPolicy"] = {
+        "ingressController": {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "traefik"}}
+        }
+    }
+    assert checks.warnings(engine) == []
     engine["spec"]["networkPolicy"] = {"enabled": False}
     assert checks.warnings(engine) == []
     engine["spec"]["replicas"] = 0  # invalid: refused, so nothing to warn about
