@@ -34,6 +34,7 @@ from vulcan_operator.solver.loader import (
 __all__ = [
     "MODELS",
     "Named",
+    "backup_of_another_engine",
     "check",
     "check_referenced",
     "image_allowed",
@@ -142,15 +143,21 @@ def _restore(restore: VulcanRestore, namespace: str, named: Named) -> list[str]:
     if spec.location:
         problem = restore_source_problem(engine, namespace, storage.backup.storage, spec.location)
         return [problem] if problem else []
-    backup = named.backups.get(spec.backupRef.name) if spec.backupRef is not None else None
-    of = ((backup or {}).get("spec") or {}).get("engineRef", {}).get("name")
-    if backup is not None and of != engine:
-        assert spec.backupRef is not None
-        return [
-            f"spec.backupRef: VulcanBackup '{spec.backupRef.name}' is a backup of VulcanEngine "
-            f"'{of}', not of '{engine}': a restore takes only its own engine's backups"
-        ]
-    return []
+    ref = spec.backupRef
+    backup = named.backups.get(ref.name) if ref is not None else None
+    foreign = backup_of_another_engine(ref.name, backup, engine) if ref and backup else None
+    return [foreign] if foreign else []
+
+
+def backup_of_another_engine(name: str, backup: dict[str, Any], engine: str) -> str | None:
+    """Why VulcanBackup `name` may not be restored into `engine` (None: it is that engine's)."""
+    of = ((backup.get("spec") or {}).get("engineRef") or {}).get("name")
+    if of == engine:
+        return None
+    return (
+        f"spec.backupRef: VulcanBackup '{name}' is a backup of VulcanEngine '{of}', not of "
+        f"'{engine}': a restore takes only its own engine's backups"
+    )
 
 
 # -- problemRef ------------------------------------------------------------------------------
