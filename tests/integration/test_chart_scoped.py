@@ -16,18 +16,13 @@ KopfPeering in each watched namespace, which the operator created.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.emulator import Emulator
-from tests.support.chart import NAMESPACE, RELEASE, Obj, only, render
+from tests.support.chart import NAMESPACE, RELEASE, Obj, only, operator_process, render
 from tests.support.rbac import CLUSTER_SCOPED, allowed
 
 WATCHED = ["team-a", "team-b"]
@@ -50,31 +45,6 @@ def database_secret(namespace: str) -> Obj:
         "metadata": {"name": "prod-database", "namespace": namespace},
         "stringData": {"database-url": "postgresql://vulcan:pw@127.0.0.1:1/vulcan"},
     }
-
-
-def kubeconfig(path: Path, server: str) -> Path:
-    cluster = {"name": "emu", "cluster": {"server": server}}
-    user = {"name": "vulcan-operator", "user": {"token": "emulated"}}
-    context = {"name": "emu", "context": {"cluster": "emu", "user": "vulcan-operator"}}
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [cluster],
-                "users": [user],
-                "contexts": [context],
-                "current-context": "emu",
-            }
-        )
-    )
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def refused(request: tuple[str, str, str, str, str], objs: list[Obj]) -> bool:
@@ -101,28 +71,11 @@ async def test_a_namespace_scoped_install_reconciles_its_namespaces_and_no_other
         emulator.create(database_secret(namespace))
         emulator.create(engine(namespace))
 
-    (container,) = only(objs, "Deployment")["spec"]["template"]["spec"]["containers"]
-    args = container["args"]
+    deployment = only(objs, "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[0] == "run" and args[-4:] == ["-n", WATCHED[0], "-n", WATCHED[1]]
-    env = {
-        **os.environ,
-        **{e["name"]: e["value"] for e in container["env"] if "value" in e},
-        "POD_ID": "vulcan-operator-0",
-        "POD_NAMESPACE": NAMESPACE,
-        "KUBECONFIG": str(kubeconfig(tmp_path / "config", emulator.url)),
-        "VULCAN_METRICS_PORT": str(free_port()),
-    }
-    env.pop("KUBERNETES_SERVICE_HOST", None)
     mark = emulator.mark()
-    script = Path(sys.executable).parent / "vulcan-operator"
-    proc = subprocess.Popen(  # noqa: ASYNC220 (runs beside the test; awaited by polling)
-        [str(script), *args, "--liveness="],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    with operator_process(deployment, emulator.url, tmp_path):
         await emulator.wait_for(
             lambda: emulator.get("vulcanengines", WATCHED[0], "prod")["status"]["phase"] == "Ready",
             timeout=60,
@@ -131,10 +84,6 @@ async def test_a_namespace_scoped_install_reconciles_its_namespaces_and_no_other
         # The replicas peer in each watched namespace, through objects the operator made.
         for namespace in WATCHED:
             assert emulator.get("kopfpeerings", namespace, RELEASE) is not None
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0, output[-3000:]
 
     # The engine outside the watched namespaces: untouched, and never even read.
     outside = emulator.get("vulcanengines", OTHER, "prod")

@@ -8,9 +8,15 @@ name=, namespace=)` is `helm template`, offline (no cluster; `lookup` finds noth
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
-from collections.abc import Iterable
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -142,3 +148,59 @@ def sync_script() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# --- running what the chart and manifests/ install, against the emulator ---------------------
+def kubeconfig(path: Path, server: str) -> Path:
+    """A kubeconfig for kubectl and the operator's console script, pointing at `server`."""
+    cluster = {"name": "emu", "cluster": {"server": server}}
+    user = {"name": "vulcan-operator", "user": {"token": "emulated"}}
+    context = {"name": "emu", "context": {"cluster": "emu", "user": "vulcan-operator"}}
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [user],
+        "contexts": [context],
+        "current-context": "emu",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def operator_process(deployment: Obj, server: str, tmp: Path) -> Iterator[subprocess.Popen[str]]:
+    """The real console script, run as the Deployment's pod would run it: its args and its
+    VULCAN_* environment, through a kubeconfig for `server`. For the test machine's sake, no
+    health server on the shared port 8080 (`--liveness=`) and a free metrics port. Stopped
+    with SIGTERM on exit; it must then exit 0."""
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {
+        **os.environ,
+        **{e["name"]: e["value"] for e in container["env"] if "value" in e},
+        "POD_ID": f"{deployment['metadata']['name']}-0",
+        "POD_NAMESPACE": deployment["metadata"]["namespace"],
+        "KUBECONFIG": str(kubeconfig(tmp / "kubeconfig", server)),
+        "VULCAN_METRICS_PORT": str(free_port()),
+    }
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    script = Path(sys.executable).parent / "vulcan-operator"
+    proc = subprocess.Popen(
+        [str(script), *container["args"], "--liveness="],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, output[-3000:]
