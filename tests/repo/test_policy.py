@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support import chart
 from tests.support.manifests import kustomize
 from vulcan_operator.api.engine import BackupStorage
 from vulcan_operator.builders import backup as backup_builder
@@ -130,6 +131,11 @@ def policy_manifests() -> dict[str, list[Obj]]:
         )
     out.update(one_off_jobs(settings))
     out["install"] = kustomize(MANIFESTS)
+    # The Helm chart, rendered by real Helm for each value set of its tests (CRDs left out:
+    # they are the install's, checked above).
+    for name, values in chart.VALUE_SETS.items():
+        objs = chart.render(values)
+        out[f"chart-{name}"] = [o for o in objs if o["kind"] != "CustomResourceDefinition"]
     return out
 
 
