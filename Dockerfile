@@ -5,10 +5,12 @@
 #
 #   docker build -t ghcr.io/vulcan-engine/vulcan-operator:0.1.0 .
 #
-# Pin the base images by digest (python:3.11-slim@sha256:...) for reproducible releases.
+# The base image is pinned by digest (the multi-platform index of python:3.11-slim, so the
+# release's linux/amd64 and linux/arm64 builds share it) for reproducible releases; refresh it
+# with `docker buildx imagetools inspect python:3.11-slim` (the "Digest:" line), in both FROMs.
 
 # --- build: the wheel and a virtualenv with every dependency -----------------------------
-FROM python:3.11-slim AS builder
+FROM python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7 AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -27,7 +29,7 @@ RUN python -m venv /opt/venv \
     && /opt/venv/bin/vulcan-operator --help > /dev/null
 
 # --- run: slim Python, the virtualenv, a non-root user -------------------------------------
-FROM python:3.11-slim
+FROM python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
 
 LABEL org.opencontainers.image.title="vulcan-operator" \
       org.opencontainers.image.description="Kubernetes operator for the Vulcan Engine, with the OR-Tools CP-SAT solver" \

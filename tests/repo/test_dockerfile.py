@@ -99,8 +99,11 @@ def test_hadolint_does_find_problems(tmp_path: Path) -> None:
 def test_multi_stage_with_a_slim_final_image(steps: list[Instruction]) -> None:
     froms = [s.args for s in steps if s.keyword == "FROM"]
     assert len(froms) >= 2
-    assert froms[0].split()[0] == "python:3.11-slim" and froms[0].endswith(" AS builder")
-    assert froms[-1] == "python:3.11-slim"
+    # Both stages on the same python:3.11-slim, pinned by digest.
+    base = froms[0].split()[0]
+    assert re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", base), base
+    assert froms[0] == f"{base} AS builder"
+    assert froms[-1] == base
 
 
 def test_final_image_has_no_build_tools(steps: list[Instruction]) -> None:
@@ -117,7 +120,7 @@ def test_runs_as_a_numeric_non_root_user(steps: list[Instruction]) -> None:
     users = [s.args for s in final(steps) if s.keyword == "USER"]
     assert users == [f"{UID}:{UID}"]
     # Kubernetes' runAsNonRoot can only verify a numeric user; the manifests use the same one.
-    deployment = yaml.safe_load((REPO / "manifests" / "deployment.yaml").read_text())
+    deployment = yaml.safe_load((REPO / "manifests" / "base" / "deployment.yaml").read_text())
     assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == UID
 
 
