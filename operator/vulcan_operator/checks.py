@@ -21,7 +21,7 @@ from vulcan_operator.api.backup import VulcanBackup, VulcanRestore
 from vulcan_operator.api.engine import VulcanEngine, VulcanEngineSpec
 from vulcan_operator.api.errors import describe
 from vulcan_operator.api.problem import SchedulingProblem
-from vulcan_operator.builders.backup.storage import restore_source_problem
+from vulcan_operator.builders.backup.storage import restore_source_problem, storage_conflicts
 from vulcan_operator.builders.problem import cap_issues
 from vulcan_operator.solver import problem as limits
 from vulcan_operator.solver.loader import (
@@ -61,7 +61,8 @@ NEAR = 0.8
 @dataclass(frozen=True)
 class Named:
     """The objects a resource names, by name, as far as they are known: ConfigMaps and
-    VulcanBackups of its namespace, VulcanEngines by (namespace, name)."""
+    VulcanBackups of its namespace, VulcanEngines by (namespace, name). For a VulcanEngine,
+    `engines` are the others that could share its backup store."""
 
     configmaps: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     engines: Mapping[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
@@ -95,7 +96,7 @@ def related(obj: BaseModel, named: Named, allowed_images: tuple[str, ...] = ()) 
     settings (the model's own are found by `parse`)."""
     namespace = str(getattr(getattr(obj, "metadata", None), "namespace", None) or "")
     if isinstance(obj, VulcanEngine):
-        return image_problems(obj.spec, allowed_images)
+        return image_problems(obj.spec, allowed_images) + _shared_store(obj, namespace, named)
     if isinstance(obj, SchedulingProblem):
         return _problem(obj, namespace, named)
     if isinstance(obj, VulcanRestore):
@@ -111,6 +112,19 @@ def _engine_spec(named: Named, namespace: str, name: str) -> VulcanEngineSpec | 
         return VulcanEngineSpec.model_validate(engine["spec"]) if engine else None
     except (ValidationError, KeyError, TypeError):
         return None
+
+
+def _shared_store(engine: VulcanEngine, namespace: str, named: Named) -> list[str]:
+    """The engines of `named.engines` created earlier whose backup store this engine's would
+    share (the reconcile's `storage_conflicts`); a new engine is the latest."""
+    created = str(getattr(engine.metadata, "creationTimestamp", None) or "~")  # > any time
+    return storage_conflicts(
+        namespace,
+        engine.metadata.name,
+        created,
+        engine.spec.backup.storage,
+        named.engines.values(),
+    )
 
 
 def _problem(problem: SchedulingProblem, namespace: str, named: Named) -> list[str]:

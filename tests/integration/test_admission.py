@@ -116,21 +116,18 @@ async def test_every_valid_resource_is_admitted(path: Path, client: Client) -> N
 
 
 # -- held-out dangerous resources ------------------------------------------------------------
-S3_ENGINE = {
+S3_STORE = {
+    "bucket": "vulcan-backups",
+    "prefix": "database/",
+    "credentialsSecretRef": {"name": "s3-creds"},
+}
+S3_ENGINE: Obj = {
     "apiVersion": "vulcan-engine.com/v1alpha1",
     "kind": "VulcanEngine",
     "metadata": {"name": "prod", "namespace": "vulcan"},
     "spec": {
         "version": "2.0.0",
-        "backup": {
-            "storage": {
-                "s3": {
-                    "bucket": "vulcan-backups",
-                    "prefix": "database/",
-                    "credentialsSecretRef": {"name": "s3-creds"},
-                }
-            }
-        },
+        "backup": {"storage": {"s3": S3_STORE}},
         "solver": {"maxWorkers": 8, "maxMemoryMB": 16384},
     },
 }
@@ -223,6 +220,26 @@ DANGEROUS: list[tuple[str, Obj, list[str]]] = [
         ["spec.checksum", "required with spec.location"],
     ),
     (
+        "engine-on-anothers-bucket",
+        {**S3_ENGINE, "metadata": {"name": "thief", "namespace": "elsewhere"}},
+        [
+            "spec.backup.storage: S3 bucket 'vulcan-backups' with prefix 'database/' shares keys "
+            "with prefix 'database/' of VulcanEngine 'vulcan/prod' (created earlier)",
+        ],
+    ),
+    (
+        "engine-on-a-prefix-inside-anothers",
+        {
+            **S3_ENGINE,
+            "metadata": {"name": "nested", "namespace": "vulcan"},
+            "spec": {
+                **S3_ENGINE["spec"],
+                "backup": {"storage": {"s3": {**S3_STORE, "prefix": "database/vulcan/"}}},
+            },
+        },
+        ["shares keys with prefix 'database/' of VulcanEngine 'vulcan/prod'"],
+    ),
+    (
         "problem-with-1001-machines",
         problem(
             "wide",
@@ -282,8 +299,13 @@ async def test_dangerous_resources_are_refused_in_plain_words(
         for word in words:
             assert word in message, f"{case}: {message}"
         assert "198.51.100.9" not in message and "Traceback" not in message, case
-    # The same restore, from the engine's own folder, is admitted.
+    # The same restore, from the engine's own folder, is admitted; and so is the engine
+    # itself, and another on its own prefix of the bucket.
     assert (await client.review(restore(location=OWN, checksum=CHECKSUM)))["allowed"] is True
+    assert (await client.review(S3_ENGINE))["allowed"] is True
+    own = {**S3_ENGINE, "metadata": {"name": "staging", "namespace": "vulcan"}}
+    own["spec"] = {**S3_ENGINE["spec"], "backup": {"storage": {"s3": {**S3_STORE, "prefix": "s/"}}}}
+    assert (await client.review(own))["allowed"] is True
 
 
 async def test_images_outside_the_allow_list_are_refused(

@@ -132,3 +132,25 @@ def test_a_problem_ref_near_the_size_cap_is_warned_about() -> None:
     (warning,) = checks.warnings(problem, Named(configmaps={"big": configmap}))
     assert warning.startswith("spec.problemRef (ConfigMap big, key problem.yaml) bytes: ")
     assert checks.warnings(problem) == []
+
+
+def test_an_engine_may_not_share_an_earlier_engines_store() -> None:
+    older = copy.deepcopy(ENGINE)
+    older["metadata"].update(name="first", creationTimestamp="2026-01-01T00:00:00Z")
+    claim = {"backup": {"storage": {"pvc": {"claimName": "shared"}}}}
+    older["spec"].update(claim)
+    newer = copy.deepcopy(ENGINE)
+    newer["spec"].update(copy.deepcopy(claim))
+    engines = Named(engines={("vulcan", "first"): older})
+    assert checks.check(newer, engines) == [
+        "spec.backup.storage: claim 'shared' is already the backup store of VulcanEngine "
+        "'first' (created earlier): give each engine its own claim"
+    ]
+    # The earlier one keeps its store; an engine on a claim of its own is fine.
+    stored = {
+        **newer,
+        "metadata": {**newer["metadata"], "creationTimestamp": "2026-02-01T00:00:00Z"},
+    }
+    assert checks.check(older, Named(engines={("vulcan", "prod"): stored})) == []
+    newer["spec"]["backup"]["storage"]["pvc"]["claimName"] = "mine"
+    assert checks.check(newer, engines) == []

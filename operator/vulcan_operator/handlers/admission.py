@@ -46,11 +46,32 @@ async def named(api: Api, doc: dict[str, Any]) -> checks.Named:
     found = await asyncio.gather(*(_read(api, ref) for ref in wanted.values()))
     got = dict(zip(wanted, found, strict=True))
     engine, configmap, backup = got.get("engine"), got.get("configmap"), got.get("backup")
+    if doc.get("kind") == kinds.ENGINE.kind:
+        engines = await _engines(api, namespace, spec)  # the others that could share its store
+    else:
+        engines = {(engine_ns, wanted["engine"].name or ""): engine} if engine else {}
     return checks.Named(
         configmaps={wanted["configmap"].name or "": configmap} if configmap else {},
-        engines={(engine_ns, wanted["engine"].name or ""): engine} if engine else {},
+        engines=engines,
         backups={wanted["backup"].name or "": backup} if backup else {},
     )
+
+
+async def _engines(
+    api: Api, namespace: str, spec: dict[str, Any]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The engines an engine's backup store could clash with, as the reconcile lists them: a
+    claim is namespaced, so this namespace's; a bucket, every namespace's."""
+    storage = _mapping(_mapping(spec.get("backup")).get("storage"))
+    ref = Ref(API_VERSION, kinds.ENGINE.kind, None if "s3" in storage else namespace)
+    try:
+        engines = await api.list(ref)
+    except ApiError as exc:  # e.g. a namespaced install: the reconcile checks it again
+        log.warning("admission: cannot list VulcanEngines: %s", exc)
+        return {}
+    return {
+        (str(e["metadata"].get("namespace")), str(e["metadata"].get("name"))): e for e in engines
+    }
 
 
 def _mapping(value: Any) -> dict[str, Any]:
