@@ -41,6 +41,7 @@ __all__ = [
     "MAX_SUBDOMAIN_LENGTH",
     "backup_cronjob",
     "backup_job",
+    "app_pvc",
     "backup_pvc",
     "default_database_secret",
     "dns1035_name",
@@ -293,6 +294,12 @@ def maintenance_cronjob(engine: str) -> str:
 def backup_pvc(engine: str) -> str:
     """The PersistentVolumeClaim the operator creates for an engine's backups."""
     return dns_name(engine, "backups")
+
+
+def app_pvc(engine: str, volume: str) -> str:
+    """The PersistentVolumeClaim the operator creates for an engine's /app/data ("data") or
+    /app/uploads ("uploads") volume."""
+    return dns_name(engine, volume)
 
 
 def backup_job(backup: str, digest: str) -> str:

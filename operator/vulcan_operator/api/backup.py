@@ -50,6 +50,14 @@ class VulcanBackupSpec(Strict):
             raise ValueError(STORAGE_NOT_ALLOWED)
 
 
+class BackupPart(BaseModel):
+    """A file of the backup set beside the dump: a volume's tar.gz or the Redis snapshot."""
+
+    file: str = Field(description="File name, beside the dump (vulcan_<time>.data.tar.gz).")
+    sizeBytes: int | None = Field(None, description="Size.")
+    checksum: str = Field(description="sha256, checked before a restore uses it.")
+
+
 class VulcanBackupStatus(Status):
     """Outcome of the backup."""
 
@@ -58,6 +66,11 @@ class VulcanBackupStatus(Status):
     sizeBytes: int | None = Field(None, description="Size of the compressed dump.")
     checksum: str | None = Field(None, description="sha256 of the compressed dump.")
     databaseRevision: str | None = Field(None, description="Alembic revision at backup time.")
+    parts: dict[str, BackupPart] = Field(
+        default_factory=dict,
+        description="The rest of the backup set: data and uploads (the engine's volumes) and "
+        "redis (its snapshot), as written and checksummed.",
+    )
     startedAt: str | None = Field(None, description="When the backup started.")
     finishedAt: str | None = Field(None, description="When it finished.")
 
@@ -164,6 +177,16 @@ class VulcanRestoreStatus(Status):
     replicasBefore: int | None = Field(None, description="Engine replicas to scale back to.")
     rowCounts: dict[str, int] = Field(
         default_factory=dict, description="Rows per main table after the restore."
+    )
+    parts: dict[str, BackupPart] = Field(
+        default_factory=dict,
+        description="The volumes this restore puts back, as the VulcanBackup (backupRef) "
+        "recorded them; none for a location or a side restore.",
+    )
+    restoredParts: list[str] = Field(
+        default_factory=list,
+        description="What was restored: database, and data and uploads when their archives "
+        "were put back. A Redis snapshot is kept in the backup set, never restored.",
     )
     startedAt: str | None = Field(None, description="When the restore started.")
     finishedAt: str | None = Field(None, description="When it finished.")

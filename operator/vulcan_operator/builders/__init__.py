@@ -14,17 +14,20 @@ from typing import Any
 from vulcan_operator.builders import engine, monitoring
 from vulcan_operator.builders.backup.cronjobs import EngineRef, build_engine_backup_children
 from vulcan_operator.builders.engine import EngineInputs
+from vulcan_operator.builders.volumes import build_app_pvcs
 
 __all__ = ["EngineInputs", "engine_children"]
 
 
 def engine_children(inputs: EngineInputs) -> list[dict[str, Any]]:
     """Every child of a VulcanEngine, dependencies first: the core children (see
-    `builders.engine.build`), the monitoring objects (`inputs.monitoring` says whether the
+    `builders.engine.build`) after the claims of spec.persistence (unowned, as the backup
+    volume: `builders.volumes`), the monitoring objects (`inputs.monitoring` says whether the
     Prometheus Operator CRDs exist), then the backup volume (unowned: apply it create-only and
     never prune it), the backup CronJob and the maintenance CronJob."""
     ref = EngineRef(name=inputs.name, namespace=inputs.namespace, uid=inputs.uid)
     return [
+        *build_app_pvcs(inputs.name, ref.owner, inputs.spec),
         *engine.build(inputs),
         *monitoring.build(inputs, prometheus_operator=inputs.monitoring),
         *build_engine_backup_children(

@@ -26,6 +26,7 @@ from vulcan_operator.api.common import LabelSelector, SecretKeyRef
 from vulcan_operator.api.engine import NAMESPACE_NAME_LABEL, PolicyPeer, VulcanEngineSpec
 from vulcan_operator.builders.common import Owner, content_hash, finish, pull_secrets
 from vulcan_operator.builders.keys import JWT_SECRET_KEY, SECRET_KEY, generated_key_names
+from vulcan_operator.builders.volumes import app_volumes
 from vulcan_operator.config import Settings
 from vulcan_operator.templating import render_one
 
@@ -455,6 +456,10 @@ def build_deployment(inputs: EngineInputs) -> Manifest:
             readiness=READINESS,
             startup=STARTUP,
             tmp_mount=TMP_MOUNT,
+            app_volumes=[
+                {"name": v.name, "path": v.path, "claim": v.claim}
+                for v in app_volumes(inputs.name, spec)
+            ],
         ),
     )
 

@@ -23,6 +23,7 @@ from vulcan_operator.builders.migration import restore_migration_job
 from vulcan_operator.cli.validate import resource_name, validate_resource
 from vulcan_operator.config import Settings
 from vulcan_operator.reconcile.engine_database import server_version
+from vulcan_operator.reconcile.jobs import safe_parts
 
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
 
@@ -108,6 +109,7 @@ def render_restore(
     spec, name = restore.spec, resource_name(doc)
     engine_spec = VulcanEngineSpec.model_validate(engine.get("spec") or {})
     location, checksum = spec.location, spec.checksum
+    parts: dict[str, dict[str, Any]] = {}  # with backupRef: the volumes it recorded
     if spec.backupRef is not None:
         backup = (backups or {}).get(spec.backupRef.name)
         status = (backup or {}).get("status") or {}
@@ -131,6 +133,7 @@ def render_restore(
                 f"VulcanBackup '{spec.backupRef.name}'"
             )
         location, checksum = str(status["location"]), recorded
+        parts = safe_parts(status.get("parts"))
     try:
         out = build_restore_job(
             _owner(doc),
@@ -140,6 +143,7 @@ def render_restore(
             location=location,
             checksum=checksum,
             target_database=spec.targetDatabase,
+            parts=parts,
         )
     except ValueError as exc:
         raise RenderError(f"{name}: {exc}") from None

@@ -198,6 +198,7 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
             "sizeBytes": result.get("sizeBytes"),
             "checksum": result.get("checksum"),
             "databaseRevision": safe_revision(result.get("databaseRevision")),
+            "parts": result.get("parts") or None,
             **times,
         }
         if result.get("location"):

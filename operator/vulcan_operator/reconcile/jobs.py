@@ -32,6 +32,7 @@ __all__ = [
     "read_job_object",
     "running_jobs",
     "safe_database",
+    "safe_parts",
     "safe_revision",
     "safe_row_counts",
 ]
@@ -365,8 +366,42 @@ def parse_backup_result(termination_message: str) -> dict[str, Any]:
         databaseRevision=_str(found.get("databaseRevision")),
         serverVersion=_version(found.get("serverVersion")),
         clientVersion=_version(found.get("clientVersion")),
+        parts=safe_parts(found.get("parts")),
     )
     return result
+
+
+#: The file of a part of a backup set (beside vulcan_<time>.dump), by part.
+PART_FILE = re.compile(r"^vulcan_[0-9A-Za-z_-]{1,64}\.(data\.tar\.gz|uploads\.tar\.gz|redis\.rdb)$")
+PART_SUFFIX = {"data": "data.tar.gz", "uploads": "uploads.tar.gz", "redis": "redis.rdb"}
+
+
+def safe_parts(parts: Any) -> dict[str, dict[str, Any]]:
+    """The parts of a backup set a pod reported ({"data": {"file", "sizeBytes", "checksum"},
+    "uploads": .., "redis": ..}), only well-formed entries: a known part, its file name, a
+    sha256 and a size."""
+    if not isinstance(parts, Mapping):
+        return {}
+    kept = {}
+    for part, suffix in PART_SUFFIX.items():
+        entry = parts.get(part)
+        if not isinstance(entry, Mapping):
+            continue
+        file, checksum, size = (
+            entry.get("file"),
+            entry.get("checksum"),
+            _int(entry.get("sizeBytes")),
+        )
+        if (
+            isinstance(file, str)
+            and PART_FILE.fullmatch(file)
+            and file.endswith(f".{suffix}")
+            and isinstance(checksum, str)
+            and re.fullmatch(r"[0-9a-f]{64}", checksum)
+            and size is not None
+        ):
+            kept[part] = {"file": file, "sizeBytes": size, "checksum": checksum}
+    return kept
 
 
 def _version(value: Any) -> str | None:
@@ -385,6 +420,11 @@ def parse_restore_result(termination_message: str) -> dict[str, Any]:
     result.update(
         database=_str(found.get("database")),
         databaseRevision=_str(found.get("databaseRevision")),
+        parts=[
+            part
+            for part in ("database", "data", "uploads")
+            if isinstance(found.get("parts"), list) and part in found["parts"]
+        ],
         rowCounts=(
             {str(k): v for k, v in counts.items() if _int(v) is not None}
             if isinstance(counts, dict)

@@ -260,7 +260,7 @@ async def _restore(run: Run) -> None:
             await no_backup_running(run, "restoring")
         spec = run.engine_spec()
         location, checksum = str(run.status["location"]), str(run.status.get("checksum") or "")
-        job = restore_job(run, spec, location, checksum)
+        job = restore_job(run, spec, location, checksum, run.status.get("parts") or {})
         try:
             await apply(run.api, job, create_only=True)
         except NotOurs as error:
@@ -282,9 +282,15 @@ async def _restore(run: Run) -> None:
             "database": safe_database(result.get("database")),
             "databaseRevision": safe_revision(result.get("databaseRevision")),
         }
-        run.status.update(rowCounts=counts, **{k: v for k, v in found.items() if v})
+        restored = result.get("parts") or ["database"]
+        run.status.update(
+            rowCounts=counts, restoredParts=restored, **{k: v for k, v in found.items() if v}
+        )
         into = found["database"] or "?"
-        run.end("Succeeded", f"restored into '{into}' ({len(counts)} tables)")
+        run.end(
+            "Succeeded",
+            f"restored into '{into}' ({len(counts)} tables; restored: {', '.join(restored)})",
+        )
     else:
         _, message = failure(result, state, "restore")
         untouched = run.side or (

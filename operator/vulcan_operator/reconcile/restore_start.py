@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime
 import re
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -33,6 +34,7 @@ from vulcan_operator.builders.backup.jobs import build_restore_job
 from vulcan_operator.builders.backup.pods import with_client_image
 from vulcan_operator.builders.backup.storage import BackupLocation, restore_source_problem
 from vulcan_operator.builders.common import Owner
+from vulcan_operator.builders.volumes import app_volumes
 from vulcan_operator.checks import backup_of_another_engine
 from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api, NotOurs, Ref
@@ -48,7 +50,7 @@ from vulcan_operator.reconcile.engine_hold import (
     holder_ended,
     write_marker,
 )
-from vulcan_operator.reconcile.jobs import running_jobs
+from vulcan_operator.reconcile.jobs import running_jobs, safe_parts
 from vulcan_operator.status import (
     Outcome,
     event_if_changed,
@@ -203,10 +205,10 @@ async def start(run: Run) -> None:
     except ValidationError as exc:
         problems = "; ".join(errors.describe(exc, VulcanEngineSpec))
         pending(run, "EngineInvalid", f"VulcanEngine '{name}' is invalid: {problems}")
-    location, checksum = await _source(run, spec)  # refusals first: they never wait
+    location, checksum, parts = await _source(run, spec)  # refusals first: they never wait
     try:
         where = BackupLocation.parse(location)
-        restore_job(run, spec, location, checksum)  # refuses what cannot be built
+        restore_job(run, spec, location, checksum, parts)  # refuses what cannot be built
     except ValueError as exc:
         fail_early(run, str(exc))
     if run.side:
@@ -229,7 +231,7 @@ async def start(run: Run) -> None:
         if claim is None:
             fail_early(run, f"{location}: PersistentVolumeClaim '{where.root}' not found")
     # A Job of ours whose name is taken: wait before the engine is scaled down for nothing.
-    job = restore_job(run, spec, location, checksum)
+    job = restore_job(run, spec, location, checksum, parts)
     taken(run, job, await run.api.get(Ref.of(job)))
     if not run.side:
         await no_backup_running(run, "scaling it down")
@@ -241,6 +243,7 @@ async def start(run: Run) -> None:
         location=location,
         checksum=checksum,
         **({"database": database_} if database_ else {}),
+        **({"parts": parts} if parts else {}),
     )
     if run.side:
         run.begin(
@@ -254,9 +257,11 @@ async def start(run: Run) -> None:
     run.begin("ScaleDown", f"scaling VulcanEngine '{name}' from {before} replicas to zero")
 
 
-async def _source(run: Run, spec: VulcanEngineSpec) -> tuple[str, str]:
-    """(location, expected checksum) of the backup to restore: a file of this engine's own
-    store, with a checksum the operator recorded (backupRef) or the spec gives (location)."""
+async def _source(run: Run, spec: VulcanEngineSpec) -> tuple[str, str, dict[str, dict[str, Any]]]:
+    """(location, expected checksum, volume parts) of the backup to restore: a file of this
+    engine's own store, with a checksum the operator recorded (backupRef) or the spec gives
+    (location). The parts (data, uploads) come only with a backupRef, whose status recorded
+    their checksums; a side restore takes none (the live files stay)."""
     storage, name = spec.backup.storage, run.engine_name
     ref, given = run.restore.spec.backupRef, run.restore.spec.checksum
     if ref is None:
@@ -266,7 +271,7 @@ async def _source(run: Run, spec: VulcanEngineSpec) -> tuple[str, str]:
         problem = restore_source_problem(name, run.namespace, storage, location)
         if problem:
             fail_early(run, problem)
-        return location, given
+        return location, given, {}
     backup = await run.api.get(Ref(API_VERSION, BACKUP_KIND, run.namespace, ref.name))
     if backup is None:
         pending(run, "BackupNotFound", f"waiting for VulcanBackup '{ref.name}': not found")
@@ -305,11 +310,21 @@ async def _source(run: Run, spec: VulcanEngineSpec) -> tuple[str, str]:
             f"spec.backupRef: VulcanBackup '{ref.name}' is not in VulcanEngine '{name}''s "
             f"backup storage: {problem}",
         )
-    return location, checksum
+    recorded = safe_parts(status.get("parts"))
+    volumes = {v.part for v in app_volumes(name, spec)}
+    parts = {} if run.side else {k: v for k, v in recorded.items() if k in volumes}
+    return location, checksum, parts
 
 
-def restore_job(run: Run, spec: VulcanEngineSpec, location: str, checksum: str) -> dict[str, Any]:
-    """The restore Job of this VulcanRestore (ValueError for what cannot be built)."""
+def restore_job(
+    run: Run,
+    spec: VulcanEngineSpec,
+    location: str,
+    checksum: str,
+    parts: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The restore Job of this VulcanRestore (ValueError for what cannot be built); `parts`:
+    the volumes it puts back too (see `_source`)."""
     (job,) = build_restore_job(
         Owner(kind=KIND, name=run.name, namespace=run.namespace, uid=run.uid),
         run.engine_name,
@@ -318,6 +333,7 @@ def restore_job(run: Run, spec: VulcanEngineSpec, location: str, checksum: str) 
         location=location,
         checksum=checksum,
         target_database=run.restore.spec.targetDatabase,
+        parts=parts,
     )
     return job
 

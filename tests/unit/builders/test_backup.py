@@ -689,9 +689,32 @@ def test_parse_a_successful_backup() -> None:
         "sizeBytes": 123456,
         "checksum": "ab" * 32,
         "databaseRevision": "4f2a9c1d7e3b",
+        "serverVersion": None,
+        "clientVersion": None,
+        "parts": {},
         "startedAt": "2026-11-29T02:00:00Z",
         "finishedAt": "2026-11-29T02:00:09Z",
     }
+
+
+def test_parse_the_parts_and_versions_of_a_backup_set_keeping_only_well_formed_ones() -> None:
+    part = {"file": "vulcan_20261129_020000.data.tar.gz", "sizeBytes": 9, "checksum": "cd" * 32}
+    line = {
+        **SUCCESS,
+        "serverVersion": "17.6",
+        "clientVersion": "17.6",
+        "parts": {
+            "data": part,
+            "uploads": {**part, "file": "../../etc/passwd.uploads.tar.gz"},  # not a set file
+            "redis": {**part, "file": "vulcan_20261129_020000.redis.rdb", "checksum": "no"},
+            "other": part,  # not a part
+        },
+    }
+    result = parse_backup_result(json.dumps(line) + "\n")
+    assert result["parts"] == {"data": part}
+    assert (result["serverVersion"], result["clientVersion"]) == ("17.6", "17.6")
+    hostile = parse_backup_result(json.dumps({**line, "serverVersion": "17; DROP"}) + "\n")
+    assert hostile["serverVersion"] is None
 
 
 def test_parse_a_failure_from_the_logs_fallback() -> None:

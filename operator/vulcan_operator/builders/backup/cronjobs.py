@@ -23,7 +23,9 @@ from vulcan_operator.api.common import SecretKeyRef
 from vulcan_operator.api.engine import Backup, BackupStorage, Maintenance, VulcanEngineSpec
 from vulcan_operator.builders.backup.pods import (
     DEFAULT_AWS_CLI_IMAGE,
+    NO_PARTS,
     Pod,
+    SetParts,
     backup_pod,
     base_env,
     container,
@@ -36,11 +38,10 @@ from vulcan_operator.builders.backup.storage import plan_storage
 from vulcan_operator.builders.common import (
     Manifest,
     Owner,
-    content_hash,
     finish,
-    hashable_content,
     job_pull_secrets,
 )
+from vulcan_operator.builders.volumes import without_owner
 from vulcan_operator.config import Settings
 from vulcan_operator.templating import render_one
 
@@ -75,16 +76,6 @@ class EngineRef:
         return Owner(kind=KIND_ENGINE, name=self.name, namespace=self.namespace, uid=self.uid)
 
 
-def _without_owner(child: Manifest) -> Manifest:
-    """`child` (made by finish) with no ownerReferences, its spec-hash recomputed."""
-    metadata = child["metadata"]
-    metadata.pop("ownerReferences", None)
-    annotations = metadata.setdefault("annotations", {})
-    annotations.pop(names.ANNOTATION_SPEC_HASH, None)
-    annotations[names.ANNOTATION_SPEC_HASH] = content_hash(hashable_content(child))
-    return child
-
-
 def build_backup_pvc(engine: EngineRef, storage: BackupStorage) -> list[Manifest]:
     """The claim for the engine's backups, when the operator is to create one: storage.pvc
     without a claimName. No ownerReference: it outlives the engine. [] otherwise. Only the
@@ -101,7 +92,7 @@ def build_backup_pvc(engine: EngineRef, storage: BackupStorage) -> list[Manifest
         size=str(storage.pvc.size),
     )
     labels = names.labels(engine.name, names.COMPONENT_BACKUP)
-    return [_without_owner(finish(pvc, engine.owner, labels))]
+    return [without_owner(finish(pvc, engine.owner, labels))]
 
 
 def _cronjob(
@@ -143,8 +134,10 @@ def build_backup_cronjob(
     aws_cli_image: str = DEFAULT_AWS_CLI_IMAGE,
     suspend: bool = False,
     pull_secrets: Sequence[dict[str, str]] = (),
+    parts: SetParts = NO_PARTS,
 ) -> list[Manifest]:
-    """The scheduled-backup CronJob (owned by the engine), or [] when backups are disabled.
+    """The scheduled-backup CronJob (owned by the engine), or [] when backups are disabled;
+    `parts`: the engine's volumes and Redis snapshot in each backup set.
 
     Each run dumps, verifies, stores and applies `retentionDays` to the scheduled backups, and
     tells `notifyWebhookSecretRef`'s URL (when set) of the outcome. `suspend` (while a restore
@@ -161,6 +154,7 @@ def build_backup_cronjob(
         retention_days=backup.retentionDays,
         webhook=backup.notifyWebhookSecretRef,
         aws_cli_image=aws_cli_image,
+        parts=parts,
     )
     name = names.backup_cronjob(engine.name)
     component = names.COMPONENT_BACKUP
@@ -242,6 +236,7 @@ def build_engine_backup_children(
             aws_cli_image=aws_cli_image,
             suspend=suspend,
             pull_secrets=secrets,
+            parts=SetParts.of(engine.name, spec),
         ),
         *build_maintenance_cronjob(
             engine, spec.maintenance, database, settings, suspend=suspend, pull_secrets=secrets

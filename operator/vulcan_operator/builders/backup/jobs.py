@@ -28,6 +28,7 @@ from vulcan_operator.builders.backup.pods import (
     DEFAULT_AWS_CLI_IMAGE,
     WORK_MOUNT,
     Pod,
+    SetParts,
     backup_pod,
     base_env,
     claim_volume,
@@ -51,6 +52,7 @@ from vulcan_operator.builders.common import (
     finish,
     job_pull_secrets,
 )
+from vulcan_operator.builders.volumes import AppVolume
 from vulcan_operator.config import Settings
 from vulcan_operator.templating import render_one
 
@@ -101,12 +103,42 @@ def build_backup_job(
         retention_days=None,
         webhook=engine_spec.backup.notifyWebhookSecretRef,
         aws_cli_image=aws_cli_image,
+        parts=SetParts.of(engine, engine_spec),
     )
     context = {
         "ttl_seconds_after_finished": TTL_SECONDS_AFTER_FINISHED,
         **job_context(names.COMPONENT_BACKUP, labels, pod, job_pull_secrets(engine_spec, settings)),
     }
     return [_named_job("backup-job.yaml.j2", names.backup_job, backup, labels, context)]
+
+
+def _restored_volumes(
+    engine: str,
+    spec: VulcanEngineSpec,
+    where: BackupLocation,
+    parts: Mapping[str, Mapping[str, Any]] | None,
+    target_database: str,
+) -> tuple[AppVolume, ...]:
+    """The engine's volumes a restore puts back: those the backup set recorded (a file beside
+    the dump, named after it, with a sha256); none for a side restore. ValueError for a
+    recorded part that is not such a file."""
+    if target_database or not parts:
+        return ()
+    base = where.file_name.removesuffix(".dump")
+    chosen = []
+    for volume in SetParts.of(engine, spec).volumes:
+        recorded = parts.get(volume.part)
+        if recorded is None:
+            continue
+        if recorded.get("file") != f"{base}.{volume.part}.tar.gz" or not re.fullmatch(
+            r"[0-9a-f]{64}", str(recorded.get("checksum"))
+        ):
+            raise ValueError(
+                f"the backup's {volume.part} part is not {base}.{volume.part}.tar.gz with a "
+                "sha256 (the VulcanBackup's status.parts)"
+            )
+        chosen.append(volume)
+    return tuple(chosen)
 
 
 def build_restore_job(
@@ -119,6 +151,7 @@ def build_restore_job(
     checksum: str,
     target_database: str = "",
     aws_cli_image: str = DEFAULT_AWS_CLI_IMAGE,
+    parts: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Manifest]:
     """The Job of one VulcanRestore of `engine` (owned by the VulcanRestore): restore
     `location`, a backup file of the engine's own store (see `restore_source_problem`), into
@@ -131,6 +164,11 @@ def build_restore_job(
     status.checksum or the VulcanRestore's spec.checksum) is checked before anything is
     touched. ValueError (one line naming the field) for a location or checksum that cannot be
     restored.
+
+    `parts` ({"data": {"file", "checksum"}, ...}, as the VulcanBackup recorded them): the
+    engine's volumes (spec.persistence) among them are put back too, mounted read-write (the
+    engine is at zero replicas), each checked against its recorded checksum; never for a side
+    restore (`target_database`), which leaves the live files alone.
     """
     storage = engine_spec.backup.storage
     problem = restore_source_problem(engine, restore.namespace, storage, location)
@@ -152,15 +190,32 @@ def build_restore_job(
     if target_database:
         restore_env.append(env_var("TARGET_DATABASE", target_database))
     restore_env.append(env_var("BACKUP_LOCATION", str(where)))
+    folder = posixpath.join(BACKUP_MOUNT, posixpath.dirname(where.path))
+    if where.scheme == "s3":
+        folder = WORK_MOUNT
+    files = SetParts(_restored_volumes(engine, engine_spec, where, parts, target_database))
+    for volume in files.volumes:
+        recorded = (parts or {})[volume.part]
+        key = f"PART_{volume.part.upper()}"
+        restore_env += [
+            env_var(f"{key}_ARCHIVE", posixpath.join(folder, str(recorded["file"]))),
+            env_var(f"{key}_SHA256", str(recorded["checksum"])),
+            env_var(f"{key}_DIR", files.path(volume)),
+        ]
     if where.scheme == "pvc":
         restore_env.append(env_var("BACKUP_FILE", posixpath.join(BACKUP_MOUNT, where.path)))
-        mounts = [{"name": "backups", "mountPath": BACKUP_MOUNT, "readOnly": True}]
+        mounts = [
+            {"name": "backups", "mountPath": BACKUP_MOUNT, "readOnly": True},
+            *files.mounts(read_only=False),
+        ]
         pod = Pod(
             init_containers=[],
             containers=[
                 container("restore", settings.postgres_image, "restore", restore_env, mounts)
             ],
-            volumes=volumes(claim_volume(where.root, read_only=True)),
+            volumes=volumes(
+                claim_volume(where.root, read_only=True), *files.claims(read_only=False)
+            ),
         )
     else:
         assert storage.s3 is not None  # restore_source_problem: an s3:// file of an S3 store
@@ -171,6 +226,9 @@ def build_restore_job(
             env_var("BACKUP_DIR", WORK_MOUNT),
             *s3_env(storage.s3),
         ]
+        if files.volumes:
+            names_of = [str((parts or {})[v.part]["file"]) for v in files.volumes]
+            download_env.append(env_var("S3_PARTS", " ".join(names_of)))
         restore_env.append(env_var("BACKUP_FILE", posixpath.join(WORK_MOUNT, where.file_name)))
         pod = Pod(
             init_containers=[
@@ -179,9 +237,15 @@ def build_restore_job(
                 )
             ],
             containers=[
-                container("restore", settings.postgres_image, "restore", restore_env, work)
+                container(
+                    "restore",
+                    settings.postgres_image,
+                    "restore",
+                    restore_env,
+                    [*work, *files.mounts(read_only=False)],
+                )
             ],
-            volumes=volumes({"name": "work", "emptyDir": {}}),
+            volumes=volumes({"name": "work", "emptyDir": {}}, *files.claims(read_only=False)),
         )
     pull = job_pull_secrets(engine_spec, settings)
     context = job_context(names.COMPONENT_RESTORE, labels, pod, pull)

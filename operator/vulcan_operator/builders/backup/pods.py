@@ -17,25 +17,30 @@
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from vulcan_operator import jobscripts, names
 from vulcan_operator.api.common import SecretKeyRef
-from vulcan_operator.api.engine import Backup, S3Storage
+from vulcan_operator.api.engine import Backup, S3Storage, VulcanEngineSpec
 from vulcan_operator.builders.backup.storage import BACKUP_MOUNT, StoragePlan
+from vulcan_operator.builders.engine import RUN_AS_GROUP as BACKEND_GROUP
+from vulcan_operator.builders.volumes import AppVolume, app_volumes
 from vulcan_operator.config import Settings
 
 __all__ = [
     "ACTIVE_DEADLINE_SECONDS",
     "AWS_RESOURCES",
     "DEFAULT_AWS_CLI_IMAGE",
+    "NO_PARTS",
     "RUN_AS_USER",
     "TMP_MOUNT",
     "WORK_MOUNT",
     "Pod",
+    "SetParts",
     "backup_pod",
     "base_env",
     "claim_volume",
@@ -242,6 +247,57 @@ class Pod:
     init_containers: list[dict[str, Any]]
     containers: list[dict[str, Any]]
     volumes: list[dict[str, Any]]
+    security_context: Mapping[str, Any] = field(default_factory=lambda: POD_SECURITY_CONTEXT)
+
+
+#: Where backup and restore pods mount the engine's /app/data and /app/uploads volumes.
+PARTS_MOUNT = "/vulcan"
+REDIS_SNAPSHOT = posixpath.join(WORK_MOUNT, "redis.rdb")
+
+
+@dataclass(frozen=True)
+class SetParts:
+    """What an engine's backup set holds besides the dump: its volumes, its Redis snapshot."""
+
+    volumes: tuple[AppVolume, ...] = ()
+    redis_url: SecretKeyRef | None = None
+    redis_image: str = ""
+
+    @classmethod
+    def of(cls, engine: str, spec: VulcanEngineSpec) -> SetParts:
+        redis = spec.redis.urlSecretRef if spec.backup.redis.enabled else None
+        return cls(tuple(app_volumes(engine, spec)), redis, spec.backup.redis.image)
+
+    def mounts(self, *, read_only: bool) -> list[dict[str, Any]]:
+        return [
+            {"name": v.name, "mountPath": self.path(v), **({"readOnly": True} if read_only else {})}
+            for v in self.volumes
+        ]
+
+    def claims(self, *, read_only: bool) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": v.name,
+                "persistentVolumeClaim": {
+                    "claimName": v.claim,
+                    **({"readOnly": True} if read_only else {}),
+                },
+            }
+            for v in self.volumes
+        ]
+
+    @staticmethod
+    def path(volume: AppVolume) -> str:
+        return posixpath.join(PARTS_MOUNT, volume.part)
+
+    def security_context(self) -> Mapping[str, Any]:
+        """With volumes: the backend's group too, so files only it may read are readable."""
+        if not self.volumes:
+            return POD_SECURITY_CONTEXT
+        return {**POD_SECURITY_CONTEXT, "supplementalGroups": [BACKEND_GROUP]}
+
+
+NO_PARTS = SetParts()
 
 
 def backup_pod(
@@ -254,9 +310,30 @@ def backup_pod(
     retention_days: int | None,
     webhook: SecretKeyRef | None,
     aws_cli_image: str,
+    parts: SetParts = NO_PARTS,
 ) -> Pod:
-    """pvc: one container (backup, retention). s3: dump (init) + upload (main, retention)."""
+    """pvc: one container (backup, retention). s3: dump (init) + upload (main, retention).
+    With `parts`: the volumes mounted read-only into the dump container, and a Redis snapshot
+    (init container, redis image) into the shared emptyDir before the dump."""
     retention = [] if retention_days is None else [env_var("RETENTION_DAYS", str(retention_days))]
+    work = [{"name": "work", "mountPath": WORK_MOUNT}]
+    part_env = [env_var(f"PART_{v.part.upper()}_DIR", parts.path(v)) for v in parts.volumes] + (
+        [env_var("PART_REDIS_FILE", REDIS_SNAPSHOT)] if parts.redis_url else []
+    )
+    snapshot = []
+    if parts.redis_url is not None:
+        redis_env = [
+            *base_env(engine, namespace),
+            _secret_env("REDIS_URL", parts.redis_url.name, parts.redis_url.key),
+            env_var("REDIS_SNAPSHOT_FILE", REDIS_SNAPSHOT),
+        ]
+        snapshot = [container("redis", parts.redis_image, "redis-snapshot", redis_env, work)]
+    shared = work if plan.kind == "s3" or snapshot else []
+    part_mounts = [*shared, *parts.mounts(read_only=True)]
+    part_volumes = [
+        *([{"name": "work", "emptyDir": {}}] if shared else []),
+        *parts.claims(read_only=True),
+    ]
     if plan.kind == "pvc":
         env = [
             *base_env(engine, namespace),
@@ -265,15 +342,16 @@ def backup_pod(
             env_var("BACKUP_LOCATION", plan.location),
             *retention,
             *_webhook_env(webhook),
+            *part_env,
         ]
-        mounts = [{"name": "backups", "mountPath": BACKUP_MOUNT}]
+        mounts = [{"name": "backups", "mountPath": BACKUP_MOUNT}, *part_mounts]
         return Pod(
-            init_containers=[],
+            init_containers=snapshot,
             containers=[container("backup", settings.postgres_image, "backup", env, mounts)],
-            volumes=volumes(claim_volume(plan.claim)),
+            volumes=volumes(claim_volume(plan.claim), *part_volumes),
+            security_context=parts.security_context(),
         )
     assert plan.s3 is not None
-    work = [{"name": "work", "mountPath": WORK_MOUNT}]
     dump_env = [
         *base_env(engine, namespace),
         *database_env(database),
@@ -281,6 +359,7 @@ def backup_pod(
         env_var("BACKUP_LOCATION", plan.location),
         env_var("NOTIFY_ON_SUCCESS", "false"),  # the upload container reports success
         *_webhook_env(webhook),
+        *part_env,
     ]
     upload_env = [
         *base_env(engine, namespace),
@@ -290,11 +369,15 @@ def backup_pod(
         *_webhook_env(webhook),
     ]
     return Pod(
-        init_containers=[container("dump", settings.postgres_image, "backup", dump_env, work)],
+        init_containers=[
+            *snapshot,
+            container("dump", settings.postgres_image, "backup", dump_env, part_mounts),
+        ],
         containers=[
             container("upload", aws_cli_image, "s3-upload", upload_env, work, AWS_RESOURCES)
         ],
-        volumes=volumes({"name": "work", "emptyDir": {}}),
+        volumes=volumes(*part_volumes),
+        security_context=parts.security_context(),
     )
 
 
@@ -314,7 +397,7 @@ def job_context(
         else BACKOFF_LIMIT,
         "active_deadline_seconds": ACTIVE_DEADLINE_SECONDS[component],
         "pod_failure_policy": POD_FAILURE_POLICY,
-        "pod_security_context": POD_SECURITY_CONTEXT,
+        "pod_security_context": dict(pod.security_context),
         "init_containers": pod.init_containers,
         "containers": pod.containers,
         "volumes": pod.volumes,
