@@ -82,6 +82,7 @@ def render_backup(
     if (doc.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
         return []  # a finished backup is never run again
     VulcanBackup.model_validate(doc)  # refuses spec.storage (validated before, too)
+    engine_spec = VulcanEngineSpec.model_validate(engine.get("spec") or {})
     return build_backup_job(
         _owner(doc),
         engine["metadata"]["name"],
