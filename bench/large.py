@@ -59,6 +59,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     from vulcan_operator.solver.check import check_schedule
     from vulcan_operator.solver.dispatch import best_dispatch
     from vulcan_operator.solver.instance import Instance
+    from vulcan_operator.solver.portfolio import member
     from vulcan_operator.solver.problem import SolverSettings
     from vulcan_operator.solver.solve import solve
 
@@ -66,18 +67,24 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"objective": None, "first": None}
     if spec["model"] == "ours":
         first: list[float] = []
-        settings = SolverSettings(
-            maxTimeSeconds=limit, numWorkers=workers, seed=seed, memoryLimitMB=MEMORY_MB
+        settings, tuning, strategy = member(
+            SolverSettings(
+                maxTimeSeconds=limit, numWorkers=workers, seed=seed, memoryLimitMB=MEMORY_MB
+            ),
+            spec.get("member", 0),
         )
+        out["strategy"] = strategy
         result = solve(
             problem,
             settings,
+            tuning=tuning,
             on_progress=lambda p: first.append(p.elapsed_seconds) if not first else None,
         )
         out["objective"] = result.objective
         out["first"] = first[0] if first else None
         out["valid"] = not check_schedule(problem, result.assignments)
         out["stop"] = result.stop_reason
+        out["solveWall"] = round(result.wall_seconds, 2)
     elif spec["model"] == "dispatch":
         instance = Instance.from_problem(problem)
         found = best_dispatch(instance, deadline=started + limit, more_until=started + limit)
@@ -163,6 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--no-plain", action="store_true")
+    parser.add_argument(
+        "--members",
+        type=int,
+        default=0,
+        help="portfolio: run members 0..N-1 of ours one after another (same limit each) "
+        "and compare the best of them with member 0 (one pod); no plain, no dispatch",
+    )
     parser.add_argument("--jsonl", help="append every record here")
     args = parser.parse_args(argv)
     problems: list[dict[str, Any]] = []
@@ -184,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     models = ["ours"] + ([] if args.no_plain else ["plain"])
     if args.set == "plants":
         models.append("dispatch")
+    if args.members:
+        models = [f"member{k}" for k in range(args.members)]
     rows = []
     for k, base in enumerate(problems):
         for seed in args.seeds:
@@ -196,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
                     "workers": args.workers,
                     "model": model,
                 }
+                if model.startswith("member"):
+                    spec.update(model="ours", member=int(model[6:]))
                 record = {**spec, **run_child(spec), "load": round(os.getloadavg()[0], 2)}
                 rows.append(record)
                 print(json.dumps({k: v for k, v in record.items() if k != "path"}), flush=True)
@@ -203,8 +221,33 @@ def main(argv: list[str] | None = None) -> int:
                     with Path(args.jsonl).open("a") as out:
                         out.write(json.dumps(record) + "\n")
     print()
-    print(summary(rows))
+    print(portfolio_summary(rows) if args.members else summary(rows))
     return 0
+
+
+def portfolio_summary(rows: list[dict[str, Any]]) -> str:
+    """Per problem and seed: one pod (member 0) against the best of the N members."""
+    by: dict[tuple[str, int], dict[int, Any]] = {}
+    for r in rows:
+        by.setdefault((r["name"], r["seed"]), {})[r["member"]] = r.get("objective")
+    n = max(len(v) for v in by.values())
+    lines = [
+        f"| problem | seed | one pod (member 0) | best of {n} | found by | gain % |",
+        "|---|---:|---:|---:|---|---:|",
+    ]
+    gains = []
+    for (name, seed), found in by.items():
+        values = {k: v for k, v in found.items() if v is not None}
+        if 0 not in values:
+            continue
+        winner = min(values, key=lambda k: (values[k], k))
+        one, best = values[0], values[winner]
+        gain = 100 * (one - best) / one if one else 0.0
+        gains.append(gain)
+        lines.append(f"| {name} | {seed} | {one} | {best} | member {winner} | {gain:.2f} |")
+    if gains:
+        lines.append(f"\n- mean gain of best-of-{n} over one pod: {statistics.mean(gains):.2f} %")
+    return "\n".join(lines)
 
 
 def summary(rows: list[dict[str, Any]]) -> str:

@@ -14,6 +14,8 @@ for the API layer; OR-Tools loads only with the modules that solve.
 - `progress`  Progress events and ready-made callbacks (text lines, JSON lines)
 - `instance`, `dispatch`, `model`, `schedule`, `explain`: index form, greedy start, the CP-SAT
   model, compaction, infeasibility explanations
+- `lns`       large problems: time-window neighbourhoods re-planned by small CP-SAT models
+- `portfolio` member k of N pods racing on one problem: its seed and search strategy
 - `check`     an independent schedule checker;  `gantt`  SVG/HTML charts
 - `cli`       `vulcan-operator solve`;  `runner`  the JSON-lines solver process and the helpers
               the command lines share (the solver pod is `vulcan_operator.solverpod`)

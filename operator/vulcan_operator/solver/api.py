@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
+from vulcan_operator.solver import portfolio
 from vulcan_operator.solver.check import check_schedule
 from vulcan_operator.solver.guard import abandoned_solver_thread
 from vulcan_operator.solver.problem import ProblemData, SolverSettings
@@ -69,15 +70,21 @@ def run(
     callbacks: Callbacks | None = None,
     *,
     stop: threading.Event | None = None,
+    member: int = 0,
 ) -> SolveResult:
-    """Solve `problem` with `settings`; SIGTERM/SIGINT (and `stop`) end the search early."""
+    """Solve `problem` with `settings`; SIGTERM/SIGINT (and `stop`) end the search early.
+
+    `member`: this run's place in a portfolio of pods racing on the problem (its seed and
+    strategy, see `portfolio`); 0 is the single-pod run."""
     callbacks = callbacks or Callbacks()
     stop = stop if stop is not None else threading.Event()
     restore = stop_on_signals(stop)
     try:
+        settings, tuning, _ = portfolio.member(settings or SolverSettings(), member)
         result = solve(
             problem,
             settings,
+            tuning=tuning,
             stop=stop,
             on_progress=fan_out(list(callbacks.progress)) if callbacks.progress else None,
             search_log=callbacks.search_log,
