@@ -7,7 +7,8 @@ name clashes. Handlers use the module-level helpers, which record into `METRICS`
     with reconcile_timer("VulcanEngine"):            # counts, times, and flags an exception
         ...
     observe_reconcile("SchedulingProblem", 0.12, error=False)
-    observe_problem("OPTIMAL", seconds=41.5, jobs_by_priority={3: 2, 1: 5})
+    observe_problem("vulcan", "prod", "OPTIMAL", seconds=41.5, jobs_by_priority={3: 2, 1: 5},
+                    timed_out=False, memory_bytes=180_000_000)
     set_queue_depth("plant-a", "prod", 2)
     set_engine_status("vulcan", "prod", ready=True, backup_healthy=False)
     forget_engine("vulcan", "prod")                  # on deletion: drop its series
@@ -24,12 +25,21 @@ Metric names (a public contract: the engines' PrometheusRules and dashboards use
 | `vulcan_operator_build_info` | gauge (1) | version, python_version, kopf_version |
 | `vulcan_engine_ready` | gauge (0/1) | namespace, engine |
 | `vulcan_engine_backup_healthy` | gauge (0/1) | namespace, engine |
-| `solver_problems_total` | counter | status (the guide's metric) |
-| `solver_duration_seconds` | histogram | (the guide's metric) |
-| `jobs_scheduled_total` | counter | priority (the guide's metric) |
+| `solver_problems_total` | counter | namespace, engine, status (the guide's metric) |
+| `solver_problems_solved_total` | counter | namespace, engine (the guide's dashboard) |
+| `solver_duration_seconds` | histogram | namespace, engine (the guide's metric) |
+| `solver_timeout_total` | counter | namespace, engine (the guide's SolverTimeout alert) |
+| `solver_memory_bytes` | gauge | namespace, engine (the guide's metric) |
+| `jobs_scheduled_total` | counter | namespace, engine, priority (the guide's metric) |
 
-`namespace` and `engine` name the VulcanEngine; the operator's ServiceMonitor sets
-`honorLabels: true` so these win over the scrape target's own `namespace` label.
+`namespace` and `engine` name the VulcanEngine (for a problem of another namespace, the
+engine's namespace: the series belong to the engine that solved it); the operator's
+ServiceMonitor sets `honorLabels: true` so these win over the scrape target's own `namespace`
+label. The solver series are the guide's names, for the solves the operator's solver pods ran
+(the backend exports the same names for its own): a solve times out when its search stopped at
+the time limit without proving the optimum, or its pod passed its deadline;
+`solver_memory_bytes` is the peak resident memory of the engine's latest solve (the memory
+limit when it was OOM-killed).
 """
 
 from __future__ import annotations
@@ -60,6 +70,8 @@ __all__ = [
 ]
 
 RESULT_SUCCESS = "success"
+#: Result statuses that are a schedule (solver_problems_solved_total).
+SOLVED = ("OPTIMAL", "FEASIBLE")
 RESULT_ERROR = "error"
 
 #: Reconciles take milliseconds to a few seconds (API round trips, a database read).
@@ -125,22 +137,43 @@ class OperatorMetrics:
             registry=reg,
         )
         # The guide's solver metrics, for the problems the operator's solver pods ran.
+        engine = ["namespace", "engine"]
         self.solver_problems_total = Counter(
             "solver_problems_total",
-            "Scheduling problems finished, by result status (OPTIMAL, FEASIBLE, ...).",
-            ["status"],
+            "Scheduling problems finished, by engine and result status (OPTIMAL, FEASIBLE, ...).",
+            [*engine, "status"],
+            registry=reg,
+        )
+        self.solver_problems_solved_total = Counter(
+            "solver_problems_solved_total",
+            "Scheduling problems that got a schedule (OPTIMAL or FEASIBLE), by engine.",
+            engine,
             registry=reg,
         )
         self.solver_duration_seconds = Histogram(
             "solver_duration_seconds",
-            "Solver wall time per scheduling problem.",
+            "Solver wall time per scheduling problem, by engine.",
+            engine,
             buckets=SOLVER_BUCKETS,
+            registry=reg,
+        )
+        self.solver_timeout_total = Counter(
+            "solver_timeout_total",
+            "Solves stopped by their time limit before proving the optimum, or past their "
+            "pod's deadline, by engine.",
+            engine,
+            registry=reg,
+        )
+        self.solver_memory_bytes = Gauge(
+            "solver_memory_bytes",
+            "Peak resident memory of the engine's latest solve (bytes).",
+            engine,
             registry=reg,
         )
         self.jobs_scheduled_total = Counter(
             "jobs_scheduled_total",
-            "Jobs of solved problems that got a schedule, by job priority.",
-            ["priority"],
+            "Jobs of solved problems that got a schedule, by engine and job priority.",
+            [*engine, "priority"],
             registry=reg,
         )
         self.build_info.labels(
@@ -176,21 +209,34 @@ class OperatorMetrics:
     # -- solver ----------------------------------------------------------------------------
     def observe_problem(
         self,
+        namespace: str,
+        engine: str,
         status: str,
         seconds: float | None = None,
         jobs_by_priority: Mapping[int | str, int] | None = None,
+        *,
+        timed_out: bool = False,
+        memory_bytes: int | None = None,
     ) -> None:
-        """Record a finished SchedulingProblem: its result status, wall time, scheduled jobs.
+        """Record a finished SchedulingProblem of engine `namespace`/`engine`: its result
+        status, wall time, scheduled jobs, whether it timed out, its peak memory.
 
         `jobs_by_priority` maps a job priority to how many jobs of that priority got a
         schedule (nothing for an infeasible result).
         """
-        self.solver_problems_total.labels(status=status).inc()
+        labels = {"namespace": namespace, "engine": engine}
+        self.solver_problems_total.labels(**labels, status=status).inc()
+        if status in SOLVED:
+            self.solver_problems_solved_total.labels(**labels).inc()
         if seconds is not None:
-            self.solver_duration_seconds.observe(max(0.0, seconds))
+            self.solver_duration_seconds.labels(**labels).observe(max(0.0, seconds))
+        if timed_out:
+            self.solver_timeout_total.labels(**labels).inc()
+        if memory_bytes is not None:
+            self.solver_memory_bytes.labels(**labels).set(max(0, memory_bytes))
         for priority, count in (jobs_by_priority or {}).items():
             if count > 0:
-                self.jobs_scheduled_total.labels(priority=str(priority)).inc(count)
+                self.jobs_scheduled_total.labels(**labels, priority=str(priority)).inc(count)
 
     def set_queue_depth(self, namespace: str, engine: str, depth: int) -> None:
         """How many problems of this engine wait in phase Queued."""
@@ -221,8 +267,14 @@ class OperatorMetrics:
         _remove(self.engine_backup_healthy, namespace, engine)
 
     def forget_engine(self, namespace: str, engine: str) -> None:
-        """Drop every per-engine series (the engine was deleted)."""
-        for gauge in (self.engine_ready, self.engine_backup_healthy, self.queue_depth):
+        """Drop the engine's gauges (the engine was deleted); its solver counters stay, as
+        counters of a finished thing do (a rate over them falls to zero)."""
+        for gauge in (
+            self.engine_ready,
+            self.engine_backup_healthy,
+            self.queue_depth,
+            self.solver_memory_bytes,
+        ):
             _remove(gauge, namespace, engine)
 
     # -- exposition ------------------------------------------------------------------------
@@ -267,12 +319,25 @@ def reconcile_timer(kind: str) -> AbstractContextManager[None]:
 
 
 def observe_problem(
+    namespace: str,
+    engine: str,
     status: str,
     seconds: float | None = None,
     jobs_by_priority: Mapping[int | str, int] | None = None,
+    *,
+    timed_out: bool = False,
+    memory_bytes: int | None = None,
 ) -> None:
     """Record a finished SchedulingProblem (see `OperatorMetrics.observe_problem`)."""
-    METRICS.observe_problem(status, seconds, jobs_by_priority)
+    METRICS.observe_problem(
+        namespace,
+        engine,
+        status,
+        seconds,
+        jobs_by_priority,
+        timed_out=timed_out,
+        memory_bytes=memory_bytes,
+    )
 
 
 def set_queue_depth(namespace: str, engine: str, depth: int) -> None:

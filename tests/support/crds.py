@@ -178,9 +178,13 @@ RULE_IDS = [f"{kind}:{path}:{rule}" for kind, path, rule, _ in RULES]
 
 
 def node_at(kind: str, path: str) -> dict[str, Any]:
+    """The schema node at `path` (`a.b[].c`: `[]` steps into a list's items)."""
     node = root_schema(kind)
     for part in path.split(".") if path else []:
-        node = node["properties"][part]
+        name, items = (part[:-2], True) if part.endswith("[]") else (part, False)
+        node = node["properties"][name]
+        if items:
+            node = node["items"]
     return node
 
 

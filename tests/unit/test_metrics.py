@@ -77,18 +77,39 @@ def test_reconcile_timer_flags_exceptions_and_reraises(m: OperatorMetrics) -> No
     assert value(m, count, kind="VulcanBackup") == 2
 
 
-def test_solver_metrics_use_the_guides_names(m: OperatorMetrics) -> None:
-    m.observe_problem("OPTIMAL", seconds=42.0, jobs_by_priority={3: 2, 1: 5})
-    m.observe_problem("INFEASIBLE", seconds=0.5)
-    m.observe_problem("OPTIMAL", jobs_by_priority={"1": 1, 2: 0})
+PROD = {"namespace": "vulcan", "engine": "prod"}
 
-    assert value(m, "solver_problems_total", status="OPTIMAL") == 2
-    assert value(m, "solver_problems_total", status="INFEASIBLE") == 1
-    assert value(m, "solver_duration_seconds_count") == 2
-    assert value(m, "solver_duration_seconds_sum") == pytest.approx(42.5)
-    assert value(m, "jobs_scheduled_total", priority="1") == 6
-    assert value(m, "jobs_scheduled_total", priority="3") == 2
-    assert value(m, "jobs_scheduled_total", priority="2") is None  # zero jobs: no series
+
+def test_solver_metrics_use_the_guides_names(m: OperatorMetrics) -> None:
+    m.observe_problem("vulcan", "prod", "OPTIMAL", seconds=42.0, jobs_by_priority={3: 2, 1: 5})
+    m.observe_problem("vulcan", "prod", "INFEASIBLE", seconds=0.5)
+    m.observe_problem("vulcan", "prod", "OPTIMAL", jobs_by_priority={"1": 1, 2: 0})
+
+    assert value(m, "solver_problems_total", **PROD, status="OPTIMAL") == 2
+    assert value(m, "solver_problems_total", **PROD, status="INFEASIBLE") == 1
+    assert value(m, "solver_problems_solved_total", **PROD) == 2
+    assert value(m, "solver_duration_seconds_count", **PROD) == 2
+    assert value(m, "solver_duration_seconds_sum", **PROD) == pytest.approx(42.5)
+    assert value(m, "jobs_scheduled_total", **PROD, priority="1") == 6
+    assert value(m, "jobs_scheduled_total", **PROD, priority="3") == 2
+    assert value(m, "jobs_scheduled_total", **PROD, priority="2") is None  # zero jobs: no series
+    assert value(m, "solver_timeout_total", **PROD) is None  # none timed out: no series
+
+
+def test_solver_metrics_are_per_engine_with_timeouts_and_memory(m: OperatorMetrics) -> None:
+    m.observe_problem("vulcan", "prod", "FEASIBLE", 300.0, timed_out=True, memory_bytes=2**30)
+    m.observe_problem("vulcan", "prod", "UNKNOWN", 300.0, timed_out=True, memory_bytes=2**28)
+    m.observe_problem("vulcan", "staging", "OPTIMAL", 1.0, memory_bytes=2**20)
+    assert value(m, "solver_timeout_total", **PROD) == 2
+    assert value(m, "solver_timeout_total", namespace="vulcan", engine="staging") is None
+    # The latest solve's peak, not the highest ever (a gauge, as the guide's).
+    assert value(m, "solver_memory_bytes", **PROD) == 2**28
+    assert value(m, "solver_memory_bytes", namespace="vulcan", engine="staging") == 2**20
+    assert value(m, "solver_problems_solved_total", **PROD) == 1
+    assert value(m, "solver_duration_seconds_count", namespace="vulcan", engine="staging") == 1
+    m.forget_engine("vulcan", "prod")  # the gauge goes with the engine; counters stay
+    assert value(m, "solver_memory_bytes", **PROD) is None
+    assert value(m, "solver_timeout_total", **PROD) == 2
 
 
 def test_engine_gauges_set_and_forget(m: OperatorMetrics) -> None:
@@ -151,11 +172,12 @@ def test_http_scrape_sees_counters_move(m: OperatorMetrics, server: int) -> None
     assert any(name == "vulcan_operator_build_info" for name, _ in before)
 
     m.observe_reconcile("VulcanEngine", 0.05, error=False)
-    m.observe_problem("FEASIBLE", seconds=3.0, jobs_by_priority={1: 4})
+    m.observe_problem("plant", "prod", "FEASIBLE", seconds=3.0, jobs_by_priority={1: 4})
     after = scrape(server)
     assert after[total] == 1
-    assert after[("solver_problems_total", (("status", "FEASIBLE"),))] == 1
-    assert after[("jobs_scheduled_total", (("priority", "1"),))] == 4
+    engine = (("engine", "prod"), ("namespace", "plant"))
+    assert after[("solver_problems_total", (*engine, ("status", "FEASIBLE")))] == 1
+    assert after[("jobs_scheduled_total", (*engine, ("priority", "1")))] == 4
 
     m.observe_reconcile("VulcanEngine", 0.05, error=False)
     assert scrape(server)[total] == 2

@@ -7,8 +7,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vulcan_operator.api.common import (
+    DnsLabel,
     DnsSubdomain,
-    LocalObjectReference,
     ObjectMeta,
     Status,
     Strict,
@@ -28,6 +28,23 @@ class ProblemRef(Strict):
         pattern=r"^[-._a-zA-Z0-9]+$",
         description="Key of the ConfigMap whose value is the problem (YAML or JSON).",
     )
+
+
+class EngineReference(Strict):
+    """The VulcanEngine that solves a problem: in the problem's namespace, or in `namespace`
+    when that engine accepts problems from here (its spec.solver.acceptFrom)."""
+
+    name: DnsSubdomain = Field(description="Name of the VulcanEngine.")
+    namespace: DnsLabel | None = Field(
+        None,
+        description="Namespace of the VulcanEngine (default: the problem's own). An engine "
+        "in another namespace solves the problem only when its spec.solver.acceptFrom admits "
+        "this namespace; the problem's solver pod still runs here.",
+    )
+
+    def namespace_for(self, own: str) -> str:
+        """The engine's namespace, for a problem in `own`."""
+        return self.namespace or own
 
 
 class SolverOverrides(Strict):
@@ -61,7 +78,7 @@ class SchedulingProblemSpec(ProblemData):
         ),
     )
 
-    engineRef: LocalObjectReference = Field(
+    engineRef: EngineReference = Field(
         description="The VulcanEngine whose solver defaults and database are used "
         "(cannot change once created: the schedule rows went to its database).",
         json_schema_extra={

@@ -62,7 +62,17 @@ def render_problem(
         spec=SchedulingProblem.model_validate(doc).spec,
         engine=VulcanEngineSpec.model_validate(engine.get("spec") or {}),
         settings=settings,
+        engine_namespace=engine["metadata"]["namespace"],
     )
+    refused = problem_builder.acceptance_issue(  # without the namespace's labels
+        inputs.namespace,
+        inputs.engine_name,
+        inputs.engine_namespace,
+        inputs.engine.solver.acceptFrom,
+        None,
+    )
+    if refused:
+        raise RenderError(f"SchedulingProblem/{meta['name']}: {refused}")
     over = problem_builder.cap_issues(inputs.spec, inputs.engine)
     if over:  # the operator would refuse it: no Job to show
         raise RenderError(f"SchedulingProblem/{meta['name']}: {'; '.join(over)}")
@@ -165,7 +175,9 @@ ENGINE_RENDERERS = {
 
 
 def _engine_of(doc: dict[str, Any], engines: list[Any], namespace: str) -> dict[str, Any]:
-    wanted = ((doc.get("spec") or {}).get("engineRef") or {}).get("name")
+    ref = (doc.get("spec") or {}).get("engineRef") or {}
+    wanted = ref.get("name")
+    namespace = ref.get("namespace") or namespace  # a problem may name another namespace's
     for engine in engines:
         if not isinstance(engine, dict) or engine.get("kind") != "VulcanEngine":
             continue
@@ -217,10 +229,13 @@ def render(
         with_engine = ENGINE_RENDERERS.get(doc["kind"])
         if with_engine is not None:
             doc = _with_defaults(doc, namespace)
-            engine = _with_defaults(
-                _engine_of(doc, [*(engines or []), *docs], doc["metadata"]["namespace"]),
-                doc["metadata"]["namespace"],
+            found = _engine_of(doc, [*(engines or []), *docs], doc["metadata"]["namespace"])
+            engine_ns = (
+                (found.get("metadata") or {}).get("namespace")
+                or ((doc.get("spec") or {}).get("engineRef") or {}).get("namespace")
+                or doc["metadata"]["namespace"]
             )
+            engine = _with_defaults(found, engine_ns)
             if doc["kind"] == "VulcanRestore":
                 out.extend(render_restore(doc, settings, engine, backups))
             else:

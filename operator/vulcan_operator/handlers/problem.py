@@ -3,9 +3,11 @@
 - One daemon per unfinished problem (and per problem whose spec changed after it finished)
   runs the reconcile (`problem_daemon`); it sleeps until one of the handlers here wakes it.
 - Indexes (kept by Kopf from watch events, complete before any daemon starts): the problems
-  of each engine, the solver Jobs of each engine, the engines. The queue decisions read them,
-  so waiting costs no API calls.
-- Watch events of solver Jobs and of engines only wake the daemons concerned.
+  of each engine (keyed by the engine's namespace: a problem may name an engine of another
+  namespace), the solver Jobs of each problem (keyed by the owner's namespace and uid, never
+  by their labels), the engines. The queue decisions read them, so waiting costs no API calls.
+- Watch events of solver Jobs and of engines only wake the daemons concerned; a problem's
+  daemon wakes the head of its engine's queue when it frees a slot (problem_daemon).
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         status: kopf.Status,
         **_: Any,
     ) -> dict[Any, QueueEntry]:
-        engine = (spec.get("engineRef") or {}).get("name")
+        ref = spec.get("engineRef") or {}
+        engine = ref.get("name")
         if not engine:
             return {}
         generation = meta.get("generation")
@@ -80,12 +83,13 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             or ready.get("reason") in NOT_WAITING
         )
         created = str(meta.get("creationTimestamp") or "")
-        entry = QueueEntry(created, name, uid, waiting, status.get("phase", ""), job)
-        return {engine_key(str(namespace), engine): entry}
+        phase = status.get("phase", "")
+        entry = QueueEntry(created, name, uid, waiting, phase, job, str(namespace))
+        return {engine_key(str(ref.get("namespace") or namespace), engine): entry}
 
     @kopf.index("batch", "v1", "jobs", labels=SOLVER_JOBS, id=JOBS_INDEX, registry=registry)
     async def vulcan_solver_jobs(
-        namespace: str | None, name: str, body: kopf.Body, labels: kopf.Labels, **_: Any
+        namespace: str | None, name: str, body: kopf.Body, **_: Any
     ) -> dict[Any, JobEntry]:
         job = dict(body)
         owner = next(
@@ -96,9 +100,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             ),
             "",
         )
+        if not owner:
+            return {}
         active = solverjob.finished(job) is None and not (job.get("spec") or {}).get("suspend")
-        key = (str(namespace), labels.get(names.LABEL_ENGINE, ""))
-        return {key: JobEntry(name, active, owner)}
+        return {(str(namespace), owner): JobEntry(name, active)}
 
     @kopf.index(GROUP, VERSION, ENGINES, id=ENGINES_INDEX, registry=registry)
     async def vulcan_engines(
@@ -107,16 +112,12 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         return {(namespace, name): {"spec": copy.deepcopy(dict(body.get("spec") or {}))}}
 
     @kopf.on.event("batch", "v1", "jobs", labels=SOLVER_JOBS, registry=registry)
-    async def solver_job_changed(
-        type: str, body: kopf.Body, namespace: str | None, labels: kopf.Labels, **kwargs: Any
-    ) -> None:
+    async def solver_job_changed(body: kopf.Body, **_: Any) -> None:
+        # The owner's daemon looks; when the Job freed a slot, it wakes the next in its
+        # engine's queue.
         for owner in body.get("metadata", {}).get("ownerReferences") or []:
             if owner.get("kind") == problem.KIND:
                 wakeups.wake(owner.get("uid", ""))
-        if type == "DELETED" or solverjob.finished(dict(body)) is not None:
-            head = view(kwargs).head((str(namespace), labels.get(names.LABEL_ENGINE, "")))
-            if head is not None:  # a slot is free: the first in the queue takes it
-                wakeups.wake(head.uid)
 
     @kopf.on.event(GROUP, VERSION, ENGINES, registry=registry)
     async def engine_changed(type: str, namespace: str | None, name: str, **kwargs: Any) -> None:

@@ -24,7 +24,7 @@ from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api, ApiError, Ref
 from vulcan_operator.metrics import observe_problem, reconcile_timer, set_queue_depth
 from vulcan_operator.reconcile import problem
-from vulcan_operator.reconcile.queue import QueueView, Wakeups, engine_key
+from vulcan_operator.reconcile.queue import EngineKey, QueueView, Wakeups, engine_key
 from vulcan_operator.status import diff
 
 PLURAL = kinds.PROBLEM.plural
@@ -46,6 +46,12 @@ def _newest(live: dict[str, Any], ours: dict[str, Any] | None) -> dict[str, Any]
     except (KeyError, TypeError, ValueError):
         return live
     return ours if newer else live
+
+
+def _wake_head(queue: QueueView, wakeups: Wakeups, key: EngineKey) -> None:
+    head = queue.head(key)
+    if head is not None:
+        wakeups.wake(head.uid)
 
 
 def register(
@@ -79,6 +85,7 @@ def register(
         ref = Ref(API_VERSION, problem.KIND, namespace, name)
         queue = view(kwargs)
         ours: dict[str, Any] | None = None
+        key: EngineKey | None = None
         try:
             while not stopped:
                 current = _newest(copy.deepcopy(dict(body)), ours)
@@ -100,20 +107,29 @@ def register(
                     logger.exception("reconcile failed, retrying in %g s", poll)
                     await wakeups.sleep(uid, poll, stopped.wait())
                     continue
-                if outcome.finished is not None:
-                    observe_problem(
-                        outcome.finished.status,
-                        outcome.finished.seconds,
-                        outcome.finished.jobs_by_priority,
-                    )
-                if outcome.took_slot is not None:  # the next in the queue may find one too
-                    head = queue.head(outcome.took_slot)
-                    if head is not None:
-                        wakeups.wake(head.uid)
-                engine = ((current.get("spec") or {}).get("engineRef") or {}).get("name")
+                engine_ref = (current.get("spec") or {}).get("engineRef") or {}
+                engine = engine_ref.get("name")
+                engine_ns = engine_ref.get("namespace") or namespace
                 if engine:
-                    depth = len(queue.waiting(engine_key(str(namespace), str(engine))))
-                    set_queue_depth(str(namespace), str(engine), depth)
+                    key = engine_key(str(engine_ns), str(engine))
+                    set_queue_depth(str(engine_ns), str(engine), len(queue.waiting(key)))
+                if outcome.finished is not None:
+                    done = outcome.finished
+                    observe_problem(
+                        str(engine_ns),
+                        str(engine),
+                        done.status,
+                        done.seconds,
+                        done.jobs_by_priority,
+                        timed_out=done.timed_out,
+                        memory_bytes=done.memory_bytes,
+                    )
+                # A slot was freed (the solve ended) or taken (the next may find one too):
+                # the head of the engine's queue looks.
+                if key is not None and (outcome.finished or outcome.took_slot):
+                    _wake_head(queue, wakeups, key)
                 await wakeups.sleep(uid, outcome.requeue, stopped.wait())
         finally:
             wakeups.forget(uid)
+            if key is not None:  # deleted while it held a slot, perhaps
+                _wake_head(queue, wakeups, key)

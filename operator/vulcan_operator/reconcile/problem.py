@@ -11,6 +11,14 @@ starting), Queued (waiting for a solver slot of the engine, or for Kueue), Runni
 runs; it patches `status.progress` itself), Succeeded (a schedule), Failed (invalid,
 infeasible, no schedule in time, out of memory, deadline, image, eviction, crash).
 
+The engine may live in another namespace (`engineRef.namespace`): it solves the problem only
+when its `spec.solver.acceptFrom` admits the problem's namespace (by name, or by a selector on
+the namespace's labels, read then); otherwise the problem fails (`NotAccepted`) naming the
+field that would allow it, and learns nothing else of the engine. Its Job still runs in the
+problem's namespace, in the engine's queue; when it ends, the operator writes its schedule
+rows with the engine's credentials (`schedulerows`), as the pod itself does in the engine's
+own namespace.
+
 A spec edit starts over: a Job of the older generation still running is deleted, and the
 previous result moves to `status.history` (newest first, at most `HISTORY_LIMIT`).
 
@@ -26,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -35,11 +43,12 @@ from pydantic import ValidationError
 
 from vulcan_operator import kinds, names
 from vulcan_operator.api import errors
-from vulcan_operator.api.engine import VulcanEngineSpec
+from vulcan_operator.api.engine import AcceptFrom, VulcanEngineSpec
 from vulcan_operator.api.problem import SchedulingProblem
 from vulcan_operator.builders.problem import (
     KUEUE_QUEUE_LABEL,
     ProblemInputs,
+    acceptance_issue,
     active_deadline_seconds,
     build,
     cap_issues,
@@ -49,6 +58,8 @@ from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api, ApiError, NotOurs, Ref, apply
 from vulcan_operator.reconcile import solverjob
 from vulcan_operator.reconcile.queue import EngineKey, QueueEntry, QueueView, engine_key
+from vulcan_operator.reconcile.schedulerows import ForeignSolve, write_rows
+from vulcan_operator.solverpod.store import ScheduleKey
 from vulcan_operator.status import condition, get_condition, now, set_conditions
 
 __all__ = ["HISTORY_LIMIT", "KIND", "TERMINAL", "Finished", "ProblemOutcome", "reconcile"]
@@ -60,6 +71,8 @@ HISTORY_LIMIT = 5
 QUEUED_POLL_FACTOR = 3
 KUEUE_WORKLOAD = ("kueue.x-k8s.io/v1beta1", "Workload")
 KUEUE_JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"
+#: The label the API server puts on every namespace: its name.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 #: Fields of the status the reconcile owns; `progress`, `result` and `solutionRef` are also
 #: written by the solver pod, and only set here when they must change.
 Event = tuple[str, str, str]
@@ -92,6 +105,8 @@ class Finished:
     status: str
     seconds: float | None = None
     jobs_by_priority: dict[int | str, int] = field(default_factory=dict)
+    timed_out: bool = False
+    memory_bytes: int | None = None
 
 
 @dataclass
@@ -287,13 +302,20 @@ async def reconcile(
     if isinstance(problem, list):
         return _invalid(st, old, events, problem)
 
-    key = engine_key(namespace, problem.spec.engineRef.name)
+    engine_name = problem.spec.engineRef.name
+    engine_ns = problem.spec.engineRef.namespace_for(namespace)
+    key = engine_key(engine_ns, engine_name)
+    created = str(meta.get("creationTimestamp") or "")
+    me = QueueEntry(created, name, uid, True, "Queued", job_name, namespace)
     job = None
-    if old.get("jobName") == job_name or queue.knows_job(key, job_name, uid):
+    if old.get("jobName") == job_name or queue.knows_job(key, me):
         job = await api.get(Ref("batch/v1", "Job", namespace, job_name))
     if job is not None:
         st.set(jobName=job_name)
-        return await _follow(api, st, old, events, job, poll)
+        rows = None
+        if engine_ns != namespace:
+            rows = _foreign_rows(api, queue, problem, namespace, uid, gen, job_name)
+        return await _follow(api, st, old, events, job, poll, rows)
     if old.get("jobName") == job_name and old.get("phase") in ("Pending", "Running"):
         message = f"the solver Job {job_name} was deleted before it finished"
         st.set(result={"explanation": [message], "finishedAt": now()})
@@ -302,11 +324,10 @@ async def reconcile(
             status, [*events, ("Warning", "JobDeleted", message)], None, Finished("ERROR")
         )
 
-    engine_name = problem.spec.engineRef.name
-    engine = queue.engine(namespace, engine_name)
+    engine = queue.engine(engine_ns, engine_name)
     if engine is None:
         message = (
-            f"VulcanEngine '{engine_name}' not found in namespace '{namespace}': the problem "
+            f"VulcanEngine '{engine_name}' not found in namespace '{engine_ns}': the problem "
             "is solved once it exists"
         )
         status = st.make("Pending", "EngineNotFound", message, progressing=False)
@@ -314,12 +335,24 @@ async def reconcile(
         return ProblemOutcome(
             status, [*events, ("Warning", "EngineNotFound", message)] if new else events, poll
         )
+    if engine_ns != namespace:
+        # Accepted first, from acceptFrom alone: a namespace the engine does not accept
+        # learns nothing of the engine's spec, not even why it is invalid.
+        refused = await _refusal(api, namespace, engine_name, engine_ns, engine)
+        if refused is not None:
+            st.set(result={"explanation": [refused], "finishedAt": now()})
+            status = st.make("Failed", "NotAccepted", refused, progressing=False)
+            event = ("Warning", "NotAccepted", refused)
+            return ProblemOutcome(status, [*events, event], None)
     try:
         engine_spec = VulcanEngineSpec.model_validate(engine.get("spec") or {})
     except ValidationError as exc:
         # An engine newer than this operator (an unknown field) must not make every
-        # reconcile of its problems raise: its problems wait, saying why.
+        # reconcile of its problems raise: its problems wait, saying why (to the engine's
+        # own namespace; another one only learns that it is invalid).
         lines = [f"spec.{line}" for line in errors.describe(exc, VulcanEngineSpec)]
+        if engine_ns != namespace:
+            lines = [f"see VulcanEngine '{engine_name}' in namespace '{engine_ns}'"]
         message = f"VulcanEngine '{engine_name}' has an invalid spec: " + "; ".join(lines)
         status = st.make("Pending", "EngineInvalid", message, progressing=False)
         new = _phase_event(old, "Pending", "EngineInvalid")
@@ -330,6 +363,16 @@ async def reconcile(
     over = cap_issues(problem.spec, engine_spec)
     if over:
         return _invalid(st, old, events, over)
+    if engine_spec.hibernate:
+        message = (
+            f"VulcanEngine '{engine_name}' hibernates (spec.hibernate): the problem is solved "
+            "once it is woken up"
+        )
+        status = st.make("Queued", "EngineHibernated", message)
+        new = _phase_event(old, "Queued", "EngineHibernated")
+        return ProblemOutcome(
+            status, [*events, ("Normal", "EngineHibernated", message)] if new else events, poll
+        )
 
     ref = problem.spec.problemRef
     if ref is not None:
@@ -352,6 +395,7 @@ async def reconcile(
         spec=problem.spec,
         engine=engine_spec,
         settings=settings,
+        engine_namespace=engine_ns,
     )
 
     async def start() -> None:
@@ -366,8 +410,6 @@ async def reconcile(
     )
     position = 0
     if not inputs.queue_name:  # with Kueue, Kueue admits (unsuspends) the Jobs
-        created = str(meta.get("creationTimestamp") or "")
-        me = QueueEntry(created, name, uid, True, "Queued", job_name)
         position = queue.admit(key, me, engine_spec.solver.maxConcurrentJobs, job_name)
     if not position:
         try:
@@ -431,6 +473,60 @@ def _invalid(
     )
 
 
+async def _refusal(
+    api: Api, namespace: str, engine_name: str, engine_ns: str, engine: dict[str, Any]
+) -> str | None:
+    """Why the engine does not solve problems of `namespace` (None: it does). The namespace's
+    labels are read only when a selector could admit it."""
+    raw = ((engine.get("spec") or {}).get("solver") or {}).get("acceptFrom") or {}
+    try:
+        accept = AcceptFrom.model_validate(raw)
+    except ValidationError:
+        accept = AcceptFrom()  # an invalid acceptFrom admits no one
+    labels = None
+    if accept.namespaceSelector is not None and namespace not in accept.namespaces:
+        labels = await namespace_labels(api, namespace)
+    return acceptance_issue(namespace, engine_name, engine_ns, accept, labels)
+
+
+async def namespace_labels(api: Api, namespace: str) -> dict[str, str]:
+    """The namespace's labels, with the one the API server sets on every namespace (so a
+    selector on kubernetes.io/metadata.name works even where nothing else labels it)."""
+    body = await api.get(Ref("v1", "Namespace", None, namespace))
+    labels = dict(((body or {}).get("metadata") or {}).get("labels") or {})
+    return {**labels, NAMESPACE_NAME_LABEL: namespace}
+
+
+def _foreign_rows(
+    api: Api,
+    queue: QueueView,
+    problem: SchedulingProblem,
+    namespace: str,
+    uid: str,
+    gen: int,
+    job_name: str,
+) -> Callable[[], Awaitable[tuple[str | None, str | None]]]:
+    """How the schedule rows of a problem solved for an engine of another namespace get
+    written (`schedulerows`): by the operator, with the engine's credentials."""
+    ref = problem.spec.engineRef
+    engine_ns = ref.namespace_for(namespace)
+
+    async def write() -> tuple[str | None, str | None]:
+        engine = queue.engine(engine_ns, ref.name)
+        try:
+            spec = VulcanEngineSpec.model_validate((engine or {}).get("spec") or {})
+        except ValidationError:
+            spec = None
+        if engine is None or spec is None:
+            return None, f"not written to the engine's database: VulcanEngine '{ref.name}' is gone"
+        key = ScheduleKey(namespace, problem.metadata.name, uid, gen, job_name)
+        configmap = names.problem_schedule_configmap(problem.metadata.name)
+        solve = ForeignSolve(key, configmap, engine_ns, spec.database_url_ref(ref.name))
+        return await write_rows(api, solve)
+
+    return write
+
+
 async def _follow(
     api: Api,
     st: _Status,
@@ -438,8 +534,10 @@ async def _follow(
     events: list[Event],
     job: dict[str, Any],
     poll: float,
+    rows: Callable[[], Awaitable[tuple[str | None, str | None]]] | None = None,
 ) -> ProblemOutcome:
-    """The problem's Job exists: report what it does."""
+    """The problem's Job exists: report what it does. `rows` writes the schedule rows when
+    the pod could not (an engine of another namespace)."""
     meta = job["metadata"]
     job_name, namespace = meta["name"], meta["namespace"]
     if solverjob.suspended(job):
@@ -475,6 +573,8 @@ async def _follow(
 
     pods = await api.list(Ref("v1", "Pod", namespace), {"job-name": job_name})
     verdict = solverjob.verdict(job, pods, old.get("result"), now())
+    if rows is not None and verdict.solution_ref and verdict.solution_ref.get("configMapName"):
+        verdict = solverjob.with_rows(verdict, *await rows())
     st.set(result=_compact(verdict.result))
     if verdict.solution_ref is not None:
         st.set(solutionRef=verdict.solution_ref)
@@ -489,5 +589,11 @@ async def _follow(
         status,
         [*events, (kind, verdict.reason, verdict.message)],
         None,
-        Finished(verdict.metric_status, verdict.seconds, verdict.jobs_by_priority),
+        Finished(
+            verdict.metric_status,
+            verdict.seconds,
+            verdict.jobs_by_priority,
+            verdict.timed_out,
+            verdict.memory_bytes,
+        ),
     )

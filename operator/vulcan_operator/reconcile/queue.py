@@ -5,7 +5,8 @@ not finished, not suspended); the other problems wait in phase Queued, first com
 served (creation time, then name). Everything here is in memory and answers at once:
 
 - `QueueView` reads three live maps the handlers keep up to date from watch events (Kopf
-  indexes): the problems of each engine, the solver Jobs of each engine and the engines.
+  indexes): the problems of each engine (from any namespace the engine accepts), the solver
+  Jobs of each problem (by the owning problem's uid) and the engines.
 - `Admissions` (one per operator process; only one replica is active) remembers the slots
   given that the Job map does not show yet, so two problems never take the same free slot.
 - `Wakeups` lets a waiting problem sleep until something relevant happens instead of polling.
@@ -14,7 +15,10 @@ served (creation time, then name). Everything here is in memory and answers at o
   O(1) work, not a wave through the whole queue; the positions further back are refreshed by
   each problem's own poll.
 
-Keys are `(namespace, label_value(engine))`, the value of the engine label on the Jobs.
+Keys are `(engine namespace, label_value(engine))`. A Job counts for an engine only as the
+Job of one of that engine's problems (its owner uid), at most one per problem: a Job anyone
+made with our labels, in any namespace, takes no slot (a planner could otherwise starve the
+engine's other namespaces), and labels are never trusted to say which engine a Job is for.
 """
 
 from __future__ import annotations
@@ -62,6 +66,8 @@ class QueueEntry:
     phase: str = ""
     #: The name of the Job of its current generation (whether it exists or not).
     job: str = ""
+    #: Its namespace (its Jobs are there: an ownerReference never crosses namespaces).
+    namespace: str = ""
 
     @property
     def order(self) -> tuple[str, str]:
@@ -76,8 +82,6 @@ class JobEntry:
     name: str
     #: Created, not finished and not suspended: it holds a slot.
     active: bool
-    #: The owning SchedulingProblem's uid ('' when none).
-    owner: str = ""
 
 
 class Admissions:
@@ -114,7 +118,7 @@ class QueueView:
     def __init__(
         self,
         problems: Mapping[EngineKey, Iterable[QueueEntry]],
-        jobs: Mapping[EngineKey, Iterable[JobEntry]],
+        jobs: Mapping[tuple[str, str], Iterable[JobEntry]],
         engines: Mapping[tuple[str, str], Iterable[dict[str, Any]]],
         admissions: Admissions,
     ) -> None:
@@ -128,35 +132,45 @@ class QueueView:
         found = list(self._engines.get((namespace, name), ()))
         return found[0] if found else None
 
-    def _recent(self, key: EngineKey) -> tuple[list[JobEntry], set[str]]:
-        jobs = list(self._jobs.get(key, ()))
-        return jobs, self.admissions.recent(key, (j.name for j in jobs))
+    def _jobs_of(self, entry: QueueEntry) -> list[JobEntry]:
+        """The solver Jobs the problem owns, in its own namespace."""
+        return list(self._jobs.get((entry.namespace, entry.uid), ()))
+
+    def _recent(self, key: EngineKey) -> tuple[list[QueueEntry], set[str]]:
+        """The engine's problems, and the uids of those started here whose Job the map does
+        not show yet."""
+        entries = list(self._problems.get(key, ()))
+        seen = (j.name for e in entries for j in self._jobs_of(e))
+        return entries, self.admissions.recent(key, seen)
 
     def _waiting(self, key: EngineKey) -> list[QueueEntry]:
-        jobs, recent = self._recent(key)
-        existing = {j.name for j in jobs}
+        entries, recent = self._recent(key)
         # A problem whose Job exists no longer waits, even before its status says so.
         return [
             e
-            for e in self._problems.get(key, ())
-            if e.waiting and e.uid not in recent and e.job not in existing
+            for e in entries
+            if e.waiting
+            and e.uid not in recent
+            and not any(j.name == e.job for j in self._jobs_of(e))
         ]
 
     def active(self, key: EngineKey) -> int:
-        """Solver Jobs of the engine holding a slot (including ones just created here)."""
-        jobs, recent = self._recent(key)
-        return sum(1 for j in jobs if j.active) + len(recent)
+        """Problems of the engine holding a slot: an active Job (one per problem at most),
+        or a slot just given here."""
+        entries, recent = self._recent(key)
+        holding = {e.uid for e in entries if any(j.active for j in self._jobs_of(e))}
+        return len(holding | recent)
 
     def waiting(self, key: EngineKey) -> list[QueueEntry]:
         """The engine's problems waiting for a slot, first come first."""
         return sorted(self._waiting(key), key=lambda e: e.order)
 
-    def knows_job(self, key: EngineKey, job: str, uid: str) -> bool:
-        """Whether Job `job` of problem `uid` may exist: the Job map has it, or it was just
+    def knows_job(self, key: EngineKey, me: QueueEntry) -> bool:
+        """Whether problem `me`'s Job (`me.job`) may exist: the Job map has it, or it was just
         given a slot here. (The map is complete before any handler runs, after a restart too;
         a Job created meanwhile by anyone else is still found, by name, when creating it.)"""
-        jobs, recent = self._recent(key)
-        return uid in recent or any(j.name == job for j in jobs)
+        _, recent = self._recent(key)
+        return me.uid in recent or any(j.name == me.job for j in self._jobs_of(me))
 
     def head(self, key: EngineKey) -> QueueEntry | None:
         """The problem that gets the next free slot of the engine."""

@@ -11,7 +11,7 @@ deadline exceeded, evicted, invalid problem, a crash. The solver's summary becom
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vulcan_operator import quantity
@@ -27,11 +27,14 @@ __all__ = [
     "suspended",
     "termination",
     "verdict",
+    "with_rows",
 ]
 
 IMAGE_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
 SCHEDULE_STATUSES = ("OPTIMAL", "FEASIBLE")
 CONTAINER = "solver"
+#: The search's stop reasons (SolveResult.stop_reason) that are a time-out.
+TIMEOUT_STOPS = ("timeLimit", "wallClockGuard", "noTime")
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,12 @@ class Verdict:
     metric_status: str = "ERROR"
     seconds: float | None = None
     jobs_by_priority: dict[int | str, int] = field(default_factory=dict)
+    #: The search stopped at its time limit without proving the optimum, or the pod passed
+    #: its deadline (solver_timeout_total).
+    timed_out: bool = False
+    #: The solve's peak resident memory as the pod measured it, or the memory limit when it
+    #: was OOM-killed (solver_memory_bytes); None when unknown.
+    memory_bytes: int | None = None
 
 
 def _conditions(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -183,11 +192,14 @@ def _solved(summary: dict[str, Any], finished_at: str, limit: str) -> Verdict:
     }
     progress = {k: v for k, v in final_progress(summary).items() if v is not None}
     seconds = summary.get("wallSeconds")
+    memory = summary.get("peakMemoryBytes")
     common: dict[str, Any] = {
         "result": result,
         "progress": progress or None,
         "metric_status": status,
         "seconds": float(seconds) if isinstance(seconds, (int, float)) else None,
+        "timed_out": status != "OPTIMAL" and summary.get("stopReason") in TIMEOUT_STOPS,
+        "memory_bytes": memory if isinstance(memory, int) and memory >= 0 else None,
     }
     explanation = "; ".join(result["explanation"])
     notes = [str(n) for n in summary.get("notes") or []]
@@ -243,6 +255,19 @@ def _solved(summary: dict[str, Any], finished_at: str, limit: str) -> Verdict:
     )
 
 
+def with_rows(found: Verdict, schedule_id: str | None, note: str | None) -> Verdict:
+    """`found` with the schedule rows the operator wrote for the pod (an engine of another
+    namespace): their schedule id, or the note why there are none."""
+    ref = dict(found.solution_ref or {})
+    message = found.message
+    if schedule_id is not None:
+        ref["scheduleId"] = schedule_id
+        message += f"; rows in the engine's database (schedule {schedule_id})"
+    if note:
+        message += f"; {note}"
+    return replace(found, solution_ref=ref or None, message=message)
+
+
 def verdict(
     job: dict[str, Any],
     pods: list[dict[str, Any]],
@@ -268,22 +293,28 @@ def verdict(
 
     failed = _conditions(job).get("Failed") or {}
     if failed.get("reason") == "DeadlineExceeded":
-        return _failure(
-            "DeadlineExceeded",
-            f"the solver pod ran past its deadline of {deadline} s (time limit {limit} plus "
-            "time to start and to store the schedule) and was stopped: raise "
-            "spec.solver.maxTimeSeconds, or see the pod's log if the solver hung",
-            when,
+        return replace(
+            _failure(
+                "DeadlineExceeded",
+                f"the solver pod ran past its deadline of {deadline} s (time limit {limit} "
+                "plus time to start and to store the schedule) and was stopped: raise "
+                "spec.solver.maxTimeSeconds, or see the pod's log if the solver hung",
+                when,
+            ),
+            timed_out=True,
         )
     pod = pods[0] if pods else {}
     pod_status = pod.get("status") or {}
     if terminated.get("reason") == "OOMKilled":
         mib = memory_limit_mib(job)
         at = f" (limit {mib} MiB)" if mib is not None else ""
-        return _failure(
-            "OOMKilled",
-            f"the solver ran out of memory{at} and was killed: raise spec.solver.memoryLimitMB",
-            when,
+        return replace(
+            _failure(
+                "OOMKilled",
+                f"the solver ran out of memory{at} and was killed: raise spec.solver.memoryLimitMB",
+                when,
+            ),
+            memory_bytes=None if mib is None else mib * 2**20,
         )
     disrupted = any(
         c.get("type") == "DisruptionTarget" and c.get("status") == "True"

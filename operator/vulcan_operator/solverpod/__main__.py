@@ -21,7 +21,8 @@ What it does (the operator builds the Job; see builders/problem.py):
    when `DATABASE_URL` is set (see `store`), then patches the final progress,
    `status.result` and `status.solutionRef` (see `status`).
 4. Writes a summary to the termination log (`/dev/termination-log` when present): the result
-   summary plus `finishedAt`, `configMap`, `scheduleId`, `jobsByPriority` and `notes` (what
+   summary plus `finishedAt`, `configMap`, `scheduleId`, `jobsByPriority`,
+   `peakMemoryBytes` (for solver_memory_bytes) and `notes` (what
    could not be stored, and why). The operator reads it when the Job ends, so the outcome
    reaches the status even if a status patch from here was lost.
 
@@ -39,6 +40,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -119,6 +121,11 @@ def problem_document(
             }
         )
     return "\n---\n".join(json.dumps(doc) for doc in docs) + "\n"
+
+
+def peak_memory_bytes() -> int:
+    """This process's peak resident memory (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def jobs_by_priority(problem: ProblemData) -> dict[str, int]:
@@ -272,6 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "configMap": configmap,
         "scheduleId": schedule_id,
         "jobsByPriority": jobs_by_priority(loaded.problem) if result.get("assignments") else {},
+        "peakMemoryBytes": peak_memory_bytes(),
         "notes": pod.notes,
     }
     for note in pod.notes:

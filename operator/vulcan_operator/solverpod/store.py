@@ -38,6 +38,7 @@ __all__ = [
     "RESULT_KEY",
     "SCHEMA",
     "ScheduleKey",
+    "database_note",
     "ensure_tables",
     "write_configmap",
     "write_database",
@@ -232,11 +233,14 @@ def write_database(
         schedule_id = asyncio.run(write_schedule(url, key, result))
         return str(schedule_id)
     except Exception as error:  # the ConfigMap still has the schedule
-        # Only the kind of error and PostgreSQL's own SQLSTATE: a driver's message may
-        # quote a fragment of a malformed URL, password included.
-        sqlstate = getattr(error, "sqlstate", None)
-        notes.append(
-            "cannot write the schedule to the engine's database: "
-            f"{type(error).__name__}" + (f" (SQLSTATE {sqlstate})" if sqlstate else "")
-        )
+        notes.append(database_note(error))
         return None
+
+
+def database_note(error: BaseException) -> str:
+    """Why the rows were not written: only the kind of error and PostgreSQL's own SQLSTATE (a
+    driver's message may quote a fragment of a malformed URL, password included)."""
+    sqlstate = getattr(error, "sqlstate", None)
+    return "cannot write the schedule to the engine's database: " + (
+        f"{type(error).__name__}" + (f" (SQLSTATE {sqlstate})" if sqlstate else "")
+    )

@@ -454,7 +454,11 @@ def test_dashboard_is_a_grafana_dashboard_with_the_guides_panels() -> None:
         assert refs and len(set(refs)) == len(refs)
     panels = {p["title"]: p for p in board["panels"]}
     solver = {n for t in panels["Solver Performance"]["targets"] for n, _ in selectors(t["expr"])}
-    assert solver == {"solver_problems_total", "solver_duration_seconds_bucket"}
+    assert solver == {
+        "solver_problems_total",
+        "solver_problems_solved_total",
+        "solver_duration_seconds_bucket",
+    }
     db = {n for t in panels["Database Connections"]["targets"] for n, _ in selectors(t["expr"])}
     assert db == {"database_connection_pool_size", "database_connection_pool_usage"}
     assert panels["Error Rate"]["fieldConfig"]["defaults"]["unit"] == "percentunit"

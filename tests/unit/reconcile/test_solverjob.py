@@ -1,22 +1,13 @@
-"""reconcile.solverjob (a Job and its pod in plain words) and reconcile.queue (who may start)."""
+"""reconcile.solverjob: a Job and its pod in plain words (the queue: test_queue.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 import pytest
 
 from vulcan_operator.reconcile import solverjob
-from vulcan_operator.reconcile.queue import (
-    STARTED_MEMORY_SECONDS,
-    Admissions,
-    JobEntry,
-    QueueEntry,
-    QueueView,
-    Wakeups,
-)
 
 NOW = "2026-11-29T02:00:00Z"
 
@@ -243,108 +234,3 @@ def test_job_states() -> None:
 )
 def test_memory_limits_in_mib(quantity: str, mib: int | None) -> None:
     assert solverjob.memory_limit_mib(job(memory=quantity)) == mib
-
-
-# --- the queue ------------------------------------------------------------------------------
-
-KEY = ("plant-a", "prod")
-
-
-def entry(name: str, created: str = "2026-11-29T02:00:00Z", waiting: bool = True) -> QueueEntry:
-    return QueueEntry(created, name, f"uid-{name}", waiting, "Queued" if waiting else "Running")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def view(
-    problems: list[QueueEntry], jobs: list[JobEntry], admissions: Admissions | None = None
-) -> QueueView:
-    return QueueView({KEY: problems}, {KEY: jobs}, {}, admissions or Admissions())
-
-
-def test_positions_are_first_come_first_served_then_by_name() -> None:
-    problems = [
-        entry("c", "2026-11-29T02:00:01Z"),
-        entry("b"),
-        entry("a"),
-        entry("done", waiting=False),
-    ]
-    v = view(problems, [])
-    assert [e.name for e in v.waiting(KEY)] == ["a", "b", "c"]
-    assert v.position(KEY, entry("a")) == 1
-    assert v.position(KEY, entry("c", "2026-11-29T02:00:01Z")) == 3
-    assert v.position(KEY, entry("z", "2026-11-29T02:00:09Z")) == 4  # not in the map yet
-
-
-def test_admission_respects_the_limit_whatever_the_maps_lag() -> None:
-    problems = [entry(n) for n in "abcde"]
-    jobs = [JobEntry("old-solve-1", active=True), JobEntry("old-solve-0", active=False)]
-    v = view(problems, jobs)
-    # limit 3 with one active Job: two slots; the maps never learn about the new Jobs here.
-    results = {n: v.admit(KEY, entry(n), 3, f"{n}-solve-1") for n in "edcba"}
-    # Each answer is the position at the time of its decision (e, d and c decided first).
-    assert results == {"a": 0, "b": 0, "c": 3, "d": 4, "e": 5}
-    assert v.active(KEY) == 3
-    assert [v.position(KEY, entry(n)) for n in "cde"] == [1, 2, 3]
-    v.admissions.release(KEY, "uid-a")  # its Job could not be created: the slot is free...
-    assert v.active(KEY) == 2 and v.position(KEY, entry("c")) == 2  # ...and a is first again
-    assert v.admit(KEY, entry("c"), 3, "c-solve-1") == 2
-    assert v.admit(KEY, entry("a"), 3, "a-solve-1") == 0
-
-
-def test_a_started_job_counts_until_the_map_shows_it_and_then_the_map_decides() -> None:
-    clock = Clock()
-    admissions = Admissions(clock)
-    admissions.started(KEY, "uid-a", "a-solve-1")
-    jobs: list[JobEntry] = []
-    v = QueueView({KEY: [entry("a"), entry("b")]}, {KEY: jobs}, {}, admissions)
-    assert v.active(KEY) == 1 and [e.name for e in v.waiting(KEY)] == ["b"]
-    jobs.append(JobEntry("a-solve-1", active=False))  # seen, and already finished
-    assert v.active(KEY) == 0
-    admissions.started(KEY, "uid-b", "b-solve-1")  # never seen (deleted at once): forgotten
-    clock.now += STARTED_MEMORY_SECONDS + 1
-    assert v.active(KEY) == 0
-
-
-def test_the_engine_comes_from_its_map() -> None:
-    v = QueueView({}, {}, {("plant-a", "prod"): [{"spec": {"version": "1"}}]}, Admissions())
-    assert v.engine("plant-a", "prod") == {"spec": {"version": "1"}}
-    assert v.engine("plant-a", "other") is None
-
-
-async def test_wakeups_end_a_sleep_early() -> None:
-    wakeups = Wakeups()
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    await wakeups.sleep("u", 0.05)
-    assert loop.time() - start >= 0.04  # nobody woke it
-
-    sleeper = asyncio.create_task(wakeups.sleep("u", 10))
-    await asyncio.sleep(0)
-    wakeups.wake("u")
-    await asyncio.wait_for(sleeper, 1)
-
-    wakeups.wake("u")  # a wake while it works is not lost: the next sleep returns at once
-    await asyncio.wait_for(wakeups.sleep("u", 10), 1)
-
-    stop = asyncio.get_running_loop().create_future()
-    sleeper = asyncio.create_task(wakeups.sleep("u", 10, stop))
-    await asyncio.sleep(0)
-    stop.set_result(None)
-    await asyncio.wait_for(sleeper, 1)
-    wakeups.forget("u")
-
-
-def test_the_head_of_the_queue_gets_the_next_slot() -> None:
-    admissions = Admissions()
-    v = view([entry("b"), entry("a"), entry("x", waiting=False)], [], admissions)
-    assert v.head(KEY) == entry("a")
-    admissions.started(KEY, "uid-a", "a-solve-1")
-    assert v.head(KEY) == entry("b")
-    assert view([], []).head(KEY) is None

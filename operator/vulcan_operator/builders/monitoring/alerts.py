@@ -14,8 +14,10 @@ when backups are enabled).
 
 Scoping: every expression selects `{namespace="<ns>", service="<engine Service>"}` (the labels
 the Prometheus Operator gives every target of a ServiceMonitor), or, for the operator's own
-gauges (`vulcan_operator.metrics`), `{namespace="<ns>", engine="<engine>"}`; two engines never
-see each other's series.
+series (`vulcan_operator.metrics`), `{namespace="<ns>", engine="<engine>"}`; two engines never
+see each other's series. SolverTimeout counts both sources of `solver_timeout_total`: the
+backend's own solves and the ones the operator's solver pods ran for the engine (the problems
+of its namespace and of the namespaces it accepts), as one rate per engine.
 """
 
 from __future__ import annotations
@@ -96,9 +98,10 @@ class _Alert:
 
 
 def _guide_alerts(
-    namespace: str, service: str, memory_limit: int | None, memory_text: str
+    engine: str, namespace: str, service: str, memory_limit: int | None, memory_text: str
 ) -> list[_Alert]:
     sel = matchers(namespace=namespace, service=service)
+    mine = matchers(namespace=namespace, engine=engine)
     by = "namespace, service"
     if memory_limit is not None:
         memory_expr = (
@@ -139,7 +142,11 @@ def _guide_alerts(
         ),
         _Alert(
             "SolverTimeout",
-            f"sum by ({by}) (rate(solver_timeout_total{{{sel}}}[5m])) > 0.1",
+            "sum by (namespace) (rate(solver_timeout_total{"
+            + sel
+            + "}[5m]) or rate(solver_timeout_total{"
+            + mine
+            + "}[5m])) > 0.1",
             "5m",
             "warning",
             "Solver timeouts increasing",
@@ -215,7 +222,7 @@ def rule_groups(
     service = names.engine_service(engine)
     limit = memory_bytes(memory_limit)
     memory_text = str(memory_limit) if limit is not None else ""
-    guide = _guide_alerts(namespace, service, limit, memory_text)
+    guide = _guide_alerts(engine, namespace, service, limit, memory_text)
     ours = _operator_alerts(engine, namespace, service, backup_enabled)
     return [
         {
