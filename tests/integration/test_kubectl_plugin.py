@@ -231,14 +231,83 @@ async def test_a_failed_backup_exits_1_with_the_reason(
     assert "Warning events" in out
 
 
-async def test_hibernate_on_and_off(
+SMALL_PROBLEM = {
+    "apiVersion": "vulcan-engine.com/v1alpha1",
+    "kind": "SchedulingProblem",
+    "metadata": {"name": "tiny", "namespace": "default"},
+    "spec": {
+        "engineRef": {"name": "prod"},
+        "machines": [{"name": "m1"}],
+        "jobs": [{"name": "j1", "tasks": [{"name": "t1", "duration": 5, "machines": ["m1"]}]}],
+    },
+}
+
+
+def solver_jobs(emulator: Emulator) -> list[str]:
+    return [
+        j["metadata"]["name"]
+        for j in emulator.list("jobs", "default")
+        if j["metadata"]["labels"].get("app.kubernetes.io/component") == "solver"
+    ]
+
+
+async def test_hibernate_keeps_everything_but_runs_nothing(
     emulator: Emulator, operator: OperatorRunner, plugin: Plugin
 ) -> None:
     await installed(emulator)
+    deployment = emulator.get("deployments", "default", "prod")
+    replicas = deployment["spec"].get("replicas")
+    kept = {
+        (kind, name): emulator.get(kind, "default", name)["metadata"]["uid"]
+        for kind, name in (
+            ("secrets", "prod-keys"),
+            ("services", "prod"),
+            ("cronjobs", "prod-backup"),
+            ("persistentvolumeclaims", "prod-backups"),
+        )
+    }
+    assert emulator.get("horizontalpodautoscalers", "default", "prod") is not None
+
     ok(await plugin("hibernate", "on", "prod"))
-    assert emulator.get(ENGINES, "default", "prod")["spec"]["hibernate"] is True
+    await emulator.wait_for(lambda: status(emulator)["phase"] == "Hibernated", timeout=10)
+    assert emulator.get("deployments", "default", "prod")["spec"]["replicas"] == 0
+    await emulator.wait_for(
+        lambda: emulator.get("horizontalpodautoscalers", "default", "prod") is None
+    )
+    hibernated = cond(status(emulator), "Hibernated")
+    assert hibernated["status"] == "True" and hibernated["reason"] == "Hibernated"
+    assert cond(status(emulator), "Ready")["reason"] == "Hibernated"
+    for (kind, name), uid in kept.items():  # kept, not re-made
+        assert emulator.get(kind, "default", name)["metadata"]["uid"] == uid
+    assert emulator.get("cronjobs", "default", "prod-backup")["spec"]["suspend"] is False
+    # A version change waits; a problem waits, with no Job.
+    emulator.patch(ENGINES, "default", "prod", {"spec": {"version": "2.1.0"}})
+    emulator.create(SMALL_PROBLEM)
+    await emulator.wait_for(
+        lambda: (
+            cond(status(emulator, "schedulingproblems", "tiny"), "Ready")["reason"]
+            == "EngineHibernated"
+        )
+    )
+    assert status(emulator, "schedulingproblems", "tiny")["phase"] == "Queued"
+    await emulator.wait_for(lambda: status(emulator)["observedGeneration"] == 3)
+    assert status(emulator)["currentVersion"] == "2.0.0" and solver_jobs(emulator) == []
+    assert (status(emulator).get("upgrade") or {}).get("to") != "2.1.0"
+    out = ok(await plugin("status", "prod"))
+    assert "(hibernate)" in out and "Hibernated       True" in out
+
     ok(await plugin("hibernate", "off", "prod"))
-    assert emulator.get(ENGINES, "default", "prod")["spec"]["hibernate"] is False
+    await emulator.wait_for(
+        lambda: (
+            emulator.get("deployments", "default", "prod")["spec"].get("replicas") == replicas
+            and emulator.get("horizontalpodautoscalers", "default", "prod") is not None
+        ),
+        timeout=20,
+    )
+    await emulator.wait_for(lambda: cond(status(emulator), "Hibernated")["reason"] == "Awake")
+    await emulator.wait_for(lambda: solver_jobs(emulator), timeout=10)  # the problem starts
+    # The version change that waited starts now.
+    await emulator.wait_for(lambda: status(emulator)["upgrade"]["to"] == "2.1.0", timeout=10)
 
 
 async def test_report_bundle_has_everything_and_no_secret(

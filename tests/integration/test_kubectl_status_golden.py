@@ -105,3 +105,18 @@ async def test_failed_backup(
         lambda: any(e.get("reason") == "Failed" for e in emulator.list("events", "default"))
     )
     check("failed-backup", await screen(emulator, tmp_path), update_golden)
+
+
+async def test_hibernated(
+    emulator: Emulator, operator: OperatorRunner, tmp_path: Path, update_golden: bool
+) -> None:
+    await installed(emulator)
+    emulator.patch(ENGINES, "default", "prod", {"spec": {"hibernate": True}})
+    await emulator.wait_for(lambda: status(emulator)["phase"] == "Hibernated", timeout=10)
+    await emulator.wait_for(
+        lambda: (
+            emulator.get("horizontalpodautoscalers", "default", "prod") is None
+            and status(emulator)["readyReplicas"] == 0
+        )
+    )
+    check("hibernated", await screen(emulator, tmp_path), update_golden)

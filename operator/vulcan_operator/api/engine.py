@@ -769,6 +769,9 @@ class VulcanEngineStatus(Status):
         None, description="A restore in progress (the engine is scaled to zero meanwhile)."
     )
     history: list[HistoryEntry] = Field(default_factory=list, description="Versions run.")
+    hibernatedReplicas: int | None = Field(
+        None, ge=0, description="While spec.hibernate: the replicas to come back to."
+    )
     upgrade: dict[str, Any] | None = Field(
         None,
         description="State of an upgrade in progress (step, versions, backup, revisions).",

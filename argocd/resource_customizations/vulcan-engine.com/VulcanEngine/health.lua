@@ -64,6 +64,11 @@ if (degraded ~= nil and degraded.status == "True") or phase == "Degraded" then
   hs.message = says(degraded, says(ready, "The engine is degraded"))
   return hs
 end
+if phase == "Hibernated" then
+  hs.status = "Suspended"
+  hs.message = "Hibernated: no backend pods until spec.hibernate is false"
+  return hs
+end
 if backup ~= nil and backup.status == "False" then
   hs.status = "Degraded"
   hs.message = "Backups unhealthy: " .. says(backup, "the last backup failed")
