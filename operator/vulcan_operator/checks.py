@@ -53,7 +53,7 @@ MODELS: dict[str, type[BaseModel]] = {
 }
 
 #: The fields of a VulcanEngine's spec that name an image (dotted paths; absent ones skipped).
-IMAGE_FIELDS = ("image", "backup.clientImage")
+IMAGE_FIELDS = ("image", "backup.clientImage", "backup.redis.image")
 #: A problem this close to a size cap (a fraction of it) gets a warning.
 NEAR = 0.8
 
@@ -255,6 +255,8 @@ def image_problems(spec: VulcanEngineSpec, allowed: tuple[str, ...]) -> list[str
         return []
     lines = []
     for path in IMAGE_FIELDS:
+        if path == "backup.redis.image" and not spec.backup.redis.enabled:
+            continue  # a default image that never runs
         image = _field(spec, path)
         if isinstance(image, str) and image and not image_allowed(image, allowed):
             lines.append(

@@ -154,17 +154,17 @@ def _restore(
     runner: Runner, db: PgDatabase, folder: Path, result: dict[str, Any], **dirs: Path
 ) -> Any:
     parts = result["parts"]
-    env = {}
+    env: dict[str, str] = {}
     for part, target in dirs.items():
         env[f"PART_{part.upper()}_ARCHIVE"] = str(folder / parts[part]["file"])
         env[f"PART_{part.upper()}_SHA256"] = parts[part]["checksum"]
         env[f"PART_{part.upper()}_DIR"] = str(target)
     return runner(
         "restore",
+        env,
         DATABASE_URL=db.dsn,
         BACKUP_FILE=str(folder / result["file"]),
         EXPECTED_SHA256=result["checksum"],
-        **env,
     )
 
 

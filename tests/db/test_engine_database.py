@@ -55,7 +55,7 @@ def _reconcile(server: PgServer, body: dict[str, Any]) -> tuple[dict[str, Any], 
 
 
 def _degraded(status: dict[str, Any]) -> dict[str, Any]:
-    (found,) = [c for c in status["conditions"] if c["type"] == "Degraded"]
+    found: dict[str, Any] = next(c for c in status["conditions"] if c["type"] == "Degraded")
     return found
 
 
