@@ -149,6 +149,8 @@ def test_notes_name_the_next_commands() -> None:
         ({"imagePullSecrets": ["regcred"]}, "/imagePullSecrets/0"),
         ({"nodeSelector": {"zone": 1}}, "/nodeSelector/zone"),
         ({"config": {"resyncSeconds": 0}}, "/config/resyncSeconds"),
+        ({"config": {"jobImagePullSecrets": ["Reg_Cred"]}}, "/config/jobImagePullSecrets/0"),
+        ({"config": {"allowedImages": ["a,b"]}}, "/config/allowedImages/0"),
         ({"resources": {"limits": {"memory": "lots"}}}, "/resources/limits/memory"),
     ],
 )
@@ -332,8 +334,12 @@ def test_settings_are_the_operators_defaults() -> None:
         "problemPollSeconds": 30,
         "solverImage": "registry.example.com/solver:1",
         "postgresImage": "registry.example.com/postgres:16",
+        "allowedImages": ["registry.example.com/", "ghcr.io/acme/"],
+        "jobImagePullSecrets": ["regcred", "mirror-creds"],
     }
     settings = Settings.from_env(env(render({"config": custom})))
+    assert settings.allowed_images == ("registry.example.com/", "ghcr.io/acme/")
+    assert settings.image_pull_secrets == ("regcred", "mirror-creds")
     assert (
         settings.resync_seconds,
         settings.poll_seconds,

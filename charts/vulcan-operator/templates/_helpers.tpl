@@ -71,22 +71,30 @@ by tests/repo/test_chart.py; refresh with scripts/sync_chart.py): the rules of i
 {{- end }}
 
 {{/*
-Those rules split by scope, for namespace-scoped installs (watchNamespaces). Call with
-(dict "ctx" $ "scope" "Cluster") for the rules of cluster-scoped resources (the CRDs Kopf
-follows, and namespaces should the list grant them), or "Namespaced" for the rest, to be
-granted by a Role in each watched namespace. The cluster-wide peering object becomes a
-namespaced one: a namespace-scoped operator peers through a KopfPeering in each watched
-namespace.
+Those rules split by scope, for namespace-scoped installs (watchNamespaces), as
+tests/support/rbac.py derives them for manifests/namespaced/: (dict "ctx" $ "scope"
+"Namespaced") gives the Role of each watched namespace (everything namespaced; the cluster
+peering becomes a KopfPeering there), "Cluster" the ClusterRole's rules (the cluster-scoped
+resources still used: a namespace read by name; no CRD watch, as the operator run with exact
+-n namespaces turns Kopf's scanning off: main.without_scanning).
 */}}
 {{- define "vulcan-operator.scopedRules" -}}
-{{- $cluster := list "customresourcedefinitions" "namespaces" }}
+{{- $clusterScoped := list "customresourcedefinitions" "namespaces" "clusterkopfpeerings" }}
+{{- $instead := dict "clusterkopfpeerings" "kopfpeerings" }}
+{{- $unused := list "customresourcedefinitions" }}
 {{- $out := list }}
 {{- range $rule := (include "vulcan-operator.rules" .ctx | fromYaml).rules }}
 {{- $keep := list }}
 {{- range $resource := $rule.resources }}
 {{- $base := first (splitList "/" $resource) }}
-{{- if eq (has $base $cluster) (eq $.scope "Cluster") }}
-{{- $keep = append $keep (replace "clusterkopfpeerings" "kopfpeerings" $resource) }}
+{{- if eq $.scope "Cluster" }}
+{{- if and (has $base $clusterScoped) (not (has $base $unused)) (not (hasKey $instead $base)) }}
+{{- $keep = append $keep $resource }}
+{{- end }}
+{{- else if hasKey $instead $resource }}
+{{- $keep = append $keep (get $instead $resource) }}
+{{- else if not (has $base $clusterScoped) }}
+{{- $keep = append $keep $resource }}
 {{- end }}
 {{- end }}
 {{- if $keep }}
