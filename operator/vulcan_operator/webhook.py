@@ -17,14 +17,16 @@ import datetime
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
+import aiohttp.web
 import kopf
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from vulcan_operator import names
+from vulcan_operator import kinds, names
 from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api, ApiError, Ref
 
@@ -60,6 +62,8 @@ LABELS = {
     names.LABEL_MANAGED_BY: names.MANAGED_BY,
 }
 WEBHOOKS = ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration")
+#: The ids of the admission handlers (handlers.admission): one per kind, its plural.
+HANDLER_IDS = frozenset(kind.plural for kind in kinds.ALL)
 
 
 def hostnames(namespace: str) -> list[str]:
@@ -214,6 +218,18 @@ async def inject_ca(api: Api, ca_pem: bytes) -> bool:
     raise kopf.TemporaryError(f"ValidatingWebhookConfiguration {CONFIGURATION} keeps changing")
 
 
+class Server(kopf.WebhookServer):
+    """Kopf's webhook server, closed to a path no handler has: Kopf would find no handler for
+    it and admit the request; this answers 404, which the API server (failurePolicy Fail)
+    turns into a refusal, so a misrouted webhook configuration fails closed."""
+
+    @staticmethod
+    async def _serve(fn: Any, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        if request.match_info.get("id") not in HANDLER_IDS:
+            raise aiohttp.web.HTTPNotFound(reason=f"no webhook here; serving {PATH}/<plural>")
+        return await kopf.WebhookServer._serve(fn, request)
+
+
 async def server(settings: Settings, api: Api) -> kopf.WebhookServer:
     """Kopf's webhook server on `settings.admission_port`, with its certificate."""
     if settings.admission_cert_dir:
@@ -230,7 +246,7 @@ async def server(settings: Settings, api: Api) -> kopf.WebhookServer:
             (folder / file).touch(mode=0o600)
             (folder / file).write_bytes(data)
         await inject_ca(api, ca)
-    return kopf.WebhookServer(
+    return Server(
         addr="0.0.0.0",  # every interface: the Service reaches each replica at its pod IP
         port=settings.admission_port,
         path=PATH,

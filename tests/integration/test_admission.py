@@ -376,6 +376,15 @@ async def test_an_update_that_keeps_the_spec_is_admitted_even_when_invalid(
     assert "spec.autoscaling" in message
 
 
+async def test_a_path_without_a_handler_is_refused_not_admitted(client: Client) -> None:
+    # Kopf admits what no handler matches; a misrouted webhook configuration fails closed.
+    valid = documents(REPO / "tests" / "data" / "valid" / "engine-minimal.yaml")[0]
+    for path in ("/validate/vulcanengine", "/validate/", "/validate/VulcanEngines", "/other/x"):
+        response = await client.review(valid, path=path)
+        assert response["allowed"] is False, path
+    assert (await client.review(valid))["allowed"] is True
+
+
 # -- the certificate -------------------------------------------------------------------------
 async def test_the_ca_is_made_once_and_kept_and_only_it_is_trusted(
     emulator: Emulator, kube_config: Any

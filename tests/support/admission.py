@@ -129,6 +129,7 @@ class Client:
         old: Obj | None = None,
         operation: str = "CREATE",
         plural: str | None = None,
+        path: str | None = None,
     ) -> Obj:
         """The AdmissionReview response's `response` for creating (or updating) `obj`."""
         kind = obj.get("kind") if isinstance(obj, dict) else None
@@ -153,7 +154,7 @@ class Client:
             },
         }
         async with self.session.post(
-            f"https://127.0.0.1:{self.port}/validate/{plural}",
+            f"https://127.0.0.1:{self.port}{path or f'/validate/{plural}'}",
             json=request,
             ssl=self.context,
             server_hostname=HOST,
