@@ -57,12 +57,18 @@ class SolverOverrides(Strict):
     )
     useLNS: bool | None = Field(None, description="Use Large Neighborhood Search.")
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Random seed.")
+    logSearch: bool | None = Field(
+        None,
+        description="Write CP-SAT's search log (and one line per dispatch rule and per "
+        "neighbourhood repair) to the solver pod's log.",
+    )
 
     def over(self, base: SolverSettings) -> SolverSettings:
-        """These overrides applied on top of `base`."""
+        """These overrides applied on top of `base` (the solve's settings; logSearch is how
+        the pod reports, not a setting of the search)."""
         return SolverSettings.model_validate(
             base.model_dump(include=set(SolverSettings.model_fields))
-            | self.model_dump(exclude_none=True)
+            | self.model_dump(exclude_none=True, exclude={"logSearch"})
         )
 
 

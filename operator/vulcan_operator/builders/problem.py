@@ -240,6 +240,8 @@ def solver_args(inputs: ProblemInputs) -> list[str]:
         str(s.seed),
         "--lns" if s.useLNS else "--no-lns",
     ]
+    if inputs.spec.solver.logSearch:
+        args.append("--log-search")
     if inputs.spec.problemRef is not None:
         args += ["--problem-file", f"{PROBLEM_MOUNT}/{PROBLEM_FILE}"]
     return args

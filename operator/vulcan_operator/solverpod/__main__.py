@@ -2,7 +2,7 @@
 
     python -m vulcan_operator.solverpod --namespace NS --problem NAME --generation G
         --schedule-configmap CM [--time-limit S] [--workers N] [--memory-limit MB] [--seed N]
-        [--lns | --no-lns] [--problem-file PATH] [--termination-log PATH]
+        [--lns | --no-lns] [--log-search] [--problem-file PATH] [--termination-log PATH]
         [--progress-interval S]
 
 What it does (the operator builds the Job; see builders/problem.py):
@@ -198,6 +198,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-limit", type=int, default=8192, metavar="MB")
     p.add_argument("--seed", type=int, default=0, metavar="N")
     p.add_argument("--lns", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument(
+        "--log-search",
+        action="store_true",
+        help="CP-SAT's search log on stderr, in the pod log (spec.solver.logSearch)",
+    )
     p.add_argument("--problem-file", type=Path, help="the mounted problemRef ConfigMap key")
     p.add_argument("--termination-log", type=Path, help="default: /dev/termination-log")
     p.add_argument(
@@ -246,7 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             loaded.problem,
             loaded.settings,
             solver.Callbacks(
-                progress=[json_lines_printer(), reporter.report], result=_print_result
+                progress=[json_lines_printer(), reporter.report],
+                result=_print_result,
+                search_log=runner.stderr_lines if args.log_search else None,
             ),
         )
     finally:
