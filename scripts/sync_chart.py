@@ -6,6 +6,7 @@
 Helm reads no file outside the chart's folder, so the chart holds copies:
 - files/crds/: crds/*.yaml (generated from the models) and manifests/crds/kopf.dev-peerings.yaml;
 - files/rbac.yaml: manifests/rbac.yaml, the operator's authoritative RBAC rules;
+- files/admission-policy.yaml: manifests/admission-policy/admission-policy.yaml;
 and its README's values table is generated from values.schema.json and values.yaml.
 """
 
@@ -35,6 +36,8 @@ def copies() -> dict[Path, Path]:
     ]
     out = {CHART / "files" / "crds" / s.name: s for s in sources}
     out[CHART / "files" / "rbac.yaml"] = REPO / "manifests" / "rbac.yaml"
+    policy = REPO / "manifests" / "admission-policy" / "admission-policy.yaml"
+    out[CHART / "files" / "admission-policy.yaml"] = policy
     return out
 
 

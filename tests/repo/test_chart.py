@@ -52,6 +52,8 @@ HELM_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by")
 KEEP = "helm.sh/resource-policy"
 CLUSTER_KINDS = {
     "CustomResourceDefinition",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
     "ClusterRole",
     "ClusterRoleBinding",
     "ValidatingWebhookConfiguration",
@@ -297,6 +299,18 @@ def test_webhook_render_is_what_the_webhook_components_add(
     installed = [o for o in kustomize(tmp_path) if o["kind"] != "Namespace"]
     values = {"webhook": {"enabled": True, "certManager": {"enabled": cert_manager}}}
     compare(render(values), installed)
+
+
+def test_admission_policy_render_is_the_admission_policy_kustomization() -> None:
+    values = {"admissionPolicy": {"enabled": True}}
+    policy = [o for o in render(values) if o["kind"].startswith("ValidatingAdmissionPolicy")]
+    assert len(policy) == 2
+    compare(policy, kustomize(MANIFESTS / "admission-policy"))
+    # Another release's ServiceAccount is the one the policy holds to the rules.
+    other = render(values, name="ops", namespace="platform")
+    (vap,) = [o for o in other if o["kind"] == "ValidatingAdmissionPolicy"]
+    (condition,) = vap["spec"]["matchConditions"]
+    assert "'system:serviceaccount:platform:ops-vulcan-operator'" in condition["expression"]
 
 
 # --- the Deployment ----------------------------------------------------------------------------

@@ -50,6 +50,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "webhook": {
         "webhook": {"enabled": True, "certManager": {"enabled": True}},
         "config": {"allowedImages": ["ghcr.io/vulcan-engine/", "registry.example.com/vulcan/"]},
+        "admissionPolicy": {"enabled": True},
     },
     "scheduling": {
         "replicaCount": 3,
