@@ -15,13 +15,15 @@ def parse(body: dict[str, Any], model: type[M]) -> M | list[str]:
     """`body` (as the API server holds it) as `model`, or one line per problem of its spec.
 
     Only what the user wrote is checked: the envelope, name and namespace, and the spec; the
-    status and the server's metadata are the operator's and the server's."""
+    status and the server's metadata are the operator's and the server's. Strict, as
+    `vulcan-operator validate` and the admission webhook are (`checks.parse`): a quoted number
+    is refused, never coerced, so the three agree on every document."""
     doc = {k: body.get(k) for k in ("apiVersion", "kind", "metadata", "spec")}
     doc["metadata"] = {
         k: v for k, v in (body.get("metadata") or {}).items() if k in ("name", "namespace")
     }
     try:
-        return model.model_validate(doc)
+        return model.model_validate(doc, strict=True)
     except ValidationError as exc:
         return describe(exc, model)
 
