@@ -19,6 +19,8 @@ from vulcan_operator.solver.problem import ProblemData
 from vulcan_operator.solver.result import Assignment, SolveResult
 
 LABEL_WIDTH = 150
+TIME_UNIT = "time (problem units) →"
+"""The time axis' label: times are in whatever unit the problem was written in."""
 MIN_PLOT_WIDTH = 960
 MAX_PLOT_WIDTH = 16_000
 PX_PER_TASK = 14
@@ -142,7 +144,8 @@ def render_svg(problem: ProblemData, result: SolveResult, title: str = "") -> st
         listed = ", ".join(f"{j} (+{end - due})" for j, (end, due) in list(late.items())[:10])
         more = f" and {len(late) - 10} more" if len(late) > 10 else ""
         out.append(_text(10, 54, f"Late: {listed}{more}", fill="#c00"))
-    # Time axis and grid.
+    # Time axis and grid; the problem's times have no unit of their own: say so.
+    out.append(_text(8, top - 6, TIME_UNIT, fill="#555", font_style="italic"))
     step = _tick_step(end, plot)
     for t in range(0, end + 1, step):
         x = LABEL_WIDTH + t * scale
