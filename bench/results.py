@@ -4,6 +4,7 @@
     .venv/bin/python bench/results.py --quick        # fewer instances and seeds (~15 minutes)
     .venv/bin/python bench/results.py --only plants  # one part (classic, large, fjsp, plants,
                                                      #   portfolio), the others left out
+    .venv/bin/python bench/results.py --work DIR --report-only   # tables of earlier records
 
 Each part runs `run.py` or `large.py` as a child (ours and the baselines back to back per
 instance, see there), keeps every record under `--work` (JSON lines), and the tables go into
@@ -62,9 +63,13 @@ def records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+REPORT_ONLY = False
+
+
 def child(args: list[str]) -> None:
     print("+", " ".join(args), flush=True)
-    subprocess.run([sys.executable, *args], check=False)
+    if not REPORT_ONLY:
+        subprocess.run([sys.executable, *args], check=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=PARTS)
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
     parser.add_argument("--work", help="folder for the JSON-lines records (default: a temp dir)")
+    parser.add_argument(
+        "--report-only", action="store_true", help="run nothing: the tables of --work's records"
+    )
     args = parser.parse_args(argv)
+    global REPORT_ONLY
+    REPORT_ONLY = args.report_only
     work = Path(args.work or tempfile.mkdtemp(prefix="vulcan-results-"))
     work.mkdir(parents=True, exist_ok=True)
     parts = args.only or list(PARTS)
