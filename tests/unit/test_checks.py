@@ -4,11 +4,14 @@ allow-list, the checks against the objects a resource names, and the warnings.""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from vulcan_operator import checks
+from vulcan_operator import API_VERSION, checks
+from vulcan_operator.api import errors
 from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.checks import Named, image_allowed, image_problems
 
@@ -154,3 +157,25 @@ def test_an_engine_may_not_share_an_earlier_engines_store() -> None:
     assert checks.check(older, Named(engines={("vulcan", "prod"): stored})) == []
     newer["spec"]["backup"]["storage"]["pvc"]["claimName"] = "mine"
     assert checks.check(newer, engines) == []
+
+
+TOP_LEVEL = ("apiVersion", "kind", "metadata", "spec", "status")
+INVALID = sorted(
+    (Path(__file__).resolve().parents[2] / "tests" / "data" / "invalid").glob("*.yaml")
+)
+
+
+@pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
+def test_the_reconcile_reads_a_resource_as_validate_and_the_webhook_do(path: Path) -> None:
+    # The reconcile's parse (api.errors.parse) and checks.parse give the same lines for every
+    # document the API server could hold (our group and kind; unknown top-level fields are
+    # pruned by the server, so only validate sees them).
+    for doc in yaml.safe_load_all(path.read_text()):
+        if not isinstance(doc, dict) or doc.get("kind") not in checks.MODELS:
+            continue
+        if doc.get("apiVersion") != API_VERSION or set(doc) - set(TOP_LEVEL):
+            continue
+        ours, reconcile = checks.parse(doc), errors.parse(doc, checks.MODELS[doc["kind"]])
+        assert isinstance(ours, list) == isinstance(reconcile, list), path.name
+        if isinstance(ours, list):
+            assert ours == reconcile
