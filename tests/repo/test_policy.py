@@ -121,13 +121,13 @@ def policy_manifests() -> dict[str, list[Obj]]:
         out[f"engine-{path.stem}"] = render(_docs(path), settings=settings)
     for path in PROBLEMS:
         docs = _docs(path)
-        namespace = next(
-            d["metadata"].get("namespace") or "vulcan"
-            for d in docs
-            if d.get("kind") == "SchedulingProblem"
-        )
+        problem = next(d for d in docs if d.get("kind") == "SchedulingProblem")
+        namespace = problem["metadata"].get("namespace") or "vulcan"
+        # The engine lives where the problem's engineRef says (examples/plant.yaml: another
+        # namespace's engine, which admits plant-a by spec.solver.acceptFrom).
+        engine_namespace = (problem["spec"].get("engineRef") or {}).get("namespace") or namespace
         out[f"solver-{path.stem}"] = render(
-            docs, engines=[_engine(namespace)], settings=settings, namespace=namespace
+            docs, engines=[_engine(engine_namespace)], settings=settings, namespace=namespace
         )
     out.update(one_off_jobs(settings))
     out["install"] = kustomize(MANIFESTS)
