@@ -5,7 +5,8 @@ Every command of the section's shell block runs as written with real kubectl (1.
 the API emulator, which refuses objects in a namespace that does not exist (as a real API
 server does). The operator runs as its Deployment in `manifests/` runs it: the console script
 with the Deployment's own arguments (plus `-A`, Kopf's flag for all namespaces), in its own
-process, from the moment `kubectl apply -k manifests/` created that Deployment. The emulator's
+process, from the moment `kubectl apply -k manifests/` created that Deployment (its arguments
+read from the Deployment kubectl created). The emulator's
 controllers make Deployments ready and Jobs (the migration) succeed. Only the resync period is
 shortened, so the test does not wait a minute for a timer.
 """
@@ -22,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.emulator import Emulator
 from tests.support.kubectl import KUBECTL, OpenApiEmulator, kubeconfig, shell_block
@@ -43,10 +43,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def deployment_args() -> list[str]:
-    """The operator container's arguments in manifests/base/deployment.yaml."""
-    docs = yaml.safe_load_all((REPO / "manifests" / "base" / "deployment.yaml").read_text())
-    (deployment,) = [d for d in docs if d and d.get("kind") == "Deployment"]
+def deployment_args(emulator: Emulator) -> list[str]:
+    """The operator container's arguments, as `kubectl apply -k manifests/` created them."""
+    deployment = emulator.get("deployments", "vulcan-system", "vulcan-operator")
+    assert deployment is not None, "kubectl apply -k manifests/ made no operator Deployment"
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     return [str(a) for a in container["args"]]
 
@@ -66,7 +66,7 @@ def operator_process(emulator: Emulator, tmp_path: Path) -> Iterator[list[subpro
             proc.wait()
 
 
-def start_operator(config: Path, log: Path) -> subprocess.Popen[str]:
+def start_operator(emulator: Emulator, config: Path, log: Path) -> subprocess.Popen[str]:
     env = {
         **os.environ,
         "KUBECONFIG": str(config),
@@ -77,7 +77,7 @@ def start_operator(config: Path, log: Path) -> subprocess.Popen[str]:
     script = Path(sys.executable).parent / "vulcan-operator"
     liveness = f"--liveness=http://127.0.0.1:{free_port()}/healthz"
     return subprocess.Popen(
-        [str(script), *deployment_args(), "-A", liveness],
+        [str(script), *deployment_args(emulator), "-A", liveness],
         env=env,
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
@@ -111,8 +111,7 @@ async def test_the_install_section_word_for_word_ends_ready(
         outputs.append(done.stdout)
         if argv[1:3] == ["apply", "-k"] and not operator_process:
             # The operator's Deployment exists now: its pod starts.
-            assert emulator.get("deployments", "vulcan-system", "vulcan-operator") is not None
-            operator_process.append(start_operator(config, log))
+            operator_process.append(start_operator(emulator, config, log))
 
     assert operator_process, "the install section never applied manifests/"
     assert operator_process[0].poll() is None, log.read_text()[-3000:]
