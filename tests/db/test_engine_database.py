@@ -76,6 +76,7 @@ def test_the_budget_of_the_guides_defaults_is_over_the_servers_limit(pg_server: 
     degraded = _degraded(status)
     assert degraded["status"] == "True"
     assert degraded["reason"] == "ConnectionBudget"
+    assert status["phase"] != "Degraded"  # a warning: the engine serves until the load comes
     # 20 + 40 per pod, 10 pods (the HPA's maxReplicas), against 100.
     for number in ("600", "60 per pod", "poolSize 20", "maxOverflow 40", "10 pods", "100"):
         assert number in degraded["message"]

@@ -388,7 +388,14 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
                 gen,
             )
         )
-    degraded = any(c["type"] == "Degraded" and c["status"] == "True" for c in conds)
+    # The connection budget warns (the condition, an Event) without changing the phase: the
+    # engine serves until the load comes.
+    degraded = any(
+        c["type"] == "Degraded"
+        and c["status"] == "True"
+        and c["reason"] != engine_database.CONNECTION_BUDGET
+        for c in conds
+    )
     phase = hold.phase or step.phase or ("Degraded" if degraded else phase)
     if asleep.on and phase not in ("Degraded", "Restoring"):
         phase = "Hibernated"
