@@ -186,6 +186,14 @@ async def test_the_readme_example_runs_as_written(
     assert emulator.list("jobs", ENGINE_NS, labels="app.kubernetes.io/component=solver") == []
     assert [r.job for r in vulcan.runs] == [job["metadata"]["name"]]
 
+    # Nothing in plant-a, stored or logged, holds the engine's database URL or its password.
+    password = pg_dsn.split("@")[0].rsplit(":", 1)[1]
+    assert len(password) >= 8, "the scan needs a password to look for"
+    kinds = ("schedulingproblems", "jobs", "pods", "configmaps", "events", "secrets", "roles")
+    planners = [json.dumps(o) for kind in kinds for o in emulator.list(kind, "plant-a")]
+    assert len(planners) > 5 and not any(password in text for text in planners)
+    assert not any(password in r.stdout + r.stderr + r.termination for r in vulcan.runs)
+
     # The operator wrote the rows with the engine's credentials, read in vulcan.
     (row,) = await rows(pg_dsn)
     assert (row["namespace"], row["problem"], row["status"]) == (
