@@ -249,6 +249,17 @@ def test_crds_are_the_repositorys_kept_on_uninstall_and_optional() -> None:
     assert not [o for o in render({"crds": {"create": False}}) if o["kind"].endswith("Definition")]
 
 
+def test_crds_are_rendered_on_upgrade_too() -> None:
+    """Templates, not crds/: `helm upgrade` renders (and so applies) them like an install."""
+    upgrade = chart().render({}, name=RELEASE, namespace=NAMESPACE, is_upgrade=True, revision=2)
+    crds = [
+        d
+        for d in yaml.safe_load_all(upgrade[f"{RELEASE}/templates/crds.yaml"])
+        if d and d["kind"] == "CustomResourceDefinition"
+    ]
+    assert len(crds) == 6
+
+
 def strip_helm(obj: Obj) -> Obj:
     """The object without what only Helm adds: its two labels, the CRDs' keep annotation."""
     obj = copy.deepcopy(obj)
