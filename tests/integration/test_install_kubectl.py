@@ -4,7 +4,7 @@
 RBAC, Deployment, ...; no custom resource of a CRD made in the same run), and the operator run
 as its Deployment says (its args and environment) then makes its own peering object and
 reconciles an engine. `kubectl apply --dry-run=client` accepts what the chart renders for every
-value set.
+value set, and what every kustomization of manifests/ builds.
 
 kubectl talks to the emulator for discovery (client-side dry runs need the server's API list).
 `--validate=false`: kubectl's own schema check downloads the server's OpenAPI document, which
@@ -135,3 +135,20 @@ async def test_kubectl_accepts_every_chart_render(
         stdin=yaml.safe_dump_all(objs),
     )
     assert out.count("(dry run)") == len(objs), out
+
+
+@pytest.mark.emulator(crds=False)
+@pytest.mark.parametrize("folder", ["", "monitoring", "namespaced", "admission-policy"])
+async def test_kubectl_accepts_every_kustomization(
+    folder: str, emulator: Emulator, tmp_path: Path
+) -> None:
+    """`kubectl kustomize manifests/<folder>` builds, and `kubectl apply --dry-run=client -f -`
+    accepts what it builds."""
+    for crd in THIRD_PARTY:
+        emulator.create(crd)
+    built = await kubectl(emulator, tmp_path, "kustomize", str(MANIFESTS / folder))
+    objs = [d for d in yaml.safe_load_all(built) if d]
+    out = await kubectl(
+        emulator, tmp_path, "apply", "--dry-run=client", "--validate=false", "-f", "-", stdin=built
+    )
+    assert out.count("(dry run)") == len(objs) > 0, out
