@@ -61,6 +61,7 @@ async def kubectl(emulator: Emulator, tmp: Path, *args: str, stdin: str = "") ->
     return done.stdout
 
 
+@pytest.mark.timeout(240)  # kubectl runs and an operator process start, each bounded
 @pytest.mark.emulator(crds=False)
 async def test_one_kubectl_apply_installs_a_working_operator(
     emulator: Emulator, tmp_path: Path
@@ -110,7 +111,7 @@ async def test_one_kubectl_apply_installs_a_working_operator(
     with operator_process(deployment, emulator.url, tmp_path):
         await emulator.wait_for(
             lambda: emulator.get("vulcanengines", "plant-a", "prod")["status"]["phase"] == "Ready",
-            timeout=60,
+            timeout=90,  # a cold start (ortools, kopf) on a loaded machine
         )
         assert emulator.get("clusterkopfpeerings", None, RELEASE) is not None
     assert deployment["metadata"]["namespace"] == NAMESPACE
