@@ -14,6 +14,7 @@ and its name hash covers it; the database tests run the very same text.
 | s3-upload   | aws CLI          | upload the dump written by `backup` (never over a key)    |
 | s3-download | aws CLI          | fetch a backup (and its file parts) for `restore`         |
 | redis-snapshot | redis (redis-cli) | `redis-cli --rdb` of the engine's Redis, for `backup`  |
+| drill       | postgres (psql)  | the newest backup into a scratch database, checked, dropped |
 
 Every program ends by printing one JSON line (also written to /dev/termination-log): see
 `vulcan_operator.reconcile.jobs.parse_backup_result`. Exit codes: 0 done, 1 failed,
@@ -34,13 +35,14 @@ EXIT_REFUSED = 3
 
 #: program name → (the parts it is made of, its entry function)
 PROGRAMS: dict[str, tuple[tuple[str, ...], str]] = {
-    "backup": (("lib.sh", "retention.sh", "backup.sh"), "backup_main"),
+    "backup": (("lib.sh", "retention.sh", "rowcounts.sh", "backup.sh"), "backup_main"),
     "restore": (("lib.sh", "restore.sh"), "restore_main"),
     "maintenance": (("lib.sh", "maintenance.sh"), "maintenance_main"),
     "retention": (("lib.sh", "retention.sh", "s3.sh"), "retention_main"),
     "s3-upload": (("lib.sh", "retention.sh", "s3.sh"), "s3_upload_main"),
     "s3-download": (("lib.sh", "s3.sh"), "s3_download_main"),
     "redis-snapshot": (("lib.sh", "redis.sh"), "redis_snapshot_main"),
+    "drill": (("lib.sh", "restore.sh", "rowcounts.sh", "drill.sh"), "drill_main"),
 }
 
 

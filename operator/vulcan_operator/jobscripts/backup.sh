@@ -196,6 +196,9 @@ backup_main() {
     [ -s "$BACKUP_PARTIAL" ] || fail "$EXIT_FAILED" "the dump is empty"
     dump_is_complete "$BACKUP_PARTIAL" \
         || fail "$EXIT_FAILED" "the dump is not a complete archive (pg_restore cannot read it)"
+    # What a restore drill checks the restored database against (drill.sh).
+    _rows=$(archive_row_counts "$BACKUP_PARTIAL") \
+        || fail "$EXIT_FAILED" "cannot count the rows of the dump"
     _size=$(wc -c <"$BACKUP_PARTIAL" | tr -d ' ')
     _sum=$(sha256sum "$BACKUP_PARTIAL" | cut -d ' ' -f 1)
     [ ${#_sum} -eq 64 ] || fail "$EXIT_FAILED" "sha256sum failed"
@@ -225,7 +228,7 @@ backup_main() {
 \"startedAt\":\"$STARTED_AT\",\"finishedAt\":\"$_finished\"}"
     # shellcheck disable=SC2015 # either write failing is fatal
     printf '%s  %s\n%s' "$_sum" "$_name" "$_part_sums" >"$BACKUP_PARTIAL.sha256" \
-        && printf '%s\n' "$_manifest" >"$BACKUP_PARTIAL.json" \
+        && printf '%s\n' "${_manifest%\}},\"rowCounts\":$_rows}" >"$BACKUP_PARTIAL.json" \
         || fail "$EXIT_FAILED" "cannot write the checksum and manifest files"
     sync 2>/dev/null || true
     # Sidecars first, the dump last: the dump's final name is the commit point. Each is a

@@ -1,0 +1,186 @@
+"""Restore drills against a real PostgreSQL, run exactly as a drill Job runs them.
+
+A good backup passes (restored in one transaction into a scratch database, every table's rows
+and the alembic revision as the backup recorded them, the scratch database dropped, the live
+one untouched). A truncated file, a backup whose recorded row counts do not match, and a dump
+whose revision is not the one recorded each fail, with a reason naming it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.support.dbharness import (
+    SEED_REVISION,
+    Runner,
+    create_seeded_template,
+    fingerprint,
+    row_counts,
+)
+from tests.support.pg import PgDatabase, PgServer
+
+IDENT = {"VULCAN_NAMESPACE": "shop", "VULCAN_ENGINE": "prod"}
+
+
+@pytest.fixture(scope="module")
+def template(pg_server: PgServer) -> Iterator[str]:
+    name = create_seeded_template(pg_server, "seed_drill")
+    yield name
+    pg_server.drop_database(name)
+
+
+@pytest.fixture
+def live(pg_server: PgServer, template: str) -> Iterator[PgDatabase]:
+    """The engine's database: a copy of the seed."""
+    db = pg_server.create_database(label=f"dl{os.getpid()}", template=template)
+    yield db
+    pg_server.drop_database(db.dbname)
+
+
+@pytest.fixture
+def store(live: PgDatabase, pg_bin_dir: Path, tmp_path: Path) -> Path:
+    """The engine's backup folder with one backup of `live`, made by the backup program."""
+    run = Runner(pg_bin_dir, tmp_path / "backup")(
+        "backup", IDENT, DATABASE_URL=live.dsn, BACKUP_DIR=str(tmp_path / "files")
+    )
+    assert run.code == 0, run.explain()
+    return tmp_path / "files"
+
+
+def drill(live: PgDatabase, store: Path, pg_bin_dir: Path, tmp_path: Path) -> dict[str, object]:
+    run = Runner(pg_bin_dir, tmp_path / "drill")(
+        "drill",
+        DATABASE_URL=live.dsn,
+        BACKUP_DIR=str(store),
+        DRILL_LOCATION_PREFIX="pvc://prod-backups/shop/prod",
+    )
+    result = run.result
+    assert run.code == (0 if result["outcome"] == "Succeeded" else 1), run.explain()
+    assert json.loads(run.termination) == result
+    assert live.dsn.split("@")[0].split(":")[-1] not in run.everything  # no password
+    return result
+
+
+def databases(live: PgDatabase) -> set[str]:
+    with psycopg.connect(live.dsn, autocommit=True) as conn:
+        return {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
+
+
+def manifest(store: Path) -> Path:
+    [found] = store.glob("vulcan_*.dump.json")
+    return found
+
+
+def edit_manifest(store: Path, **changes: object) -> None:
+    path = manifest(store)
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data, separators=(",", ":")) + "\n")
+
+
+def test_the_backup_records_the_rows_of_every_table(live: PgDatabase, store: Path) -> None:
+    recorded = json.loads(manifest(store).read_text())["rowCounts"]
+    assert recorded == row_counts(live.dsn)
+    assert sum(recorded.values()) > 0 and "alembic_version" in recorded
+
+
+def test_a_good_backup_passes(
+    live: PgDatabase, store: Path, pg_bin_dir: Path, tmp_path: Path
+) -> None:
+    before = fingerprint(live.dsn)
+    # A scratch database left by a drill killed half-way is replaced, not an error.
+    with psycopg.connect(live.dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{live.dbname}_drill"')
+    result = drill(live, store, pg_bin_dir, tmp_path)
+    assert result["outcome"] == "Succeeded", result
+    assert result["rowCounts"] == row_counts(live.dsn)
+    assert result["databaseRevision"] == SEED_REVISION
+    assert result["database"] == f"{live.dbname}_drill"
+    assert str(result["backup"]).startswith("pvc://prod-backups/shop/prod/vulcan_")
+    assert isinstance(result["durationSeconds"], int)
+    assert f"{live.dbname}_drill" not in databases(live)  # dropped
+    assert fingerprint(live.dsn) == before  # the live database untouched
+
+
+def test_the_newest_backup_is_drilled_on_demand_ones_included(
+    live: PgDatabase, store: Path, pg_bin_dir: Path, tmp_path: Path
+) -> None:
+    newest = store / "on-demand" / "vulcan_29991231_235959.dump"
+    newest.parent.mkdir()
+    old = next(store.glob("vulcan_*.dump"))
+    for suffix in ("", ".sha256", ".json"):
+        Path(f"{newest}{suffix}").write_bytes(Path(f"{old}{suffix}").read_bytes())
+    result = drill(live, store, pg_bin_dir, tmp_path)
+    assert result["outcome"] == "Succeeded", result
+    assert str(result["backup"]).endswith("on-demand/vulcan_29991231_235959.dump")
+
+
+def test_a_truncated_file_fails_naming_the_checksum(
+    live: PgDatabase, store: Path, pg_bin_dir: Path, tmp_path: Path
+) -> None:
+    dump = next(store.glob("vulcan_*.dump"))
+    data = dump.read_bytes()
+    dump.write_bytes(data[: len(data) // 2])
+    result = drill(live, store, pg_bin_dir, tmp_path)
+    assert result["outcome"] == "Failed" and result["reason"] == "RestoreFailed", result
+    assert "checksum mismatch" in str(result["message"]), result
+    assert f"{live.dbname}_drill" not in databases(live)
+
+
+def test_a_truncated_file_recorded_as_such_fails_as_unreadable(
+    live: PgDatabase, store: Path, pg_bin_dir: Path, tmp_path: Path
+) -> None:
+    dump = next(store.glob("vulcan_*.dump"))
+    data = dump.read_bytes()[:-200]
+    dump.write_bytes(data)
+    edit_manifest(store, checksum=hashlib.sha256(data).hexdigest())
+    result = drill(live, store, pg_bin_dir, tmp_path)
+    assert result["outcome"] == "Failed" and result["reason"] == "RestoreFailed", result
+    assert "ended early" in str(result["message"]) and "rolled back" in str(result["message"])
+    assert f"{live.dbname}_drill" not in databases(live)
+
+
+def test_row_counts_that_do_not_match_fail_naming_the_table(
+    live: PgDatabase, store: Path, pg_bin_dir: Path, tmp_path: Path
+) -> None:
+    counts = json.loads(manifest(store).read_text())["rowCounts"]
+    table = next(t for t, n in sorted(counts.items()) if n > 0 and t != "alembic_version")
+    edit_manifest(store, rowCounts={**counts, table: counts[table] + 7})
+    result = drill(live, store, pg_bin_dir, tmp_path)
+    assert result["outcome"] == "Failed" and result["reason"] == "RowCountMismatch", result
+    assert f"{table}: recorded {counts[table] + 7}, restored {counts[table]}" in str(
+        result["message"]
+    )
+    assert f"{live.dbname}_drill" not in databases(live)
+
+
+def test_a_dump_of_another_revision_fails_naming_both(
+    live: PgDatabase, store: Path, pg_bin_dir: Path, tmp_path: Path
+) -> None:
+    edit_manifest(store, databaseRevision="0000aaaa1111")
+    result = drill(live, store, pg_bin_dir, tmp_path)
+    assert result["outcome"] == "Failed" and result["reason"] == "RevisionMismatch", result
+    assert SEED_REVISION in str(result["message"]) and "0000aaaa1111" in str(result["message"])
+    assert f"{live.dbname}_drill" not in databases(live)
+
+
+def test_no_backup_and_old_backups_fail_saying_so(
+    live: PgDatabase, store: Path, pg_bin_dir: Path, tmp_path: Path
+) -> None:
+    path = manifest(store)
+    data = json.loads(path.read_text())
+    del data["rowCounts"]
+    path.write_text(json.dumps(data) + "\n")
+    result = drill(live, store, pg_bin_dir, tmp_path)
+    assert result["reason"] == "NoRowCounts" and "take a new backup" in str(result["message"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = drill(live, empty, pg_bin_dir, tmp_path / "again")
+    assert result["reason"] == "NoBackup"
