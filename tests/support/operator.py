@@ -6,7 +6,8 @@
 
 Every API request made while the operator runs is checked against manifests/rbac.yaml and the
 Helm chart's ClusterRole (and, in a test confined to one namespace, against the namespaced
-install's Role), and recorded for the measurement of unused grants (`VULCAN_RBAC_USAGE=<file>`, see tests/support/rbac.py).
+install's Role), and recorded for the measurement of unused grants (`VULCAN_RBAC_USAGE=<file>`,
+see tests/support/rbac.py).
 """
 
 from __future__ import annotations
