@@ -343,11 +343,11 @@ class Volume(Strict):
     storageClassName: str = Field(
         "", max_length=253, description="Storage class; empty: the cluster default."
     )
-    accessMode: Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"] = Field(
+    accessMode: Literal["ReadWriteOnce", "ReadWriteMany"] = Field(
         "ReadWriteOnce",
         description="Access mode of the claim the operator creates. With more than one "
         "replica, ReadWriteOnce works only while every pod runs on one node: use "
-        "ReadWriteMany.",
+        "ReadWriteMany. (Not ReadWriteOncePod: backup pods mount the claim too.)",
     )
     existingClaim: str = Field(
         "",

@@ -33,6 +33,12 @@ def _pod(children: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]
     return dict(template["spec"])
 
 
+def pod_labels(children: list[dict[str, Any]]) -> dict[str, str]:
+    (deployment,) = [c for c in children if c["kind"] == "Deployment"]
+    labels: dict[str, str] = deployment["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
 def test_no_persistence_renders_no_claim_and_no_mount() -> None:
     children = _children()
     assert not [
@@ -84,6 +90,19 @@ def test_the_claims_outlive_the_engine_and_are_mounted_at_the_guides_paths() -> 
                 assert mount["readOnly"] is True
     assert backup["securityContext"]["supplementalGroups"] == [pod["securityContext"]["runAsGroup"]]
     assert all(c["securityContext"]["readOnlyRootFilesystem"] for c in backup["containers"])
+    # A ReadWriteOnce claim is attached to one node: the backup pod prefers a backend's node.
+    (preferred,) = backup["affinity"]["podAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    term = preferred["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"].items() <= pod_labels(children).items()
+    assert "affinity" not in _pod(_children(), "CronJob", "prod-backup")
+
+
+def test_read_write_once_pod_is_refused_for_the_backups_sake() -> None:
+    with pytest.raises(ValueError, match="accessMode"):
+        VulcanEngineSpec(version="1", persistence={"data": {"accessMode": "ReadWriteOncePod"}})
 
 
 def test_a_redis_snapshot_needs_the_engines_redis() -> None:

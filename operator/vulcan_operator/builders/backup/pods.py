@@ -248,6 +248,7 @@ class Pod:
     containers: list[dict[str, Any]]
     volumes: list[dict[str, Any]]
     security_context: Mapping[str, Any] = field(default_factory=lambda: POD_SECURITY_CONTEXT)
+    affinity: Mapping[str, Any] | None = None
 
 
 #: Where backup and restore pods mount the engine's /app/data and /app/uploads volumes.
@@ -262,11 +263,25 @@ class SetParts:
     volumes: tuple[AppVolume, ...] = ()
     redis_url: SecretKeyRef | None = None
     redis_image: str = ""
+    engine: str = ""
 
     @classmethod
     def of(cls, engine: str, spec: VulcanEngineSpec) -> SetParts:
         redis = spec.redis.urlSecretRef if spec.backup.redis.enabled else None
-        return cls(tuple(app_volumes(engine, spec)), redis, spec.backup.redis.image)
+        return cls(tuple(app_volumes(engine, spec)), redis, spec.backup.redis.image, engine)
+
+    def affinity(self) -> Mapping[str, Any] | None:
+        """With volumes: rather on a node of a backend pod. A ReadWriteOnce claim is attached
+        to one node; a backup pod elsewhere would wait for it. Preferred, not required: with
+        the engine at zero replicas any node will do."""
+        if not self.volumes:
+            return None
+        term = {
+            "labelSelector": {"matchLabels": names.selector(self.engine, names.COMPONENT_BACKEND)},
+            "topologyKey": "kubernetes.io/hostname",
+        }
+        preferred = [{"weight": 100, "podAffinityTerm": term}]
+        return {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": preferred}}
 
     def mounts(self, *, read_only: bool) -> list[dict[str, Any]]:
         return [
@@ -350,6 +365,7 @@ def backup_pod(
             containers=[container("backup", settings.postgres_image, "backup", env, mounts)],
             volumes=volumes(claim_volume(plan.claim), *part_volumes),
             security_context=parts.security_context(),
+            affinity=parts.affinity(),
         )
     assert plan.s3 is not None
     dump_env = [
@@ -378,6 +394,7 @@ def backup_pod(
         ],
         volumes=volumes(*part_volumes),
         security_context=parts.security_context(),
+        affinity=parts.affinity(),
     )
 
 
@@ -398,6 +415,7 @@ def job_context(
         "active_deadline_seconds": ACTIVE_DEADLINE_SECONDS[component],
         "pod_failure_policy": POD_FAILURE_POLICY,
         "pod_security_context": dict(pod.security_context),
+        "affinity": dict(pod.affinity or {}),
         "init_containers": pod.init_containers,
         "containers": pod.containers,
         "volumes": pod.volumes,
