@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.db.test_backup_parts import _fill, _runner, _tree
-from tests.support.dbharness import Runner, create_seeded_template, fingerprint
+from tests.support.dbharness import Runner, create_seeded_template, fake_aws, fingerprint
 from tests.support.pg import PgDatabase, PgServer
 from tests.support.redisserver import RedisServer, redis_server
 from vulcan_operator.builders import engine_children
@@ -27,7 +27,7 @@ from vulcan_operator.reconcile.jobs import parse_backup_result
 
 __all__ = ["redis_server"]
 
-ENGINE = {
+ENGINE: dict[str, Any] = {
     "apiVersion": "vulcan-engine.com/v1alpha1",
     "kind": "VulcanEngine",
     "metadata": {"name": "prod", "namespace": "shop", "uid": "uid-1"},
@@ -49,9 +49,19 @@ def database(pg_server: PgServer) -> Iterator[PgDatabase]:
     pg_server.drop_database(template)
 
 
-def _backup_pod() -> dict[str, Any]:
-    inputs = EngineInputs.from_resource(ENGINE)
-    inputs = EngineInputs.from_resource(ENGINE, keys=ensure_keys(inputs.spec, None))
+S3 = {"s3": {"bucket": "vulcan-backups", "credentialsSecretRef": {"name": "prod-s3"}}}
+
+
+def _engine(store: str) -> dict[str, Any]:
+    if store == "pvc":
+        return ENGINE
+    spec = {**ENGINE["spec"], "backup": {**ENGINE["spec"]["backup"], "storage": S3}}
+    return {**ENGINE, "spec": spec}
+
+
+def _backup_pod(engine: dict[str, Any]) -> dict[str, Any]:
+    inputs = EngineInputs.from_resource(engine)
+    inputs = EngineInputs.from_resource(engine, keys=ensure_keys(inputs.spec, None))
     children = engine_children(inputs)
     (cronjob,) = [c for c in children if c["metadata"]["name"] == "prod-backup"]
     return dict(cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"])
@@ -69,7 +79,8 @@ def _run_pod(
     runner: Runner, pod: dict[str, Any], folders: dict[str, Path], secrets: dict[str, str]
 ) -> list[Any]:
     """Run the pod's init containers, then its containers, in order; each container sees its
-    mounts as the folders given for their mount paths."""
+    mounts as the folders given for their mount paths; `secrets` by env name (and
+    FAKE_S3_ROOT, for the fake aws CLI)."""
     claims = {
         v["name"]: v["persistentVolumeClaim"]
         for v in pod["volumes"]
@@ -94,16 +105,20 @@ def _run_pod(
                 env[var["name"]] = secrets[var["name"]]
         env.pop("HOME"), env.pop("TMPDIR")  # the runner's own /tmp
         program = container["command"][-1].removeprefix("vulcan-")
-        run = runner(program, env)
+        run = runner(program, {"FAKE_S3_ROOT": secrets.get("FAKE_S3_ROOT", ""), **env})
         assert run.code == 0, f"{container['name']}: {run.explain()}"
         runs.append(run)
     return runs
 
 
+@pytest.mark.parametrize("store", ["pvc", "s3"])
 def test_the_pods_the_operator_builds_back_up_and_restore_the_whole_set(
-    database: PgDatabase, redis_server: RedisServer, pg_bin_dir: Path, tmp_path: Path
+    database: PgDatabase, redis_server: RedisServer, pg_bin_dir: Path, tmp_path: Path, store: str
 ) -> None:
     runner = _runner(pg_bin_dir, tmp_path, "dash")
+    runner.extra_path.append(fake_aws(tmp_path / "aws").parent)
+    (tmp_path / "s3" / "vulcan-backups").mkdir(parents=True)
+    engine = _engine(store)
     folders = {
         path: tmp_path / name
         for path, name in (
@@ -117,9 +132,16 @@ def test_the_pods_the_operator_builds_back_up_and_restore_the_whole_set(
         folder.mkdir()
     _fill(folders["/vulcan/data"], folders["/vulcan/uploads"])
     redis_server.cli("SET", "vulcan:cache:k", "v")
-    secrets = {"DATABASE_URL": database.dsn, "REDIS_URL": redis_server.url}
-    pod = _backup_pod()
-    assert [c["name"] for c in pod["initContainers"]] == ["redis"]
+    secrets = {
+        "DATABASE_URL": database.dsn,
+        "REDIS_URL": redis_server.url,
+        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "aws-s3cr3t-key-do-not-print",
+        "FAKE_S3_ROOT": str(tmp_path / "s3"),
+    }
+    pod = _backup_pod(engine)
+    init = ["redis"] if store == "pvc" else ["redis", "dump"]
+    assert [c["name"] for c in pod["initContainers"]] == init
     assert 10001 in pod["securityContext"]["supplementalGroups"]  # the backend's files
     before = {
         "data": _tree(folders["/vulcan/data"]),
@@ -127,19 +149,20 @@ def test_the_pods_the_operator_builds_back_up_and_restore_the_whole_set(
         "db": fingerprint(database.dsn),
     }
 
-    redis, backup = _run_pod(runner, pod, folders, secrets)
+    redis, *_, backup = _run_pod(runner, pod, folders, secrets)
 
     assert redis.result["kind"] == "vulcan-redis-snapshot"
     result = parse_backup_result(backup.termination)  # what the operator reads
     assert result["outcome"] == "Succeeded"
     assert set(result["parts"]) == {"data", "uploads", "redis"}
-    assert result["location"].startswith("pvc://prod-backups/shop/prod/")
+    where = "pvc://prod-backups/" if store == "pvc" else "s3://vulcan-backups/database/"
+    assert result["location"].startswith(f"{where}shop/prod/")
     assert redis_server.password not in backup.everything + redis.everything
 
     # The volumes change; a VulcanRestore of that backup (its recorded status) puts them back.
     (folders["/vulcan/data"] / "later.bin").write_bytes(b"after the backup")
     (folders["/vulcan/uploads"] / "plant a.csv").unlink()
-    spec = EngineInputs.from_resource(ENGINE).spec
+    spec = EngineInputs.from_resource(engine).spec
     (job,) = build_restore_job(
         Owner(kind="VulcanRestore", name="back", namespace="shop", uid="uid-2"),
         "prod",
@@ -150,7 +173,9 @@ def test_the_pods_the_operator_builds_back_up_and_restore_the_whole_set(
         parts=result["parts"],
     )
     restore_pod = job["spec"]["template"]["spec"]
-    (restore,) = _run_pod(runner, restore_pod, folders, secrets)
+    (tmp_path / "restore-work").mkdir()
+    folders["/work"] = tmp_path / "restore-work"  # a new pod, a new emptyDir
+    *_, restore = _run_pod(runner, restore_pod, folders, secrets)
 
     assert restore.result["parts"] == ["database", "data", "uploads"]
     assert _tree(folders["/vulcan/data"]) == before["data"]
