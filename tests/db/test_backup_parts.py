@@ -306,10 +306,11 @@ def test_a_side_restore_never_touches_the_volumes(
     assert "restores the database only" in restored.result["message"]
 
 
+@pytest.mark.parametrize("shell", shells())
 def test_retention_deletes_the_backup_set_as_one(
-    database: PgDatabase, pg_bin_dir: Path, tmp_path: Path
+    database: PgDatabase, pg_bin_dir: Path, tmp_path: Path, shell: str
 ) -> None:
-    runner = _runner(pg_bin_dir, tmp_path, "dash")
+    runner = _runner(pg_bin_dir, tmp_path, shell)
     data, uploads, folder = tmp_path / "data", tmp_path / "uploads", tmp_path / "backups"
     for path in (data, uploads):
         path.mkdir()
