@@ -323,11 +323,14 @@ class Emulator(HttpMixin, StoreMixin, kmock.KubernetesEmulator):
     async def wait_for(
         self,
         predicate: Callable[[], T | Awaitable[T]],
-        timeout: float = 5.0,  # noqa: ASYNC109 (a poller's deadline, by design)
+        timeout: float = 20.0,  # noqa: ASYNC109 (a poller's deadline, by design)
         interval: float = 0.01,
     ) -> T:
         """Poll until the predicate returns something truthy; return it. KeyError, IndexError
-        and TypeError count as "not yet" (`emulator.get(...)["status"]["phase"]` just works)."""
+        and TypeError count as "not yet" (`emulator.get(...)["status"]["phase"]` just works).
+
+        The default deadline is generous on purpose: it is only reached when a test fails, and
+        a loaded machine (both cores busy) can take seconds to start a real solver pod."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         last: Any = None
