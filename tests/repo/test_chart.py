@@ -324,6 +324,16 @@ def test_admission_policy_render_is_the_admission_policy_kustomization() -> None
     assert "'system:serviceaccount:platform:ops-vulcan-operator'" in condition["expression"]
 
 
+def test_a_namespace_scoped_webhook_is_sent_only_its_namespaces() -> None:
+    values = {"webhook": {"enabled": True}, "watchNamespaces": ["team-a", "team-b"]}
+    (config,) = [o for o in render(values) if o["kind"] == "ValidatingWebhookConfiguration"]
+    assert len(config["webhooks"]) == 4
+    for hook in config["webhooks"]:
+        assert hook["namespaceSelector"]["matchExpressions"] == [
+            {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a", "team-b"]}
+        ]
+
+
 # --- the Deployment ----------------------------------------------------------------------------
 def run_args(args: list[str], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """What `vulcan-operator <args>` would run the operator with."""
