@@ -7,6 +7,8 @@
   `operator`), with the RBAC check of every request it made.
 - `tests.support.solverpod_bridge`: `bridge`, every Job's pod run for real (the solver pod's
   own code) instead of simulated.
+- `tests.support.pgversions`: PostgreSQL 16, 17 and 18 beside the Debian 15 (`pg_bin_dirs`,
+  `pg_servers`), fetched once per machine; `tests.support.redisserver`: `redis_server`.
 
 `pytest --update-golden` (or `UPDATE_GOLDEN=1`) rewrites golden files instead of comparing.
 
@@ -26,6 +28,8 @@ pytest_plugins = [
     "tests.emulator.plugin",
     "tests.support.operator",
     "tests.support.solverpod_bridge",
+    "tests.support.pgversions",
+    "tests.support.redisserver",
 ]
 
 

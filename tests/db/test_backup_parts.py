@@ -32,9 +32,7 @@ from tests.support.dbharness import (
     shells,
 )
 from tests.support.pg import PgDatabase, PgServer
-from tests.support.redisserver import RedisServer, redis_server
-
-__all__ = ["redis_server"]  # the fixture, imported for pytest
+from tests.support.redisserver import RedisServer
 
 IDENT = {"VULCAN_NAMESPACE": "shop", "VULCAN_ENGINE": "prod"}
 

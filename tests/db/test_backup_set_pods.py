@@ -16,7 +16,7 @@ import pytest
 from tests.db.test_backup_parts import _fill, _runner, _tree
 from tests.support.dbharness import Runner, create_seeded_template, fake_aws, fingerprint
 from tests.support.pg import PgDatabase, PgServer
-from tests.support.redisserver import RedisServer, redis_server
+from tests.support.redisserver import RedisServer
 from vulcan_operator.builders import engine_children
 from vulcan_operator.builders.backup.jobs import build_restore_job
 from vulcan_operator.builders.common import Owner
@@ -24,8 +24,6 @@ from vulcan_operator.builders.engine import EngineInputs
 from vulcan_operator.builders.keys import ensure_keys
 from vulcan_operator.config import Settings
 from vulcan_operator.reconcile.jobs import parse_backup_result
-
-__all__ = ["redis_server"]
 
 ENGINE: dict[str, Any] = {
     "apiVersion": "vulcan-engine.com/v1alpha1",

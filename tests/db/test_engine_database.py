@@ -12,12 +12,10 @@ import pytest
 
 from tests.support.fake_api import FakeApi
 from tests.support.pg import PgServer
-from tests.support.pgversions import PgServers, pg_bin_dirs, pg_servers
+from tests.support.pgversions import PgServers
 from vulcan_operator import API_VERSION, enginedb, names
 from vulcan_operator.config import Settings
 from vulcan_operator.reconcile import engine
-
-__all__ = ["pg_bin_dirs", "pg_servers"]  # the fixtures, imported for pytest
 
 
 def _engine(**spec: Any) -> dict[str, Any]:

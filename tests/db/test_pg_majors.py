@@ -20,13 +20,11 @@ import pytest
 from tests.support.dbharness import Runner, fingerprint, seed
 from tests.support.fake_api import FakeApi
 from tests.support.pg import PgDatabase
-from tests.support.pgversions import MAJORS, PgServers, pg_bin_dirs, pg_servers
+from tests.support.pgversions import MAJORS, PgServers
 from vulcan_operator import enginedb, names
 from vulcan_operator.api.engine import Backup, VulcanEngineSpec
 from vulcan_operator.builders.backup.pods import client_image
 from vulcan_operator.reconcile import engine_backups
-
-__all__ = ["pg_bin_dirs", "pg_servers"]  # the fixtures, imported for pytest
 
 IDENT = {"VULCAN_NAMESPACE": "shop", "VULCAN_ENGINE": "prod"}
 

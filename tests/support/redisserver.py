@@ -1,6 +1,5 @@
-"""A throwaway Redis server for tests (Debian's `redis-server`; `bash scripts/setup.sh`
-installs it). Import the fixture where it is used: `from tests.support.redisserver import
-redis_server`.
+"""A throwaway Redis server for tests (pytest plugin, registered by ``tests/conftest.py``;
+Debian's `redis-server`, which `bash scripts/setup.sh` installs).
 
 ``redis_server`` (session): :class:`RedisServer`, password-protected, on 127.0.0.1 and a free
 port, persistence off, stopped at the end of the session. ``RedisServer.start_from(rdb)`` starts
