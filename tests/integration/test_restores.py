@@ -117,12 +117,20 @@ async def test_a_restore_walks_its_steps_and_scales_the_engine_back(
     emulator.create(custom("VulcanRestore", "r1", backupRef={"name": "manual-1"}))
 
     # While the restore Job runs: the engine at zero, no HPA, no scheduled backup or VACUUM.
-    (job,) = await emulator.wait_for(lambda: jobs(emulator, "restore"), timeout=8)
-    assert replicas(emulator) == 0
-    assert emulator.get("horizontalpodautoscalers", "default", "prod") is None
-    for name in ("prod-backup", "prod-maintenance"):
-        assert emulator.get("cronjobs", "default", name)["spec"]["suspend"] is True
-    engine = status(emulator)
+    (job,) = await emulator.wait_for(lambda: jobs(emulator, "restore"))
+    assert replicas(emulator) == 0  # scaled down before the Job was made
+    # The engine's own reconcile shows the hold (its status, HPA and CronJobs) a moment later.
+    engine = await emulator.wait_for(
+        lambda: (
+            status(emulator)["phase"] == "Restoring"
+            and emulator.get("horizontalpodautoscalers", "default", "prod") is None
+            and all(
+                emulator.get("cronjobs", "default", name)["spec"]["suspend"] is True
+                for name in ("prod-backup", "prod-maintenance")
+            )
+            and status(emulator)
+        )
+    )
     assert engine["restore"]["step"] == "Restore" and engine["restore"]["replicas"] == 4
     assert engine["phase"] == "Restoring" and cond(engine, "Ready")["reason"] == "Restoring"
     env = env_of(job)
