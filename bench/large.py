@@ -294,7 +294,7 @@ def portfolio_summary(rows: list[dict[str, Any]]) -> str:
         gains.append(gain)
         lines.append(f"| {name} | {seed} | {one} | {best} | member {winner} | {gain:.2f} |")
     if gains:
-        lines.append(f"\n- mean gain of best-of-{n} over one pod: {statistics.mean(gains):.2f} %")
+        lines += ["", f"- mean gain of best-of-{n} over one pod: {statistics.mean(gains):.2f} %"]
     return "\n".join(lines)
 
 
@@ -324,15 +324,15 @@ def summary(rows: list[dict[str, Any]]) -> str:
                 gap = 100.0 if value is None else 100 * (value - r["bks"]) / r["bks"]
                 gaps[m].append(gap)
         lines.append(f"| {name} | {seed} | " + " | ".join(cells) + " |")
-    if gaps.get("ours") and gaps.get("plain"):
-        ours, plain = statistics.mean(gaps["ours"]), statistics.mean(gaps["plain"])
-        lines.append(
-            f"\n- ratio of mean gaps ours / plain: **{ours / plain:.2f}**" if plain else ""
-        )
-    for m, values in gaps.items():
-        if values:
-            lines.append(f"\n- {m}: mean gap {statistics.mean(values):.2f} % ({len(values)} runs)")
-    return "\n".join(lines)
+    notes = [
+        f"- {m}: mean gap {statistics.mean(values):.2f} % ({len(values)} runs)"
+        for m, values in gaps.items()
+        if values
+    ]
+    if gaps.get("ours") and gaps.get("plain") and statistics.mean(gaps["plain"]):
+        ratio = statistics.mean(gaps["ours"]) / statistics.mean(gaps["plain"])
+        notes.append(f"- ratio of mean gaps ours / plain: **{ratio:.2f}**")
+    return "\n".join(lines + (["", *notes] if notes else []))
 
 
 if __name__ == "__main__":
