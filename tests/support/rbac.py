@@ -54,6 +54,12 @@ def cluster_role_rules(path: Path = RBAC) -> list[Rule]:
     return list(role["rules"])
 
 
+def rules_in(path: Path) -> list[Rule]:
+    """The rules of every Role and ClusterRole in a manifest file (e.g. the webhook's)."""
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return [rule for d in docs if d["kind"] in ("Role", "ClusterRole") for rule in d["rules"]]
+
+
 def _base(resource: str) -> str:
     return resource.split("/")[0]
 
@@ -154,20 +160,24 @@ def unused(requests: Iterable[Request], rules: list[Rule] | None = None) -> list
 
 
 def unexercised_justified(path: Path = RBAC) -> dict[Grant, str]:
-    """The `# unexercised: <verb> <resource> [<group>]: why` lines of rbac.yaml."""
+    """The `# unexercised: <verbs> <resources> [<group>]: why` lines of rbac.yaml (verbs and
+    resources comma-separated; no group: the core group)."""
     out = {}
     for line in path.read_text().splitlines():
         text = line.strip().removeprefix("#").strip()
         if not text.startswith("unexercised:"):
             continue
-        head, _, why = text.removeprefix("unexercised:").partition(":")
-        verb, resource, *group = head.split()
-        out[(group[0] if group else "", resource, verb)] = why.strip()
+        head, _, why = text.removeprefix("unexercised:").partition(": ")
+        verbs, resources, *group = head.split()
+        for verb in verbs.split(","):
+            for resource in resources.split(","):
+                out[(group[0] if group else "", resource, verb)] = why.strip()
     return out
 
 
 def save(requests: Iterable[Request], path: Path) -> None:
-    path.write_text(json.dumps(sorted(ours(requests)), indent=0) + "\n")
+    rows = ",\n".join(json.dumps(list(r)) for r in sorted(ours(requests)))
+    path.write_text(f"[\n{rows}\n]\n")  # one request a line, for readable diffs
 
 
 def load(path: Path) -> set[Request]:
@@ -178,10 +188,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.support.rbac", description=__doc__)
     parser.add_argument("command", choices=["unused", "exercised"])
     parser.add_argument("usage", type=Path, help="a file written with VULCAN_RBAC_USAGE")
+    parser.add_argument(
+        "--rules", type=Path, default=RBAC, help="the Roles/ClusterRoles to measure (rbac.yaml)"
+    )
     args = parser.parse_args(argv)
     requests = load(args.usage)
+    rules = rules_in(args.rules)
     rows: Iterable[Any] = (
-        unused(requests) if args.command == "unused" else sorted(exercised(requests))
+        unused(requests, rules) if args.command == "unused" else sorted(exercised(requests))
     )
     for group, resource, verb in rows:
         print(f"{verb:7} {resource:40} {group or '(core)'}")
