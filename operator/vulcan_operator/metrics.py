@@ -25,6 +25,9 @@ Metric names (a public contract: the engines' PrometheusRules and dashboards use
 | `vulcan_operator_build_info` | gauge (1) | version, python_version, kopf_version |
 | `vulcan_engine_ready` | gauge (0/1) | namespace, engine |
 | `vulcan_engine_backup_healthy` | gauge (0/1) | namespace, engine |
+| `vulcan_engine_restore_verified` | gauge (0/1) | namespace, engine (none while Unknown) |
+| `vulcan_engine_hibernated` | gauge (0/1) | namespace, engine (spec.hibernate in effect) |
+| `vulcan_engine_paused` | gauge (0/1) | namespace, engine (spec.paused) |
 | `solver_problems_total` | counter | namespace, engine, status (the guide's metric) |
 | `solver_problems_solved_total` | counter | namespace, engine (the guide's dashboard) |
 | `solver_duration_seconds` | histogram | namespace, engine (the guide's metric) |
@@ -133,6 +136,25 @@ class OperatorMetrics:
         self.engine_backup_healthy = Gauge(
             "vulcan_engine_backup_healthy",
             "1 when the engine's BackupHealthy condition is True, else 0.",
+            ["namespace", "engine"],
+            registry=reg,
+        )
+        self.engine_restore_verified = Gauge(
+            "vulcan_engine_restore_verified",
+            "1 when the engine's RestoreVerified condition is True (its newest restore drill "
+            "passed and is recent), else 0; no series while drills are off or none ran.",
+            ["namespace", "engine"],
+            registry=reg,
+        )
+        self.engine_hibernated = Gauge(
+            "vulcan_engine_hibernated",
+            "1 while the engine hibernates (spec.hibernate), else 0.",
+            ["namespace", "engine"],
+            registry=reg,
+        )
+        self.engine_paused = Gauge(
+            "vulcan_engine_paused",
+            "1 while the engine is paused (spec.paused), else 0.",
             ["namespace", "engine"],
             registry=reg,
         )
@@ -262,6 +284,25 @@ class OperatorMetrics:
         if backup_healthy is not None:
             self.engine_backup_healthy.labels(**labels).set(1 if backup_healthy else 0)
 
+    def set_engine_service(
+        self,
+        namespace: str,
+        engine: str,
+        *,
+        hibernated: bool,
+        paused: bool,
+        restore_verified: bool | None,
+    ) -> None:
+        """Export whether the engine is out of service (hibernated, paused) and whether its
+        restores are verified (None: drop that series: drills off or none ran yet)."""
+        labels = {"namespace": namespace, "engine": engine}
+        self.engine_hibernated.labels(**labels).set(1 if hibernated else 0)
+        self.engine_paused.labels(**labels).set(1 if paused else 0)
+        if restore_verified is None:
+            _remove(self.engine_restore_verified, namespace, engine)
+        else:
+            self.engine_restore_verified.labels(**labels).set(1 if restore_verified else 0)
+
     def forget_backup(self, namespace: str, engine: str) -> None:
         """Drop the engine's backup series (backups were turned off)."""
         _remove(self.engine_backup_healthy, namespace, engine)
@@ -272,6 +313,9 @@ class OperatorMetrics:
         for gauge in (
             self.engine_ready,
             self.engine_backup_healthy,
+            self.engine_restore_verified,
+            self.engine_hibernated,
+            self.engine_paused,
             self.queue_depth,
             self.solver_memory_bytes,
         ):
@@ -354,6 +398,20 @@ def set_engine_status(
 ) -> None:
     """Export an engine's Ready / BackupHealthy conditions."""
     METRICS.set_engine_status(namespace, engine, ready=ready, backup_healthy=backup_healthy)
+
+
+def set_engine_service(
+    namespace: str,
+    engine: str,
+    *,
+    hibernated: bool,
+    paused: bool,
+    restore_verified: bool | None,
+) -> None:
+    """Export whether an engine is hibernated or paused, and its RestoreVerified condition."""
+    METRICS.set_engine_service(
+        namespace, engine, hibernated=hibernated, paused=paused, restore_verified=restore_verified
+    )
 
 
 def forget_backup(namespace: str, engine: str) -> None:

@@ -23,6 +23,7 @@ __all__ = [
     "APP_NAME",
     "COMPONENT_BACKEND",
     "COMPONENT_BACKUP",
+    "COMPONENT_DRILL",
     "COMPONENT_MAINTENANCE",
     "COMPONENT_MONITORING",
     "COMPONENT_RESTORE",
@@ -39,13 +40,14 @@ __all__ = [
     "MANAGED_BY",
     "MAX_LABEL_LENGTH",
     "MAX_SUBDOMAIN_LENGTH",
+    "app_pvc",
     "backup_cronjob",
     "backup_job",
-    "app_pvc",
     "backup_pvc",
     "default_database_secret",
     "dns1035_name",
     "dns_name",
+    "drill_cronjob",
     "engine_config",
     "engine_dashboard_configmap",
     "engine_dashboard_file",
@@ -103,6 +105,7 @@ COMPONENT_SOLVER = "solver"
 #: scheduled maintenance, and of its restores.
 COMPONENT_BACKUP = "backup"
 COMPONENT_MAINTENANCE = "maintenance"
+COMPONENT_DRILL = "drill"
 COMPONENT_RESTORE = "restore"
 
 # --- annotations --------------------------------------------------------------------------
@@ -289,6 +292,11 @@ def backup_cronjob(engine: str) -> str:
 def maintenance_cronjob(engine: str) -> str:
     """CronJob of the scheduled maintenance."""
     return dns_name(engine, "maintenance", max_length=CRONJOB_NAME_MAX)
+
+
+def drill_cronjob(engine: str) -> str:
+    """CronJob of the scheduled restore drills."""
+    return dns_name(engine, "drill", max_length=CRONJOB_NAME_MAX)
 
 
 def backup_pvc(engine: str) -> str:

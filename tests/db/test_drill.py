@@ -27,6 +27,7 @@ from tests.support.dbharness import (
 from tests.support.pg import PgDatabase, PgServer
 
 IDENT = {"VULCAN_NAMESPACE": "shop", "VULCAN_ENGINE": "prod"}
+MARK = "vulcan-operator restore drill scratch database"
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +99,7 @@ def test_a_good_backup_passes(
     # A scratch database left by a drill killed half-way is replaced, not an error.
     with psycopg.connect(live.dsn, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{live.dbname}_drill"')
+        conn.execute(f"COMMENT ON DATABASE \"{live.dbname}_drill\" IS '{MARK}'")
     result = drill(live, store, pg_bin_dir, tmp_path)
     assert result["outcome"] == "Succeeded", result
     assert result["rowCounts"] == row_counts(live.dsn)
@@ -184,3 +186,17 @@ def test_no_backup_and_old_backups_fail_saying_so(
     empty.mkdir()
     result = drill(live, empty, pg_bin_dir, tmp_path / "again")
     assert result["reason"] == "NoBackup"
+
+
+def test_a_database_of_the_scratch_name_that_is_not_a_drills_is_left_alone(
+    live: PgDatabase, store: Path, pg_bin_dir: Path, tmp_path: Path
+) -> None:
+    with psycopg.connect(live.dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{live.dbname}_drill"')
+    try:
+        result = drill(live, store, pg_bin_dir, tmp_path)
+        assert result["reason"] == "ScratchDatabaseTaken", result
+        assert f"{live.dbname}_drill" in databases(live)  # not dropped
+    finally:
+        with psycopg.connect(live.dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{live.dbname}_drill"')

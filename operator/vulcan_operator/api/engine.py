@@ -381,8 +381,32 @@ class BackupStorage(Strict):
         return self
 
 
+#: Why a drill with S3 storage is refused.
+DRILL_NEEDS_PVC = (
+    "drill: restore drills read the backups from the engine's claim (backup.storage.pvc); "
+    "drills of S3 backups are not implemented"
+)
+
+
+class Drill(Strict):
+    """Scheduled restore drills: the newest backup restored into a scratch database
+    (<database>_drill) of the same server, checked (row counts and alembic revision as the
+    backup recorded them) and dropped; the outcome in status.lastDrill and RestoreVerified."""
+
+    enabled: bool = Field(False, description="Run restore drills.")
+    schedule: Cron = Field("0 4 * * 0", description="Cron schedule (default Sunday 04:00).")
+
+
 class Backup(Strict):
     """Scheduled database backups (pg_dump | gzip)."""
+
+    model_config = cel(
+        (
+            "!has(self.drill) || !has(self.drill.enabled) || !self.drill.enabled"
+            " || !has(self.storage) || !has(self.storage.s3)",
+            DRILL_NEEDS_PVC,
+        ),
+    )
 
     enabled: bool = Field(True, description="Run scheduled backups.")
     schedule: Cron = Field("0 2 * * *", description="Cron schedule (default daily 02:00).")
@@ -405,6 +429,13 @@ class Backup(Strict):
     redis: BackupRedis = Field(
         BackupRedis(), description="A Redis snapshot beside each backup (redis-cli --rdb)."
     )
+    drill: Drill = Field(Drill(), description="Scheduled restore drills.")
+
+    @model_validator(mode="after")
+    def _drill_needs_a_claim(self) -> Backup:
+        if self.drill.enabled and self.storage.s3 is not None:
+            raise ValueError(DRILL_NEEDS_PVC)
+        return self
 
 
 class Maintenance(Strict):
@@ -689,6 +720,25 @@ class VulcanEngineSpec(Strict):
         )
 
 
+class LastDrill(BaseModel):
+    """The newest restore drill of the engine."""
+
+    time: str | None = Field(None, description="When it finished.")
+    backup: str | None = Field(None, description="The backup file it restored.")
+    durationSeconds: int | None = Field(None, description="How long it took.")
+    outcome: str | None = Field(None, description="Succeeded or Failed.")
+    rowCounts: dict[str, int] = Field(
+        default_factory=dict, description="Rows per table of the restored backup."
+    )
+    reason: str | None = Field(
+        None,
+        description="Why it failed: RestoreFailed, RowCountMismatch, RevisionMismatch, "
+        "NoBackup, NoRowCounts, ScratchDatabaseTaken, or how its Job died.",
+    )
+    message: str | None = Field(None, description="What went wrong, when it failed.")
+    job: str | None = Field(None, description="The Job that ran it.")
+
+
 class LastBackup(BaseModel):
     """The newest backup run of the engine, scheduled or on-demand."""
 
@@ -762,6 +812,7 @@ class VulcanEngineStatus(Status):
     databaseRevision: str | None = Field(None, description="Alembic revision of the database.")
     database: DatabaseStatus | None = Field(None, description="The PostgreSQL server.")
     lastBackup: LastBackup | None = Field(None, description="Newest backup.")
+    lastDrill: LastDrill | None = Field(None, description="Newest restore drill.")
     networkPolicy: NetworkPolicyStatus | None = Field(
         None, description="Who may reach the backend, and where the pods may connect."
     )

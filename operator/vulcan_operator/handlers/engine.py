@@ -13,6 +13,7 @@ from vulcan_operator.handlers import publish
 from vulcan_operator.health import Heartbeat
 from vulcan_operator.k8s import Api
 from vulcan_operator.reconcile import engine, engine_backups, upgrade
+from vulcan_operator.reconcile.engine_drills import RESTORE_VERIFIED
 from vulcan_operator.status import get_condition
 
 PLURAL = kinds.ENGINE.plural
@@ -86,3 +87,12 @@ def export_metrics(body: kopf.Body, status: dict[str, Any]) -> None:
     else:
         metrics.set_engine_status(namespace, name, ready=ready)
         metrics.forget_backup(namespace, name)
+    verified = (get_condition(status, RESTORE_VERIFIED) or {}).get("status")
+    spec = body.get("spec") or {}
+    metrics.set_engine_service(
+        namespace,
+        name,
+        hibernated=status.get("phase") == "Hibernated",
+        paused=bool(spec.get("paused")),
+        restore_verified=None if verified not in ("True", "False") else verified == "True",
+    )

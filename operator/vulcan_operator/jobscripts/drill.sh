@@ -5,8 +5,11 @@
 # 1. find: the newest vulcan_<time>.dump under BACKUP_DIR (and its on-demand/ folder) that has
 #    its manifest (<file>.json, written by backup.sh); its checksum, alembic revision and row
 #    counts come from that manifest;
-# 2. restore: restore.sh's side restore into DRILL_DATABASE (default <database>_drill; dropped
-#    first if a killed drill left it), in one transaction, the checksum checked first;
+# 2. restore: restore.sh's side restore into DRILL_DATABASE (default <database>_drill), in one
+#    transaction, the checksum checked first. The drill creates that database with a comment
+#    marking it as a drill's (DRILL_MARK) and only ever drops a database carrying the mark: one
+#    a killed drill left is replaced, anyone else's database of that name stops the drill
+#    (ScratchDatabaseTaken) untouched;
 # 3. row counts: every table's rows in the scratch database equal the manifest's rowCounts;
 # 4. revision: the scratch database's alembic revision equals the manifest's databaseRevision;
 # 5. the scratch database is dropped, whatever happened.
@@ -17,11 +20,22 @@
 #    "database":"vulcan_drill","databaseRevision":"abc","rowCounts":{...},
 #    "durationSeconds":12,"startedAt":"..","finishedAt":".."}
 #   a failure: "outcome":"Failed","step":..,"reason":"RestoreFailed"|"RowCountMismatch"|
-#   "RevisionMismatch"|"NoBackup"|"NoRowCounts","message":..,"backup":..
+#   "RevisionMismatch"|"NoBackup"|"NoRowCounts"|"ScratchDatabaseTaken","message":..,"backup":..
 # Exit: 0 the drill passed, 1 it failed, 2 bad settings.
 
+DRILL_MARK="vulcan-operator restore drill scratch database"
+
+# _drill_mark: the comment of database DRILL_DB ("" when it has none), "absent" when there is
+# no such database; fails when the server cannot be asked.
+_drill_mark() {
+    psql_value "$VULCAN_DB_URL" "SELECT coalesce(max(coalesce(shobj_description(oid,
+        'pg_database'), '')), 'absent') FROM pg_database WHERE datname = '$DRILL_DB'"
+}
+
+# _drill_drop: drop DRILL_DB, only when it carries the drill's mark.
 _drill_drop() {
     [ -n "${DRILL_DB:-}" ] || return 0
+    [ "$(_drill_mark 2>/dev/null)" = "$DRILL_MARK" ] || return 0
     psql -X -q -v target="$DRILL_DB" -d "$VULCAN_DB_URL" >/dev/null 2>&1 <<'SQL' \
         || log "warning: could not drop the scratch database '$DRILL_DB'"
 DROP DATABASE IF EXISTS :"target";
@@ -81,7 +95,26 @@ drill_main() {
     [ -n "$_recorded_rows" ] || fail "$EXIT_FAILED" "the backup ${_file##*/} recorded no row" \
         "counts (taken before drills existed): take a new backup, then drill again"
     log "drilling ${_file##*/} (revision ${_recorded_rev:-none}) into '$DRILL_DB'"
-    _drill_drop  # a drill killed half-way may have left it
+
+    RESULT_STEP=scratch-database
+    _mark=$(_drill_mark 2>"$DRILL_TMP/psql.err") \
+        || fail "$EXIT_FAILED" "cannot connect: $(last_error "$DRILL_TMP/psql.err")"
+    if [ "$_mark" != absent ] && [ "$_mark" != "$DRILL_MARK" ]; then
+        _taken=$DRILL_DB
+        DRILL_DB=""  # not ours: never dropped
+        drill_reason ScratchDatabaseTaken
+        fail "$EXIT_FAILED" "database '$_taken' exists and is not a drill's scratch database:" \
+            "the drill leaves it alone and does not run"
+    fi
+    _drill_drop  # a drill killed half-way left it
+    if ! psql -X -q -v ON_ERROR_STOP=1 -v target="$DRILL_DB" -v mark="$DRILL_MARK" \
+        -d "$VULCAN_DB_URL" >/dev/null 2>"$DRILL_TMP/psql.err" <<'SQL'
+CREATE DATABASE :"target";
+COMMENT ON DATABASE :"target" IS :'mark';
+SQL
+    then
+        fail "$EXIT_FAILED" "cannot create the scratch database: $(last_error "$DRILL_TMP/psql.err")"
+    fi
 
     RESULT_STEP=restore
     drill_reason RestoreFailed

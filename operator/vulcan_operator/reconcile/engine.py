@@ -36,6 +36,7 @@ from vulcan_operator.checks import image_problems
 from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api, NotOurs, Ref, apply
 from vulcan_operator.reconcile import engine_backups, engine_database, engine_hold, upgrade
+from vulcan_operator.reconcile.engine_drills import engine_drills
 from vulcan_operator.reconcile.hibernation import hibernation
 from vulcan_operator.status import (
     Outcome,
@@ -237,6 +238,7 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
     backups = await engine_backups.engine_backups(
         api, namespace, name, spec, old, gen, created=meta.get("creationTimestamp")
     )
+    drills = await engine_drills(api, namespace, name, spec, old, gen, engine_backups.clock())
     # Two engines never share a backup store: the one created later runs no backups. A claim
     # is namespaced, so only the engines of this namespace can share one; a bucket, any the
     # operator sees (every namespace, or each watched one: a namespaced install may list
@@ -257,6 +259,7 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
         "observedGeneration": gen,
         "targetVersion": spec.version,
         **({"lastBackup": backups.last} if backups.last else {}),
+        **({"lastDrill": drills.last} if drills.last else {}),
     }
     if spec.paused:
         message = "spec.paused is true: the operator changes nothing until it is false"
@@ -368,6 +371,7 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
                 *conds,
                 *step.conditions,
                 backups.condition,
+                *([drills.condition] if drills.condition else []),
                 *asleep.conditions,
                 *hold.conditions,
             ]

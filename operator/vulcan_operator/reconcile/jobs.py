@@ -294,6 +294,7 @@ RESULT_KINDS = frozenset(
         "vulcan-maintenance",
         "vulcan-retention",
         "vulcan-restore-download",
+        "vulcan-drill",
     }
 )
 

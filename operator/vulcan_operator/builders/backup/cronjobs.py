@@ -4,6 +4,7 @@
 |--------------------------------|----------------|------------------------------|
 | backup CronJob                 | VulcanEngine   | `build_backup_cronjob`       |
 | maintenance CronJob            | VulcanEngine   | `build_maintenance_cronjob`  |
+| restore drill CronJob          | VulcanEngine   | `build_drill_cronjob`        |
 | backup PVC (operator-made)     | nobody         | `build_backup_pvc`           |
 
 Data first (as CloudNativePG): the PVC the operator creates for backups has NO
@@ -28,13 +29,14 @@ from vulcan_operator.builders.backup.pods import (
     SetParts,
     backup_pod,
     base_env,
+    claim_volume,
     container,
     database_env,
     env_var,
     job_context,
     volumes,
 )
-from vulcan_operator.builders.backup.storage import plan_storage
+from vulcan_operator.builders.backup.storage import BACKUP_MOUNT, plan_storage
 from vulcan_operator.builders.common import (
     Manifest,
     Owner,
@@ -49,6 +51,7 @@ __all__ = [
     "EngineRef",
     "build_backup_cronjob",
     "build_backup_pvc",
+    "build_drill_cronjob",
     "build_engine_backup_children",
     "build_maintenance_cronjob",
 ]
@@ -210,6 +213,47 @@ def build_maintenance_cronjob(
     ]
 
 
+def build_drill_cronjob(
+    engine: EngineRef,
+    spec: VulcanEngineSpec,
+    settings: Settings,
+    *,
+    suspend: bool = False,
+    pull_secrets: Sequence[dict[str, str]] = (),
+) -> list[Manifest]:
+    """The restore drill CronJob (`spec.backup.drill`), or [] when drills are off: the drill
+    program with the engine's DATABASE_URL and its backup folder on the claim, read-only
+    (drill.sh: the newest backup into <database>_drill, checked, dropped). Drills need a claim
+    (the API refuses drill.enabled with S3 storage)."""
+    drill = spec.backup.drill
+    plan = plan_storage(engine.name, engine.namespace, spec.backup.storage)
+    if not drill.enabled or plan.kind != "pvc":
+        return []
+    env = [
+        *base_env(engine.name, engine.namespace),
+        *database_env(spec.database_url_ref(engine.name)),
+        env_var("BACKUP_DIR", plan.backup_dir),
+        env_var("DRILL_LOCATION_PREFIX", plan.location),
+    ]
+    mounts = [{"name": "backups", "mountPath": BACKUP_MOUNT, "readOnly": True}]
+    pod = Pod(
+        init_containers=[],
+        containers=[container("drill", settings.postgres_image, "drill", env, mounts)],
+        volumes=volumes(claim_volume(plan.claim, read_only=True)),
+    )
+    return [
+        _cronjob(
+            engine,
+            names.COMPONENT_DRILL,
+            names.drill_cronjob(engine.name),
+            drill.schedule,
+            pod,
+            suspend=suspend,
+            pull_secrets=pull_secrets,
+        )
+    ]
+
+
 def build_engine_backup_children(
     engine: EngineRef,
     spec: VulcanEngineSpec,
@@ -241,4 +285,5 @@ def build_engine_backup_children(
         *build_maintenance_cronjob(
             engine, spec.maintenance, database, settings, suspend=suspend, pull_secrets=secrets
         ),
+        *build_drill_cronjob(engine, spec, settings, suspend=suspend, pull_secrets=secrets),
     ]

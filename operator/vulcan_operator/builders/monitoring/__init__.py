@@ -98,7 +98,11 @@ def build_service_monitor(owner: Owner, monitoring: Monitoring) -> Manifest:
 
 
 def build_prometheus_rule(
-    owner: Owner, *, memory_limit: int | str | None = None, backup_enabled: bool = True
+    owner: Owner,
+    *,
+    memory_limit: int | str | None = None,
+    backup_enabled: bool = True,
+    drill_enabled: bool = False,
 ) -> Manifest:
     """PrometheusRule with the engine's alerts (see `alerts.rule_groups`)."""
     return _finish(
@@ -111,6 +115,7 @@ def build_prometheus_rule(
                 owner.namespace,
                 memory_limit=memory_limit,
                 backup_enabled=backup_enabled,
+                drill_enabled=drill_enabled,
             ),
         ),
     )
@@ -140,6 +145,7 @@ def monitoring_children(
     *,
     memory_limit: int | str | None = None,
     backup_enabled: bool = True,
+    drill_enabled: bool = False,
     prometheus_operator: bool = True,
 ) -> list[Manifest]:
     """The monitoring children `monitoring` asks for, in apply order.
@@ -156,7 +162,12 @@ def monitoring_children(
         children.append(build_service_monitor(owner, monitoring))
     if prometheus_operator and monitoring.prometheusRule:
         children.append(
-            build_prometheus_rule(owner, memory_limit=memory_limit, backup_enabled=backup_enabled)
+            build_prometheus_rule(
+                owner,
+                memory_limit=memory_limit,
+                backup_enabled=backup_enabled,
+                drill_enabled=drill_enabled,
+            )
         )
     if monitoring.grafanaDashboard:
         children.append(build_dashboard_configmap(owner))
@@ -173,5 +184,6 @@ def build(inputs: EngineInputs, *, prometheus_operator: bool = True) -> list[Man
         spec.monitoring,
         memory_limit=spec.resources.limits.get("memory"),
         backup_enabled=spec.backup.enabled,
+        drill_enabled=spec.backup.drill.enabled,
         prometheus_operator=prometheus_operator,
     )

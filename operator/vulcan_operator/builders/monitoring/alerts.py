@@ -9,8 +9,10 @@ container's memory limit (the guide divides by the node's memory, a series with 
 that never matches; without a limit, the node's allocatable memory from kube-state-metrics is
 used).
 
-The operator's alerts: no backend pod scrapeable, the engine not Ready, backups unhealthy (only
-when backups are enabled).
+The operator's alerts: no backend pod scrapeable, the engine not Ready (neither while it
+hibernates), backups unhealthy (only when backups are enabled), restores not verified (only when
+restore drills are on), the engine hibernated or paused for too long
+(`OUT_OF_SERVICE_FOR`). Every alert links its runbook, `docs/runbooks/<alert>.md`.
 
 Scoping: every expression selects `{namespace="<ns>", service="<engine Service>"}` (the labels
 the Prometheus Operator gives every target of a ServiceMonitor), or, for the operator's own
@@ -51,7 +53,18 @@ GUIDE_ALERTS = (
     "DatabaseConnectionPool",
     "HighMemoryUsage",
 )
-OPERATOR_ALERTS = ("VulcanEngineBackendDown", "VulcanEngineNotReady", "VulcanEngineBackupUnhealthy")
+OPERATOR_ALERTS = (
+    "VulcanEngineBackendDown",
+    "VulcanEngineNotReady",
+    "VulcanEngineBackupUnhealthy",
+    "VulcanEngineRestoreNotVerified",
+    "VulcanEngineHibernatedTooLong",
+    "VulcanEnginePausedTooLong",
+)
+#: Where each alert's runbook is: RUNBOOKS/<alert>.md (docs/runbooks/ of the repository).
+RUNBOOKS = "https://github.com/vulcan-engine/vulcan-operator/blob/main/docs/runbooks"
+#: How long an engine may stay hibernated / paused before an alert says so.
+OUT_OF_SERVICE_FOR = {"hibernated": "14d", "paused": "3d"}
 
 
 def _quote(value: str) -> str:
@@ -93,6 +106,7 @@ class _Alert:
             "annotations": {
                 "summary": f"{self.summary} ({where})",
                 "description": f"{where}: {self.description}",
+                "runbook_url": f"{RUNBOOKS}/{self.alert}.md",
             },
         }
 
@@ -174,14 +188,16 @@ def _guide_alerts(
 
 
 def _operator_alerts(
-    engine: str, namespace: str, service: str, backup_enabled: bool
+    engine: str, namespace: str, service: str, backup_enabled: bool, drill_enabled: bool
 ) -> list[_Alert]:
     sel = matchers(namespace=namespace, service=service)
     mine = matchers(namespace=namespace, engine=engine)
+    # A hibernating engine runs no pods on purpose: no backend or Ready alert for it.
+    asleep = f"unless on (namespace) (vulcan_engine_hibernated{{{mine}}} == 1)"
     alerts = [
         _Alert(
             "VulcanEngineBackendDown",
-            f"sum by (namespace, service) (up{{{sel}}}) == 0 or absent(up{{{sel}}})",
+            f"(sum by (namespace, service) (up{{{sel}}}) == 0 or absent(up{{{sel}}})) {asleep}",
             "10m",
             "critical",
             "No backend pod can be scraped",
@@ -189,7 +205,7 @@ def _operator_alerts(
         ),
         _Alert(
             "VulcanEngineNotReady",
-            f"min by (namespace, engine) (vulcan_engine_ready{{{mine}}}) == 0",
+            f"min by (namespace, engine) (vulcan_engine_ready{{{mine}}}) == 0 {asleep}",
             "15m",
             "warning",
             "Engine not Ready",
@@ -208,6 +224,29 @@ def _operator_alerts(
                 "or is overdue; see the engine's status.lastBackup.",
             )
         )
+    if drill_enabled:
+        alerts.append(
+            _Alert(
+                "VulcanEngineRestoreNotVerified",
+                f"min by (namespace, engine) (vulcan_engine_restore_verified{{{mine}}}) == 0",
+                "1h",
+                "warning",
+                "Backups not proven restorable",
+                "The operator reports RestoreVerified=False: the newest restore drill failed "
+                "or is overdue; see the engine's status.lastDrill.",
+            )
+        )
+    for state, field in (("hibernated", "hibernate"), ("paused", "paused")):
+        alerts.append(
+            _Alert(
+                f"VulcanEngine{state.capitalize()}TooLong",
+                f"max by (namespace, engine) (vulcan_engine_{state}{{{mine}}}) == 1",
+                OUT_OF_SERVICE_FOR[state],
+                "info" if state == "hibernated" else "warning",
+                f"Engine {state} for {OUT_OF_SERVICE_FOR[state]}",
+                f"spec.{field} has been true for {OUT_OF_SERVICE_FOR[state]}: is it forgotten?",
+            )
+        )
     return alerts
 
 
@@ -217,13 +256,14 @@ def rule_groups(
     *,
     memory_limit: int | str | None = None,
     backup_enabled: bool = True,
+    drill_enabled: bool = False,
 ) -> list[dict[str, Any]]:
     """The PrometheusRule's groups: the guide's alerts, then the operator's."""
     service = names.engine_service(engine)
     limit = memory_bytes(memory_limit)
     memory_text = str(memory_limit) if limit is not None else ""
     guide = _guide_alerts(engine, namespace, service, limit, memory_text)
-    ours = _operator_alerts(engine, namespace, service, backup_enabled)
+    ours = _operator_alerts(engine, namespace, service, backup_enabled, drill_enabled)
     return [
         {
             "name": GUIDE_GROUP,
