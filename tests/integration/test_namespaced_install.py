@@ -215,3 +215,29 @@ async def test_a_namespaced_operator_works_in_its_namespaces_only(
     assert mine, "the operator made no request as its ServiceAccount"
     assert [r.path for r in mine if r.namespace == OTHER] == []
     assert phase(emulator, OTHER) == ""
+
+
+async def test_without_its_crds_a_namespaced_operator_stops_and_says_why(
+    emulator: RbacEmulator, tmp_path: Path
+) -> None:
+    """It watches no CRDs then (no cluster-wide rights), so it cannot wait for them: it stops,
+    naming them, and its pod restarts until they are installed."""
+    emulator.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": WATCHED[0]}})
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig(tmp_path / "admin", emulator.url)),
+        "VULCAN_METRICS_PORT": str(free_port()),
+    }
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    script = Path(sys.executable).parent / "vulcan-operator"
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [str(script), "run", "--standalone", f"--namespace={WATCHED[0]}", "--liveness="],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert "vulcanengines" in output and "install the CRDs first" in output, output[-3000:]
