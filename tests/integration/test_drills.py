@@ -144,3 +144,35 @@ async def test_drills_prove_the_backups_restore(
     finally:
         await operator.stop()
         pg_server.drop_database(db.dbname)
+
+
+async def test_maintenance_results_reach_the_status(
+    emulator: LogEmulator,
+    operator: OperatorRunner,
+    pg_server: PgServer,
+    pg_bin_dir: Path,
+    seed_template: str,
+    tmp_path: Path,
+) -> None:
+    db = pg_server.create_database(label="vacuum", template=seed_template)
+    try:
+        pods = LocalPods(emulator, tmp_path, pg_bin_dir)
+
+        def outcome_for(job: dict[str, Any]) -> JobOutcome | None:
+            labels = job["metadata"].get("labels") or {}
+            if labels.get("app.kubernetes.io/component") == "maintenance":
+                return JobOutcome.run(pods.run)
+            return None
+
+        emulator.jobs.outcome_for = outcome_for
+        await installed(emulator, url=db.dsn)
+        run_cronjob(emulator, "prod-maintenance", "1")
+        last = await emulator.wait_for(lambda: status(emulator)["lastMaintenance"], timeout=30)
+        assert last["outcome"] == "Succeeded" and last["vacuumed"] is True, last
+        assert last["reindexed"] is False and last["job"] == "prod-maintenance-1"
+        assert last["databaseBytes"] > 1_000_000  # the seed's tables and indexes
+        done = await Plugin(kubeconfig(tmp_path / "config", emulator.url))("status", "prod")
+        assert "Vacuum:     Succeeded" in done.stdout, done.stdout + done.stderr
+    finally:
+        await operator.stop()
+        pg_server.drop_database(db.dbname)

@@ -720,6 +720,19 @@ class VulcanEngineSpec(Strict):
         )
 
 
+class LastMaintenance(BaseModel):
+    """The newest maintenance run (VACUUM ANALYZE) of the engine's database."""
+
+    time: str | None = Field(None, description="When it finished.")
+    outcome: str | None = Field(None, description="Succeeded or Failed.")
+    vacuumed: bool | None = Field(None, description="VACUUM ANALYZE ran.")
+    reindexed: bool | None = Field(None, description="REINDEX ran too.")
+    databaseBytes: int | None = Field(None, description="The database's size afterwards.")
+    reason: str | None = Field(None, description="Why it failed (the step, or how its Job died).")
+    message: str | None = Field(None, description="What went wrong, when it failed.")
+    job: str | None = Field(None, description="The Job that ran it.")
+
+
 class LastDrill(BaseModel):
     """The newest restore drill of the engine."""
 
@@ -813,6 +826,9 @@ class VulcanEngineStatus(Status):
     database: DatabaseStatus | None = Field(None, description="The PostgreSQL server.")
     lastBackup: LastBackup | None = Field(None, description="Newest backup.")
     lastDrill: LastDrill | None = Field(None, description="Newest restore drill.")
+    lastMaintenance: LastMaintenance | None = Field(
+        None, description="Newest maintenance run (VACUUM ANALYZE)."
+    )
     networkPolicy: NetworkPolicyStatus | None = Field(
         None, description="Who may reach the backend, and where the pods may connect."
     )

@@ -165,6 +165,7 @@ def collect(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
         "databaseRevision": st.get("databaseRevision"),
         "lastBackup": st.get("lastBackup"),
         "lastDrill": st.get("lastDrill"),
+        "lastMaintenance": st.get("lastMaintenance"),
         "restore": st.get("restore"),
         "conditions": [
             {k: c.get(k) for k in ("type", "status", "reason", "message", "lastTransitionTime")}
@@ -255,6 +256,19 @@ def _drill_line(drill: dict[str, Any] | None, now: datetime.datetime) -> str:
     return line
 
 
+def _maintenance_line(run: dict[str, Any] | None, now: datetime.datetime) -> str:
+    if not run:
+        return "Vacuum:     none yet"
+    line = f"Vacuum:     {run.get('outcome') or '-'} {ago(run.get('time'), now)}"
+    if run.get("databaseBytes") is not None:
+        line += f", database {run['databaseBytes'] / 2**20:.1f} MiB"
+    if run.get("reindexed"):
+        line += ", reindexed"
+    if run.get("reason"):
+        line += f"\n            {run['reason']}: {_short(run.get('message'))}"
+    return line
+
+
 def _problems_line(p: dict[str, Any]) -> str:
     if not p["total"]:
         return "Problems:   none"
@@ -279,6 +293,7 @@ def render(snap: dict[str, Any], now: datetime.datetime) -> str:
         f"Database:   revision {snap.get('databaseRevision') or '-'}",
         _backup_line(snap.get("lastBackup"), now),
         _drill_line(snap.get("lastDrill"), now),
+        _maintenance_line(snap.get("lastMaintenance"), now),
     ]
     restore = snap.get("restore")
     if restore:

@@ -36,7 +36,7 @@ from vulcan_operator.checks import image_problems
 from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api, NotOurs, Ref, apply
 from vulcan_operator.reconcile import engine_backups, engine_database, engine_hold, upgrade
-from vulcan_operator.reconcile.engine_drills import engine_drills
+from vulcan_operator.reconcile.engine_drills import engine_drills, engine_maintenance
 from vulcan_operator.reconcile.hibernation import hibernation
 from vulcan_operator.status import (
     Outcome,
@@ -239,6 +239,7 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
         api, namespace, name, spec, old, gen, created=meta.get("creationTimestamp")
     )
     drills = await engine_drills(api, namespace, name, spec, old, gen, engine_backups.clock())
+    maintenance = await engine_maintenance(api, namespace, name, spec, old)
     # Two engines never share a backup store: the one created later runs no backups. A claim
     # is namespaced, so only the engines of this namespace can share one; a bucket, any the
     # operator sees (every namespace, or each watched one: a namespaced install may list
@@ -260,6 +261,7 @@ async def reconcile(api: Api, body: dict[str, Any], settings: Settings) -> Outco
         "targetVersion": spec.version,
         **({"lastBackup": backups.last} if backups.last else {}),
         **({"lastDrill": drills.last} if drills.last else {}),
+        **({"lastMaintenance": maintenance} if maintenance else {}),
     }
     if spec.paused:
         message = "spec.paused is true: the operator changes nothing until it is false"

@@ -1,4 +1,5 @@
-"""An engine's restore drills: `status.lastDrill` and the `RestoreVerified` condition.
+"""An engine's restore drills (`status.lastDrill`, the `RestoreVerified` condition) and
+maintenance runs (`status.lastMaintenance`).
 
 Read on every engine reconcile from the Jobs of the drill CronJob (`spec.backup.drill`, the
 drill program: the newest backup restored into a scratch database, checked, dropped), as
@@ -8,6 +9,9 @@ interval; False when it failed (the reason names the check: RowCountMismatch,
 RevisionMismatch, RestoreFailed, NoBackup, NoRowCounts, or how the Job died) or is too old
 (DrillTooOld); Unknown before the first drill. No condition at all while drills are off and
 none ever ran (most engines), so nothing changes for them.
+
+`lastMaintenance` is the newest finished run of the maintenance CronJob (VACUUM ANALYZE):
+outcome, whether it vacuumed and reindexed, the database's size, or why it failed.
 """
 
 from __future__ import annotations
@@ -31,7 +35,14 @@ from vulcan_operator.reconcile.jobs import (
 )
 from vulcan_operator.status import condition, parse_time
 
-__all__ = ["DRILL_REASONS", "RESTORE_VERIFIED", "DrillView", "engine_drills"]
+__all__ = [
+    "DRILL_REASONS",
+    "RESTORE_VERIFIED",
+    "DrillView",
+    "engine_drills",
+    "engine_maintenance",
+    "newest_run",
+]
 
 RESTORE_VERIFIED = "RestoreVerified"
 #: The reasons the drill program gives (anything else becomes DrillFailed).
@@ -81,6 +92,53 @@ def _last_drill(job: dict[str, Any], run: JobRun) -> dict[str, Any]:
     return {k: v for k, v in last.items() if v is not None}
 
 
+async def newest_run(
+    api: Api, namespace: str, engine: str, component: str, last: dict[str, Any] | None
+) -> tuple[dict[str, Any], JobRun] | None:
+    """The newest finished Job of the engine's `component` and its run, when it is newer than
+    the one `last` (a status record with `job` and `time`) describes; else None."""
+    jobs = await api.list(Ref("batch/v1", "Job", namespace), names.selector(engine, component))
+    done = [(finished_at(j) or "", j["metadata"]["name"], j) for j in jobs if finished_at(j)]
+    if not done:
+        return None
+    time, job_name, job = max(done, key=lambda d: (d[0], d[1]))
+    if last is not None and (job_name == last.get("job") or time < (last.get("time") or "")):
+        return None
+    return job, await read_job_object(api, job)
+
+
+def _last_maintenance(job: dict[str, Any], run: JobRun) -> dict[str, Any]:
+    found = parse_result(run.termination, "vulcan-maintenance") or {}
+    last: dict[str, Any] = {
+        "time": run.finished_at or finished_at(job),
+        "job": job["metadata"]["name"],
+    }
+    if run.state == "Succeeded" and found.get("outcome") == "Succeeded":
+        size = found.get("databaseBytes")
+        last.update(
+            outcome="Succeeded",
+            vacuumed=found.get("vacuumed") is True,
+            reindexed=found.get("reindexed") is True,
+            databaseBytes=size if isinstance(size, int) and not isinstance(size, bool) else None,
+        )
+    else:
+        reason, message = failure(found, run, "maintenance")
+        last.update(outcome="Failed", reason=reason, message=message)
+    return {k: v for k, v in last.items() if v is not None}
+
+
+async def engine_maintenance(
+    api: Api, namespace: str, engine: str, spec: VulcanEngineSpec, status: dict[str, Any]
+) -> dict[str, Any] | None:
+    """status.lastMaintenance: the newest finished maintenance run (one Job list per resync
+    while maintenance is on; kept as it was while it is off)."""
+    last = dict(status.get("lastMaintenance") or {}) or None
+    if not spec.maintenance.enabled:
+        return last
+    found = await newest_run(api, namespace, engine, names.COMPONENT_MAINTENANCE, last)
+    return _last_maintenance(*found) if found else last
+
+
 async def engine_drills(
     api: Api,
     namespace: str,
@@ -101,14 +159,9 @@ async def engine_drills(
         return DrillView(
             last, condition(RESTORE_VERIFIED, None, "DrillsDisabled", message, generation), None
         )
-    jobs = await api.list(
-        Ref("batch/v1", "Job", namespace), names.selector(engine, names.COMPONENT_DRILL)
-    )
-    done = [(finished_at(j) or "", j["metadata"]["name"], j) for j in jobs if finished_at(j)]
-    if done:
-        time, job_name, job = max(done, key=lambda d: (d[0], d[1]))
-        if last is None or (job_name != last.get("job") and time >= (last.get("time") or "")):
-            last = _last_drill(job, await read_job_object(api, job))
+    found = await newest_run(api, namespace, engine, names.COMPONENT_DRILL, last)
+    if found:
+        last = _last_drill(*found)
     gen = generation
     if last is None:
         message = f"no restore drill has run yet (schedule '{drill.schedule}')"
