@@ -9,6 +9,8 @@ and every matchCondition, then the variables are computed in order, then every v
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +41,13 @@ def documents() -> list[Obj]:
 POLICY = next(d for d in documents() if d["kind"] == "ValidatingAdmissionPolicy")
 
 
+@functools.cache
+def _program(expression: str) -> Any:
+    return ENV.program(ENV.compile(expression))
+
+
 def _eval(expression: str, activation: dict[str, Any]) -> Any:
-    result = ENV.program(ENV.compile(expression)).evaluate(activation)
+    result = _program(expression).evaluate(activation)
     if isinstance(result, Exception):  # cel-python returns its evaluation errors
         raise result
     return result
@@ -92,6 +99,23 @@ def review(
         for check in spec["validations"]
         if not _eval(check["expression"], activation)
     ]
+
+
+def refused_creates(records: Iterable[Any]) -> list[str]:
+    """The objects of governed kinds that these logged requests (emulator RequestRecords)
+    created and the policy would have refused, as "<Kind> <namespace>/<name>: <message>"."""
+    out = []
+    for r in records:
+        created = r.verb == "create" and (r.status or 0) < 300 and not r.subresource
+        if not created or r.resource not in PLURALS or not isinstance(r.body, dict):
+            continue
+        obj = {**r.body, "metadata": {**(r.body.get("metadata") or {}), "namespace": r.namespace}}
+        messages = review("CREATE", obj, namespace=r.namespace)
+        if messages:
+            out.append(
+                f"{obj.get('kind')} {r.namespace}/{obj['metadata'].get('name')}: {messages[0]}"
+            )
+    return out
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

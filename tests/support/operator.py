@@ -21,7 +21,7 @@ import kubernetes
 import pytest
 
 from tests.emulator import Emulator
-from tests.support import chart, rbac
+from tests.support import admission_policy, chart, rbac
 from tests.support.kopf_runner import OperatorRunner, kube_configuration
 
 RunOperator = Callable[..., Awaitable[OperatorRunner]]
@@ -75,6 +75,9 @@ async def run_operator(
     # ...and by the Helm chart's ClusterRole, as `helm install` renders it (cluster-wide).
     refused = rbac.denied(usage, chart.cluster_role_rules())
     assert not refused, f"requests the Helm chart's ClusterRole does not allow: {refused}"
+    # Every Secret, Role, RoleBinding and Job it created passes manifests/admission-policy/.
+    policy = admission_policy.refused_creates(emulator.requests(since=mark))
+    assert not policy, f"objects the admission policy refuses the operator: {policy}"
     # In one namespace, the namespaced install's Role (and ClusterRole) must allow them too.
     if len({request[4] for request in rbac.ours(usage) if request[4]}) <= 1:
         refused = rbac.denied_in_a_namespace(usage)
