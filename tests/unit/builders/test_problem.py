@@ -293,7 +293,8 @@ def test_the_operator_holds_every_permission_it_grants_to_solver_pods() -> None:
             for resource in rule["resources"]:
                 for verb in rule["verbs"]:
                     assert (group, resource, verb) in held, (group, resource, verb)
-    assert {("kueue.x-k8s.io", "workloads", v) for v in ("get", "list")} <= held
+    # A queued solver Job's Kueue Workload is listed by the Job's uid (reconcile/problem.py).
+    assert ("kueue.x-k8s.io", "workloads", "list") in held
 
 
 def test_a_problem_over_its_engines_caps_is_named_field_value_and_cap() -> None:
