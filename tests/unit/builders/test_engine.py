@@ -763,6 +763,14 @@ def test_every_child_the_spec_can_turn_off_is_prunable() -> None:
         "PrometheusRule",
     }
     assert optional - kept <= set(PRUNABLE)
+    # Every spec makes one PDB (maxUnavailable 1 at any replica count): never pruned, so the
+    # operator needs no `list`/`delete` on PDBs (manifests/rbac.yaml).
+    for variant in VARIANTS:
+        pdbs = [
+            o for o in engine_children(inputs_for(variant)) if o["kind"] == "PodDisruptionBudget"
+        ]
+        assert len(pdbs) == 1, variant
+    assert ("policy/v1", "PodDisruptionBudget") not in PRUNABLE
 
 
 def test_inputs_do_not_mutate() -> None:
