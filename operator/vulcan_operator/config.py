@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from vulcan_operator.sharding import UNSHARDED, Shard
+
 __all__ = [
     "DEFAULT_POSTGRES_IMAGE",
     "DEFAULT_PROBLEM_POLL_SECONDS",
@@ -160,6 +162,8 @@ class Settings:
     #: Folder with tls.crt, tls.key and ca.crt for the webhook (`run --admission-cert-dir`);
     #: empty: a certificate from a CA the operator keeps in a Secret of its namespace.
     admission_cert_dir: str = ""
+    #: The namespaces this operator owns among those it watches (`run --shard K/N`).
+    shard: Shard = UNSHARDED
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -16,12 +16,13 @@ import kopf
 
 from vulcan_operator import GROUP, health, kinds, metrics, webhook
 from vulcan_operator.config import Settings
-from vulcan_operator.handlers import admission, backup, engine, problem, restore
+from vulcan_operator.handlers import admission, backup, engine, problem, restore, sharding
 from vulcan_operator.health import Heartbeat
 from vulcan_operator.k8s import Api, ApiError, apply
+from vulcan_operator.sharding import UNSHARDED, Shard
 
 
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, shard: Shard = UNSHARDED, **_: Any) -> None:
     """Start-up settings: where Kopf keeps its own bookkeeping, timeouts, posting."""
     # Kopf's progress and diff-base go to annotations under our group, never into status,
     # which belongs to our API (and never into spec).
@@ -29,7 +30,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
-    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.finalizer = sharding.finalizer(shard)  # one per shard
     # Recycle watch streams so a silently frozen stream cannot stall the operator forever.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -58,7 +59,12 @@ def make_registry(settings: Settings | None = None) -> kopf.OperatorRegistry:
     """A fresh registry with every handler of the operator."""
     settings = settings or Settings.from_env()
     registry = kopf.OperatorRegistry()
-    kopf.on.startup(registry=registry)(configure)
+    shard = settings.shard
+
+    def configure_operator(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure(settings, shard)
+
+    kopf.on.startup(registry=registry)(configure_operator)
     if settings.visible_namespaces != (None,):
         kopf.on.startup(registry=registry)(without_scanning)
     heartbeat = Heartbeat(settings.liveness_threshold)
@@ -67,6 +73,9 @@ def make_registry(settings: Settings | None = None) -> kopf.OperatorRegistry:
     problem.register(registry, settings)
     backup.register(registry, settings)
     restore.register(registry, settings)
+    sharding.register(registry, settings.shard)
+    sharding.restrict(registry, settings.shard)  # before the webhooks: every shard serves them
+    metrics.set_shard(settings.shard.index, settings.shard.count, lambda: len(heartbeat.objects))
     if settings.admission_port:
         admission.register(registry, settings)
 
@@ -117,12 +126,20 @@ def run(
     admission_port: int = 0,
     admission_cert_dir: str = "",
     all_namespaces: bool = False,
+    shard: Shard = UNSHARDED,
 ) -> None:
     """Run the operator until it is stopped (SIGTERM/SIGINT stop it gracefully).
-    `all_namespaces` (`-A`): every namespace, whatever VULCAN_NAMESPACES says."""
+    `all_namespaces` (`-A`): every namespace, whatever VULCAN_NAMESPACES says. `shard`
+    (`--shard K/N`): only the namespaces of shard K, with a peering object of the shard's own
+    (`<peering>-shard-K-of-N`), so the shards never pause one another; its replicas share it."""
     settings = dataclasses.replace(
-        Settings.from_env(), admission_port=admission_port, admission_cert_dir=admission_cert_dir
+        Settings.from_env(),
+        admission_port=admission_port,
+        admission_cert_dir=admission_cert_dir,
+        shard=shard,
     )
+    if shard.sharded:
+        peering = f"{peering}-shard-{shard.index}-of-{shard.count}"
     namespaces = [] if all_namespaces else namespaces or list(settings.namespaces)
     settings = dataclasses.replace(settings, namespaces=tuple(namespaces))  # the handlers' reach
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat[log_format.upper()])

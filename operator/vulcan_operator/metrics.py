@@ -23,6 +23,9 @@ Metric names (a public contract: the engines' PrometheusRules and dashboards use
 | `vulcan_operator_reconcile_duration_seconds` | histogram | kind |
 | `vulcan_operator_queue_depth` | gauge | namespace, engine |
 | `vulcan_operator_build_info` | gauge (1) | version, python_version, kopf_version |
+| `vulcan_operator_shard_info` | gauge (1) | shard, shards (`run --shard K/N`; 0 and 1 unsharded) |
+| `vulcan_operator_shards` | gauge | (N: how many shards there should be) |
+| `vulcan_operator_shard_engines` | gauge | shard (the engines this replica reconciles) |
 | `vulcan_engine_ready` | gauge (0/1) | namespace, engine |
 | `vulcan_engine_backup_healthy` | gauge (0/1) | namespace, engine |
 | `vulcan_engine_restore_verified` | gauge (0/1) | namespace, engine (none while Unknown) |
@@ -49,7 +52,7 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, suppress
 from importlib import metadata
 from wsgiref.simple_server import WSGIServer
@@ -69,6 +72,7 @@ __all__ = [
     "reconcile_timer",
     "set_engine_status",
     "set_queue_depth",
+    "set_shard",
     "start_metrics_server",
 ]
 
@@ -125,6 +129,23 @@ class OperatorMetrics:
             "vulcan_operator_build_info",
             "Always 1; the labels say which build of the operator runs.",
             ["version", "python_version", "kopf_version"],
+            registry=reg,
+        )
+        self.shard_info = Gauge(
+            "vulcan_operator_shard_info",
+            "Always 1; the labels say which shard of how many this replica is.",
+            ["shard", "shards"],
+            registry=reg,
+        )
+        self.shards = Gauge(
+            "vulcan_operator_shards",
+            "How many shards the operator was started with (a missing shard's series vanish).",
+            registry=reg,
+        )
+        self.shard_engines = Gauge(
+            "vulcan_operator_shard_engines",
+            "VulcanEngines this replica reconciles (those of its shard's namespaces).",
+            ["shard"],
             registry=reg,
         )
         self.engine_ready = Gauge(
@@ -264,6 +285,12 @@ class OperatorMetrics:
         """How many problems of this engine wait in phase Queued."""
         self.queue_depth.labels(namespace=namespace, engine=engine).set(max(0, depth))
 
+    def set_shard(self, index: int, count: int, engines: Callable[[], float]) -> None:
+        """This replica is shard `index` of `count`; `engines()` counts the engines it keeps."""
+        self.shard_info.labels(shard=str(index), shards=str(count)).set(1)
+        self.shards.set(count)
+        self.shard_engines.labels(shard=str(index)).set_function(engines)
+
     # -- engine status ---------------------------------------------------------------------
     def set_engine_status(
         self,
@@ -387,6 +414,11 @@ def observe_problem(
 def set_queue_depth(namespace: str, engine: str, depth: int) -> None:
     """Problems of an engine waiting in phase Queued."""
     METRICS.set_queue_depth(namespace, engine, depth)
+
+
+def set_shard(index: int, count: int, engines: Callable[[], float]) -> None:
+    """Export which shard this replica is, and how many engines it keeps."""
+    METRICS.set_shard(index, count, engines)
 
 
 def set_engine_status(

@@ -52,6 +52,7 @@ class RequestRecord:
     namespace: str | None = None
     name: str | None = None
     status: int | None = None
+    host: str | None = None  # the Host header: which server URL the client was given
 
     @property
     def is_write(self) -> bool:
@@ -77,6 +78,7 @@ class HttpMixin:
             path=raw.path,
             query=dict(raw.query),
             content_type=content_type,
+            host=raw.host,
         )
         self.log.append(record)
         try:

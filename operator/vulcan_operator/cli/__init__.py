@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from vulcan_operator.sharding import UNSHARDED, Shard
 from vulcan_operator.solver import cli as solver_cli
 
 
@@ -50,6 +51,13 @@ def _crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shard(text: str) -> Shard:
+    try:
+        return Shard.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _run(args: argparse.Namespace) -> int:
     from vulcan_operator import main as operator_main
 
@@ -63,6 +71,7 @@ def _run(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         admission_port=args.admission_port,
         admission_cert_dir=args.admission_cert_dir,
+        shard=args.shard,
     )
     return 0
 
@@ -123,6 +132,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="DIR",
         help="the webhook's tls.crt, tls.key and ca.crt (e.g. cert-manager's Secret, mounted); "
         "default: a certificate from a CA the operator keeps in a Secret",
+    )
+    run.add_argument(
+        "--shard",
+        type=_shard,
+        default=UNSHARDED,
+        metavar="K/N",
+        help="reconcile only the namespaces whose name hashes to shard K of N (K from 0; run N "
+        "Deployments, --shard 0/N .. N-1/N); the peering object gets a -shard-K-of-N suffix",
     )
     run.add_argument("-v", "--verbose", action="store_true")
     render = sub.add_parser("render", help="print every object a first reconcile creates")
