@@ -441,3 +441,66 @@ async def test_problems_gantt_and_compare(
     assert "late jobs" in out and "tasks moved  unknown" in out
     data = json.loads(ok(await plugin("compare", "plant-week-48", "-o", "json")))
     assert data["makespan"] == {"previous": before["makespan"], "current": latest["makespan"]}
+
+
+async def test_compare_after_a_real_second_solve_counts_the_tasks_moved(
+    emulator: LogEmulator, bridge: Any, operator: OperatorRunner, plugin: Plugin
+) -> None:
+    """Real solver pods solve generation 1, then 2; the pod keeps the result before beside the
+    latest (server-side, it may not read the ConfigMap), so compare knows what moved."""
+    emulator.create(
+        {
+            "apiVersion": "vulcan-engine.com/v1alpha1",
+            "kind": "VulcanEngine",
+            "metadata": {"name": "prod", "namespace": "default"},
+            "spec": {
+                "version": "2.0.0",
+                "solver": {"maxTimeSeconds": 2, "numWorkers": 1, "memoryLimitMB": 512},
+            },
+        }
+    )
+    jobs = [
+        {
+            "name": "j1",
+            "dueDate": 5,
+            "tasks": [
+                {"name": "a", "duration": 3, "machines": ["m1"]},
+                {"name": "b", "duration": 2, "machines": ["m2"]},
+            ],
+        },
+        {
+            "name": "j2",
+            "dueDate": 6,
+            "tasks": [
+                {"name": "a", "duration": 2, "machines": ["m2"]},
+                {"name": "b", "duration": 4, "machines": ["m1"]},
+            ],
+        },
+    ]
+    body = {**SMALL_PROBLEM, "metadata": {"name": "shop", "namespace": "default"}}
+    body["spec"] = {
+        "engineRef": {"name": "prod"},
+        "machines": [{"name": "m1"}, {"name": "m2"}],
+        "jobs": jobs,
+    }
+    emulator.create(body)
+
+    def solved(generation: int) -> bool:
+        st = status(emulator, "schedulingproblems", "shop")
+        return st.get("observedGeneration") == generation and st.get("phase") == "Succeeded"
+
+    await emulator.wait_for(lambda: solved(1), timeout=30)
+    assert (await plugin("compare", "shop")).returncode == 1  # nothing to compare with yet
+    jobs[0]["tasks"][0]["duration"] = 10  # j1 now ends late, and its tasks move
+    emulator.patch("schedulingproblems", "default", "shop", {"spec": {"jobs": jobs}})
+    await emulator.wait_for(lambda: solved(2), timeout=30)
+    cm = emulator.get("configmaps", "default", "shop-schedule")["data"]
+    assert (cm["generation"], cm["previous-generation"]) == ("2", "1")
+    data = json.loads(ok(await plugin("compare", "shop", "-o", "json")))
+    assert data["makespan"]["previous"] < data["makespan"]["current"]
+    moved = data["tasksMoved"]
+    assert moved is not None and moved["of"] == 4 and moved["count"] >= 1, moved
+    late = data["lateJobs"]  # known for both (the previous schedule was kept)
+    assert "j1" not in late["previous"] and "j1" in late["current"], late
+    text = ok(await plugin("compare", "shop"))
+    assert f"tasks moved  {moved['count']} of 4" in text

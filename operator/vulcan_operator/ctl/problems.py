@@ -18,8 +18,9 @@ from vulcan_operator.solver.loader import ProblemFileError, load_text
 from vulcan_operator.solver.problem import ProblemData
 from vulcan_operator.solver.result import Assignment, SolveResult, Status, relative_gap
 
+#: The latest result and the one of the generation before, as the solver pod writes them
+#: (solverpod.store.write_configmap; the plugin does not import the pod's code).
 RESULT_KEY = "result.json"
-#: The result before the latest, kept beside it by the solver pod when it fits.
 PREVIOUS_KEY = "previous-result.json"
 
 
@@ -136,7 +137,9 @@ def schedules(
     cm = kube.get(path("v1", "configmaps", kube.namespace, ref)) if ref else None
     data = (cm or {}).get("data") or {}
     latest = json.loads(data[RESULT_KEY]) if data.get(RESULT_KEY) else None
-    previous = json.loads(data[PREVIOUS_KEY]) if data.get(PREVIOUS_KEY) else None
+    previous = None
+    if data.get(PREVIOUS_KEY) and data.get("previous-generation") != data.get("generation"):
+        previous = json.loads(data[PREVIOUS_KEY])
     return latest, previous
 
 

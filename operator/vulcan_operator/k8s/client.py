@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,6 +191,17 @@ class Api:
     ) -> dict[str, Any]:
         patched: dict[str, Any] = await self._call(
             "PATCH", ref.path(subresource), body=body, content_type=MERGE
+        )
+        return patched
+
+    async def json_patch(self, ref: Ref, ops: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """A JSON patch (RFC 6902): all of `ops` or none (a failed `test` or a missing `from`
+        is a 422 from the server)."""
+        patched: dict[str, Any] = await self._call(
+            "PATCH",
+            ref.path(),
+            body=[dict(op) for op in ops],
+            content_type="application/json-patch+json",
         )
         return patched
 

@@ -35,6 +35,7 @@ from vulcan_operator.k8s import Api, ApiError, Ref
 
 __all__ = [
     "CONFIGMAP_LIMIT",
+    "PREVIOUS_KEY",
     "RESULT_KEY",
     "SCHEMA",
     "ScheduleKey",
@@ -48,6 +49,8 @@ __all__ = [
 #: A ConfigMap holds at most 1 MiB; keep room for its metadata.
 CONFIGMAP_LIMIT = 1_000_000
 RESULT_KEY = "result.json"
+#: The result of the problem's generation before, kept beside the latest by write_configmap.
+PREVIOUS_KEY = "previous-result.json"
 
 SCHEMA = "vulcan_solver"
 CONNECT_TIMEOUT = 10.0
@@ -206,6 +209,11 @@ async def write_schedule(dsn: str, key: ScheduleKey, result: Mapping[str, Any]) 
         await conn.close()
 
 
+def _pointer(key: str) -> str:
+    """`key` as a JSON-pointer segment."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
 def write_configmap(
     api: Api, namespace: str, name: str, generation: int, text: str, notes: list[str]
 ) -> str | None:
@@ -216,9 +224,35 @@ def write_configmap(
             f"can hold (1 MiB): not written to ConfigMap {name}"
         )
         return None
-    data = {RESULT_KEY: text, "generation": str(generation)}
+    ref = Ref("v1", "ConfigMap", namespace, name)
+    gen = str(generation)
+    result = {"op": "add", "path": f"/data/{_pointer(RESULT_KEY)}", "value": text}
+    # The result of the generation before stays beside the new one, for `kubectl vulcan
+    # compare` (tasks moved): moved on the server, as this pod may not read the ConfigMap. A
+    # second write of the same generation only replaces the result; when there is no earlier
+    # result, or both do not fit in one ConfigMap, the new one is written alone.
+    same_generation = [{"op": "test", "path": "/data/generation", "value": gen}, result]
+    keep_previous = [
+        {
+            "op": "move",
+            "from": f"/data/{_pointer(RESULT_KEY)}",
+            "path": f"/data/{_pointer(PREVIOUS_KEY)}",
+        },
+        {"op": "move", "from": "/data/generation", "path": "/data/previous-generation"},
+        result,
+        {"op": "add", "path": "/data/generation", "value": gen},
+    ]
+    for ops in (same_generation, keep_previous):
+        try:
+            asyncio.run(api.json_patch(ref, ops))
+            return name
+        except ApiError as error:
+            if error.status not in (409, 413, 422):  # 422: not this shape, try the next
+                notes.append(f"cannot write the schedule to ConfigMap {name}: {error}")
+                return None
+    alone = {RESULT_KEY: text, "generation": gen, PREVIOUS_KEY: None, "previous-generation": None}
     try:
-        asyncio.run(api.patch(Ref("v1", "ConfigMap", namespace, name), {"data": data}))
+        asyncio.run(api.patch(ref, {"data": alone}))
     except ApiError as error:
         notes.append(f"cannot write the schedule to ConfigMap {name}: {error}")
         return None
