@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -113,11 +114,17 @@ class Ref:
         return base
 
 
+#: How long an answer of API discovery (`Api.has_kind`) is kept, seconds.
+DISCOVERY_SECONDS = 60.0
+
+
 class Api:
     """Thin async wrapper over the official client's generic call."""
 
     def __init__(self, api_client: client.ApiClient | None = None) -> None:
         self._client = api_client or client.ApiClient()
+        #: API discovery: group/version -> (when read, the kinds it serves; None: not served)
+        self._discovery: dict[str, tuple[float, frozenset[str] | None]] = {}
 
     async def _call(
         self,
@@ -216,14 +223,28 @@ class Api:
         return True
 
     async def has_kind(self, api_version: str, kind: str) -> bool:
-        """Whether the cluster serves this kind (API discovery), e.g. ServiceMonitor."""
-        try:
-            result = await self._call("GET", f"/apis/{api_version}")
-        except ApiError as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return any(r.get("kind") == kind for r in (result or {}).get("resources", []))
+        """Whether the cluster serves this kind (API discovery), e.g. ServiceMonitor.
+
+        Each group/version is read at most once per DISCOVERY_SECONDS (a CRD installed or
+        removed is seen within that time), not on every reconcile of every engine."""
+        now = time.monotonic()
+        cached = self._discovery.get(api_version)
+        if cached is not None and now - cached[0] < DISCOVERY_SECONDS:
+            served = cached[1]
+        else:
+            try:
+                result = await self._call("GET", f"/apis/{api_version}")
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+                result = None
+            served = (
+                None
+                if result is None
+                else frozenset(str(r.get("kind")) for r in result.get("resources", []))
+            )
+            self._discovery[api_version] = (now, served)
+        return served is not None and kind in served
 
 
 def _api_error(status: int | None, reason: str | None, body: Any, headers: Any = None) -> ApiError:
