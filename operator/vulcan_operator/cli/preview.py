@@ -20,6 +20,7 @@ from vulcan_operator.builders.common import Owner
 from vulcan_operator.builders.engine import EngineInputs
 from vulcan_operator.builders.keys import ensure_keys
 from vulcan_operator.builders.migration import restore_migration_job
+from vulcan_operator.checks import Named
 from vulcan_operator.cli.validate import resource_name, validate_resource
 from vulcan_operator.config import Settings
 from vulcan_operator.reconcile.engine_database import server_version
@@ -222,7 +223,7 @@ def render(
             and doc.get("apiVersion") == "v1"
         ):
             continue
-        problems = validate_resource(doc, configmaps)
+        problems = validate_resource(doc, Named(configmaps=configmaps))
         if problems:
             name = resource_name(doc) if isinstance(doc, dict) else "?"
             raise RenderError("\n".join(f"{name}: {p}" for p in problems))
