@@ -436,12 +436,14 @@ def test_pods_are_restricted_by_default() -> None:
 def test_switches_turn_their_objects_off() -> None:
     kinds = {o["kind"] for o in render()}
     assert {"NetworkPolicy", "PodDisruptionBudget", "ServiceAccount", "ClusterRole"} <= kinds
+    assert {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} <= kinds
     off = render(
         {
             "networkPolicy": {"enabled": False},
             "podDisruptionBudget": {"enabled": False},
             "serviceAccount": {"create": False, "name": "existing"},
             "rbac": {"create": False},
+            "admissionPolicy": {"enabled": False},
         }
     )
     assert {o["kind"] for o in off} == {"CustomResourceDefinition", "Deployment", "Service"}

@@ -80,6 +80,8 @@ def test_install_has_every_piece(installed: list[Obj]) -> None:
             "Service",
             "PodDisruptionBudget",
             "NetworkPolicy",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
         ]
     )
     crds = {o["metadata"]["name"] for o in installed if o["kind"] == "CustomResourceDefinition"}
@@ -91,10 +93,9 @@ def test_install_has_every_piece(installed: list[Obj]) -> None:
         "clusterkopfpeerings.kopf.dev",
         "kopfpeerings.kopf.dev",
     }
+    cluster_scoped = ("Namespace", "CustomResourceDefinition", "ValidatingAdmissionPolicy")
     for obj in installed:
-        if obj["kind"] not in ("Namespace", "CustomResourceDefinition") and not obj[
-            "kind"
-        ].startswith("Cluster"):
+        if not obj["kind"].startswith(("Cluster", *cluster_scoped)):
             assert obj["metadata"]["namespace"] == NAMESPACE, key(obj)
         # Argo CD's tracking label is Argo CD's to set.
         assert "app.kubernetes.io/instance" not in obj["metadata"].get("labels", {}), key(obj)
