@@ -169,6 +169,10 @@ def patch_shape(r: RequestRecord) -> str:
     return "merge " + ", ".join(keys + [k for k in body if k != "metadata"])
 
 
+def save_json(path: Path, figures: dict[str, float]) -> None:
+    path.write_text(json.dumps(figures, indent=1) + "\n")
+
+
 class Sampler:
     """The operator's peak RSS, sampled (VmHWM is the kernel's own peak anyway)."""
 
@@ -277,7 +281,7 @@ async def main(args: argparse.Namespace) -> None:
     load["end"] = os.getloadavg()
     wall = time.perf_counter() - wall0
 
-    report(
+    figures = report(
         args,
         n_problems=n_problems,
         applied=applied,
@@ -294,6 +298,8 @@ async def main(args: argparse.Namespace) -> None:
         load=load,
         wall=wall,
     )
+    if args.json:
+        save_json(Path(args.json), figures)
     unusual, lines = operator_log_unusual(log_path)
     print(f"\noperator log {log_path}: {unusual} lines besides Kopf's routine notes")
     for count, line in lines:
@@ -319,7 +325,8 @@ def report(
     rss: tuple[float, float, float, float],
     load: dict[str, tuple[float, float, float]],
     wall: float,
-) -> None:
+) -> dict[str, float]:
+    """Print the figures; return the main ones (for --json and bench/curves.py)."""
     n = {"engine": args.engines, "problem": n_problems}
     events = [w for w in writes if is_event(w)]
     api = [w for w in writes if not is_event(w)]
@@ -359,6 +366,8 @@ def report(
     )
     for who in ("engine", "problem"):
         count, children = n[who], len(made[who])
+        if not count:
+            continue
         row(
             f"API writes per {who} (no Events)",
             f"{by_owner[who] / count:.2f} (minimum {children / count + 1:.2f} = "
@@ -424,6 +433,17 @@ def report(
         for r in idle_writes[:50]:
             body = json.dumps(r.body, sort_keys=True)[:300] if r.body is not None else ""
             print(f"  {r.time - idle[0].time:6.1f} s  {r.method} {r.path} {r.status}  {body}")
+    return {
+        "engines": args.engines,
+        "problems": n_problems,
+        "converged_s": converged_at,
+        "writes_per_engine": by_owner["engine"] / args.engines,
+        "min_writes_per_engine": len(made["engine"]) / args.engines + 1,
+        "idle_writes": len(idle_writes),
+        "reads_per_engine_per_resync": len(reads) / periods / args.engines,
+        "cpu_s": cpu[0],
+        "peak_rss_mib": max(rss[1], rss[2]),
+    }
 
 
 if __name__ == "__main__":
@@ -442,6 +462,7 @@ if __name__ == "__main__":
     parser.add_argument("--settle", type=float, default=5.0)
     parser.add_argument("--timeout", type=float, default=3600.0)
     parser.add_argument("--history", type=int, default=300_000, help="emulator watch history")
+    parser.add_argument("--json", help="also write the main figures to this file")
     parser.add_argument("--quick", action="store_true", help="10 engines x 3 problems, resync 10 s")
     args = parser.parse_args()
     if args.quick:
