@@ -27,7 +27,7 @@ PLOT = HERE / "scale-curves.png"
 PANELS = (
     ("converged_s", "convergence (s)", None),
     ("writes_per_engine", "API writes per engine (Events apart)", "min_writes_per_engine"),
-    ("reads_per_engine_per_resync", "GET/LIST per engine per idle resync", None),
+    ("reads_per_resync", "GET/LIST per engine resync (idle)", None),
     ("peak_rss_mib", "operator peak RSS (MiB)", None),
 )
 

@@ -441,6 +441,7 @@ def report(
         "min_writes_per_engine": len(made["engine"]) / args.engines + 1,
         "idle_writes": len(idle_writes),
         "reads_per_engine_per_resync": len(reads) / periods / args.engines,
+        "reads_per_resync": len(reads) / max(reconciles, 1),
         "cpu_s": cpu[0],
         "peak_rss_mib": max(rss[1], rss[2]),
     }
