@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -63,7 +64,7 @@ def plot(rows: list[dict[str, Any]], note: str) -> None:
     engines = [r["engines"] for r in rows]
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
     for ax, (key, title, minimum) in zip(axes.flat, PANELS, strict=True):
-        ax.plot(engines, [r[key] for r in rows], marker="o", label="measured")
+        ax.plot(engines, [r.get(key, math.nan) for r in rows], marker="o", label="measured")
         if minimum:
             ax.plot(engines, [r[minimum] for r in rows], linestyle="--", label="minimum")
             ax.legend()
