@@ -32,7 +32,7 @@ import loaders
 from baseline import solve_plain
 from vulcan_operator.solver.model import ModelOptions
 from vulcan_operator.solver.problem import SolverSettings
-from vulcan_operator.solver.solve import DEFAULT_PARAMETERS, DEFAULT_PHASES, Phase, Tuning, solve
+from vulcan_operator.solver.solve import DEFAULT_PARAMETERS, Phase, Tuning, solve
 
 
 def _value(text: str) -> Any:
@@ -170,7 +170,7 @@ def _tuning(options: list[str], params: list[str], phase_texts: list[str]) -> Tu
     return Tuning(
         model=replace(ModelOptions(), **_pairs(options)),
         parameters={**DEFAULT_PARAMETERS, **_pairs(params)},
-        phases=phases or DEFAULT_PHASES,
+        phases=tuple(phases) or None,
     )
 
 

@@ -6,8 +6,8 @@ side by side explores different parts of the search and the best schedule wins:
 
 | member | exact model (small and medium problems)                          |
 |--------|------------------------------------------------------------------|
-| 0      | the default: CP-SAT's portfolio for a fifth of the time, then LNS |
-| 1      | LNS from the dispatch schedule from the start                    |
+| 0      | the default (by size: `solve.phases_for`)                         |
+| 1      | CP-SAT's portfolio for a fifth of the time, then LNS             |
 | 2      | CP-SAT's own portfolio for the whole time (no LNS-only phase)    |
 | 3      | CP-SAT's portfolio for half the time, then LNS                    |
 | 4+     | the default, own seed                                             |
@@ -19,11 +19,11 @@ Member 0 is exactly what a single pod does, so one pod and member 0 of N are the
 from __future__ import annotations
 
 from vulcan_operator.solver.problem import SolverSettings
-from vulcan_operator.solver.solve import Phase, Tuning
+from vulcan_operator.solver.solve import DEFAULT_PHASES, Phase, Tuning
 
 STRATEGIES: tuple[tuple[str, Tuning], ...] = (
     ("default", Tuning()),
-    ("lns", Tuning(phases=(Phase(1.0, {"use_lns_only": True}),))),
+    ("portfolio-then-lns", Tuning(phases=DEFAULT_PHASES)),
     ("portfolio", Tuning(phases=(Phase(1.0),))),
     ("half-portfolio", Tuning(phases=(Phase(0.5), Phase(1.0, {"use_lns_only": True})))),
 )

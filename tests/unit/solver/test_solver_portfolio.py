@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.solver_testkit import assert_valid, random_problem
+from tests.support.solver_testkit import assert_valid, random_job_shop, random_problem
 from vulcan_operator.solver import api, portfolio
+from vulcan_operator.solver.instance import Instance
 from vulcan_operator.solver.problem import SolverSettings
-from vulcan_operator.solver.solve import Tuning
+from vulcan_operator.solver.solve import (
+    DEFAULT_PHASES,
+    LNS_FIRST_TASKS,
+    LNS_PHASES,
+    Phase,
+    Tuning,
+    phases_for,
+)
 
 
 def test_member_0_is_the_single_pod_run() -> None:
@@ -36,3 +44,13 @@ def test_every_member_returns_a_valid_schedule(index: int) -> None:
     problem = random_problem(11, n_jobs=8, n_machines=4, objective={"type": "weightedSum"})
     result = api.run(problem, SolverSettings(maxTimeSeconds=2, numWorkers=1), member=index)
     assert_valid(problem, result)
+
+
+def test_phases_by_size_unless_the_tuning_says() -> None:
+    small = Instance.from_problem(random_job_shop(1, 10, 10))
+    big = Instance.from_problem(random_job_shop(1, 30, 20))
+    assert len(small.tasks) < LNS_FIRST_TASKS <= len(big.tasks)
+    assert phases_for(small, Tuning()) == DEFAULT_PHASES  # the first phase proves optimality
+    assert phases_for(big, Tuning()) == LNS_PHASES
+    own = (Phase(1.0),)
+    assert phases_for(big, Tuning(phases=own)) == own
