@@ -9,9 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 from tests.emulator import Emulator
+from tests.support.kubectl import kubeconfig
 
 ENGINE = {
     "apiVersion": "vulcan-engine.com/v1alpha1",
@@ -19,22 +18,6 @@ ENGINE = {
     "metadata": {"name": "prod", "namespace": "default"},
     "spec": {"version": "2.0.0"},
 }
-
-
-def kubeconfig(path: Path, server: str) -> Path:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "emu", "cluster": {"server": server}}],
-                "users": [{"name": "admin", "user": {"token": "emulated"}}],
-                "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "admin"}}],
-                "current-context": "emu",
-            }
-        )
-    )
-    return path
 
 
 async def test_run_command_reconciles_and_stops_gracefully(

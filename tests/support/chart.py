@@ -24,6 +24,8 @@ from typing import Any
 import helm_python
 import yaml
 
+from tests.support import kubectl
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "vulcan-operator"
 RELEASE = "vulcan-operator"
@@ -154,19 +156,7 @@ def sync_script() -> ModuleType:
 # --- running what the chart and manifests/ install, against the emulator ---------------------
 def kubeconfig(path: Path, server: str) -> Path:
     """A kubeconfig for kubectl and the operator's console script, pointing at `server`."""
-    cluster = {"name": "emu", "cluster": {"server": server}}
-    user = {"name": "vulcan-operator", "user": {"token": "emulated"}}
-    context = {"name": "emu", "context": {"cluster": "emu", "user": "vulcan-operator"}}
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [cluster],
-        "users": [user],
-        "contexts": [context],
-        "current-context": "emu",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return kubectl.kubeconfig(path, server, user="vulcan-operator")
 
 
 def free_port() -> int:

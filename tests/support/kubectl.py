@@ -28,16 +28,16 @@ KUBECTL = shutil.which("kubectl")
 FIELD_VALIDATION = {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}
 
 
-def kubeconfig(path: Path, server: str) -> Path:
-    """A kubeconfig file whose current context is the emulator at `server`."""
+def kubeconfig(path: Path, server: str, user: str = "admin", token: str = "emulated") -> Path:
+    """A kubeconfig file whose current context is the emulator at `server`, as `user`."""
     path.write_text(
         yaml.safe_dump(
             {
                 "apiVersion": "v1",
                 "kind": "Config",
                 "clusters": [{"name": "emu", "cluster": {"server": server}}],
-                "users": [{"name": "admin", "user": {"token": "emulated"}}],
-                "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "admin"}}],
+                "users": [{"name": user, "user": {"token": token}}],
+                "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": user}}],
                 "current-context": "emu",
             }
         )

@@ -15,10 +15,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
 from aiohttp import web
 
 from tests.emulator import Emulator, RequestRecord
+from tests.support import kubectl
 
 VENV_BIN = Path(sys.executable).parent
 USER_TOKEN = "kubectl-vulcan-user"
@@ -58,19 +58,8 @@ class LogEmulator(Emulator):  # type: ignore[misc]
 
 
 def kubeconfig(file: Path, server: str) -> Path:
-    file.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "emu", "cluster": {"server": server}}],
-                "users": [{"name": "me", "user": {"token": USER_TOKEN}}],
-                "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "me"}}],
-                "current-context": "emu",
-            }
-        )
-    )
-    return file
+    """A kubeconfig for the plugin: the emulator at `server`, as the user the logs know."""
+    return kubectl.kubeconfig(file, server, user="me", token=USER_TOKEN)
 
 
 class Plugin:
