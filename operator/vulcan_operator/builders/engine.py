@@ -2,9 +2,8 @@
 
 `build(inputs)` returns, dependencies first: ServiceAccount, ConfigMap, keys Secret (unless
 the user brings both keys), Deployment, Service, HPA (when autoscaling owns the replica
-count), PodDisruptionBudget, NetworkPolicy (when enabled) and the egress NetworkPolicy (when
-networkPolicy.egress is on), Ingress (when enabled) and, for an nginx class, the /solve
-Ingress with its request limit and the security-headers ConfigMap.
+count) and PodDisruptionBudget. The NetworkPolicies are in `builders.network`, the Ingresses
+in `builders.ingress`; `builders.core_children` puts the three together.
 
 The builder takes no decisions that need the cluster or the clock: the version to run, the
 key values (see `builders.keys`), the rotation request and a forced replica count are inputs.
@@ -17,13 +16,12 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
 from vulcan_operator import kinds, names
 from vulcan_operator.api.common import LabelSelector, SecretKeyRef
-from vulcan_operator.api.engine import NAMESPACE_NAME_LABEL, PolicyPeer, VulcanEngineSpec
+from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.builders.common import Owner, content_hash, finish, pull_secrets
 from vulcan_operator.builders.keys import JWT_SECRET_KEY, SECRET_KEY, generated_key_names
 from vulcan_operator.builders.volumes import app_volumes
@@ -35,7 +33,6 @@ __all__ = [
     "EngineInputs",
     "build",
     "build_deployment",
-    "network_policy_status",
 ]
 
 Manifest = dict[str, Any]
@@ -82,39 +79,6 @@ STARTUP = {"periodSeconds": 5, "timeoutSeconds": 5, "failureThreshold": 60}
 
 ZONE_KEY = "topology.kubernetes.io/zone"
 HOSTNAME_KEY = "kubernetes.io/hostname"
-CERT_MANAGER_ISSUER = "cert-manager.io/cluster-issuer"
-# The guide's /solve route (app.api.routes.scheduling, under API_V1_STR) and its limit:
-# `@limiter.limit("10 per minute")`, enforced at the edge too for an nginx class.
-SOLVE_PATH = f"{API_V1_STR}/scheduling/solve"
-SOLVE_REQUESTS_PER_MINUTE = 10
-NGINX_LIMIT_RPM = "nginx.ingress.kubernetes.io/limit-rpm"
-# The guide's security headers (nginx.conf `add_header`s). ingress-nginx serves them through
-# its `custom-headers` annotation only once the controller lists them in
-# `global-allowed-response-headers` (else it answers 503), so the operator makes the
-# ConfigMap and leaves the annotation to spec.ingress.annotations (README "Ingress").
-SECURITY_HEADERS = {
-    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "X-XSS-Protection": "1; mode=block",
-    "Content-Security-Policy": "default-src 'self'",
-}
-# Egress (networkPolicy.egress): ports only, as the hosts live in Secrets the builder never
-# reads. DNS to any resolver; PostgreSQL and Redis at their standard ports; 443 for object
-# storage; the API server (443 through the `kubernetes` Service, 6443 once a policy engine
-# sees the translated address) for the solver pods.
-DNS_PORT = 53
-POSTGRES_PORT = 5432
-REDIS_PORT = 6379
-HTTPS_PORT = 443
-KUBE_API_PORT = 6443  # the API server's own port, behind the `kubernetes` Service's 443
-# The guide's nginx TLS settings, where ingress-nginx has an annotation for them (no snippets;
-# HSTS and ssl_protocols are controller-wide settings in ingress-nginx).
-NGINX_TLS_ANNOTATIONS = {
-    "nginx.ingress.kubernetes.io/force-ssl-redirect": "true",
-    "nginx.ingress.kubernetes.io/ssl-ciphers": "HIGH:!aNULL:!MD5",
-    "nginx.ingress.kubernetes.io/ssl-prefer-server-ciphers": "true",
-}
 
 
 @dataclass(frozen=True)
@@ -521,230 +485,6 @@ def build_pdb(inputs: EngineInputs) -> Manifest:
     )
 
 
-def exposed(spec: VulcanEngineSpec) -> bool:
-    """Whether the Service is reachable from outside the cluster (NodePort, LoadBalancer)."""
-    return spec.service.type != "ClusterIP"
-
-
-def _peer(peer: PolicyPeer) -> dict[str, Any]:
-    """A NetworkPolicy peer: the pods of `podSelector` in the namespaces of
-    `namespaceSelector` (both in one entry: the two must hold together)."""
-    out = {"namespaceSelector": _selector(peer.namespaceSelector)}
-    if _selector(peer.podSelector):
-        out["podSelector"] = _selector(peer.podSelector)
-    return out
-
-
-def _describe(peer: PolicyPeer) -> str:
-    """A peer in words, for the status."""
-
-    def words(selector: LabelSelector) -> str:
-        parts = [f"{k}={v}" for k, v in sorted(selector.matchLabels.items())]
-        parts += [
-            f"{e.key} {e.operator}{' ' + ','.join(e.values) if e.values else ''}"
-            for e in selector.matchExpressions
-        ]
-        return " and ".join(parts)
-
-    pods, namespaces = words(peer.podSelector), words(peer.namespaceSelector)
-    return (f"pods matching {pods}" if pods else "every pod") + (
-        f" in namespaces matching {namespaces}" if namespaces else " in every namespace"
-    )
-
-
-def _ingress_sources(inputs: EngineInputs) -> list[tuple[dict[str, Any], str]]:
-    """Who may reach the API port, as (NetworkPolicy peer, words), in the policy's order; a
-    peer given twice (a namespace listed and also selected by default) appears once."""
-    spec, policy = inputs.spec, inputs.spec.networkPolicy
-    sources: list[tuple[dict[str, Any], str]] = [
-        ({"podSelector": {}}, f"every pod in namespace {inputs.namespace}")
-    ]
-    sources += [
-        (
-            {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: namespace}}},
-            f"every pod in namespace {namespace} (ingressNamespaces)",
-        )
-        for namespace in sorted(set(policy.ingressNamespaces))
-    ]
-    if service_monitor_made(inputs):
-        sources.append((_peer(policy.prometheus), f"Prometheus: {_describe(policy.prometheus)}"))
-    if spec.ingress.enabled:
-        controller = policy.ingressController
-        sources.append((_peer(controller), f"ingress controller: {_describe(controller)}"))
-    if exposed(spec):
-        sources += [
-            ({"ipBlock": {"cidr": cidr}}, f"any address {cidr} (service type {spec.service.type})")
-            for cidr in ("0.0.0.0/0", "::/0")
-        ]
-    unique: dict[str, tuple[dict[str, Any], str]] = {}
-    for peer, words in sources:
-        key = json.dumps(peer, sort_keys=True)
-        unique[key] = (peer, f"{unique[key][1]}; also {words}") if key in unique else (peer, words)
-    return list(unique.values())
-
-
-def service_monitor_made(inputs: EngineInputs) -> bool:
-    """Whether the operator makes a ServiceMonitor (asked for, and the CRD exists)."""
-    return inputs.monitoring and inputs.spec.monitoring.serviceMonitor
-
-
-def build_network_policy(inputs: EngineInputs) -> Manifest | None:
-    """Ingress NetworkPolicy of the backend pods, or None when disabled.
-
-    Port 8000 is open to: pods of the engine's namespace; the `ingressNamespaces`; the
-    Prometheus pods (networkPolicy.prometheus) while a ServiceMonitor is made; the ingress
-    controller's pods (networkPolicy.ingressController) while an Ingress is made; and any
-    address when the Service is a NodePort or LoadBalancer (traffic from outside the cluster
-    has no pod to select). `network_policy_status` says the same in words.
-    """
-    if not inputs.spec.networkPolicy.enabled:
-        return None
-    return _finish(
-        inputs,
-        render_one(
-            "networkpolicy.yaml.j2",
-            name=names.engine_network_policy(inputs.name),
-            selector=names.selector(inputs.name, names.COMPONENT_BACKEND),
-            peers=[peer for peer, _ in _ingress_sources(inputs)],
-            port=CONTAINER_PORT,
-        ),
-    )
-
-
-def _egress_rules(spec: VulcanEngineSpec) -> list[tuple[list[dict[str, Any]], str]]:
-    """(ports, words) of every destination the engine's pods may reach."""
-
-    def tcp(port: int) -> dict[str, Any]:
-        return {"port": port, "protocol": "TCP"}
-
-    rules = [
-        (
-            [{"port": DNS_PORT, "protocol": "UDP"}, tcp(DNS_PORT)],
-            f"DNS (port {DNS_PORT} UDP/TCP)",
-        ),
-        ([tcp(POSTGRES_PORT)], f"PostgreSQL (port {POSTGRES_PORT})"),
-    ]
-    if spec.redis.urlSecretRef is not None:
-        rules.append(([tcp(REDIS_PORT)], f"Redis (port {REDIS_PORT})"))
-    if spec.email is not None:
-        rules.append(([tcp(spec.email.smtpPort)], f"SMTP (port {spec.email.smtpPort})"))
-    https = {HTTPS_PORT}
-    s3 = spec.backup.storage.s3
-    if s3 is not None and s3.endpoint:
-        https.add(urlsplit(s3.endpoint).port or HTTPS_PORT)
-    rules += [([tcp(port)], f"HTTPS, object storage (port {port})") for port in sorted(https)]
-    rules.append(([tcp(KUBE_API_PORT)], f"the Kubernetes API server (port {KUBE_API_PORT})"))
-    monitoring = spec.monitoring
-    if monitoring.enableTracing and monitoring.jaegerAgentHost:
-        port = monitoring.jaegerAgentPort
-        rules.append(([{"port": port, "protocol": "UDP"}], f"Jaeger agent (port {port} UDP)"))
-    return rules
-
-
-def build_egress_policy(inputs: EngineInputs) -> Manifest | None:
-    """Egress NetworkPolicy of every pod of the engine in its namespace (backend, migration,
-    backup, restore, maintenance, solver: they share the engine label), or None unless
-    networkPolicy.egress is on. Ports only, to any address: the database, Redis and SMTP
-    hosts are in Secrets and spec fields the policy cannot name as pods."""
-    policy = inputs.spec.networkPolicy
-    if not (policy.enabled and policy.egress.enabled):
-        return None
-    return _finish(
-        inputs,
-        render_one(
-            "egress-networkpolicy.yaml.j2",
-            name=names.engine_egress_policy(inputs.name),
-            selector={names.LABEL_ENGINE: names.label_value(inputs.name)},
-            rules=[{"ports": ports} for ports, _ in _egress_rules(inputs.spec)],
-        ),
-    )
-
-
-def network_policy_status(inputs: EngineInputs) -> dict[str, Any] | None:
-    """status.networkPolicy: who may reach the API port and, with the egress policy, where
-    the pods may connect; None when networkPolicy is disabled."""
-    policy = inputs.spec.networkPolicy
-    if not policy.enabled:
-        return None
-    status: dict[str, Any] = {"ingressFrom": [words for _, words in _ingress_sources(inputs)]}
-    if policy.egress.enabled:
-        status["egressTo"] = [words for _, words in _egress_rules(inputs.spec)]
-    return status
-
-
-def nginx_class(inputs: EngineInputs) -> bool:
-    """Whether the Ingress class is an nginx one (ingress-nginx's annotations apply)."""
-    return "nginx" in inputs.spec.ingress.className
-
-
-def _ingress_annotations(inputs: EngineInputs) -> dict[str, str]:
-    """spec.ingress.annotations, then the operator's own (cert-manager issuer, the guide's
-    TLS settings for nginx); the model refuses user keys that are ours."""
-    ingress = inputs.spec.ingress
-    annotations = dict(ingress.annotations)
-    if ingress.tls.enabled and ingress.tls.clusterIssuer:
-        annotations[CERT_MANAGER_ISSUER] = ingress.tls.clusterIssuer
-    if ingress.tls.enabled and nginx_class(inputs):
-        annotations.update(NGINX_TLS_ANNOTATIONS)
-    return annotations
-
-
-def _ingress(
-    inputs: EngineInputs, name: str, path: str, annotations: Mapping[str, str]
-) -> Manifest:
-    ingress = inputs.spec.ingress
-    return _finish(
-        inputs,
-        render_one(
-            "ingress.yaml.j2",
-            name=name,
-            annotations=dict(annotations),
-            class_name=ingress.className,
-            host=ingress.host,
-            tls_secret=ingress.tls.secretName if ingress.tls.enabled else "",
-            path=path,
-            service=names.engine_service(inputs.name),
-            port_name=PORT_NAME,
-        ),
-    )
-
-
-def build_ingress(inputs: EngineInputs) -> Manifest | None:
-    """Ingress for spec.ingress.host → the Service's `http` port, with TLS; or None."""
-    if not inputs.spec.ingress.enabled:
-        return None
-    return _ingress(inputs, names.engine_ingress(inputs.name), "/", _ingress_annotations(inputs))
-
-
-def build_solve_ingress(inputs: EngineInputs) -> Manifest | None:
-    """For an nginx class: the /solve path in an Ingress of its own (ingress-nginx limits
-    per Ingress), with the guide's 10 requests a minute per client address and the same
-    annotations otherwise (an allow-list or auth on the main Ingress holds here too)."""
-    if not (inputs.spec.ingress.enabled and nginx_class(inputs)):
-        return None
-    annotations = {
-        **_ingress_annotations(inputs),
-        NGINX_LIMIT_RPM: str(SOLVE_REQUESTS_PER_MINUTE),
-    }
-    return _ingress(inputs, names.engine_solve_ingress(inputs.name), SOLVE_PATH, annotations)
-
-
-def build_security_headers(inputs: EngineInputs) -> Manifest | None:
-    """For an nginx class: the guide's security headers as a ConfigMap for ingress-nginx's
-    `custom-headers` annotation (set it in spec.ingress.annotations once the controller
-    allows these headers; see SECURITY_HEADERS)."""
-    if not (inputs.spec.ingress.enabled and nginx_class(inputs)):
-        return None
-    return _finish(
-        inputs,
-        render_one(
-            "configmap.yaml.j2",
-            name=names.engine_security_headers(inputs.name),
-            data=SECURITY_HEADERS,
-        ),
-    )
-
-
 def build(inputs: EngineInputs) -> list[Manifest]:
     """Every core child of the engine, dependencies first."""
     children = [
@@ -755,10 +495,5 @@ def build(inputs: EngineInputs) -> list[Manifest]:
         build_service(inputs),
         build_hpa(inputs),
         build_pdb(inputs),
-        build_network_policy(inputs),
-        build_egress_policy(inputs),
-        build_security_headers(inputs),
-        build_ingress(inputs),
-        build_solve_ingress(inputs),
     ]
     return [child for child in children if child is not None]

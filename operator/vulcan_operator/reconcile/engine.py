@@ -30,8 +30,9 @@ from vulcan_operator.api.engine import VulcanEngine, VulcanEngineSpec
 from vulcan_operator.builders import engine_children
 from vulcan_operator.builders.backup.pods import with_client_image
 from vulcan_operator.builders.backup.storage import storage_conflicts
-from vulcan_operator.builders.engine import EngineInputs, network_policy_status
+from vulcan_operator.builders.engine import EngineInputs
 from vulcan_operator.builders.keys import ensure_keys, generated_key_names, keys_from_secret_data
+from vulcan_operator.builders.network import network_policy_status
 from vulcan_operator.checks import image_problems
 from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api, NotOurs, Ref, apply

@@ -22,11 +22,11 @@ import yaml
 from tests.support.manifests import validate_manifests
 from vulcan_operator import names
 from vulcan_operator.api.engine import VulcanEngine, VulcanEngineSpec
+from vulcan_operator.builders import core_children as build
 from vulcan_operator.builders import engine_children
 from vulcan_operator.builders.common import content_hash, hashable_content
 from vulcan_operator.builders.engine import (
     EngineInputs,
-    build,
     build_pdb,
     build_secret,
     config_data,

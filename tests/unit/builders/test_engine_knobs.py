@@ -22,9 +22,11 @@ from vulcan_operator import names
 from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.api.problem import SchedulingProblem
 from vulcan_operator.builders import backup as backup_builders
+from vulcan_operator.builders import core_children as build
 from vulcan_operator.builders import engine_children
 from vulcan_operator.builders.common import Owner
-from vulcan_operator.builders.engine import SECURITY_HEADERS, SOLVE_PATH, EngineInputs, build
+from vulcan_operator.builders.engine import EngineInputs
+from vulcan_operator.builders.ingress import SECURITY_HEADERS, SOLVE_PATH
 from vulcan_operator.builders.migration import migration_job
 from vulcan_operator.builders.problem import ProblemInputs
 from vulcan_operator.builders.problem import build as build_problem

@@ -34,7 +34,9 @@ import yaml
 
 from vulcan_operator import names
 from vulcan_operator.api.engine import VulcanEngineSpec
-from vulcan_operator.builders.engine import EngineInputs, build, network_policy_status
+from vulcan_operator.builders import core_children as build
+from vulcan_operator.builders.engine import EngineInputs
+from vulcan_operator.builders.network import network_policy_status
 
 REPO = Path(__file__).resolve().parents[3]
 ENGINES = REPO / "tests" / "data" / "engines"
