@@ -373,16 +373,6 @@ async def reconcile(
         return ProblemOutcome(
             status, [*events, ("Normal", "EngineHibernated", message)] if new else events, poll
         )
-    if engine_spec.hibernate:
-        message = (
-            f"VulcanEngine '{engine_name}' hibernates (spec.hibernate): the problem is solved "
-            "once it is woken up"
-        )
-        status = st.make("Queued", "EngineHibernated", message)
-        new = _phase_event(old, "Queued", "EngineHibernated")
-        return ProblemOutcome(
-            status, [*events, ("Normal", "EngineHibernated", message)] if new else events, poll
-        )
 
     ref = problem.spec.problemRef
     if ref is not None:
