@@ -395,6 +395,11 @@ class Drill(Strict):
 
     enabled: bool = Field(False, description="Run restore drills.")
     schedule: Cron = Field("0 4 * * 0", description="Cron schedule (default Sunday 04:00).")
+    degradeOnFailure: bool = Field(
+        False,
+        description="Argo CD shows the engine Degraded while the last drill failed or is "
+        "too old (RestoreVerified=False); by default a failed drill changes no health.",
+    )
 
 
 class Backup(Strict):

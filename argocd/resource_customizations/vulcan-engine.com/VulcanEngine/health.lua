@@ -74,6 +74,16 @@ if backup ~= nil and backup.status == "False" then
   hs.message = "Backups unhealthy: " .. says(backup, "the last backup failed")
   return hs
 end
+local verified = condition(status, "RestoreVerified")
+local drill = nil
+if obj.spec ~= nil and obj.spec.backup ~= nil then
+  drill = obj.spec.backup.drill
+end
+if verified ~= nil and verified.status == "False" and drill ~= nil and drill.degradeOnFailure == true then
+  hs.status = "Degraded"
+  hs.message = "Restore not verified: " .. says(verified, "the last restore drill failed")
+  return hs
+end
 if phase == "Upgrading" or phase == "RollingBack" then
   hs.status = "Progressing"
   local verb = "Upgrading"
