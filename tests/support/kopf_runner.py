@@ -25,7 +25,7 @@ _IN_KOPF: contextvars.ContextVar[weakref.WeakSet[asyncio.Task[Any]] | None] = (
 )
 _OUTSIDERS: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
 _CANCELS = 5  # cancels before giving up on a stopping operator
-_CANCEL_WAIT = 5.0  # seconds to wait after each
+_CANCEL_WAIT = 10.0  # seconds to wait after each (a loaded machine drains Kopf's workers slowly)
 
 
 def _mark_outsiders(loop: asyncio.AbstractEventLoop) -> None:
