@@ -167,7 +167,7 @@ class Client:
         return response
 
 
-async def serving(emulator: Emulator, port: int, within: float = 15.0) -> Client:
+async def serving(emulator: Emulator, port: int, within: float = 60.0) -> Client:
     """A client for the replica on `port`, once the caBundle is set and the replica answers
     (Kopf starts its webhook server after its first scan of the cluster's resources)."""
     ca: bytes = await emulator.wait_for(lambda: ca_bundle(emulator), timeout=within)
