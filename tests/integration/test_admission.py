@@ -537,7 +537,7 @@ async def test_the_reconcile_refuses_an_image_outside_the_allow_list(
             for c in emulator.get("vulcanengines", "vulcan", "prod")["status"]["conditions"]
             if c["type"] == "Ready"
         ),
-        timeout=15,
+        timeout=60,
     )
     assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
     assert "spec.image: image 'docker.io/evil/engine' is not allowed" in ready["message"]

@@ -65,7 +65,7 @@ async def healthy(emulator: Emulator, state: str, reason: str) -> dict[str, Any]
             and c["reason"] == reason
             and c
         ),
-        timeout=5,
+        timeout=60,
     )
     return found
 
@@ -244,7 +244,7 @@ async def test_a_users_job_with_the_backup_jobs_name_is_left_alone(
             (c := cond(status(emulator, BACKUPS, "taken"), "Ready"))["reason"] == "NameConflict"
             and c
         ),
-        timeout=10,
+        timeout=60,
     )
     assert ready["status"] == "False"
     assert ready["message"].startswith(f"Job {name} already exists and does not belong")
@@ -262,7 +262,7 @@ async def test_a_users_job_with_the_backup_jobs_name_is_left_alone(
             status(emulator, BACKUPS, "taken")["phase"] == "Succeeded"
             and status(emulator, BACKUPS, "taken")
         ),
-        timeout=10,
+        timeout=60,
     )
     assert st["jobName"] == name and st["location"] == LOCATION
 

@@ -64,7 +64,7 @@ async def ready(emulator: Emulator) -> None:
     """Ready, and the first install (migration included) recorded."""
     await emulator.wait_for(
         lambda: status(emulator)["phase"] == "Ready" and status(emulator)["currentVersion"],
-        timeout=15,
+        timeout=60,
     )
 
 

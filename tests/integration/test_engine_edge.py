@@ -58,7 +58,7 @@ async def test_status_and_children_follow_the_edge_of_the_spec(
     def admitted() -> list[str]:
         return list((status(emulator).get("networkPolicy") or {}).get("ingressFrom") or [])
 
-    await emulator.wait_for(lambda: any("ingress controller" in s for s in admitted()), timeout=15)
+    await emulator.wait_for(lambda: any("ingress controller" in s for s in admitted()), timeout=60)
     sources = admitted()
     assert sources[0] == "every pod in namespace default"
     assert any(s.startswith("any address 0.0.0.0/0 (service type LoadBalancer)") for s in sources)
@@ -88,14 +88,14 @@ async def test_status_and_children_follow_the_edge_of_the_spec(
             and emulator.get("configmaps", "default", "prod-security-headers") is None
             and emulator.get("ingresses", "default", "prod") is None
         ),
-        timeout=15,
+        timeout=60,
     )
     await emulator.wait_for(
         lambda: (
             "egressTo" not in (status(emulator).get("networkPolicy") or {"egressTo": 1})
             and not any("ingress controller" in s for s in admitted())
         ),
-        timeout=15,
+        timeout=60,
     )
     assert emulator.get("networkpolicies", "default", "prod") is not None
     service = emulator.get("services", "default", "prod")
@@ -108,5 +108,5 @@ async def test_status_and_children_follow_the_edge_of_the_spec(
             emulator.get("networkpolicies", "default", "prod") is None
             and status(emulator).get("networkPolicy") is None
         ),
-        timeout=15,
+        timeout=60,
     )

@@ -269,7 +269,7 @@ async def test_hibernate_keeps_everything_but_runs_nothing(
     assert emulator.get("horizontalpodautoscalers", "default", "prod") is not None
 
     ok(await plugin("hibernate", "on", "prod"))
-    await emulator.wait_for(lambda: status(emulator)["phase"] == "Hibernated", timeout=10)
+    await emulator.wait_for(lambda: status(emulator)["phase"] == "Hibernated", timeout=60)
     assert emulator.get("deployments", "default", "prod")["spec"]["replicas"] == 0
     await emulator.wait_for(
         lambda: emulator.get("horizontalpodautoscalers", "default", "prod") is None
@@ -305,9 +305,9 @@ async def test_hibernate_keeps_everything_but_runs_nothing(
         timeout=20,
     )
     await emulator.wait_for(lambda: cond(status(emulator), "Hibernated")["reason"] == "Awake")
-    await emulator.wait_for(lambda: solver_jobs(emulator), timeout=10)  # the problem starts
+    await emulator.wait_for(lambda: solver_jobs(emulator), timeout=60)  # the problem starts
     # The version change that waited starts now.
-    await emulator.wait_for(lambda: status(emulator)["upgrade"]["to"] == "2.1.0", timeout=10)
+    await emulator.wait_for(lambda: status(emulator)["upgrade"]["to"] == "2.1.0", timeout=60)
 
 
 async def test_report_bundle_has_everything_and_no_secret(

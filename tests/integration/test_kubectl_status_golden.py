@@ -66,7 +66,7 @@ async def test_installing(
     emulator.jobs.outcome_for = component_is("migration", JobOutcome.running())
     emulator.create(db_secret())
     emulator.create(engine())
-    await emulator.wait_for(lambda: status(emulator)["upgrade"]["step"] == "Install", timeout=10)
+    await emulator.wait_for(lambda: status(emulator)["upgrade"]["step"] == "Install", timeout=60)
     await emulator.wait_for(
         lambda: any(
             j["metadata"]["labels"].get("app.kubernetes.io/component") == "migration"
@@ -82,7 +82,7 @@ async def test_upgrading(
     await installed(emulator)
     emulator.jobs.outcome_for = component_is("backup", JobOutcome.running())
     emulator.patch(ENGINES, "default", "prod", {"spec": {"version": "2.1.0"}})
-    await emulator.wait_for(lambda: status(emulator)["upgrade"]["step"] == "Backup", timeout=10)
+    await emulator.wait_for(lambda: status(emulator)["upgrade"]["step"] == "Backup", timeout=60)
     await emulator.wait_for(lambda: status(emulator)["phase"] == "Upgrading")
     check("upgrading", await screen(emulator, tmp_path), update_golden)
 
@@ -112,7 +112,7 @@ async def test_hibernated(
 ) -> None:
     await installed(emulator)
     emulator.patch(ENGINES, "default", "prod", {"spec": {"hibernate": True}})
-    await emulator.wait_for(lambda: status(emulator)["phase"] == "Hibernated", timeout=10)
+    await emulator.wait_for(lambda: status(emulator)["phase"] == "Hibernated", timeout=60)
     await emulator.wait_for(
         lambda: (
             emulator.get("horizontalpodautoscalers", "default", "prod") is None

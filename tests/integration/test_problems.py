@@ -414,7 +414,7 @@ async def test_an_image_that_cannot_be_pulled_fails_the_problem_and_frees_the_sl
     emulator.patch(
         "jobs", NS, job["metadata"]["name"], {"status": {"ready": 0}}, subresource="status"
     )
-    await phase(emulator, "pull", "Failed", within=10)
+    await phase(emulator, "pull", "Failed", within=60)
     ready = condition(status(emulator, "pull"), "Ready")
     assert ready["reason"] == "ImagePullFailed" and "cannot be pulled" in ready["message"]
     await emulator.wait_for(lambda: solver_jobs(emulator) == [])
@@ -516,7 +516,7 @@ async def test_kueue_admits_jobs_when_the_engine_names_a_queue(
         lambda: (
             "insufficient quota for cpu" in condition(status(emulator, "k1"), "Ready")["message"]
         ),
-        timeout=10,
+        timeout=60,
     )
     assert status(emulator, "k1")["phase"] == "Queued"
     emulator.patch("jobs", NS, k1_job["metadata"]["name"], {"spec": {"suspend": False}})
@@ -612,7 +612,7 @@ async def test_idle_problems_make_no_writes(emulator: Emulator, solving: SolverP
     # The slot frees: the queued problem starts by itself, at once.
     (busy,) = [j for j in solver_jobs(emulator) if j["metadata"]["name"].startswith("busy-")]
     emulator.jobs.finish(NS, busy["metadata"]["name"], JobOutcome.fail(message="stopped"))
-    await phase(emulator, "waiting", "Succeeded", within=10)
+    await phase(emulator, "waiting", "Succeeded", within=60)
 
 
 async def test_a_problem_waits_while_its_engine_asks_for_more_than_its_own_caps(

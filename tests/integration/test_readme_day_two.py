@@ -84,7 +84,7 @@ async def test_the_day_two_section_word_for_word(
     ):
         emulator.create(obj)
     emulator.pod_logs[(NS, "prod-abc12")] = "INFO serving\n"
-    await emulator.wait_for(lambda: engine_status(emulator)["phase"] == "Ready", timeout=15)
+    await emulator.wait_for(lambda: engine_status(emulator)["phase"] == "Ready", timeout=60)
     plugin = Plugin(kubeconfig(tmp_path / "config", emulator.url))
     for argv in commands:
         done = await asyncio.to_thread(
@@ -103,7 +103,7 @@ async def test_the_day_two_section_word_for_word(
                 lambda: engine_status(emulator)["phase"] == "Hibernated", timeout=15
             )
         if verb == "hibernate off":
-            await emulator.wait_for(lambda: engine_status(emulator)["phase"] == "Ready", timeout=15)
+            await emulator.wait_for(lambda: engine_status(emulator)["phase"] == "Ready", timeout=60)
         if verb == "logs":
             assert done.stdout == "INFO serving\n"
         if verb == "status":

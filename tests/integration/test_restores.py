@@ -240,7 +240,7 @@ async def test_a_failed_migration_holds_the_engine_at_zero_and_says_so(
 
     # A person deletes the restore: the engine serves again, as it is.
     emulator.delete(RESTORES, "default", "r1")
-    await emulator.wait_for(lambda: "restore" not in status(emulator), timeout=5)
+    await emulator.wait_for(lambda: "restore" not in status(emulator), timeout=60)
     await emulator.wait_for(lambda: replicas(emulator) == 2)
     await emulator.wait_for(lambda: status(emulator)["phase"] == "Ready")
     assert "RestoreReleased" in events_of(emulator, "prod")
@@ -258,7 +258,7 @@ async def test_an_operator_restart_mid_restore_resumes_without_a_second_job(
     outcomes.by_component["restore"] = restore_jobs
     await installed(emulator, autoscaling={"enabled": False}, replicas=3)
     emulator.create(custom("VulcanRestore", "r1", location=LOCATION, checksum=CHECKSUM))
-    (job,) = await emulator.wait_for(lambda: jobs(emulator, "restore"), timeout=8)
+    (job,) = await emulator.wait_for(lambda: jobs(emulator, "restore"), timeout=60)
     await operator.restart()
     await asyncio.sleep(1.2)  # a poll or two of the new operator
     await operator.restart()
@@ -326,7 +326,7 @@ async def test_a_restore_into_another_database_leaves_the_engine_serving(
             targetDatabase="vulcan_inspect",
         )
     )
-    (job,) = await emulator.wait_for(lambda: jobs(emulator, "restore"), timeout=8)
+    (job,) = await emulator.wait_for(lambda: jobs(emulator, "restore"), timeout=60)
     assert env_of(job)["TARGET_DATABASE"] == "vulcan_inspect"
     # It holds the engine's restore lock (one restore at a time), without scaling it down.
     marker = status(emulator)["restore"]
@@ -362,7 +362,7 @@ async def test_a_backup_waits_while_a_restore_holds_the_engine(
     outcomes.by_component["restore"] = JobOutcome.running()
     await installed(emulator, autoscaling={"enabled": False}, replicas=2)
     emulator.create(custom("VulcanRestore", "r1", location=LOCATION, checksum=CHECKSUM))
-    (job,) = await emulator.wait_for(lambda: jobs(emulator, "restore"), timeout=8)
+    (job,) = await emulator.wait_for(lambda: jobs(emulator, "restore"), timeout=60)
     emulator.create(custom("VulcanBackup", "during"))
     waiting = await emulator.wait_for(
         lambda: (

@@ -107,7 +107,7 @@ async def test_failed_rollout_rolls_back_by_itself_and_is_not_retried(
     await installed(emulator)
     emulator.deployments.by_image["vulcan-engine:2.1.0"] = RolloutOutcome.fail()
     set_version(emulator, "2.1.0")
-    await emulator.wait_for(lambda: status(emulator)["phase"] == "RollingBack", timeout=15)
+    await emulator.wait_for(lambda: status(emulator)["phase"] == "RollingBack", timeout=60)
     up = await settled(emulator, "RolledBack")
     assert image(emulator) == "vulcan-engine:2.0.0"
     assert await migrations.revision() == "rev-2.0.0"

@@ -149,7 +149,7 @@ async def test_the_operator_refuses_a_backup_with_its_own_storage(
             (emulator.get(BACKUPS, "default", "attack").get("status") or {}).get("phase")
             and emulator.get(BACKUPS, "default", "attack")["status"]
         ),
-        timeout=10,
+        timeout=60,
     )
     await asyncio.sleep(0.5)  # what the first pass created, if anything
     claims = [c["spec"] for c in emulator.list("persistentvolumeclaims", "default")]
@@ -257,7 +257,7 @@ async def test_the_operator_refuses_the_backups_of_the_later_engine_on_one_bucke
             lambda ns=namespace: (emulator.get(ENGINES, ns, "prod").get("status") or {}).get(
                 "conditions"
             ),
-            timeout=10,
+            timeout=60,
         )
 
     def backup_healthy(namespace: str) -> dict[str, Any]:
@@ -265,7 +265,7 @@ async def test_the_operator_refuses_the_backups_of_the_later_engine_on_one_bucke
         found = [c for c in st.get("conditions") or [] if c["type"] == "BackupHealthy"]
         return found[0] if found else {}
 
-    await emulator.wait_for(lambda: backup_healthy("team-b"), timeout=10)
+    await emulator.wait_for(lambda: backup_healthy("team-b"), timeout=60)
     await asyncio.sleep(0.5)
     later = backup_healthy("team-b")
     assert (later["reason"], later["status"]) == ("BackupStorageConflict", "False")
