@@ -323,7 +323,7 @@ class Emulator(HttpMixin, StoreMixin, kmock.KubernetesEmulator):
     async def wait_for(
         self,
         predicate: Callable[[], T | Awaitable[T]],
-        timeout: float = 20.0,  # noqa: ASYNC109 (a poller's deadline, by design)
+        timeout: float = 60.0,  # noqa: ASYNC109 (a poller's deadline, by design)
         interval: float = 0.01,
     ) -> T:
         """Poll until the predicate returns something truthy; return it. KeyError, IndexError
