@@ -10,27 +10,10 @@ import time
 from typing import Any
 
 from tests.emulator import Emulator
+from tests.support.backups import db_secret, engine
 from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api
 from vulcan_operator.reconcile import engine as engine_reconcile
-
-
-def engine() -> dict[str, Any]:
-    return {
-        "apiVersion": "vulcan-engine.com/v1alpha1",
-        "kind": "VulcanEngine",
-        "metadata": {"name": "prod", "namespace": "default"},
-        "spec": {"version": "2.0.0"},
-    }
-
-
-def db_secret() -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "prod-database", "namespace": "default"},
-        "stringData": {"database-url": "postgresql://vulcan:pw@db:5432/vulcan"},
-    }
 
 
 async def test_an_idle_resync_reads_the_deployment_twice_and_no_discovery(

@@ -27,6 +27,7 @@ import pytest
 
 from tests.emulator import Emulator, Fault, FaultPolicy, FaultyEmulator, RequestRecord
 from tests.emulator.faults import from_operator
+from tests.support.backups import db_secret, engine
 from tests.support.kopf_runner import OperatorRunner
 from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api, Ref
@@ -34,24 +35,6 @@ from vulcan_operator.reconcile import engine as engine_reconcile
 
 KEYS = "prod-keys"
 DELAY = 2.5  # seconds the ConfigMap's create takes: more than two 1 s resyncs
-
-
-def engine() -> dict[str, Any]:
-    return {
-        "apiVersion": "vulcan-engine.com/v1alpha1",
-        "kind": "VulcanEngine",
-        "metadata": {"name": "prod", "namespace": "default"},
-        "spec": {"version": "2.0.0"},
-    }
-
-
-def db_secret() -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "prod-database", "namespace": "default"},
-        "stringData": {"database-url": "postgresql://vulcan:s3cr3t-pw@db:5432/vulcan"},
-    }
 
 
 def creates_config(record: RequestRecord) -> bool:
@@ -112,7 +95,7 @@ class HeldAfterKeysRead(Api):
 async def test_a_reconcile_that_read_no_keys_keeps_the_keys_created_meanwhile(
     emulator: Emulator, kube_config: Any
 ) -> None:
-    emulator.create(db_secret())
+    emulator.create(db_secret("postgresql://vulcan:s3cr3t-pw@db:5432/vulcan"))
     body = emulator.create(engine())
     settings = Settings.from_env()
     held = HeldAfterKeysRead()
@@ -136,7 +119,7 @@ def fast_resync(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_create_handler_and_resync_timer_take_turns(
     fast_resync: None, emulator: Emulator, operator: OperatorRunner
 ) -> None:
-    emulator.create(db_secret())
+    emulator.create(db_secret("postgresql://vulcan:s3cr3t-pw@db:5432/vulcan"))
     emulator.create(engine())
 
     def resynced_after_the_keys() -> bool:
