@@ -25,6 +25,7 @@ import kubernetes
 import pytest
 
 from tests.emulator import Emulator, RequestRecord
+from tests.support.backups import db_secret, engine
 from tests.support.crds import CRD_DIR
 from tests.support.kopf_runner import OperatorRunner, kube_configuration
 from vulcan_operator.config import Settings
@@ -35,24 +36,6 @@ from vulcan_operator.sharding import Shard, shard_of
 NAMESPACES = [f"team-{i:02d}" for i in range(12)]
 PER_NAMESPACE = 3  # 36 engines
 ENGINES = [(ns, f"e{i}") for ns in NAMESPACES for i in range(PER_NAMESPACE)]
-
-
-def engine(namespace: str, name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "vulcan-engine.com/v1alpha1",
-        "kind": "VulcanEngine",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"version": "2.0.0"},
-    }
-
-
-def db_secret(namespace: str, name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": f"{name}-database", "namespace": namespace},
-        "stringData": {"database-url": "postgresql://vulcan:pw@db:5432/vulcan"},
-    }
 
 
 def ready(emulator: Emulator) -> bool:
@@ -93,8 +76,8 @@ async def converge(emulator: Emulator) -> None:
     for namespace in NAMESPACES:
         emulator.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     for namespace, name in ENGINES:
-        emulator.create(db_secret(namespace, name))
-        emulator.create(engine(namespace, name))
+        emulator.create(db_secret(engine=name, namespace=namespace))
+        emulator.create(engine(name, namespace))
     await emulator.wait_for(lambda: ready(emulator), timeout=240, interval=0.5)
 
 

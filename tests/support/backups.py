@@ -114,20 +114,25 @@ def restore_result(
 
 
 # --- resources and their status -------------------------------------------------------------
-def engine(**spec: Any) -> dict[str, Any]:
+def engine(name: str = "prod", namespace: str = "default", **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": API,
         "kind": "VulcanEngine",
-        "metadata": {"name": "prod", "namespace": "default"},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {"version": "2.0.0", **spec},
     }
 
 
-def db_secret(url: str = "postgresql://vulcan:pw@db:5432/vulcan") -> dict[str, Any]:
+def db_secret(
+    url: str = "postgresql://vulcan:pw@db:5432/vulcan",
+    engine: str = "prod",
+    namespace: str = "default",
+) -> dict[str, Any]:
+    """The Secret `<engine>-database` an engine reads its DATABASE_URL from by default."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": "prod-database", "namespace": "default"},
+        "metadata": {"name": f"{engine}-database", "namespace": namespace},
         "stringData": {"database-url": url},
     }
 
