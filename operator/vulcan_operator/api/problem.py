@@ -47,6 +47,10 @@ class EngineReference(Strict):
         return self.namespace or own
 
 
+#: Most pods one problem may race (spec.solver.parallelism).
+MAX_PARALLELISM = 8
+
+
 class SolverOverrides(Strict):
     """Per-problem solver settings; unset fields come from the engine's spec.solver."""
 
@@ -62,13 +66,28 @@ class SolverOverrides(Strict):
         description="Write CP-SAT's search log (and one line per dispatch rule and per "
         "neighbourhood repair) to the solver pod's log.",
     )
+    parallelism: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_PARALLELISM,
+        description="Solver pods racing on this problem (default 1): an Indexed Job whose pod "
+        "k runs portfolio member k (its own seed and search strategy) with the same limits; "
+        "the best schedule wins (status.result.foundBy names its member). Each pod gets "
+        "numWorkers CPUs and memoryLimitMB; the problem takes this many of its engine's "
+        "spec.solver.maxConcurrentJobs slots, and may not ask for more.",
+    )
+
+    @property
+    def pods(self) -> int:
+        """Solver pods of one solve (parallelism, default 1)."""
+        return self.parallelism or 1
 
     def over(self, base: SolverSettings) -> SolverSettings:
         """These overrides applied on top of `base` (the solve's settings; logSearch is how
-        the pod reports, not a setting of the search)."""
+        the pod reports, not a setting of the search; parallelism is how many pods search)."""
         return SolverSettings.model_validate(
             base.model_dump(include=set(SolverSettings.model_fields))
-            | self.model_dump(exclude_none=True, exclude={"logSearch"})
+            | self.model_dump(exclude_none=True, exclude={"logSearch", "parallelism"})
         )
 
 
@@ -144,6 +163,12 @@ class Result(BaseModel):
     wallSeconds: float | None = Field(None, description="Solve time.")
     explanation: list[str] = Field(default_factory=list, description="Why, in plain words.")
     finishedAt: str | None = Field(None, description="When the solve finished.")
+    foundBy: int | None = Field(
+        None,
+        ge=0,
+        description="With spec.solver.parallelism above 1: the portfolio member (the pod's "
+        "completion index) whose schedule this is.",
+    )
 
 
 class SolutionRef(BaseModel):

@@ -32,6 +32,12 @@ Decisions:
   the problem's namespace all the same, and its pod gets no DATABASE_URL at all (a Secret
   reference reads the pod's own namespace): the operator writes its schedule rows
   (`reconcile.schedulerows`).
+- With `solver.parallelism` N > 1 the Job is an Indexed Job (completions = parallelism = N):
+  pod k reads JOB_COMPLETION_INDEX and runs portfolio member k (`solver.portfolio`), and its
+  Role may also get the schedule ConfigMap (members store a schedule only when it is better
+  than the stored one: compare-and-swap on its resourceVersion). `backoffLimit: 0` still: a
+  failing member fails the Job, and the others are stopped (SIGTERM: they store their best).
+  With N = 1 the Job and Role are exactly what they were before the field.
 - With `solver.queueName`, the Job is created suspended with Kueue's queue label: Kueue
   admits it (unsuspends it); the operator's own per-engine limit does not apply then.
 """
@@ -138,6 +144,11 @@ class ProblemInputs:
         return names.problem_schedule_configmap(self.name)
 
     @property
+    def parallelism(self) -> int:
+        """Pods racing on the problem (1: a plain Job, as without the field)."""
+        return self.spec.solver.pods
+
+    @property
     def queue_name(self) -> str:
         return self.engine.solver.queueName
 
@@ -157,7 +168,10 @@ def cap_issues(spec: SchedulingProblemSpec, engine: VulcanEngineSpec) -> list[st
     """What the problem asks for beyond its engine's caps, one line per field ([]: fits).
 
     The engine's own defaults fit its caps (the engine model checks that), so only the
-    problem's overrides can go over."""
+    problem's overrides can go over. numWorkers and memoryLimitMB are per pod, each of the
+    `parallelism` pods within maxWorkers and maxMemoryMB; the pods together count against
+    maxConcurrentJobs (the queue gives a problem `parallelism` slots), so parallelism may not
+    exceed it."""
     caps = engine.solver
     asked = spec.solver
     lines = []
@@ -170,6 +184,12 @@ def cap_issues(spec: SchedulingProblemSpec, engine: VulcanEngineSpec) -> list[st
                 f"spec.solver.{name}: {value} is more than engine '{spec.engineRef.name}' "
                 f"allows ({limit}, its spec.solver.{cap})"
             )
+    if asked.pods > caps.maxConcurrentJobs:  # each pod takes a slot: it would wait forever
+        lines.append(
+            f"spec.solver.parallelism: {asked.pods} is more than engine "
+            f"'{spec.engineRef.name}' allows ({caps.maxConcurrentJobs}, its "
+            "spec.solver.maxConcurrentJobs: each pod of a problem takes one of its slots)"
+        )
     return lines
 
 
@@ -242,6 +262,8 @@ def solver_args(inputs: ProblemInputs) -> list[str]:
     ]
     if inputs.spec.solver.logSearch:
         args.append("--log-search")
+    if inputs.parallelism > 1:  # pod k (JOB_COMPLETION_INDEX) is portfolio member k
+        args += ["--parallelism", str(inputs.parallelism)]
     if inputs.spec.problemRef is not None:
         args += ["--problem-file", f"{PROBLEM_MOUNT}/{PROBLEM_FILE}"]
     return args
@@ -309,6 +331,8 @@ def build_role(inputs: ProblemInputs) -> Manifest:
             group=GROUP,
             problem=inputs.name,
             schedule_configmap=inputs.schedule_configmap,
+            # Racing pods read the stored best before replacing it (compare-and-swap).
+            read_schedule=inputs.parallelism > 1,
         ),
     )
 
@@ -350,6 +374,7 @@ def build_job(inputs: ProblemInputs) -> Manifest:
             name=inputs.job_name,
             job_labels=job_labels,
             suspend=bool(inputs.queue_name),
+            parallelism=inputs.parallelism,
             active_deadline_seconds=active_deadline_seconds(s),
             ttl_seconds_after_finished=TTL_SECONDS_AFTER_FINISHED,
             pod_labels=labels,
