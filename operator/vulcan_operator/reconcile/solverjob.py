@@ -3,8 +3,9 @@
 `starting(job, pods)` explains a pod that does not run (yet): an image that cannot be pulled
 (a failure), a pod that cannot be scheduled (a wait). `verdict(job, pods, reported)` turns a
 finished Job into the problem's outcome: the solver's own result (from the pod's termination
-message, else from what the pod wrote into the status), or why there is none: out of memory,
-deadline exceeded, evicted, invalid problem, a crash. The solver's summary becomes
+message, else from what the pod wrote into the status; of an Indexed Job, the best of its
+pods', see `best_member`), or why there is none: out of memory, deadline exceeded, evicted,
+invalid problem, a crash. The solver's summary becomes
 `status.result` and `status.progress` as in the pod itself (`solverpod.status`).
 """
 
@@ -15,11 +16,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vulcan_operator import quantity
+from vulcan_operator.solverpod import race
 from vulcan_operator.solverpod.status import final_progress, result_status
 
 __all__ = [
     "IMAGE_PULL_REASONS",
     "Verdict",
+    "best_member",
     "finished",
     "memory_limit_mib",
     "solver_container",
@@ -33,6 +36,8 @@ __all__ = [
 IMAGE_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
 SCHEDULE_STATUSES = ("OPTIMAL", "FEASIBLE")
 CONTAINER = "solver"
+#: The Job controller's annotation on each pod of an Indexed Job: its completion index.
+INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 #: The search's stop reasons (SolveResult.stop_reason) that are a time-out.
 TIMEOUT_STOPS = ("timeLimit", "wallClockGuard", "noTime")
 
@@ -268,6 +273,29 @@ def with_rows(found: Verdict, schedule_id: str | None, note: str | None) -> Verd
     return replace(found, solution_ref=ref or None, message=message)
 
 
+def best_member(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The best result the pods of an Indexed Job (a portfolio racing on one problem) report
+    in their termination messages (`race.rank`; at a tie, the one stored in the ConfigMap),
+    with a note per member that ended without a result; None when none reported one."""
+    found: list[dict[str, Any]] = []
+    lost: list[str] = []
+    for pod in pods:
+        ended = termination(pod)
+        summary = _message_json(str(ended.get("message") or "")) if ended else None
+        if summary is not None and summary.get("status"):
+            found.append(summary)
+        elif ended:
+            index = ((pod.get("metadata") or {}).get("annotations") or {}).get(INDEX_ANNOTATION)
+            lost.append(
+                f"member {index} ended without a result ({ended.get('reason') or 'Error'}, "
+                f"exit code {ended.get('exitCode')})"
+            )
+    if not found:
+        return None
+    best = min(found, key=lambda s: (race.rank(s), 0 if s.get("configMap") else 1))
+    return {**best, "notes": [*(best.get("notes") or []), *lost]}
+
+
 def verdict(
     job: dict[str, Any],
     pods: list[dict[str, Any]],
@@ -283,6 +311,11 @@ def verdict(
     message_text = str(terminated.get("message") or "")
     summary = _message_json(message_text)
     when = _when(job, state or "Complete", now)
+
+    if spec.get("completionMode") == "Indexed":
+        best = best_member(pods)
+        if best is not None:  # the best member's result, even if another one failed
+            return _solved(best, when, limit)
 
     if state == "Complete":
         if summary is not None and summary.get("status"):

@@ -2,8 +2,8 @@
 
     python -m vulcan_operator.solverpod --namespace NS --problem NAME --generation G
         --schedule-configmap CM [--time-limit S] [--workers N] [--memory-limit MB] [--seed N]
-        [--lns | --no-lns] [--log-search] [--problem-file PATH] [--termination-log PATH]
-        [--progress-interval S]
+        [--lns | --no-lns] [--log-search] [--parallelism N] [--problem-file PATH]
+        [--termination-log PATH] [--progress-interval S]
 
 What it does (the operator builds the Job; see builders/problem.py):
 
@@ -20,6 +20,10 @@ What it does (the operator builds the Job; see builders/problem.py):
    ConfigMap (when it fits in 1 MiB), writes the schedule rows into the engine's PostgreSQL
    when `DATABASE_URL` is set (see `store`), then patches the final progress,
    `status.result` and `status.solutionRef` (see `status`).
+   With `--parallelism N` (an Indexed Job of N pods racing on the problem) this pod is
+   portfolio member `$JOB_COMPLETION_INDEX` (its seed and strategy, `solver.portfolio`), its
+   result carries `foundBy` (that index), and the ConfigMap, the rows and the status get it
+   only when it is better than what another member stored (compare-and-swap, see `race`).
 4. Writes a summary to the termination log (`/dev/termination-log` when present): the result
    summary plus `finishedAt`, `configMap`, `scheduleId`, `jobsByPriority`,
    `peakMemoryBytes` (for solver_memory_bytes) and `notes` (what
@@ -51,14 +55,15 @@ from kubernetes import client
 from kubernetes import config as kube_config
 
 from vulcan_operator import API_VERSION, kinds
+from vulcan_operator.api.problem import MAX_PARALLELISM
 from vulcan_operator.k8s import Api, Ref
 from vulcan_operator.solver import api as solver
-from vulcan_operator.solver import runner
+from vulcan_operator.solver import portfolio, runner
 from vulcan_operator.solver.loader import ProblemFileError, load_text
 from vulcan_operator.solver.problem import ProblemData, SolverSettings
 from vulcan_operator.solver.progress import json_lines_printer
 from vulcan_operator.solver.result import SolveResult
-from vulcan_operator.solverpod import store
+from vulcan_operator.solverpod import race, store
 from vulcan_operator.solverpod.reporter import DEFAULT_PROGRESS_INTERVAL, StatusReporter, log
 from vulcan_operator.solverpod.status import final_progress, result_status
 from vulcan_operator.status import now
@@ -163,7 +168,9 @@ class Pod:
             self.api, args.namespace, args.schedule_configmap, args.generation, text, self.notes
         )
 
-    def write_database(self, body: dict[str, Any], job: str, result: dict[str, Any]) -> str | None:
+    def write_database(
+        self, body: dict[str, Any], job: str, result: dict[str, Any], racing: bool = False
+    ) -> str | None:
         url = os.environ.get("DATABASE_URL", "").strip()
         if not url or not result.get("assignments"):
             return None
@@ -174,7 +181,22 @@ class Pod:
             generation=self.args.generation,
             job_name=job,
         )
-        return store.write_database(url, key, result, self.notes)
+        return store.write_database(url, key, result, self.notes, race.better if racing else None)
+
+    def write_best(
+        self, text: str, summary: dict[str, Any], member: int
+    ) -> tuple[str | None, bool]:
+        args = self.args
+        return race.write_best_configmap(
+            self.api,
+            args.namespace,
+            args.schedule_configmap,
+            args.generation,
+            text,
+            summary,
+            member,
+            self.notes,
+        )
 
     def patch_status(self, status: dict[str, Any]) -> None:
         try:
@@ -203,6 +225,14 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="CP-SAT's search log on stderr, in the pod log (spec.solver.logSearch)",
     )
+    p.add_argument(
+        "--parallelism",
+        type=int,
+        default=1,
+        metavar="N",
+        help="pods racing on the problem (an Indexed Job): this one is portfolio member "
+        "$JOB_COMPLETION_INDEX, and stores its schedule only when better than the stored one",
+    )
     p.add_argument("--problem-file", type=Path, help="the mounted problemRef ConfigMap key")
     p.add_argument("--termination-log", type=Path, help="default: /dev/termination-log")
     p.add_argument(
@@ -219,6 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         settings = settings_from(args)
+        member = member_index(args.parallelism)
     except ValueError as error:
         print(f"solverpod: invalid settings: {error}", file=sys.stderr)
         return 2
@@ -247,6 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             runner.report_invalid(error.messages, args.termination_log)
             return 1
         runner.emit(runner.start_event(loaded.name, loaded.problem, loaded.settings))
+        if args.parallelism > 1:
+            _, _, strategy = portfolio.member(loaded.settings, member)
+            log(f"portfolio member {member} of {args.parallelism}: strategy {strategy}")
         solved = solver.run(
             loaded.problem,
             loaded.settings,
@@ -255,10 +289,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result=_print_result,
                 search_log=runner.stderr_lines if args.log_search else None,
             ),
+            member=member,
         )
     finally:
         reporter.close()
     result = solved.to_dict()
+    racing = args.parallelism > 1
+    if racing:
+        result["foundBy"] = member
 
     finished_at = now()
     try:
@@ -271,15 +309,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         runner.write_termination_log(args.termination_log, {"error": "Stale", "message": why})
         return EXIT_STALE
     summary = {k: v for k, v in result.items() if k != "assignments"}
-    configmap = pod.write_configmap(json.dumps(result, indent=1))
-    schedule_id = pod.write_database(body, args.job, result)
-    pod.patch_status(
-        {
-            "progress": final_progress(summary),
-            "result": result_status(summary, finished_at),
-            "solutionRef": {"configMapName": configmap, "scheduleId": schedule_id},
-        }
-    )
+    text = json.dumps(result, indent=1)
+    if racing:  # only a schedule better than the stored one is stored (`race`)
+        configmap, best = pod.write_best(text, summary, member)
+        schedule_id = pod.write_database(body, args.job, result, racing) if best else None
+    else:
+        configmap = pod.write_configmap(text)
+        schedule_id = pod.write_database(body, args.job, result)
+    status = {
+        "progress": final_progress(summary),
+        "result": result_status(summary, finished_at),
+        "solutionRef": {"configMapName": configmap, "scheduleId": schedule_id},
+    }
+    if racing:
+        if best:
+            race.write_best_status(pod.api, pod.ref, args.generation, status, pod.notes)
+    else:
+        pod.patch_status(status)
     payload = {
         **summary,
         "finishedAt": finished_at,
@@ -293,6 +339,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(note)
     runner.write_termination_log(args.termination_log, payload)
     return 0
+
+
+def member_index(parallelism: int) -> int:
+    """This pod's portfolio member: its completion index in an Indexed Job (0 alone)."""
+    if not 1 <= parallelism <= MAX_PARALLELISM:
+        raise ValueError(f"--parallelism must be 1 to {MAX_PARALLELISM}, not {parallelism}")
+    if parallelism == 1:
+        return 0
+    raw = os.environ.get("JOB_COMPLETION_INDEX", "")
+    if not raw.isdigit() or int(raw) >= parallelism:
+        raise ValueError(
+            f"JOB_COMPLETION_INDEX must be 0 to {parallelism - 1} with --parallelism "
+            f"{parallelism}, not {raw!r}"
+        )
+    return int(raw)
 
 
 def _print_result(result: SolveResult) -> None:

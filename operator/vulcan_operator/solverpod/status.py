@@ -16,7 +16,15 @@ from vulcan_operator.solver.progress import Progress
 __all__ = ["RESULT_KEYS", "final_progress", "progress_status", "result_status"]
 
 #: The summary's keys that `status.result` has (the CRD's fields), besides `finishedAt`.
-RESULT_KEYS = ("status", "objective", "bound", "makespan", "wallSeconds", "explanation")
+RESULT_KEYS = (
+    "status",
+    "objective",
+    "bound",
+    "makespan",
+    "wallSeconds",
+    "explanation",
+    "foundBy",
+)
 #: `status.progress` field <- summary key.
 PROGRESS_FIELDS = (
     ("objective", "objective"),

@@ -24,7 +24,7 @@ reports them in its termination message).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,10 +141,18 @@ def _records(assignments: Iterable[Mapping[str, Any]], schedule_id: int) -> list
     ]
 
 
-async def write_schedule(dsn: str, key: ScheduleKey, result: Mapping[str, Any]) -> int:
+async def write_schedule(
+    dsn: str,
+    key: ScheduleKey,
+    result: Mapping[str, Any],
+    better: Callable[[Mapping[str, Any], Mapping[str, Any]], bool] | None = None,
+) -> int:
     """Store `result` (the solver's result JSON) as one active schedule; returns its id.
 
-    The problem's earlier active schedules become `archived`.
+    The problem's earlier active schedules become `archived`. With `better` (pods racing on
+    one problem): the rows of this problem generation are replaced only when
+    `better(result, stored)` (`stored`: the row's status and objective), compared under the
+    lock; else the stored schedule's id is returned and nothing is written.
     """
     conn = await asyncpg.connect(
         asyncpg_url(dsn), timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT
@@ -153,6 +161,15 @@ async def write_schedule(dsn: str, key: ScheduleKey, result: Mapping[str, Any]) 
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
             await ensure_tables(conn)
+            if better is not None:
+                row = await conn.fetchrow(
+                    f"SELECT id, solver_status, objective FROM {SCHEMA}.schedules "
+                    "WHERE problem_uid = $1 AND generation = $2",
+                    key.problem_uid,
+                    key.generation,
+                )
+                if row is not None and not better(result, {"status": row[1], "objective": row[2]}):
+                    return int(row[0])
             await conn.execute(
                 f"UPDATE {SCHEMA}.schedules SET status = 'archived' "
                 "WHERE namespace = $1 AND problem = $2 AND status = 'active' "
@@ -260,11 +277,15 @@ def write_configmap(
 
 
 def write_database(
-    url: str, key: ScheduleKey, result: Mapping[str, Any], notes: list[str]
+    url: str,
+    key: ScheduleKey,
+    result: Mapping[str, Any],
+    notes: list[str],
+    better: Callable[[Mapping[str, Any], Mapping[str, Any]], bool] | None = None,
 ) -> str | None:
     """The schedule as rows (see above); the schedule's id, or None (and a note) when not."""
     try:
-        schedule_id = asyncio.run(write_schedule(url, key, result))
+        schedule_id = asyncio.run(write_schedule(url, key, result, better))
         return str(schedule_id)
     except Exception as error:  # the ConfigMap still has the schedule
         notes.append(database_note(error))
