@@ -18,6 +18,7 @@ from typing import Any
 import kopf
 
 from vulcan_operator import GROUP, VERSION, kinds, names
+from vulcan_operator.api.problem import MAX_PARALLELISM
 from vulcan_operator.config import Settings
 from vulcan_operator.handlers import problem_daemon
 from vulcan_operator.handlers.problem_daemon import PLURAL
@@ -47,6 +48,15 @@ SOLVER_JOBS: dict[str, str] = {
 #: Ready reasons of a problem that waits for something else than a solver slot.
 NOT_WAITING = ("ConfigMapNotFound", "InvalidSpec", "NameConflict")
 TERMINAL = problem.TERMINAL
+
+
+def pods(spec: kopf.Spec) -> int:
+    """The solver pods of a problem (spec.solver.parallelism; 1 when unset or not a number
+    the API server would have refused)."""
+    value = (spec.get("solver") or {}).get("parallelism")
+    if isinstance(value, bool) or not isinstance(value, int):
+        return 1
+    return min(max(value, 1), MAX_PARALLELISM)
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
@@ -84,7 +94,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         )
         created = str(meta.get("creationTimestamp") or "")
         phase = status.get("phase", "")
-        entry = QueueEntry(created, name, uid, waiting, phase, job, str(namespace))
+        entry = QueueEntry(created, name, uid, waiting, phase, job, str(namespace), pods(spec))
         return {engine_key(str(ref.get("namespace") or namespace), engine): entry}
 
     @kopf.index("batch", "v1", "jobs", labels=SOLVER_JOBS, id=JOBS_INDEX, registry=registry)

@@ -306,7 +306,8 @@ async def reconcile(
     engine_ns = problem.spec.engineRef.namespace_for(namespace)
     key = engine_key(engine_ns, engine_name)
     created = str(meta.get("creationTimestamp") or "")
-    me = QueueEntry(created, name, uid, True, "Queued", job_name, namespace)
+    pods = problem.spec.solver.pods
+    me = QueueEntry(created, name, uid, True, "Queued", job_name, namespace, pods)
     job = None
     if old.get("jobName") == job_name or queue.knows_job(key, me):
         job = await api.get(Ref("batch/v1", "Job", namespace, job_name))
@@ -408,6 +409,8 @@ async def reconcile(
         f"{solver.numWorkers} CPU, {solver.memoryLimitMB} MiB, time limit "
         f"{solver.maxTimeSeconds:g} s, deadline {active_deadline_seconds(solver)} s"
     )
+    if pods > 1:
+        what = f"{pods} pods racing, each {what}"
     position = 0
     if not inputs.queue_name:  # with Kueue, Kueue admits (unsuspends) the Jobs
         position = queue.admit(key, me, engine_spec.solver.maxConcurrentJobs, job_name)
@@ -427,9 +430,9 @@ async def reconcile(
 
     if position:
         limit = engine_spec.solver.maxConcurrentJobs
+        slots = f"{pods} solver slots" if pods > 1 else "a solver slot"
         message = (
-            f"waiting for a solver slot of engine '{engine_name}' ({limit} at once): "
-            f"position {position}"
+            f"waiting for {slots} of engine '{engine_name}' ({limit} at once): position {position}"
         )
         st.set(queuePosition=position)
         status = st.make("Queued", "Queued", message)

@@ -1,8 +1,10 @@
 """The solver queue of each engine: who may start a Job now, and who waits where.
 
-At most `spec.solver.maxConcurrentJobs` solver Jobs of an engine are active at once (created,
-not finished, not suspended); the other problems wait in phase Queued, first come, first
-served (creation time, then name). Everything here is in memory and answers at once:
+At most `spec.solver.maxConcurrentJobs` solver pods of an engine are active at once (their
+Jobs created, not finished, not suspended; a problem with `spec.solver.parallelism` N counts N
+pods until its Job ends); the other problems wait in phase Queued, first come, first served
+(creation time, then name; a problem that needs more slots than are free waits, and so do
+the ones behind it). Everything here is in memory and answers at once:
 
 - `QueueView` reads three live maps the handlers keep up to date from watch events (Kopf
   indexes): the problems of each engine (from any namespace the engine accepts), the solver
@@ -68,6 +70,8 @@ class QueueEntry:
     job: str = ""
     #: Its namespace (its Jobs are there: an ownerReference never crosses namespaces).
     namespace: str = ""
+    #: The solver pods its Job runs (spec.solver.parallelism): the slots it takes.
+    pods: int = 1
 
     @property
     def order(self) -> tuple[str, str]:
@@ -155,11 +159,12 @@ class QueueView:
         ]
 
     def active(self, key: EngineKey) -> int:
-        """Problems of the engine holding a slot: an active Job (one per problem at most),
-        or a slot just given here."""
+        """Slots of the engine held: by each problem with an active Job (one Job per problem
+        at most) or a slot just given here, as many as its spec's pods."""
         entries, recent = self._recent(key)
+        pods = {e.uid: e.pods for e in entries}
         holding = {e.uid for e in entries if any(j.active for j in self._jobs_of(e))}
-        return len(holding | recent)
+        return sum(pods.get(uid, 1) for uid in holding | recent)
 
     def waiting(self, key: EngineKey) -> list[QueueEntry]:
         """The engine's problems waiting for a slot, first come first."""
@@ -182,16 +187,17 @@ class QueueView:
         return 1 + sum(1 for e in self.waiting(key) if e.uid != me.uid and e.order < me.order)
 
     def admit(self, key: EngineKey, me: QueueEntry, limit: int, job: str) -> int:
-        """Give `me` a slot for Job `job` when one is free for it: 0, and the slot is held
-        for it (create the Job then; `admissions.release` if that fails); else `me`'s queue
-        position.
+        """Give `me` its slots (`me.pods`) for Job `job` when they are free for it (the
+        problems ahead of it take theirs first): 0, and the slots are held for it (create the
+        Job then; `admissions.release` if that fails); else `me`'s queue position.
 
         Safe whatever the maps lag: the decision and the hold happen without a pause of the
         event loop, and every decision counts the slots held before it: at most `limit`.
         """
-        position = self.position(key, me)
-        if self.active(key) + position > limit:
-            return position
+        waiting = self.waiting(key)
+        ahead = [e for e in waiting if e.uid != me.uid and e.order < me.order]
+        if self.active(key) + sum(e.pods for e in ahead) + me.pods > limit:
+            return 1 + len(ahead)
         self.admissions.started(key, me.uid, job)
         return 0
 
