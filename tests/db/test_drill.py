@@ -3,7 +3,10 @@
 A good backup passes (restored in one transaction into a scratch database, every table's rows
 and the alembic revision as the backup recorded them, the scratch database dropped, the live
 one untouched). A truncated file, a backup whose recorded row counts do not match, and a dump
-whose revision is not the one recorded each fail, with a reason naming it.
+whose revision is not the one recorded each fail, with a reason naming it. With S3 storage the
+pod runs two containers, as here: `s3-drill-download` (aws CLI; the project's fake `aws` over a
+folder) puts the newest backup of the engine's folder and its manifest into a shared folder,
+then `drill` runs on it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from tests.support.dbharness import (
     SEED_REVISION,
     Runner,
     create_seeded_template,
+    fake_aws,
     fingerprint,
     row_counts,
 )
@@ -200,3 +204,100 @@ def test_a_database_of_the_scratch_name_that_is_not_a_drills_is_left_alone(
     finally:
         with psycopg.connect(live.dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{live.dbname}_drill"')
+
+
+# --- drills of S3 backups -------------------------------------------------------------------
+S3_SECRET = "aws-s3cr3t-key-do-not-print"
+FOLDER = "s3://vulcan-backups/database/shop/prod/"
+
+
+@pytest.fixture
+def bucket(store: Path, pg_bin_dir: Path, tmp_path: Path) -> Path:
+    """The engine's S3 folder (a fake `aws` over tmp_path/s3) holding the backup of `store`,
+    uploaded by the real upload program."""
+    runner = Runner(pg_bin_dir, tmp_path / "up", extra_path=[fake_aws(tmp_path / "aws").parent])
+    (tmp_path / "s3").mkdir()
+    run = runner("s3-upload", {**s3_env(tmp_path), **IDENT}, BACKUP_DIR=str(store))
+    assert run.code == 0, run.explain()
+    return tmp_path / "s3" / "vulcan-backups" / "database" / "shop" / "prod"
+
+
+def s3_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "FAKE_S3_ROOT": str(tmp_path / "s3"),
+        "S3_BUCKET": "vulcan-backups",
+        "S3_PREFIX": "database/shop/prod/",
+        "AWS_ACCESS_KEY_ID": "AKID",
+        "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+    }
+
+
+def s3_drill(
+    live: PgDatabase, pg_bin_dir: Path, tmp_path: Path, pod: str = "pod"
+) -> dict[str, object]:
+    """The S3 drill pod: the download container, then (when it succeeded) the drill."""
+    work = tmp_path / pod / "work"
+    runner = Runner(pg_bin_dir, tmp_path / pod, extra_path=[fake_aws(tmp_path / "aws").parent])
+    download = runner("s3-drill-download", {**s3_env(tmp_path), **IDENT}, BACKUP_DIR=str(work))
+    assert S3_SECRET not in download.everything
+    if download.code != 0:
+        assert json.loads(download.termination) == download.result
+        return download.result
+    assert download.result["kind"] == "vulcan-drill-download", download.explain()
+    run = runner(
+        "drill",
+        DATABASE_URL=live.dsn,
+        BACKUP_DIR=str(work),
+        DRILL_LOCATION_PREFIX=FOLDER.rstrip("/"),
+    )
+    assert run.code == (0 if run.result["outcome"] == "Succeeded" else 1), run.explain()
+    assert live.dsn.split("@")[0].split(":")[-1] not in run.everything
+    return run.result
+
+
+def test_a_good_s3_backup_passes_the_newest_on_demand_one_included(
+    live: PgDatabase, bucket: Path, pg_bin_dir: Path, tmp_path: Path
+) -> None:
+    before = fingerprint(live.dsn)
+    [dump] = bucket.glob("vulcan_*.dump")
+    result = s3_drill(live, pg_bin_dir, tmp_path)
+    assert result["outcome"] == "Succeeded", result
+    assert result["backup"] == FOLDER + dump.name
+    assert result["rowCounts"] == row_counts(live.dsn)
+    assert result["databaseRevision"] == SEED_REVISION
+    assert f"{live.dbname}_drill" not in databases(live)
+    assert fingerprint(live.dsn) == before
+
+    # A newer on-demand backup is the one drilled; a dump without its manifest is not.
+    (bucket / "on-demand").mkdir()
+    for suffix in ("", ".json"):
+        newest = bucket / "on-demand" / f"vulcan_29991231_235959.dump{suffix}"
+        newest.write_bytes(Path(f"{dump}{suffix}").read_bytes())
+    (bucket / "vulcan_30000101_000000.dump").write_bytes(dump.read_bytes())
+    result = s3_drill(live, pg_bin_dir, tmp_path, "again")
+    assert result["outcome"] == "Succeeded", result
+    assert result["backup"] == FOLDER + "on-demand/vulcan_29991231_235959.dump"
+
+
+def test_a_truncated_s3_object_fails_naming_it(
+    live: PgDatabase, bucket: Path, pg_bin_dir: Path, tmp_path: Path
+) -> None:
+    [dump] = bucket.glob("vulcan_*.dump")
+    data = dump.read_bytes()
+    dump.write_bytes(data[: len(data) // 2])
+    result = s3_drill(live, pg_bin_dir, tmp_path)
+    assert result["outcome"] == "Failed" and result["reason"] == "RestoreFailed", result
+    assert result["backup"] == FOLDER + dump.name
+    assert FOLDER + dump.name in str(result["message"]), result
+    assert "checksum mismatch" in str(result["message"]), result
+    assert f"{live.dbname}_drill" not in databases(live)
+
+
+def test_an_empty_s3_folder_fails_as_no_backup(
+    live: PgDatabase, bucket: Path, pg_bin_dir: Path, tmp_path: Path
+) -> None:
+    for manifest_file in bucket.glob("vulcan_*.dump.json"):
+        manifest_file.unlink()  # a dump without its manifest is not a backup to drill
+    result = s3_drill(live, pg_bin_dir, tmp_path)
+    assert result["kind"] == "vulcan-drill" and result["reason"] == "NoBackup", result
+    assert FOLDER in str(result["message"])

@@ -381,17 +381,11 @@ class BackupStorage(Strict):
         return self
 
 
-#: Why a drill with S3 storage is refused.
-DRILL_NEEDS_PVC = (
-    "drill: restore drills read the backups from the engine's claim (backup.storage.pvc); "
-    "drills of S3 backups are not implemented"
-)
-
-
 class Drill(Strict):
-    """Scheduled restore drills: the newest backup restored into a scratch database
-    (<database>_drill) of the same server, checked (row counts and alembic revision as the
-    backup recorded them) and dropped; the outcome in status.lastDrill and RestoreVerified."""
+    """Scheduled restore drills: the newest backup of the engine's store (its claim or its S3
+    folder) restored into a scratch database (<database>_drill) of the same server, checked
+    (row counts and alembic revision as the backup recorded them) and dropped; the outcome in
+    status.lastDrill and RestoreVerified."""
 
     enabled: bool = Field(False, description="Run restore drills.")
     schedule: Cron = Field("0 4 * * 0", description="Cron schedule (default Sunday 04:00).")
@@ -404,14 +398,6 @@ class Drill(Strict):
 
 class Backup(Strict):
     """Scheduled database backups (pg_dump | gzip)."""
-
-    model_config = cel(
-        (
-            "!has(self.drill) || !has(self.drill.enabled) || !self.drill.enabled"
-            " || !has(self.storage) || !has(self.storage.s3)",
-            DRILL_NEEDS_PVC,
-        ),
-    )
 
     enabled: bool = Field(True, description="Run scheduled backups.")
     schedule: Cron = Field("0 2 * * *", description="Cron schedule (default daily 02:00).")
@@ -435,12 +421,6 @@ class Backup(Strict):
         BackupRedis(), description="A Redis snapshot beside each backup (redis-cli --rdb)."
     )
     drill: Drill = Field(Drill(), description="Scheduled restore drills.")
-
-    @model_validator(mode="after")
-    def _drill_needs_a_claim(self) -> Backup:
-        if self.drill.enabled and self.storage.s3 is not None:
-            raise ValueError(DRILL_NEEDS_PVC)
-        return self
 
 
 class Maintenance(Strict):
@@ -751,7 +731,8 @@ class LastDrill(BaseModel):
     reason: str | None = Field(
         None,
         description="Why it failed: RestoreFailed, RowCountMismatch, RevisionMismatch, "
-        "NoBackup, NoRowCounts, ScratchDatabaseTaken, or how its Job died.",
+        "NoBackup, NoRowCounts, ScratchDatabaseTaken, DownloadFailed (S3), or how its Job "
+        "died.",
     )
     message: str | None = Field(None, description="What went wrong, when it failed.")
     job: str | None = Field(None, description="The Job that ran it.")

@@ -13,6 +13,7 @@ and its name hash covers it; the database tests run the very same text.
 | retention   | either           | retention alone, on a folder or an S3 prefix              |
 | s3-upload   | aws CLI          | upload the dump written by `backup` (never over a key)    |
 | s3-download | aws CLI          | fetch a backup (and its file parts) for `restore`         |
+| s3-drill-download | aws CLI    | fetch the newest backup and its manifest for `drill`      |
 | redis-snapshot | redis (redis-cli) | `redis-cli --rdb` of the engine's Redis, for `backup`  |
 | drill       | postgres (psql)  | the newest backup into a scratch database, checked, dropped |
 
@@ -41,6 +42,7 @@ PROGRAMS: dict[str, tuple[tuple[str, ...], str]] = {
     "retention": (("lib.sh", "retention.sh", "s3.sh"), "retention_main"),
     "s3-upload": (("lib.sh", "retention.sh", "s3.sh"), "s3_upload_main"),
     "s3-download": (("lib.sh", "s3.sh"), "s3_download_main"),
+    "s3-drill-download": (("lib.sh", "s3.sh"), "s3_drill_download_main"),
     "redis-snapshot": (("lib.sh", "redis.sh"), "redis_snapshot_main"),
     "drill": (("lib.sh", "restore.sh", "rowcounts.sh", "drill.sh"), "drill_main"),
 }

@@ -1,6 +1,7 @@
 # drill.sh: a restore drill. Restores the newest backup of the engine's folder into a scratch
 # database on the same server and checks that it is what the backup recorded; never touches the
-# engine's own database.
+# engine's own database. With S3 storage, the pod's first container (s3-drill-download, s3.sh)
+# has put the newest backup and its manifest into BACKUP_DIR (an emptyDir) beforehand.
 #
 # 1. find: the newest vulcan_<time>.dump under BACKUP_DIR (and its on-demand/ folder) that has
 #    its manifest (<file>.json, written by backup.sh); its checksum, alembic revision and row
@@ -131,7 +132,7 @@ SQL
     if [ "$_code" -ne 0 ]; then
         _why=$(tail -n 1 "$DRILL_TMP/restore.out" \
             | sed -n 's/.*"step":"\([^"]*\)".*"message":"\([^"]*\)".*/step \1: \2/p')
-        fail "$EXIT_FAILED" "the restore failed (exit $_code), ${_why:-see the log}"
+        fail "$EXIT_FAILED" "the restore of $DRILL_BACKUP failed (exit $_code), ${_why:-see the log}"
     fi
 
     RESULT_STEP=row-counts

@@ -249,3 +249,72 @@ s3_download_main() {
 \"location\":$(json_str "$S3_LOCATION"),\"file\":$(json_str "$BACKUP_DIR/$_name"),\
 \"sizeBytes\":$_size,\"startedAt\":\"$STARTED_AT\",\"finishedAt\":\"$(now_utc)\"}"
 }
+
+# _s3_drill_list URI: the names of the backups directly under URI (a folder, ending in '/')
+# that have their manifest beside them, one a line. Returns 2 when the folder cannot be listed
+# (an empty or missing folder lists nothing and `aws s3 ls` exits 1: no backup, not an error).
+_s3_drill_list() {
+    _s3_listing=$(mktemp_file listing) || return 2
+    s3 ls "$1" >"$_s3_listing"
+    _s3_ls=$?
+    if [ "$_s3_ls" -ne 0 ] && { [ "$_s3_ls" -ne 1 ] || [ -s "$_s3_listing" ]; }; then
+        rm -f "$_s3_listing"
+        return 2
+    fi
+    # "2024-11-29 02:00:03     123456 vulcan_20241129_020000.dump"; a name with anything but
+    # [A-Za-z0-9_.-] is not one of ours (it becomes a local path).
+    awk 'NF == 4 && $4 !~ /[^A-Za-z0-9_.-]/ { seen[$4] = 1 }
+        END { for (k in seen) if (k ~ /^vulcan_.*\.dump$/ && ((k ".json") in seen)) print k }' \
+        "$_s3_listing"
+    rm -f "$_s3_listing"
+    return 0
+}
+
+# s3_drill_download_main: the first container of an S3 restore drill (s3-drill-download). Finds
+# the newest backup of the engine's folder S3_PREFIX (scheduled ones and on-demand/, by name as
+# drill.sh orders them) that has its manifest, and downloads the dump and its manifest into
+# BACKUP_DIR (on-demand ones into BACKUP_DIR/on-demand/), where the drill program finds it.
+# The checksum is the manifest's and is checked by the drill's restore, never here.
+# A failure is the drill's ("kind":"vulcan-drill"): reason NoBackup (nothing to drill) or
+# DownloadFailed (listing or download failed). Success: {"kind":"vulcan-drill-download",..}.
+s3_drill_download_main() {
+    VULCAN_PROGRAM=s3-drill-download
+    RESULT_KIND=vulcan-drill
+
+    RESULT_STEP=configure
+    require BACKUP_DIR S3_BUCKET
+    s3_setup
+    _root=$(s3_prefix_uri)
+
+    RESULT_STEP="find"  # quoted: a step name, not the command
+    RESULT_EXTRA="\"reason\":\"DownloadFailed\""
+    _found=$(mktemp_file found) || fail "$EXIT_FAILED" "no temp file"
+    for _folder in "" on-demand/; do
+        _s3_drill_list "$_root$_folder" >"$_found.names" \
+            || { rm -f "$_found" "$_found.names"; fail "$EXIT_FAILED" "cannot list $_root$_folder"; }
+        sed "s|^\(.*\)\$|\1 $_folder\1|" "$_found.names" >>"$_found"
+    done
+    _pick=$(LC_ALL=C sort "$_found" | tail -n 1 | cut -d ' ' -f 2)
+    rm -f "$_found" "$_found.names"
+    if [ -z "$_pick" ]; then
+        RESULT_EXTRA="\"reason\":\"NoBackup\""
+        fail "$EXIT_FAILED" "no backup with a manifest under $_root"
+    fi
+    RESULT_EXTRA="\"reason\":\"DownloadFailed\",\"backup\":$(json_str "$_root$_pick")"
+
+    RESULT_STEP=download
+    case $_pick in
+        */*) _dir="$BACKUP_DIR/${_pick%/*}" ;;
+        *) _dir=$BACKUP_DIR ;;
+    esac
+    mkdir -p "$_dir" || fail "$EXIT_FAILED" "cannot create $_dir"
+    log "downloading $_root$_pick and its manifest"
+    for _key in "$_pick.json" "$_pick"; do
+        if ! s3 cp "$_root$_key" "$BACKUP_DIR/$_key.partial"; then
+            fail "$EXIT_FAILED" "the download of $_root$_key failed"
+        fi
+        mv -f "$BACKUP_DIR/$_key.partial" "$BACKUP_DIR/$_key" || fail "$EXIT_FAILED" "rename failed"
+    done
+    emit_result "{\"kind\":\"vulcan-drill-download\",\"outcome\":\"Succeeded\",\
+\"backup\":$(json_str "$_root$_pick"),\"startedAt\":\"$STARTED_AT\",\"finishedAt\":\"$(now_utc)\"}"
+}

@@ -6,9 +6,9 @@ drill program: the newest backup restored into a scratch database, checked, drop
 `engine_backups` reads the backups. `lastDrill` is the newest finished drill and only moves
 forward. RestoreVerified is True when it passed and is not older than twice the schedule's
 interval; False when it failed (the reason names the check: RowCountMismatch,
-RevisionMismatch, RestoreFailed, NoBackup, NoRowCounts, or how the Job died) or is too old
-(DrillTooOld); Unknown before the first drill. No condition at all while drills are off and
-none ever ran (most engines), so nothing changes for them.
+RevisionMismatch, RestoreFailed, NoBackup, NoRowCounts, DownloadFailed, or how the Job died)
+or is too old (DrillTooOld); Unknown before the first drill. No condition at all while drills
+are off and none ever ran (most engines), so nothing changes for them.
 
 `lastMaintenance` is the newest finished run of the maintenance CronJob (VACUUM ANALYZE):
 outcome, whether it vacuumed and reindexed, the database's size, or why it failed.
@@ -54,6 +54,7 @@ DRILL_REASONS = frozenset(
         "NoBackup",
         "NoRowCounts",
         "ScratchDatabaseTaken",
+        "DownloadFailed",
     }
 )
 

@@ -98,19 +98,6 @@ CASES: dict[tuple[str, str, str], list[tuple[str, Any, bool]]] = {
     ("VulcanEngine", "spec.resources.requests", KEYS_RULE): KEYS_CASES,
     ("VulcanEngine", "spec.resources.limits", KEYS_RULE): KEYS_CASES,
     ("VulcanEngine", "spec.backup.storage", "has(self.pvc) != has(self.s3)"): STORAGE_CASES,
-    (
-        "VulcanEngine",
-        "spec.backup",
-        "!has(self.drill) || !has(self.drill.enabled) || !self.drill.enabled"
-        " || !has(self.storage) || !has(self.storage.s3)",
-    ): [
-        ("defaults", {}, True),
-        ("drill-on-default-pvc", {"drill": {"enabled": True}}, True),
-        ("drill-on-pvc", {"drill": {"enabled": True}, "storage": {"pvc": {}}}, True),
-        ("drill-off-s3", {"drill": {"enabled": False}, "storage": {"s3": S3}}, True),
-        ("s3-no-drill", {"storage": {"s3": S3}}, True),
-        ("drill-on-s3", {"drill": {"enabled": True}, "storage": {"s3": S3}}, False),
-    ],
     # A VulcanBackup writes where its engine's spec.backup.storage says: any storage is refused.
     ("VulcanBackup", "spec", "!has(self.storage)"): [
         ("engine-ref-only", ENGINE_REF, True),

@@ -23,8 +23,10 @@ from vulcan_operator import kinds, names
 from vulcan_operator.api.common import SecretKeyRef
 from vulcan_operator.api.engine import Backup, BackupStorage, Maintenance, VulcanEngineSpec
 from vulcan_operator.builders.backup.pods import (
+    AWS_RESOURCES,
     DEFAULT_AWS_CLI_IMAGE,
     NO_PARTS,
+    WORK_MOUNT,
     Pod,
     SetParts,
     backup_pod,
@@ -34,6 +36,7 @@ from vulcan_operator.builders.backup.pods import (
     database_env,
     env_var,
     job_context,
+    s3_env,
     volumes,
 )
 from vulcan_operator.builders.backup.storage import BACKUP_MOUNT, plan_storage
@@ -218,29 +221,49 @@ def build_drill_cronjob(
     spec: VulcanEngineSpec,
     settings: Settings,
     *,
+    aws_cli_image: str = DEFAULT_AWS_CLI_IMAGE,
     suspend: bool = False,
     pull_secrets: Sequence[dict[str, str]] = (),
 ) -> list[Manifest]:
     """The restore drill CronJob (`spec.backup.drill`), or [] when drills are off: the drill
-    program with the engine's DATABASE_URL and its backup folder on the claim, read-only
-    (drill.sh: the newest backup into <database>_drill, checked, dropped). Drills need a claim
-    (the API refuses drill.enabled with S3 storage)."""
+    program with the engine's DATABASE_URL (drill.sh: the newest backup into
+    <database>_drill, checked, dropped). pvc: the engine's backup folder on the claim,
+    read-only. s3: an init container (aws CLI, the engine's S3 settings) downloads the newest
+    backup of the engine's folder and its manifest into an emptyDir the drill reads."""
     drill = spec.backup.drill
-    plan = plan_storage(engine.name, engine.namespace, spec.backup.storage)
-    if not drill.enabled or plan.kind != "pvc":
+    if not drill.enabled:
         return []
+    plan = plan_storage(engine.name, engine.namespace, spec.backup.storage)
     env = [
         *base_env(engine.name, engine.namespace),
         *database_env(spec.database_url_ref(engine.name)),
-        env_var("BACKUP_DIR", plan.backup_dir),
         env_var("DRILL_LOCATION_PREFIX", plan.location),
     ]
-    mounts = [{"name": "backups", "mountPath": BACKUP_MOUNT, "readOnly": True}]
-    pod = Pod(
-        init_containers=[],
-        containers=[container("drill", settings.postgres_image, "drill", env, mounts)],
-        volumes=volumes(claim_volume(plan.claim, read_only=True)),
-    )
+    if plan.kind == "pvc":
+        env.append(env_var("BACKUP_DIR", plan.backup_dir))
+        mounts = [{"name": "backups", "mountPath": BACKUP_MOUNT, "readOnly": True}]
+        pod = Pod(
+            init_containers=[],
+            containers=[container("drill", settings.postgres_image, "drill", env, mounts)],
+            volumes=volumes(claim_volume(plan.claim, read_only=True)),
+        )
+    else:
+        assert plan.s3 is not None
+        env.append(env_var("BACKUP_DIR", WORK_MOUNT))
+        work = [{"name": "work", "mountPath": WORK_MOUNT}]
+        download_env = [
+            *base_env(engine.name, engine.namespace),
+            env_var("BACKUP_DIR", WORK_MOUNT),
+            *s3_env(plan.s3, bucket_and_prefix=plan.prefix),
+        ]
+        download = container(
+            "download", aws_cli_image, "s3-drill-download", download_env, work, AWS_RESOURCES
+        )
+        pod = Pod(
+            init_containers=[download],
+            containers=[container("drill", settings.postgres_image, "drill", env, work)],
+            volumes=volumes({"name": "work", "emptyDir": {}}),
+        )
     return [
         _cronjob(
             engine,
@@ -285,5 +308,12 @@ def build_engine_backup_children(
         *build_maintenance_cronjob(
             engine, spec.maintenance, database, settings, suspend=suspend, pull_secrets=secrets
         ),
-        *build_drill_cronjob(engine, spec, settings, suspend=suspend, pull_secrets=secrets),
+        *build_drill_cronjob(
+            engine,
+            spec,
+            settings,
+            aws_cli_image=aws_cli_image,
+            suspend=suspend,
+            pull_secrets=secrets,
+        ),
     ]
