@@ -249,6 +249,7 @@ async def test_a_users_job_with_the_backup_jobs_name_is_left_alone(
     assert ready["status"] == "False"
     assert ready["message"].startswith(f"Job {name} already exists and does not belong")
     assert status(emulator, BACKUPS, "taken")["phase"] == "Pending"
+    await emulator.wait_for(lambda: "NameConflict" in events_of(emulator, "taken"))
     await asyncio.sleep(1.5)  # polls go on: the Job stays theirs, the Event is not repeated
     job = emulator.get("jobs", "default", name)
     assert job["metadata"].get("ownerReferences") is None

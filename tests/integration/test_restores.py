@@ -243,7 +243,7 @@ async def test_a_failed_migration_holds_the_engine_at_zero_and_says_so(
     await emulator.wait_for(lambda: "restore" not in status(emulator), timeout=60)
     await emulator.wait_for(lambda: replicas(emulator) == 2)
     await emulator.wait_for(lambda: status(emulator)["phase"] == "Ready")
-    assert "RestoreReleased" in events_of(emulator, "prod")
+    await emulator.wait_for(lambda: "RestoreReleased" in events_of(emulator, "prod"))
 
 
 async def test_an_operator_restart_mid_restore_resumes_without_a_second_job(
@@ -308,7 +308,9 @@ async def test_a_restore_waits_for_its_engine_and_for_an_upgrade_in_flight(
     emulator.jobs.finish("default", started[0])  # the install's migration ends
     st = await finished(emulator)
     assert st["phase"] == "Succeeded" and [s["name"] for s in st["steps"]] == STEPS
-    reasons = events_of(emulator, "r1")
+    reasons = await emulator.wait_for(
+        lambda: {"UpgradeInProgress", "ScaleDown"} <= set(r := events_of(emulator, "r1")) and r
+    )
     assert reasons.index("UpgradeInProgress") < reasons.index("ScaleDown")
 
 

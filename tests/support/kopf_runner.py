@@ -170,17 +170,35 @@ class OperatorRunner:
 async def _stop_stragglers(tasks: Collection[asyncio.Task[Any]]) -> None:
     """Cancel the tasks Kopf started and left running (a cancelled operator does not wait for
     all of them: a watcher still drains its workers, which give a daemon its
-    `cancellation_timeout`); one that outlives every cancel would hang the loop's close."""
+    `cancellation_timeout`); one that outlives every cancel would hang the loop's close.
+
+    A Kopf scheduler's own helpers ("spawner of ...", "cleaner of ...") are left to their
+    scheduler while anything else runs: `Scheduler.close()` waits for the cleaner's notice
+    that its last worker is gone, so cancelling the cleaner first makes that close (and the
+    watcher draining through it) wait forever."""
     left = {task for task in tasks if not task.done()}
     for _attempt in range(_CANCELS):
         if not left:
             return
-        for task in left:
+        owners = {task for task in left if not _scheduler_helper(task)}
+        for task in owners or left:  # helpers only once their owners are gone
             task.cancel()
         _, left = await asyncio.wait(left, timeout=_CANCEL_WAIT)
     if left:
-        where = [f"{task.get_name()}: {task.get_stack(limit=3)}" for task in left]
-        raise RuntimeError(f"Kopf tasks ignore their cancel: {where}")
+        stuck = [task for task in tasks if not task.done()]
+        where = "\n".join(f"{task.get_name()}: {_stack(task)}" for task in stuck)
+        raise RuntimeError(f"Kopf tasks ignore their cancel:\n{where}")
+
+
+def _scheduler_helper(task: asyncio.Task[Any]) -> bool:
+    return task.get_name().startswith(("spawner of ", "cleaner of "))
+
+
+def _stack(task: asyncio.Task[Any]) -> str:
+    return " <- ".join(
+        f"{frame.f_code.co_name} {frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno}"
+        for frame in task.get_stack()
+    )
 
 
 def kube_configuration(server: str) -> kubernetes.client.Configuration:
