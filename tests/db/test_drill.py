@@ -6,7 +6,8 @@ one untouched). A truncated file, a backup whose recorded row counts do not matc
 whose revision is not the one recorded each fail, with a reason naming it. With S3 storage the
 pod runs two containers, as here: `s3-drill-download` (aws CLI; the project's fake `aws` over a
 folder) puts the newest backup of the engine's folder and its manifest into a shared folder,
-then `drill` runs on it.
+then `drill` runs on it. With `spec.backup.drill.serverUrlSecretRef` the drill's DATABASE_URL
+is that other server's: the scratch database is made there, never on the engine's server.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from tests.support.dbharness import (
     fingerprint,
     row_counts,
 )
-from tests.support.pg import PgDatabase, PgServer
+from tests.support.pg import PgDatabase, PgServer, PgSetupError
 
 IDENT = {"VULCAN_NAMESPACE": "shop", "VULCAN_ENGINE": "prod"}
 MARK = "vulcan-operator restore drill scratch database"
@@ -301,3 +302,55 @@ def test_an_empty_s3_folder_fails_as_no_backup(
     result = s3_drill(live, pg_bin_dir, tmp_path)
     assert result["kind"] == "vulcan-drill" and result["reason"] == "NoBackup", result
     assert FOLDER in str(result["message"])
+
+
+# --- a drill into another server ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def other_server(pg_bin_dir: Path) -> Iterator[PgServer]:
+    """A second PostgreSQL server, logging every DDL statement."""
+    server = PgServer(bin_dir=pg_bin_dir)
+    try:
+        server.start()
+    except PgSetupError as exc:
+        pytest.fail(f"could not start a second PostgreSQL server: {exc}", pytrace=False)
+    try:
+        with server.admin_connect() as conn:
+            conn.execute("ALTER SYSTEM SET log_statement = 'ddl'")
+            conn.execute("SELECT pg_reload_conf()")
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_drill_into_another_server_makes_its_scratch_database_there(
+    live: PgDatabase,
+    store: Path,
+    other_server: PgServer,
+    pg_server: PgServer,
+    pg_bin_dir: Path,
+    tmp_path: Path,
+) -> None:
+    # The same database name on both servers, so both would take the same scratch name; on
+    # the engine's server a scratch database a killed drill left (marked) waits: a drill
+    # there would replace and drop it.
+    target = other_server.create_database(name=live.dbname)
+    scratch = f"{live.dbname}_drill"
+    with psycopg.connect(live.dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{scratch}"')
+        conn.execute(f"COMMENT ON DATABASE \"{scratch}\" IS '{MARK}'")
+    try:
+        before = fingerprint(live.dsn)
+        result = drill(target, store, pg_bin_dir, tmp_path)  # DATABASE_URL: the other server
+        assert result["outcome"] == "Succeeded", result
+        assert result["database"] == scratch
+        assert result["rowCounts"] == row_counts(live.dsn)
+        log = other_server.log_file.read_text(errors="replace")
+        assert (
+            f'CREATE DATABASE "{scratch}"' in log and f'DROP DATABASE IF EXISTS "{scratch}"' in log
+        )
+        assert scratch not in databases(target)  # dropped there
+        assert scratch in databases(live)  # the engine's server untouched
+        assert fingerprint(live.dsn) == before
+    finally:
+        pg_server.drop_database(scratch)
+        other_server.drop_database(target.dbname)

@@ -383,9 +383,9 @@ class BackupStorage(Strict):
 
 class Drill(Strict):
     """Scheduled restore drills: the newest backup of the engine's store (its claim or its S3
-    folder) restored into a scratch database (<database>_drill) of the same server, checked
-    (row counts and alembic revision as the backup recorded them) and dropped; the outcome in
-    status.lastDrill and RestoreVerified."""
+    folder) restored into a scratch database (<database>_drill) of the same server (or of the
+    one serverUrlSecretRef names), checked (row counts and alembic revision as the backup
+    recorded them) and dropped; the outcome in status.lastDrill and RestoreVerified."""
 
     enabled: bool = Field(False, description="Run restore drills.")
     schedule: Cron = Field("0 4 * * 0", description="Cron schedule (default Sunday 04:00).")
@@ -393,6 +393,14 @@ class Drill(Strict):
         False,
         description="Argo CD shows the engine Degraded while the last drill failed or is "
         "too old (RestoreVerified=False); by default a failed drill changes no health.",
+    )
+    serverUrlSecretRef: SecretKeyRef | None = Field(
+        None,
+        description="Drill into another server: a Secret key of the engine's namespace "
+        "holding a postgresql:// URL (user, password, host, database); the drill connects "
+        "there and creates, restores into and drops <that database>_drill (the role needs "
+        "CREATEDB); the drill Job then never gets the engine's DATABASE_URL. Default: the "
+        "engine's own server (spec.database.urlSecretRef).",
     )
 
 

@@ -113,6 +113,10 @@ def secret_refs(name: str, spec: VulcanEngineSpec) -> list[tuple[str, str, str]]
         ("SENTRY_DSN", spec.monitoring.sentryDsnSecretRef),
         ("SMTP password", spec.email.passwordSecretRef if spec.email else None),
         ("backup webhook", spec.backup.notifyWebhookSecretRef),
+        (
+            "drill server URL",
+            spec.backup.drill.serverUrlSecretRef if spec.backup.drill.enabled else None,
+        ),
     ]
     refs += [(what, ref.name, ref.key) for what, ref in optional if ref is not None]
     return refs

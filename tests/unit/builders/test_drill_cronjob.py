@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from tests.support.manifests import validate_manifests
 from vulcan_operator.api.engine import VulcanEngineSpec
 from vulcan_operator.builders import backup as b
 from vulcan_operator.config import Settings
 from vulcan_operator.jobscripts import program
+from vulcan_operator.reconcile.engine import secret_refs
 
 ENGINE = b.EngineRef(name="prod", namespace="vulcan", uid="11111111-2222-3333-4444-555555555555")
 SETTINGS = Settings(operator_image="op:1", postgres_image="registry.local/postgres:15.8-alpine")
@@ -84,3 +88,22 @@ def test_a_drill_of_s3_downloads_the_newest_backup_with_the_engines_settings() -
 
 def test_drills_of_s3_backups_are_accepted() -> None:
     assert spec(storage={"s3": S3}).backup.drill.enabled
+
+
+def test_a_drill_into_another_server_gets_only_that_servers_url() -> None:
+    other = {"name": "drill-server", "key": "url"}
+    for storage in ({"pvc": {}}, {"s3": S3}):
+        engine_spec = spec(storage=storage, drill={"enabled": True, "serverUrlSecretRef": other})
+        env = env_of(drill_pod(engine_spec)["containers"][0])
+        assert env["DATABASE_URL"] == ("secret", "drill-server", "url")
+        assert ("secret", "prod-database", "database-url") not in env.values()
+    refs = secret_refs("prod", spec(drill={"enabled": True, "serverUrlSecretRef": other}))
+    assert ("drill server URL", "drill-server", "url") in refs  # waited for, as the others
+    off = spec(drill={"enabled": False, "serverUrlSecretRef": other})
+    assert "drill server URL" not in [what for what, _, _ in secret_refs("prod", off)]
+
+
+def test_the_drill_server_secret_is_a_key_of_the_engines_namespace() -> None:
+    with pytest.raises(ValidationError) as refused:
+        spec(drill={"enabled": True, "serverUrlSecretRef": {"name": "x", "namespace": "other"}})
+    assert "backup.drill.serverUrlSecretRef.namespace" in str(refused.value)

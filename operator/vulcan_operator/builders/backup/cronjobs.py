@@ -226,17 +226,21 @@ def build_drill_cronjob(
     pull_secrets: Sequence[dict[str, str]] = (),
 ) -> list[Manifest]:
     """The restore drill CronJob (`spec.backup.drill`), or [] when drills are off: the drill
-    program with the engine's DATABASE_URL (drill.sh: the newest backup into
-    <database>_drill, checked, dropped). pvc: the engine's backup folder on the claim,
-    read-only. s3: an init container (aws CLI, the engine's S3 settings) downloads the newest
-    backup of the engine's folder and its manifest into an emptyDir the drill reads."""
+    program with the engine's DATABASE_URL, or the URL of `drill.serverUrlSecretRef` (drill.sh:
+    the newest backup into <database>_drill, checked, dropped). pvc: the engine's backup folder
+    on the claim, read-only. s3: an init container (aws CLI, the engine's S3 settings) downloads
+    the newest backup of the engine's folder and its manifest into an emptyDir the drill
+    reads."""
     drill = spec.backup.drill
     if not drill.enabled:
         return []
     plan = plan_storage(engine.name, engine.namespace, spec.backup.storage)
+    # Another server (drill.serverUrlSecretRef): its URL is the drill's only database
+    # credential; the engine's own DATABASE_URL is not handed to the Job then.
+    server = drill.serverUrlSecretRef or spec.database_url_ref(engine.name)
     env = [
         *base_env(engine.name, engine.namespace),
-        *database_env(spec.database_url_ref(engine.name)),
+        *database_env(server),
         env_var("DRILL_LOCATION_PREFIX", plan.location),
     ]
     if plan.kind == "pvc":
