@@ -8,12 +8,13 @@ Deployment is chosen by the test: see `JobOutcome` and `RolloutOutcome`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import hashlib
 import json
 import math
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,8 @@ Obj = dict[str, Any]
 JOBS = kmock.resource("batch", "v1", "jobs")
 PODS = kmock.resource("", "v1", "pods")
 DEPLOYMENTS = kmock.resource("apps", "v1", "deployments")
+#: The completion index of a pod of an Indexed Job (annotation and label).
+INDEX_KEY = "batch.kubernetes.io/job-completion-index"
 
 
 def _condition(previous: list[Obj], kind: str, status: str, reason: str, message: str) -> Obj:
@@ -108,7 +111,8 @@ class JobOutcome:
 
 
 class JobController:
-    """batch/v1 Jobs: one pod per Job (no retries, no parallelism), then Complete or Failed.
+    """batch/v1 Jobs: one pod per Job (no retries), then Complete or Failed; an Indexed Job
+    (`completionMode: Indexed`) gets one pod per completion index (see `_run_indexed`).
 
     Choose outcomes with, in this order: `outcome_for(job)` (a callable; None means "no
     opinion"), `by_prefix` (Job name prefix -> outcome, the longest prefix wins), `default`.
@@ -171,6 +175,10 @@ class JobController:
         )
         try:
             outcome = self.choose(job)
+            if (job.get("spec") or {}).get("completionMode") == "Indexed":
+                await self._run_indexed(job, outcome)
+                await self._expire(job)
+                return
             pod = self.emulator._create(PODS, ns, self._pod_for(job))
             started = o.now()
             self._job_status(
@@ -179,37 +187,11 @@ class JobController:
                 {"active": 1, "ready": 0, "startTime": started, "uncountedTerminatedPods": {}},
             )
             await asyncio.sleep(0)  # the Pending pod is seen before the Running one
-            containers = pod["spec"].get("containers") or []
-            pod = self._pod_status(
-                ns,
-                pod,
-                {
-                    "phase": "Running",
-                    "startTime": started,
-                    "podIP": _ip(),
-                    "hostIP": "172.18.0.2",
-                    "conditions": [_condition([], "Ready", "True", "", "")],
-                    "containerStatuses": [
-                        {
-                            "name": c.get("name"),
-                            "image": c.get("image"),
-                            "imageID": "",
-                            "ready": True,
-                            "started": True,
-                            "restartCount": 0,
-                            "state": {"running": {"startedAt": started}},
-                        }
-                        for c in containers
-                    ],
-                },
-            )
+            pod = self._pod_status(ns, pod, _running(pod, started))
             self._job_status(ns, name, {"ready": 1})
             final = await self._wait(outcome, job, pod)
             self._complete(ns, name, pod, final, started)
-            ttl = job["spec"].get("ttlSecondsAfterFinished")
-            if ttl is not None:
-                await asyncio.sleep(ttl)
-                self.emulator._delete(JOBS, ns, name)
+            await self._expire(job)
         except ApiError as e:
             if e.code != 404:  # the Job or its pod was deleted meanwhile: nothing to do
                 raise
@@ -217,7 +199,16 @@ class JobController:
             self._tasks.pop(uid, None)
             self._finishers.pop(uid, None)
 
-    async def _wait(self, outcome: JobOutcome, job: Obj, pod: Obj) -> JobOutcome:
+    async def _expire(self, job: Obj) -> None:
+        """Delete the finished Job after its ttlSecondsAfterFinished, if it has one."""
+        ttl = job["spec"].get("ttlSecondsAfterFinished")
+        if ttl is not None:
+            await asyncio.sleep(ttl)
+            self.emulator._delete(JOBS, job["metadata"]["namespace"], job["metadata"]["name"])
+
+    async def _wait(
+        self, outcome: JobOutcome, job: Obj, pod: Obj, *, seconds_left: float | None = None
+    ) -> JobOutcome:
         finisher = self._finishers[job["metadata"]["uid"]]
         waiters: set[asyncio.Future[Any]] = {finisher}
         if outcome.result == "run" and outcome.runner is not None:
@@ -227,6 +218,7 @@ class JobController:
         elif outcome.result != "running":
             waiters.add(asyncio.ensure_future(asyncio.sleep(outcome.delay, outcome)))
         deadline = job["spec"].get("activeDeadlineSeconds")
+        deadline = deadline if seconds_left is None else seconds_left
         try:
             done, _ = await asyncio.wait(
                 waiters, timeout=deadline, return_when=asyncio.FIRST_COMPLETED
@@ -250,62 +242,131 @@ class JobController:
             self.emulator._delete(PODS, ns, pod["metadata"]["name"])
             reason, message = "DeadlineExceeded", "Job was active longer than specified deadline"
         else:
-            terminated = {
-                "exitCode": final.exit_code,
-                "reason": final.reason,
-                "startedAt": started,
-                "finishedAt": o.now(),
-            }
-            if final.message:
-                terminated["message"] = final.message
-            self._pod_status(
-                ns,
-                pod,
-                {
-                    **(pod.get("status") or {}),
-                    "phase": "Succeeded" if final.result == "succeed" else "Failed",
-                    "conditions": [_condition([], "Ready", "False", "PodCompleted", "")],
-                    "containerStatuses": [
-                        {
-                            **status,
-                            "ready": False,
-                            "started": False,
-                            "state": {"terminated": terminated},
-                        }
-                        for status in (pod.get("status") or {}).get("containerStatuses", [])
-                    ],
-                },
-            )
+            self._terminated(ns, pod, final, started)
             reason, message = "BackoffLimitExceeded", "Job has reached the specified backoff limit"
         if final.result == "succeed":
-            conditions = [
-                _condition(
-                    [],
-                    "SuccessCriteriaMet",
-                    "True",
-                    "CompletionsReached",
-                    "Reached expected number of succeeded pods",
-                ),
-                _condition(
-                    [],
-                    "Complete",
-                    "True",
-                    "CompletionsReached",
-                    "Reached expected number of succeeded pods",
-                ),
-            ]
-            counts: Obj = {"succeeded": 1, "completionTime": o.now()}
+            self._job_status(ns, name, _ended(True, "", "", succeeded=1))
         else:
-            conditions = [
-                _condition([], "FailureTarget", "True", reason, message),
-                _condition([], "Failed", "True", reason, message),
-            ]
-            counts = {"failed": 1}
-        self._job_status(
+            self._job_status(ns, name, _ended(False, reason, message, failed=1))
+
+    def _terminated(self, ns: str, pod: Obj, final: JobOutcome, started: str) -> None:
+        """The pod's container has ended with `final` (Succeeded or Failed)."""
+        terminated = {
+            "exitCode": final.exit_code,
+            "reason": final.reason,
+            "startedAt": started,
+            "finishedAt": o.now(),
+        }
+        if final.message:
+            terminated["message"] = final.message
+        self._pod_status(
             ns,
-            name,
-            {"active": None, "ready": 0, "terminating": 0, "conditions": conditions, **counts},
+            pod,
+            {
+                **(pod.get("status") or {}),
+                "phase": "Succeeded" if final.result == "succeed" else "Failed",
+                "conditions": [_condition([], "Ready", "False", "PodCompleted", "")],
+                "containerStatuses": [
+                    {
+                        **status,
+                        "ready": False,
+                        "started": False,
+                        "state": {"terminated": terminated},
+                    }
+                    for status in (pod.get("status") or {}).get("containerStatuses", [])
+                ],
+            },
         )
+
+    # --- Indexed Jobs ------------------------------------------------------------------------
+
+    async def _run_indexed(self, job: Obj, outcome: JobOutcome) -> None:
+        """completionMode Indexed, as the Job controller runs it: one pod per completion index
+        (0 .. completions-1), at most `parallelism` at once, each with the index in its
+        annotation and label `batch.kubernetes.io/job-completion-index`, its hostname
+        `<job>-<index>` and env JOB_COMPLETION_INDEX (from the annotation, by the downward
+        API). Every pod runs the Job's outcome. Complete when every index has succeeded. No
+        retries: a failed pod fails the Job (BackoffLimitExceeded), and its other running
+        pods are deleted (the kubelet stops them); past activeDeadlineSeconds, likewise
+        (DeadlineExceeded). The status counts active, ready, succeeded and failed pods and
+        lists completedIndexes ("0-2,4")."""
+        meta, spec = job["metadata"], job.get("spec") or {}
+        ns, name = meta["namespace"], meta["name"]
+        completions = int(spec.get("completions") or 1)
+        slots = asyncio.Semaphore(max(1, min(int(spec.get("parallelism", 1)), completions)))
+        deadline = spec.get("activeDeadlineSeconds")
+        loop = asyncio.get_running_loop()
+        ends = None if deadline is None else loop.time() + float(deadline)
+        started = o.now()
+        done: set[int] = set()
+        running: dict[int, Obj] = {}
+        failed: list[int] = []
+        over = asyncio.Event()  # the Job has ended (failed): no more pods, no more counts
+
+        def count() -> Obj:
+            return {
+                "active": len(running) or None,
+                "ready": len(running),
+                "succeeded": len(done) or None,
+                "completedIndexes": _intervals(done) or None,
+            }
+
+        def fail(reason: str, message: str) -> None:
+            over.set()
+            for pod in running.values():  # the kubelet stops them
+                with _gone():
+                    self.emulator._delete(PODS, ns, pod["metadata"]["name"])
+            running.clear()
+            for task in tasks:  # their runners stop, as on deleting the Job
+                if task is not asyncio.current_task():
+                    task.cancel()
+            ended = _ended(False, reason, message, failed=len(failed))
+            self._job_status(ns, name, {**ended, **count()})
+
+        async def one(index: int) -> None:
+            with _gone():  # a pod deleted by someone: its index just never completes
+                await member(index)
+
+        async def member(index: int) -> None:
+            async with slots:
+                if over.is_set():
+                    return
+                pod = self.emulator._create(PODS, ns, self._pod_for(job, index))
+                running[index] = pod
+                self._job_status(ns, name, {"startTime": started, **count()})
+                await asyncio.sleep(0)  # the Pending pod is seen before the Running one
+                pod = self._pod_status(ns, pod, _running(pod, started))
+                self._job_status(ns, name, count())
+                left = None if ends is None else max(ends - loop.time(), 0.0)
+                final = await self._wait(outcome, job, pod, seconds_left=left)
+                if over.is_set():
+                    return
+                if final.result == "deadline":
+                    fail("DeadlineExceeded", "Job was active longer than specified deadline")
+                    return
+                running.pop(index, None)
+                with _gone():
+                    self._terminated(ns, pod, final, started)
+                if final.result != "succeed":
+                    failed.append(index)
+                    fail("BackoffLimitExceeded", "Job has reached the specified backoff limit")
+                    return
+                done.add(index)
+                if len(done) == completions:
+                    self._job_status(ns, name, {**_ended(True, "", ""), **count()})
+                else:
+                    self._job_status(ns, name, count())
+
+        self._job_status(ns, name, {"startTime": started, "uncountedTerminatedPods": {}})
+        tasks = [asyncio.ensure_future(one(i)) for i in range(completions)]
+        try:
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        finally:  # the Job deleted (this task cancelled): every pod stops
+            for task in tasks:
+                task.cancel()
+        for error in results:
+            if isinstance(error, Exception):
+                raise error
 
     def _job_status(self, ns: str, name: str, patch: Obj) -> None:
         self.emulator._update(
@@ -322,7 +383,8 @@ class JobController:
         )
 
     @staticmethod
-    def _pod_for(job: Obj) -> Obj:
+    def _pod_for(job: Obj, index: int | None = None) -> Obj:
+        """The pod of `job` (of completion index `index`, for an Indexed Job)."""
         meta, spec = job["metadata"], job.get("spec") or {}
         template = spec.get("template") or {}
         tmeta = template.get("metadata") or {}
@@ -350,12 +412,88 @@ class JobController:
         }
         if tmeta.get("annotations"):
             pod_meta["annotations"] = dict(tmeta["annotations"])
-        return {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": pod_meta,
-            "spec": copy.deepcopy(template.get("spec") or {}),
-        }
+        pod_spec = copy.deepcopy(template.get("spec") or {})
+        if index is not None:
+            pod_meta["generateName"] = f"{meta['name']}-{index}-"
+            pod_meta["annotations"] = {**pod_meta.get("annotations", {}), INDEX_KEY: str(index)}
+            labels[INDEX_KEY] = str(index)
+            pod_spec.setdefault("hostname", f"{meta['name']}-{index}")
+            fieldref = {"fieldRef": {"fieldPath": f"metadata.annotations['{INDEX_KEY}']"}}
+            for container in pod_spec.get("containers") or []:
+                container["env"] = [
+                    *(container.get("env") or []),
+                    {"name": "JOB_COMPLETION_INDEX", "valueFrom": fieldref},
+                ]
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": pod_spec}
+
+
+def _running(pod: Obj, started: str) -> Obj:
+    """The status of a pod whose containers all run and are ready."""
+    return {
+        "phase": "Running",
+        "startTime": started,
+        "podIP": _ip(),
+        "hostIP": "172.18.0.2",
+        "conditions": [_condition([], "Ready", "True", "", "")],
+        "containerStatuses": [
+            {
+                "name": c.get("name"),
+                "image": c.get("image"),
+                "imageID": "",
+                "ready": True,
+                "started": True,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": started}},
+            }
+            for c in pod["spec"].get("containers") or []
+        ],
+    }
+
+
+def _ended(complete: bool, reason: str, message: str, **counts: int) -> Obj:
+    """The status patch of a Job that has just ended."""
+    if complete:
+        text = "Reached expected number of succeeded pods"
+        conditions = [
+            _condition([], "SuccessCriteriaMet", "True", "CompletionsReached", text),
+            _condition([], "Complete", "True", "CompletionsReached", text),
+        ]
+        extra: Obj = {"completionTime": o.now()}
+    else:
+        conditions = [
+            _condition([], "FailureTarget", "True", reason, message),
+            _condition([], "Failed", "True", reason, message),
+        ]
+        extra = {}
+    return {
+        "active": None,
+        "ready": 0,
+        "terminating": 0,
+        "conditions": conditions,
+        **extra,
+        **_counts(**counts),
+    }
+
+
+def _intervals(indexes: set[int]) -> str:
+    """Completion indexes as the Job status writes them: "0-2,4"."""
+    parts: list[str] = []
+    for i in sorted(indexes):
+        if parts and parts[-1].split("-")[-1] == str(i - 1):
+            parts[-1] = f"{parts[-1].split('-')[0]}-{i}"
+        else:
+            parts.append(str(i))
+    return ",".join(parts)
+
+
+@contextlib.contextmanager
+def _gone() -> Iterator[None]:
+    """A pod deleted meanwhile (its Job was): nothing to update."""
+    try:
+        yield
+    except ApiError as e:
+        if e.code != 404:
+            raise
 
 
 def _ip() -> str:

@@ -9,7 +9,8 @@
   a directory of files read from the emulator; every mount path in the container's args and
   env values is rewritten to its directory;
 - env: `value`s as they are, `secretKeyRef`s resolved from the emulator's Secrets (an
-  optional one whose Secret or key is missing is left out, as the kubelet does);
+  optional one whose Secret or key is missing is left out, as the kubelet does), `fieldRef`s
+  of the pod's metadata (the JOB_COMPLETION_INDEX of an Indexed Job's pod);
 - API access: a kubeconfig pointing at the emulator (`$KUBECONFIG`), and no
   `KUBERNETES_SERVICE_HOST`, so the pod's code takes its kubeconfig path instead of the
   in-cluster one;
@@ -33,6 +34,7 @@ import base64
 import contextlib
 import itertools
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -45,6 +47,7 @@ import yaml
 from tests.emulator import Emulator, JobOutcome
 
 LOG_TAIL_BYTES = 2048
+INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 POD_CHECK_SECONDS = 0.1
 
 
@@ -62,6 +65,8 @@ class PodRun:
     ended: float
     #: Its pod was deleted while it ran, and the process got SIGTERM (as from a kubelet).
     killed: bool = False
+    #: The pod's completion index, in an Indexed Job (None: a plain Job).
+    index: int | None = None
 
 
 class SolverPodBridge:
@@ -167,6 +172,8 @@ class SolverPodBridge:
                 value = self._secret_value(namespace, var["valueFrom"]["secretKeyRef"])
                 if value is not None:
                     env[var["name"]] = value
+            elif "fieldRef" in (var.get("valueFrom") or {}):
+                env[var["name"]] = pod_field(pod, var["valueFrom"]["fieldRef"]["fieldPath"])
         termination = root / "termination-log"
         termination.touch()
         command = [local(str(a)) for a in [*container["command"], *container.get("args", [])]]
@@ -175,6 +182,7 @@ class SolverPodBridge:
         command += ["--termination-log", str(termination)]
 
         job_name = job["metadata"]["name"]
+        index = (pod["metadata"].get("annotations") or {}).get(INDEX_ANNOTATION)
         self.started.append(job_name)
         self.running += 1
         self.max_running = max(self.max_running, self.running)
@@ -229,6 +237,7 @@ class SolverPodBridge:
                     started,
                     time.monotonic(),
                     killed,
+                    None if index is None else int(index),
                 )
             )
         if code == 0:
@@ -237,6 +246,18 @@ class SolverPodBridge:
 
     def run_of(self, job: str) -> PodRun:
         return next(r for r in self.runs if r.job == job)
+
+
+def pod_field(pod: dict[str, Any], path: str) -> str:
+    """A downward-API `fieldRef` of the pod: metadata.name, .namespace, .uid, or one of its
+    annotations or labels (`metadata.annotations['key']`); '' when absent, as the kubelet."""
+    meta = pod.get("metadata") or {}
+    match = re.fullmatch(r"metadata\.(annotations|labels)\['([^']+)'\]", path)
+    if match:
+        return str((meta.get(match[1]) or {}).get(match[2], ""))
+    if path in ("metadata.name", "metadata.namespace", "metadata.uid"):
+        return str(meta.get(path.split(".")[1], ""))
+    raise RuntimeError(f"fieldRef {path!r} is not emulated")
 
 
 @pytest.fixture
