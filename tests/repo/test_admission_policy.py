@@ -158,6 +158,8 @@ BAD_RULES = {
     "other-group": {**PATCH_SCHEDULE, "apiGroups": ["apps"]},
     "both-groups": {**GET_PROBLEM, "apiGroups": ["vulcan-engine.com", ""]},
     "status-get": {**PATCH_STATUS, "verbs": ["get"]},
+    "schedule-list": {**PATCH_SCHEDULE, "verbs": ["get", "list", "patch"]},
+    "schedule-update": {**PATCH_SCHEDULE, "verbs": ["get", "update"]},
     "escalate": {
         "apiGroups": ["rbac.authorization.k8s.io"],
         "resources": ["roles"],
@@ -173,6 +175,9 @@ def test_the_solver_role_is_exactly_the_builders() -> None:
     for rule in SOLVER_ROLE["rules"]:
         assert review("CREATE", role_with([rule])) == [], rule
     assert review("CREATE", role_with([])) == []
+    # Pods racing on one problem (spec.solver.parallelism) also get their schedule ConfigMap.
+    racing = {**PATCH_SCHEDULE, "verbs": ["get", "patch"]}
+    assert review("CREATE", role_with([GET_PROBLEM, PATCH_STATUS, racing])) == []
 
 
 @pytest.mark.parametrize("name", sorted(BAD_RULES))

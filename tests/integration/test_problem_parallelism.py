@@ -1,0 +1,156 @@
+"""spec.solver.parallelism end to end: the real Kopf operator against the API emulator, whose Job
+controller runs an Indexed Job's pods with their REAL command here (`SolverPodBridge`), each
+with its JOB_COMPLETION_INDEX: two portfolio members race on one job shop, the problem's
+result is the best of them with the member that found it, and the engine's queue counts the
+two pods against its limit."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.emulator import Emulator
+from tests.support.kopf_runner import OperatorRunner
+from tests.support.solverpod_bridge import SolverPodBridge
+
+NS = "default"
+API = "vulcan-engine.com/v1alpha1"
+PROBLEMS = "schedulingproblems"
+
+
+def engine(**solver: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "VulcanEngine",
+        "metadata": {"name": "prod", "namespace": NS},
+        "spec": {
+            "version": "2.0.0",
+            "solver": {
+                "maxTimeSeconds": 2,
+                "numWorkers": 1,
+                "memoryLimitMB": 512,
+                "maxConcurrentJobs": 2,
+                **solver,
+            },
+        },
+    }
+
+
+def job_shop(seed: int, jobs: int = 8, machines: int = 6) -> dict[str, Any]:
+    """A small random job shop: every job visits every machine once."""
+    rng = random.Random(seed)
+    return {
+        "machines": [{"name": f"m{m}"} for m in range(machines)],
+        "jobs": [
+            {
+                "name": f"j{j}",
+                "tasks": [
+                    {"name": f"t{i}", "duration": rng.randint(1, 30), "machines": [f"m{m}"]}
+                    for i, m in enumerate(rng.sample(range(machines), machines))
+                ],
+            }
+            for j in range(jobs)
+        ],
+    }
+
+
+def problem(name: str, parallelism: int | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"engineRef": {"name": "prod"}, **job_shop(seed=11)}
+    if parallelism is not None:
+        spec["solver"] = {"parallelism": parallelism}
+    return {
+        "apiVersion": API,
+        "kind": "SchedulingProblem",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def status(emulator: Emulator, name: str) -> dict[str, Any]:
+    return (emulator.get(PROBLEMS, NS, name) or {}).get("status") or {}
+
+
+def versions(emulator: Emulator, name: str) -> list[dict[str, Any]]:
+    history = emulator.objects[f"{API}/{PROBLEMS}", NS, name].history
+    return [dict(v.get("status") or {}) for v in history if v is not None]
+
+
+async def ended(emulator: Emulator, name: str) -> dict[str, Any]:
+    await emulator.wait_for(lambda: status(emulator, name).get("phase") in ("Succeeded", "Failed"))
+    return status(emulator, name)
+
+
+@pytest.fixture(autouse=True)
+def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VULCAN_PROBLEM_POLL_SECONDS", "1")
+
+
+@pytest.fixture
+async def solving(
+    emulator: Emulator, bridge: SolverPodBridge, operator: OperatorRunner
+) -> AsyncIterator[SolverPodBridge]:
+    emulator.create(engine())
+    yield bridge
+
+
+async def test_two_members_race_the_best_wins_and_the_queue_counts_both(
+    emulator: Emulator, solving: SolverPodBridge
+) -> None:
+    emulator.create(problem("race", parallelism=2))
+    await emulator.wait_for(lambda: status(emulator, "race").get("jobName"))
+    emulator.create(problem("after"))  # one pod: waits, both slots are taken
+    st = await ended(emulator, "race")
+    assert st["phase"] == "Succeeded", st
+
+    # One Indexed Job of two pods; both members ran, each as its own portfolio member.
+    job = emulator.get("jobs", NS, st["jobName"])
+    assert job is not None
+    assert (job["spec"]["completionMode"], job["spec"]["completions"]) == ("Indexed", 2)
+    assert job["status"]["succeeded"] == 2 and job["status"]["completedIndexes"] == "0-1"
+    runs = [r for r in solving.runs if r.job == st["jobName"]]
+    assert sorted(r.index for r in runs) == [0, 1] and all(r.code == 0 for r in runs), runs
+    assert "portfolio member 0 of 2: strategy default" in runs[0].stderr + runs[1].stderr
+    assert "portfolio member 1 of 2: strategy portfolio-then-lns" in (
+        runs[0].stderr + runs[1].stderr
+    )
+
+    # The verdict is the best member's, and says which one found it.
+    members = {r.index: json.loads(r.termination) for r in runs}
+    assert {m["foundBy"] for m in members.values()} == {0, 1}
+    best = min(m["objective"] for m in members.values())
+    result = st["result"]
+    assert result["status"] in ("OPTIMAL", "FEASIBLE") and result["objective"] == best
+    assert result["foundBy"] in (0, 1) and members[result["foundBy"]]["objective"] == best
+    # The stored schedule is that member's.
+    cm = emulator.get("configmaps", NS, "race-schedule")
+    assert cm is not None and st["solutionRef"]["configMapName"] == "race-schedule"
+    assert json.loads(cm["data"]["best.json"])["foundBy"] == result["foundBy"]
+    schedule = json.loads(cm["data"]["result.json"])
+    assert (schedule["foundBy"], schedule["objective"]) == (result["foundBy"], best)
+    assert max(a["end"] for a in schedule["assignments"]) == result["makespan"]
+
+    # The queue counted two pods: the next problem waited until both had ended.
+    after = await ended(emulator, "after")
+    assert after["phase"] == "Succeeded", after
+    assert any(v.get("phase") == "Queued" for v in versions(emulator, "after"))
+    (next_run,) = [r for r in solving.runs if r.job == after["jobName"]]
+    assert next_run.started >= max(r.ended for r in runs)
+    assert solving.max_running == 2
+    assert "foundBy" not in after["result"]  # one pod: as before
+
+
+async def test_more_pods_than_the_engine_runs_at_once_fails_naming_the_field(
+    emulator: Emulator, solving: SolverPodBridge
+) -> None:
+    emulator.create(problem("too-wide", parallelism=3))
+    st = await ended(emulator, "too-wide")
+    assert st["phase"] == "Failed"
+    assert st["result"]["explanation"] == [
+        "spec.solver.parallelism: 3 is more than engine 'prod' allows (2, its "
+        "spec.solver.maxConcurrentJobs: each pod of a problem takes one of its slots)"
+    ]
+    assert emulator.list("jobs", NS) == []
