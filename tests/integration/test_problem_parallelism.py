@@ -125,6 +125,13 @@ async def test_two_members_race_the_best_wins_and_the_queue_counts_both(
     result = st["result"]
     assert result["status"] in ("OPTIMAL", "FEASIBLE") and result["objective"] == best
     assert result["foundBy"] in (0, 1) and members[result["foundBy"]]["objective"] == best
+    # Live progress was the best across the members: it never got worse.
+    live = [
+        v["progress"]["objective"]
+        for v in versions(emulator, "race")
+        if (v.get("progress") or {}).get("objective") is not None
+    ]
+    assert live and live == sorted(live, reverse=True) and live[-1] == best, live
     # The stored schedule is that member's.
     cm = emulator.get("configmaps", NS, "race-schedule")
     assert cm is not None and st["solutionRef"]["configMapName"] == "race-schedule"

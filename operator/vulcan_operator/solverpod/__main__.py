@@ -268,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_STALE
 
     document = problem_document(body, settings, args.problem_file)
-    reporter = StatusReporter(pod.api, pod.ref, args.progress_interval)
+    best_of = args.generation if args.parallelism > 1 else None
+    reporter = StatusReporter(pod.api, pod.ref, args.progress_interval, best_of)
     reporter.start()
     reporter.set({"elapsedSeconds": 0, "solutions": 0})  # the pod runs: phase Running
     try:

@@ -10,7 +10,9 @@ compare again. So the order the members finish in does not matter: what stays is
   comparison's input, also when the schedule is too large for the ConfigMap) beside
   `result.json`; the previous generation's result moves aside as with one pod (`store`).
 - The problem's `status.result` (with `foundBy`), `progress` and `solutionRef` are written the
-  same way, compared with the status's own result of a member (`foundBy` set).
+  same way, compared with the status's own result of a member (`foundBy` set); so is the live
+  `status.progress` while they search (`write_best_progress`: the best objective so far
+  across the members).
 - The database rows: `store.write_schedule(..., better_only=True)`, compared under its lock.
 
 Better (`rank`): a schedule before none, a lower objective first, OPTIMAL before FEASIBLE at
@@ -36,6 +38,7 @@ __all__ = [
     "rank",
     "stored_best",
     "write_best_configmap",
+    "write_best_progress",
     "write_best_status",
 ]
 
@@ -165,6 +168,23 @@ def write_best_configmap(
             f"written to ConfigMap {name}"
         )
     return (name if fits else None), True
+
+
+def write_best_progress(api: Api, ref: Ref, generation: int, progress: dict[str, Any]) -> bool:
+    """One member's live `status.progress`, when its objective is better (lower) than the one
+    shown, or none is shown: the progress is the best across the members. False: not
+    written (not better, the problem changed, or too contended)."""
+
+    def change(problem: dict[str, Any]) -> dict[str, Any] | None:
+        if problem["metadata"].get("generation") not in (None, generation):
+            return None
+        shown = ((problem.get("status") or {}).get("progress") or {}).get("objective")
+        mine = progress.get("objective")
+        if shown is not None and (mine is None or mine >= shown):
+            return None
+        return {"status": {"progress": progress}}
+
+    return bool(compare_and_swap(api, ref, change, subresource="status"))
 
 
 def write_best_status(

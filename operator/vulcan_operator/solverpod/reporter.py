@@ -9,6 +9,7 @@ from typing import Any
 
 from vulcan_operator.k8s import Api, Ref
 from vulcan_operator.solver.progress import Progress
+from vulcan_operator.solverpod import race
 from vulcan_operator.solverpod.status import progress_status
 
 __all__ = ["DEFAULT_PROGRESS_INTERVAL", "StatusReporter", "log"]
@@ -27,10 +28,19 @@ class StatusReporter:
     API never slows the search. `close()` sends what is still pending and stops the thread.
     """
 
-    def __init__(self, api: Api, ref: Ref, interval: float = DEFAULT_PROGRESS_INTERVAL) -> None:
+    def __init__(
+        self,
+        api: Api,
+        ref: Ref,
+        interval: float = DEFAULT_PROGRESS_INTERVAL,
+        best_of_generation: int | None = None,
+    ) -> None:
         self.api = api
         self.ref = ref
         self.interval = interval
+        #: Pods racing on the problem (generation G): progress is patched only when better
+        #: than the one shown (`race.write_best_progress`), so it is the best across pods.
+        self.best_of_generation = best_of_generation
         self.patches = 0
         self._lock = threading.Lock()
         self._pending: dict[str, Any] | None = None
@@ -72,6 +82,11 @@ class StatusReporter:
         if pending is None:
             return
         try:
+            if self.best_of_generation is not None:
+                gen = self.best_of_generation
+                if race.write_best_progress(self.api, self.ref, gen, pending):
+                    self.patches += 1
+                return
             loop.run_until_complete(
                 self.api.patch(self.ref, {"status": {"progress": pending}}, subresource="status")
             )

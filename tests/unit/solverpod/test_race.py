@@ -199,3 +199,34 @@ def test_the_member_is_the_pods_completion_index(monkeypatch: pytest.MonkeyPatch
             member_index(3)
     with pytest.raises(ValueError, match="--parallelism must be 1 to 8"):
         member_index(9)
+
+
+async def test_live_progress_shows_the_best_across_members(
+    emulator: Emulator, kube_config: Any
+) -> None:
+    emulator.create(
+        {
+            "apiVersion": API,
+            "kind": "SchedulingProblem",
+            "metadata": {"name": "week-48"},
+            "spec": {
+                "engineRef": {"name": "prod"},
+                "machines": [{"name": "m"}],
+                "jobs": [{"name": "j", "tasks": [{"name": "t", "duration": 1, "machines": ["m"]}]}],
+            },
+        }
+    )
+    api = Api(kubernetes.client.ApiClient())
+    ref = Ref(API, "SchedulingProblem", NS, "week-48")
+
+    async def report(objective: int | None, generation: int = 1) -> bool:
+        progress = {"objective": objective, "elapsedSeconds": 1.0, "solutions": 1}
+        return await asyncio.to_thread(race.write_best_progress, api, ref, generation, progress)
+
+    assert await report(None)  # nothing shown yet: the pod runs
+    assert await report(50)
+    assert not await report(None) and not await report(60) and not await report(50)
+    assert await report(45)
+    assert not await report(10, generation=2)  # the problem is not at that generation
+    problem = emulator.get("schedulingproblems", NS, "week-48")
+    assert problem is not None and problem["status"]["progress"]["objective"] == 45
