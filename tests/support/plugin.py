@@ -2,9 +2,11 @@
 plugin on PATH, and reaches the emulator through a kubeconfig of its own user.
 
 `LogEmulator` adds what the plugin needs and the emulator lacks: `GET pods/<name>/log`
-(answered from `pod_logs`), and it keeps the plugin user's requests out of `api_usage`, which
-the operator fixture checks against the operator's ClusterRole (the person running the plugin
-is not the operator).
+(answered from `pod_logs`, with `tailLines`; `follow=true` is streamed as the real API server
+streams it: one chunked response sending the text as a test appends to it, ending when the
+container has ended), and it keeps the plugin user's requests out of `api_usage`, which the
+operator fixture checks against the operator's ClusterRole (the person running the plugin is
+not the operator).
 """
 
 from __future__ import annotations
@@ -47,14 +49,67 @@ class LogEmulator(Emulator):  # type: ignore[misc]
             self.by_user.append(record)
         if record.resource == "pods" and record.subresource == "log" and raw.method == "GET":
             logs = getattr(self, "pod_logs", {})
-            key = (record.namespace or "", record.name or "")
-            if key not in logs:
+            namespace, name = record.namespace or "", record.name or ""
+            if (namespace, name) not in logs:
                 return web.json_response(
                     {"kind": "Status", "code": 404, "reason": "NotFound", "message": "no pod"},
                     status=404,
                 )
-            return web.Response(text=logs[key], content_type="text/plain")
+            if (record.query.get("follow") or "").lower() not in ("true", "1"):
+                text = _tail(logs[(namespace, name)], record.query.get("tailLines"))
+                return web.Response(text=text, content_type="text/plain")
+            return await self._follow(raw, record, namespace, name)
         return None
+
+    async def _follow(
+        self, raw: web.BaseRequest, record: RequestRecord, namespace: str, name: str
+    ) -> web.StreamResponse:
+        """`follow=true`: the log so far, then what is appended to `pod_logs`, in chunks,
+        until the container ended (the pod gone, Succeeded or Failed, or its container's
+        status `terminated`)."""
+        response = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
+        response.enable_chunked_encoding()
+        record.status = 200
+        await response.prepare(raw)
+        text = self.pod_logs.get((namespace, name), "")
+        sent = len(text)
+        try:
+            await response.write(_tail(text, record.query.get("tailLines")).encode())
+            while True:
+                ended = self._container_ended(namespace, name, record.query.get("container"))
+                text = self.pod_logs.get((namespace, name), "")
+                if len(text) > sent:
+                    await response.write(text[sent:].encode())
+                    sent = len(text)
+                if ended:
+                    break
+                await asyncio.sleep(0.05)
+            await response.write_eof()
+        except ConnectionError:  # the client went away (Ctrl-C)
+            pass
+        return response
+
+    def _container_ended(self, namespace: str, name: str, container: str | None) -> bool:
+        pod = self._find(self.registry.resolve("pods"), namespace, name)
+        if pod is None:
+            return True
+        status = pod.get("status") or {}
+        if status.get("phase") in ("Succeeded", "Failed"):
+            return True
+        states = [
+            cs.get("state") or {}
+            for cs in status.get("containerStatuses") or []
+            if container is None or cs.get("name") == container
+        ]
+        return bool(states) and all("terminated" in state for state in states)
+
+
+def _tail(text: str, lines: str | None) -> str:
+    """The last `lines` lines of `text` (all without `tailLines`)."""
+    if lines is None:
+        return text
+    kept = text.splitlines(keepends=True)
+    return "".join(kept[max(0, len(kept) - int(lines)) :])
 
 
 def kubeconfig(file: Path, server: str) -> Path:
@@ -84,6 +139,18 @@ class Plugin:
             text=True,
             env=self.env,
             timeout=120,
+        )
+
+    async def start(self, *args: str) -> asyncio.subprocess.Process:
+        """`kubectl vulcan ARGS` started and left running (stdout and stderr piped), for a
+        command that streams (`logs --follow`)."""
+        return await asyncio.create_subprocess_exec(
+            "kubectl",
+            "vulcan",
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self.env,
         )
 
     async def complete(self, *words: str) -> list[str]:

@@ -116,6 +116,15 @@ def build_parser(
     p.add_argument("target", help="ENGINE, PROBLEM, or sp/NAME, vb/NAME, vr/NAME, ve/NAME")
     p.add_argument("--tail", type=int, default=None, help="lines from the end of each log")
     p.add_argument("-p", "--previous", action="store_true", help="the previous container's log")
+    p.add_argument(
+        "-f", "--follow", action="store_true", help="stream the logs until the containers end"
+    )
+    p.add_argument(
+        "--max-log-requests",
+        type=int,
+        default=actions.MAX_LOG_REQUESTS,
+        help="most pods to follow at once (default 5)",
+    )
     p = command("problems", "SchedulingProblems: objective, gap, makespan, phase")
     p.add_argument("engine", nargs="?", help="only this engine's")
     p.add_argument("-A", "--all-namespaces", action="store_true")
@@ -239,7 +248,13 @@ HANDLERS: dict[str, Callable[[Kube, argparse.Namespace], int]] = {
         k, a.engine, "vulcan-engine.com/rotate-secrets", sys.stdout
     ),
     "logs": lambda k, a: actions.logs(
-        k, a.target, tail=a.tail, previous=a.previous, out=sys.stdout
+        k,
+        a.target,
+        tail=a.tail,
+        previous=a.previous,
+        out=sys.stdout,
+        follow=a.follow,
+        max_requests=a.max_log_requests,
     ),
     "problems": _problems,
     "gantt": lambda k, a: problems.write_gantt(k, a.problem, a.output, sys.stdout),
@@ -326,6 +341,7 @@ def completions(words: list[str]) -> tuple[list[str], int]:
                 "--output",
                 "--from",
                 "--tail",
+                "--max-log-requests",
             )
         )
     ]

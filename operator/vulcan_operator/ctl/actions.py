@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import datetime
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 from vulcan_operator import API_VERSION, kinds, names
-from vulcan_operator.ctl.kube import Kube, ours, path
+from vulcan_operator.ctl.kube import Kube, KubeError, ours, path
 
 #: Exit codes a script can rely on.
 OK, FAILED, USAGE, NOT_FOUND, DECLINED, TIMEOUT = 0, 1, 2, 3, 4, 5
@@ -18,6 +19,8 @@ TERMINAL = ("Succeeded", "Failed")
 #: The annotation that asks for a failed version to be tried again (reconcile/upgrade.py).
 RETRY_UPGRADE = "vulcan-engine.com/retry-upgrade"
 POLL_SECONDS = 1.0
+#: Log streams `logs --follow` opens at most (kubectl's --max-log-requests default).
+MAX_LOG_REQUESTS = 5
 
 
 class CtlError(Exception):
@@ -270,14 +273,56 @@ def _pods_of(kube: Kube, target: str) -> tuple[str, list[dict[str, Any]]]:
     )
 
 
-def logs(kube: Kube, target: str, *, tail: int | None, previous: bool, out: TextIO) -> int:
+def logs(
+    kube: Kube,
+    target: str,
+    *,
+    tail: int | None,
+    previous: bool,
+    out: TextIO,
+    follow: bool = False,
+    max_requests: int = MAX_LOG_REQUESTS,
+) -> int:
+    """Print the logs of `target`'s pods (each line prefixed with its pod when there are
+    several); `follow`: stream them as kubectl logs -f does, one stream per pod (at most
+    `max_requests`), until every container has ended."""
     label, pods = _pods_of(kube, target)
     if not pods:
         raise CtlError(f"{label}: no pods")
-    for pod in pods:
-        pod_name = pod["metadata"]["name"]
-        text = kube.log(kube.namespace, pod_name, tail=tail, previous=previous)
-        prefix = f"[{pod_name}] " if len(pods) > 1 else ""
-        for line in text.splitlines():
-            print(prefix + line, file=out)
+    pod_names = [str(pod["metadata"]["name"]) for pod in pods]
+    if follow and len(pod_names) > max_requests:
+        raise CtlError(
+            f"{label}: you are attempting to follow {len(pod_names)} log streams, but the "
+            f"maximum allowed concurrency is {max_requests}, use --max-log-requests to "
+            "increase the limit",
+            USAGE,
+        )
+    lock = threading.Lock()
+    errors: list[Exception] = []
+
+    def show(pod_name: str) -> None:
+        prefix = f"[{pod_name}] " if len(pod_names) > 1 else ""
+        options: dict[str, Any] = {"tail": tail, "previous": previous}
+        try:
+            if follow:
+                lines: Iterable[str] = kube.follow_log(kube.namespace, pod_name, **options)
+            else:
+                lines = kube.log(kube.namespace, pod_name, **options).splitlines()
+            for line in lines:
+                with lock:
+                    print(prefix + line, file=out, flush=follow)
+        except (CtlError, KubeError) as exc:
+            errors.append(exc)
+
+    if not follow or len(pod_names) == 1:
+        for pod_name in pod_names:
+            show(pod_name)
+    else:  # one stream per pod at once, lines as they come (daemon: Ctrl-C ends them)
+        threads = [threading.Thread(target=show, args=(n,), daemon=True) for n in pod_names]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
     return OK

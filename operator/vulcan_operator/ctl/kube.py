@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import urllib3
@@ -172,15 +173,62 @@ class Kube:
         container: str | None = None,
         previous: bool = False,
     ) -> str:
-        query = [("tailLines", str(tail))] if tail is not None else []
-        if container:
-            query.append(("container", container))
-        if previous:
-            query.append(("previous", "true"))
+        query = _log_query(tail, container, previous)
         text: str = self.request(
             "GET", path("v1", "pods", namespace, pod, "log"), query=query, text=True
         )
         return text
+
+    def follow_log(
+        self,
+        namespace: str,
+        pod: str,
+        *,
+        tail: int | None = None,
+        container: str | None = None,
+        previous: bool = False,
+    ) -> Iterator[str]:
+        """The lines of a pod's log as the server streams them (`follow=true`, as
+        `kubectl logs -f`): they come as they are written, and end when the container does.
+        No read timeout: a quiet container keeps the stream open."""
+        query = [*_log_query(tail, container, previous), ("follow", "true")]
+        request = self._client.param_serialize(
+            method="GET",
+            resource_path=path("v1", "pods", namespace, pod, "log"),
+            query_params=query,
+            header_params={"Accept": "*/*"},
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self._client.call_api(*request, _request_timeout=(TIMEOUT[0], None))
+        except client.ApiException as exc:
+            raise _error(exc.status, exc.reason, exc.body) from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise KubeError(0, f"cannot reach the API server: {type(exc).__name__}") from None
+        if not 200 <= response.status < 300:
+            raise _error(response.status, response.reason, response.read())  # type: ignore[no-untyped-call]
+        raw = response.response
+        pending = b""
+        try:
+            for chunk in raw.stream(64 * 1024, decode_content=True):
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    yield line.decode("utf-8", "replace")
+        except urllib3.exceptions.HTTPError as exc:
+            raise KubeError(0, f"the log stream broke off: {type(exc).__name__}") from None
+        finally:
+            raw.release_conn()
+        if pending:
+            yield pending.decode("utf-8", "replace")
+
+
+def _log_query(tail: int | None, container: str | None, previous: bool) -> list[tuple[str, str]]:
+    query = [("tailLines", str(tail))] if tail is not None else []
+    if container:
+        query.append(("container", container))
+    if previous:
+        query.append(("previous", "true"))
+    return query
 
 
 def _error(status: int | None, reason: str | None, body: Any) -> KubeError:
