@@ -1,10 +1,12 @@
 """Restore drills end to end: the real operator on the emulator makes the drill CronJob; its
 runs (made from the CronJob's template, as the CronJob controller would) run the real drill
 program against a real PostgreSQL, on the backups the real backup program wrote; the engine's
-status.lastDrill, RestoreVerified, the metric and `kubectl vulcan status` follow."""
+status.lastDrill, RestoreVerified, the metric and `kubectl vulcan status` follow. With S3
+storage the backups and the drills go through the project's fake `aws` over a folder."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +26,7 @@ from tests.support.backups import (
     run_cronjob,
     status,
 )
-from tests.support.dbharness import create_seeded_template, row_counts
+from tests.support.dbharness import create_seeded_template, fake_aws, row_counts
 from tests.support.kopf_runner import OperatorRunner
 from tests.support.pg import PgServer
 from tests.support.plugin import LogEmulator, Plugin, kubeconfig
@@ -173,6 +175,78 @@ async def test_maintenance_results_reach_the_status(
         assert last["databaseBytes"] > 1_000_000  # the seed's tables and indexes
         done = await Plugin(kubeconfig(tmp_path / "config", emulator.url))("status", "prod")
         assert "Vacuum:     Succeeded" in done.stdout, done.stdout + done.stderr
+    finally:
+        await operator.stop()
+        pg_server.drop_database(db.dbname)
+
+
+S3 = {"bucket": "vulcan-backups", "prefix": "database/", "credentialsSecretRef": {"name": "s3"}}
+S3_SECRET = "aws-s3cr3t-key-do-not-print"
+
+
+async def test_drills_of_s3_backups_read_the_engines_folder(
+    emulator: LogEmulator,
+    operator: OperatorRunner,
+    pg_server: PgServer,
+    pg_bin_dir: Path,
+    seed_template: str,
+    tmp_path: Path,
+) -> None:
+    db = pg_server.create_database(label="s3drills", template=seed_template)
+    try:
+        pods = LocalPods(emulator, tmp_path, pg_bin_dir)
+        pods.extra_path.append(fake_aws(tmp_path / "aws").parent)
+        (tmp_path / "s3").mkdir()
+        pods.extra_env["FAKE_S3_ROOT"] = str(tmp_path / "s3")
+
+        def outcome_for(job: dict[str, Any]) -> JobOutcome | None:
+            labels = job["metadata"].get("labels") or {}
+            if labels.get("app.kubernetes.io/component") in ("backup", "drill"):
+                return JobOutcome.run(pods.run)
+            return None
+
+        emulator.jobs.outcome_for = outcome_for
+        keys = {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": S3_SECRET}
+        emulator.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "s3", "namespace": "default"},
+                "data": {k: base64.b64encode(v.encode()).decode() for k, v in keys.items()},
+            }
+        )
+        await installed(emulator, url=db.dsn, backup={"storage": {"s3": S3}, **DRILL})
+
+        # Nothing in the engine's folder yet: the download container says so.
+        run_cronjob(emulator, "prod-drill", "1")
+        none = await emulator.wait_for(
+            lambda: (c := cond(status(emulator), "RestoreVerified"))["status"] == "False" and c,
+            timeout=30,
+        )
+        assert none["reason"] == "NoBackup", none
+        assert "s3://vulcan-backups/database/default/prod/" in none["message"]
+
+        # A backup by the real programs into the bucket, then a drill of it.
+        emulator.create(custom("VulcanBackup", "b1"))
+        await emulator.wait_for(
+            lambda: status(emulator, BACKUPS, "b1")["phase"] == "Succeeded", timeout=30
+        )
+        location = status(emulator, BACKUPS, "b1")["location"]
+        assert location.startswith("s3://vulcan-backups/database/default/prod/on-demand/")
+        run_cronjob(emulator, "prod-drill", "2")
+        ok = await emulator.wait_for(
+            lambda: (c := cond(status(emulator), "RestoreVerified"))["status"] == "True" and c,
+            timeout=30,
+        )
+        last = status(emulator)["lastDrill"]
+        assert last["outcome"] == "Succeeded" and last["job"] == "prod-drill-2", last
+        assert last["backup"] == location
+        assert last["rowCounts"] == row_counts(db.dsn)
+        assert ok["reason"] == "DrillSucceeded"
+        assert f"{db.dbname}_drill" not in databases(db.dsn)
+        assert [name for name, _ in pods.ran].count("download") == 2
+        engine = json.dumps(emulator.get(ENGINES, "default", "prod"))
+        assert db.password not in engine and S3_SECRET not in engine
     finally:
         await operator.stop()
         pg_server.drop_database(db.dbname)

@@ -236,6 +236,10 @@ class LocalPods:
         self.pg_bin_dir = pg_bin_dir
         self.shell = shutil.which("dash") or shutil.which("sh") or "/bin/sh"
         self.ran: list[tuple[str, int]] = []  # (container, exit code)
+        # More programs (e.g. tests.support.dbharness.fake_aws's folder) and env for every
+        # container (e.g. FAKE_S3_ROOT), as an image and its environment would bring them.
+        self.extra_path: list[Path] = []
+        self.extra_env: dict[str, str] = {}
 
     def outcome_for(self, job: dict[str, Any]) -> JobOutcome | None:
         labels = job["metadata"].get("labels") or {}
@@ -300,8 +304,10 @@ class LocalPods:
             termination = self.root / "pods" / pod["metadata"]["name"] / f"{container['name']}.log"
             termination.parent.mkdir(parents=True, exist_ok=True)
             termination.write_text("")
+            front = "".join(f"{p}:" for p in self.extra_path)
             env.update(
-                PATH=f"{self.pg_bin_dir}:/usr/local/bin:/usr/bin:/bin",
+                self.extra_env,
+                PATH=f"{front}{self.pg_bin_dir}:/usr/local/bin:/usr/bin:/bin",
                 TERMINATION_LOG=str(termination),
             )
             sh, flag, program, name = container["command"]
