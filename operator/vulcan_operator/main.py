@@ -16,7 +16,15 @@ import kopf
 
 from vulcan_operator import GROUP, health, kinds, metrics, webhook
 from vulcan_operator.config import Settings
-from vulcan_operator.handlers import admission, backup, engine, problem, restore, sharding
+from vulcan_operator.handlers import (
+    admission,
+    backup,
+    children,
+    engine,
+    problem,
+    restore,
+    sharding,
+)
 from vulcan_operator.health import Heartbeat
 from vulcan_operator.k8s import Api, ApiError, apply
 from vulcan_operator.sharding import UNSHARDED, Shard
@@ -35,6 +43,8 @@ def configure(settings: kopf.OperatorSettings, shard: Shard = UNSHARDED, **_: An
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
+    # The engines' children are watched (handlers.children): only those labelled as ours.
+    children.configure(settings)
     # Our own actions are posted as Events explicitly (kopf.event); from the logs, only
     # warnings and errors become Events, so an idle resync writes nothing.
     settings.posting.level = logging.WARNING

@@ -1,6 +1,12 @@
-"""An idle resync of a Ready engine (issue 19): no write, the Deployment read twice (its own
-read and the apply's, not a third time for the status: nothing wrote it), no API discovery (cached
-for a minute). `reconcile.engine.reconcile` with the real client against the emulator."""
+"""An idle resync of a Ready engine (issue 19).
+
+- `reconcile.engine.reconcile` with the plain client (no watches) against the emulator: no
+  write, the Deployment read twice (its own read and the apply's, not a third time for the
+  status: nothing wrote it), no API discovery (cached for a minute).
+- The real operator: at most 2 requests per engine and resync, its two Secrets (its children
+  and the engines come from Kopf's indexes; 21 requests on 1dbfa16), and a child edited or
+  deleted is put back from its watch event, long before the next resync (on 1dbfa16 only the
+  resync repaired it)."""
 
 from __future__ import annotations
 
@@ -8,6 +14,8 @@ import asyncio
 import collections
 import time
 from typing import Any
+
+import pytest
 
 from tests.emulator import Emulator
 from tests.support.backups import db_secret, engine
@@ -39,3 +47,74 @@ async def test_an_idle_resync_reads_the_deployment_twice_and_no_discovery(
     reads = collections.Counter((r.verb, r.resource) for r in requests)
     assert reads[("get", "deployments")] == 2, reads
     assert not [r.path for r in requests if r.path.startswith("/apis/") and r.verb is None]
+
+
+# --- the real operator (issue 19): children from watches, drift repaired from watch events ---
+
+SECRETS = {("get", "secrets", "prod-database"), ("get", "secrets", "prod-keys")}
+
+
+def ready(emulator: Emulator) -> bool:
+    status = (emulator.get("vulcanengines", "default", "prod") or {}).get("status") or {}
+    return status.get("phase") == "Ready" and bool(status.get("currentVersion"))
+
+
+async def test_an_idle_resync_reads_only_the_engines_secrets(
+    emulator: Emulator, run_operator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At most 2 requests per engine and resync: its database Secret and its keys Secret
+    (Secrets are never watched); its children and the engines come from Kopf's indexes."""
+    monkeypatch.setenv("VULCAN_RESYNC_SECONDS", "1")
+    await run_operator()
+    emulator.create(db_secret())
+    emulator.create(engine())
+    await emulator.wait_for(lambda: ready(emulator))
+    await asyncio.sleep(2)  # the resyncs after Ready settle
+
+    mark = emulator.mark()
+    await asyncio.sleep(5)  # about five resyncs
+    requests = [r for r in emulator.requests(since=mark) if r.verb != "watch"]
+    assert [r.path for r in requests if r.is_write] == []
+    resyncs = sum(r.path.endswith("/secrets/prod-database") for r in requests)
+    assert resyncs >= 3, requests  # the resync ran
+    others = [(r.verb, r.path) for r in requests if (r.verb, r.resource, r.name) not in SECRETS]
+    assert others == []
+    assert len(requests) <= 2 * resyncs
+
+
+async def test_a_childs_drift_is_repaired_from_its_watch_event(
+    emulator: Emulator, run_operator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a resync of ten minutes, an edited Deployment and PDB and a deleted Service and
+    ConfigMap are put back within seconds: the watch event asks for the engine's reconcile."""
+    monkeypatch.setenv("VULCAN_RESYNC_SECONDS", "600")
+    await run_operator()
+    emulator.create(db_secret())
+    emulator.create(engine())
+    await emulator.wait_for(lambda: ready(emulator))
+    deployment = emulator.get("deployments", "default", "prod")
+    config = emulator.get("configmaps", "default", "prod-config")
+    assert deployment is not None and config is not None
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+
+    started = time.monotonic()
+    patched = {"spec": {"template": {"spec": {"containers": [{"name": "x", "image": "evil"}]}}}}
+    emulator.patch("deployments", "default", "prod", patched)
+    emulator.patch("poddisruptionbudgets", "default", "prod", {"spec": {"maxUnavailable": 3}})
+    emulator.delete("services", "default", "prod")
+    emulator.delete("configmaps", "default", "prod-config")
+
+    def repaired() -> bool:
+        now = emulator.get("deployments", "default", "prod") or {}
+        containers = now.get("spec", {}).get("template", {}).get("spec", {}).get("containers")
+        pdb = emulator.get("poddisruptionbudgets", "default", "prod") or {}
+        cm = emulator.get("configmaps", "default", "prod-config") or {}
+        return (
+            [c.get("image") for c in containers or []] == [image]
+            and pdb.get("spec", {}).get("maxUnavailable") == 1
+            and emulator.get("services", "default", "prod") is not None
+            and cm.get("data") == config.get("data")
+        )
+
+    await emulator.wait_for(repaired, timeout=60)
+    assert time.monotonic() - started < 60  # long before the next resync (600 s)

@@ -3,35 +3,91 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import kopf
 
-from vulcan_operator import GROUP, VERSION, kinds, metrics
+from vulcan_operator import API_VERSION, GROUP, VERSION, kinds, metrics
 from vulcan_operator.config import Settings
-from vulcan_operator.handlers import publish
+from vulcan_operator.handlers import children, publish
+from vulcan_operator.handlers.problem import ENGINES_INDEX
 from vulcan_operator.health import Heartbeat
-from vulcan_operator.k8s import Api
+from vulcan_operator.k8s import Api, Ref
+from vulcan_operator.k8s.cache import CHILD_KINDS, ENGINE, CachedApi, Writes, index_id
 from vulcan_operator.reconcile import engine, engine_backups, upgrade
 from vulcan_operator.reconcile.engine_drills import RESTORE_VERIFIED
-from vulcan_operator.status import get_condition
+from vulcan_operator.status import diff, get_condition
 
 PLURAL = kinds.ENGINE.plural
+#: Seconds a drift repair waits, so that one edit's burst of watch events makes one reconcile.
+REPAIR_DELAY = 0.5
+log = logging.getLogger(__name__)
+
+
+def cached(api: Api, writes: Writes, kwargs: dict[str, Any]) -> CachedApi:
+    """The Api of one reconcile: children and engines from Kopf's indexes (`k8s.cache`)."""
+    indexes = {key: kwargs[index_id(*key)] for key in CHILD_KINDS}
+    indexes[ENGINE] = kwargs[ENGINES_INDEX]
+    return CachedApi(api, indexes, writes)
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings, heartbeat: Heartbeat) -> None:
     api = Api()
+    writes = Writes()
     # Kopf runs the change handlers and both timers of one engine in separate tasks: one
     # reconcile at a time per engine, so they never race on the same children.
     locks: dict[str, asyncio.Lock] = {}
+    repairs: dict[tuple[str, str], asyncio.Task[None]] = {}
 
-    async def reconcile(body: kopf.Body, patch: kopf.Patch, uid: str, **_: Any) -> None:
+    async def reconcile(body: kopf.Body, patch: kopf.Patch, uid: str, **kwargs: Any) -> None:
         heartbeat.beat(uid)
         async with locks.setdefault(uid, asyncio.Lock()):
             with metrics.reconcile_timer(engine.KIND):
-                outcome = await engine.reconcile(api, dict(body), settings)
+                outcome = await engine.reconcile(cached(api, writes, kwargs), dict(body), settings)
         publish(body, patch, outcome)
         export_metrics(body, outcome.status)
+
+    async def repair_now(namespace: str, name: str, kwargs: dict[str, Any]) -> None:
+        """Reconcile an engine whose child drifted (children.register); its status is written
+        here (no Kopf handler runs for it), only the fields that changed."""
+        await asyncio.sleep(REPAIR_DELAY)
+        engines = kwargs[ENGINES_INDEX]
+        found = list(engines.get((namespace, name), ()))
+        if not found or (found[0].get("metadata") or {}).get("deletionTimestamp"):
+            return
+        uid = str(found[0]["metadata"].get("uid") or "")
+        async with locks.setdefault(uid, asyncio.Lock()):
+            found = list(engines.get((namespace, name), ()))  # the newest, after the lock
+            if not found:
+                return
+            body = found[0]
+            with metrics.reconcile_timer(engine.KIND):
+                outcome = await engine.reconcile(cached(api, writes, kwargs), body, settings)
+            changed = diff(body.get("status"), outcome.status)
+            if changed:
+                ref = Ref(API_VERSION, engine.KIND, namespace, name)
+                await api.patch(ref, {"status": changed}, subresource="status")
+        for type_, reason, message in outcome.events:
+            kopf.event(body, type=type_, reason=reason, message=message)
+        export_metrics(body, outcome.status)
+
+    def repair(namespace: str, name: str, kwargs: dict[str, Any]) -> None:
+        key = (namespace, name)
+        if key in repairs or not settings.shard.owns(namespace):
+            return
+
+        async def run() -> None:
+            try:
+                await repair_now(namespace, name, kwargs)
+            except Exception:  # the next resync tries again
+                log.exception("repairing the children of VulcanEngine %s/%s failed", *key)
+            finally:
+                repairs.pop(key, None)
+
+        repairs[key] = asyncio.get_running_loop().create_task(run())
+
+    children.register(registry, settings.shard, writes, repair, ENGINES_INDEX)
 
     async def forget(namespace: str | None, name: str, uid: str, **_: Any) -> None:
         heartbeat.forget(uid)

@@ -12,17 +12,17 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import kopf
 
-from vulcan_operator import GROUP, VERSION, kinds, names
+from vulcan_operator import API_VERSION, GROUP, VERSION, kinds, names
 from vulcan_operator.api.problem import MAX_PARALLELISM
 from vulcan_operator.config import Settings
 from vulcan_operator.handlers import problem_daemon
 from vulcan_operator.handlers.problem_daemon import PLURAL
 from vulcan_operator.k8s import Api
+from vulcan_operator.k8s.cache import trimmed
 from vulcan_operator.reconcile import problem, solverjob
 from vulcan_operator.reconcile.queue import (
     Admissions,
@@ -119,7 +119,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     async def vulcan_engines(
         namespace: str | None, name: str, body: kopf.Body, **_: Any
     ) -> dict[Any, Any]:
-        return {(namespace, name): {"spec": copy.deepcopy(dict(body.get("spec") or {}))}}
+        # The whole engine (less managedFields and Kopf's diff-base): the queues read its spec;
+        # the engine reconcile its status.restore and, for the backup store conflicts, every
+        # engine's metadata and spec (k8s.cache.CachedApi).
+        return {(namespace, name): trimmed(body, API_VERSION, kinds.ENGINE.kind)}
 
     @kopf.on.event("batch", "v1", "jobs", labels=SOLVER_JOBS, registry=registry)
     async def solver_job_changed(body: kopf.Body, **_: Any) -> None:

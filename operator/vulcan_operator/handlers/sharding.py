@@ -15,9 +15,11 @@ other finalizers off an object being deleted once its own is gone (`register`).
 - SchedulingProblem: the namespace of the engine it names (`spec.engineRef.namespace`, else its
   own): an engine's solver queue and its slots are kept by one shard, the engine's, even for
   problems from other namespaces (spec.solver.acceptFrom).
-- Not filtered: the admission webhooks (every shard serves every namespace, so any replica
-  behind the webhook's Service answers alike), the handlers of solver Jobs (they only wake a
-  problem this shard keeps, by uid) and the operator-wide ones (start-up, login, probes).
+- Not filtered: the index of every engine (`UNFILTERED`: an S3 bucket may be shared across
+  shards, and the check that refuses it compares with every engine), the admission webhooks
+  (every shard serves every namespace, so any replica behind the webhook's Service answers
+  alike), the handlers of solver Jobs (they only wake a problem this shard keeps, by uid) and
+  the operator-wide ones (start-up, login, probes).
 
 Kopf keeps a registry's handlers in lists of frozen dataclasses without a public way to
 replace one; the lists are rebuilt with `dataclasses.replace` (tests/unit/handlers/
@@ -37,6 +39,9 @@ from vulcan_operator.k8s import Api, Ref
 from vulcan_operator.sharding import Shard
 
 OURS = {k.plural for k in kinds.ALL}
+#: Handlers left unfiltered: the index of every engine (handlers.problem's ENGINES_INDEX), for
+#: the backup store conflict check, which compares an engine with those of every shard.
+UNFILTERED = {"vulcan_engines"}
 FINALIZER = f"{GROUP}/finalizer"
 
 
@@ -118,5 +123,5 @@ def restrict(registry: kopf.OperatorRegistry, shard: Shard) -> None:
         handlers: list[Any] = part._handlers
         for i, handler in enumerate(handlers):
             plural = our_plural(handler.selector)
-            if plural:
+            if plural and handler.id not in UNFILTERED:
                 handlers[i] = dataclasses.replace(handler, when=_owned(shard, plural, handler.when))
