@@ -314,7 +314,9 @@ def verdict(
 
     if spec.get("completionMode") == "Indexed":
         best = best_member(pods)
-        if best is not None:  # the best member's result, even if another one failed
+        if best is None and reported and reported.get("foundBy") is not None:
+            best = dict(reported)  # the pods are gone (a deadline): what a member stored
+        if best is not None and best.get("status"):  # even if another member failed
             return _solved(best, when, limit)
 
     if state == "Complete":

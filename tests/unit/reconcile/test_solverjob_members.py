@@ -86,3 +86,12 @@ def test_without_any_result_the_failure_is_explained_as_for_one_pod() -> None:
     pods = [member(0, {"exitCode": 137, "reason": "OOMKilled"})]
     v = solverjob.verdict(job("Failed", "BackoffLimitExceeded"), pods, None, NOW)
     assert not v.succeeded and v.reason == "OOMKilled"
+
+
+def test_past_the_deadline_the_result_a_member_stored_in_the_status_counts() -> None:
+    reported = {"status": "FEASIBLE", "objective": 61, "foundBy": 1, "explanation": []}
+    v = solverjob.verdict(job("Failed", "DeadlineExceeded"), [], reported, NOW)
+    assert v.succeeded and (v.result["objective"], v.result["foundBy"]) == (61, 1)
+    # Without a member's result (foundBy), the deadline is the verdict, as for one pod.
+    v = solverjob.verdict(job("Failed", "DeadlineExceeded"), [], {"explanation": []}, NOW)
+    assert not v.succeeded and v.reason == "DeadlineExceeded"
