@@ -58,7 +58,8 @@ s3() {
     fi
     aws "$@" 2>"$_s3_err"
     _s3_status=$?
-    if [ "$_s3_status" -ne 0 ] && [ "$_s3_command" != ls ]; then
+    # `ls` of an empty or missing prefix exits 1 (not an error); anything else is logged.
+    if [ "$_s3_status" -ne 0 ] && { [ "$_s3_command" != ls ] || [ "$_s3_status" -ne 1 ]; }; then
         log "aws s3 $_s3_command failed (exit $_s3_status):"
         log_file "$_s3_err"
     fi
