@@ -58,10 +58,14 @@ def job_shop(seed: int, jobs: int = 8, machines: int = 6) -> dict[str, Any]:
     }
 
 
-def problem(name: str, parallelism: int | None = None) -> dict[str, Any]:
-    spec: dict[str, Any] = {"engineRef": {"name": "prod"}, **job_shop(seed=11)}
+def problem(
+    name: str, parallelism: int | None = None, shop: dict[str, Any] | None = None, **solver: Any
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {"engineRef": {"name": "prod"}, **(shop or job_shop(seed=11))}
     if parallelism is not None:
-        spec["solver"] = {"parallelism": parallelism}
+        solver["parallelism"] = parallelism
+    if solver:
+        spec["solver"] = solver
     return {
         "apiVersion": API,
         "kind": "SchedulingProblem",
@@ -161,3 +165,21 @@ async def test_more_pods_than_the_engine_runs_at_once_fails_naming_the_field(
         "spec.solver.maxConcurrentJobs: each pod of a problem takes one of its slots)"
     ]
     assert emulator.list("jobs", NS) == []
+
+
+async def test_deleting_a_racing_problem_stops_every_member(
+    emulator: Emulator, solving: SolverPodBridge
+) -> None:
+    shop = job_shop(seed=3, jobs=15, machines=15)  # not closed in 60 s
+    emulator.create(problem("doomed", parallelism=2, shop=shop, maxTimeSeconds=60))
+    await emulator.wait_for(lambda: solving.running == 2)
+    await emulator.wait_for(
+        lambda: (status(emulator, "doomed").get("progress") or {}).get("objective")
+    )
+    job = status(emulator, "doomed")["jobName"]
+    emulator.delete(PROBLEMS, NS, "doomed")
+    await emulator.wait_for(lambda: emulator.get("jobs", NS, job) is None)
+    await emulator.wait_for(lambda: emulator.list("pods", NS, labels=f"job-name={job}") == [])
+    await emulator.wait_for(lambda: solving.running == 0 and len(solving.runs) == 2)
+    assert sorted(r.index for r in solving.runs) == [0, 1]
+    assert all(r.killed and r.ended - r.started < 30 for r in solving.runs), solving.runs
