@@ -264,7 +264,7 @@ def test_scrub_hides_every_form_of_the_secrets(pg_bin_dir: Path, tmp_path: Path)
         env={"PATH": "/usr/bin:/bin", "DATABASE_URL": url, "NOTIFY_WEBHOOK_URL": hook},
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=60,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr

@@ -87,7 +87,7 @@ async def solved(emulator: Emulator, name: str, generation: int = 1) -> dict[str
             "Failed",
         )
 
-    await emulator.wait_for(done, timeout=30)
+    await emulator.wait_for(done, timeout=60)
     return status(emulator, name)
 
 

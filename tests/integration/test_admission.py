@@ -457,7 +457,7 @@ async def test_a_given_certificate_folder_is_served(
     runner = await admission.start(emulator, port, admission_cert_dir=str(tmp_path))
     client = Client(port, ca)
     try:
-        await emulator.wait_for(lambda: _answers(client), timeout=15, interval=0.05)
+        await emulator.wait_for(lambda: _answers(client), timeout=60, interval=0.05)
         assert (await client.review(S3_ENGINE))["allowed"] is True
         assert emulator.get("secrets", NAMESPACE, webhook.CA_SECRET) is None
     finally:
@@ -573,5 +573,5 @@ async def test_run_command_serves_the_webhook(emulator: Emulator, tmp_path: Path
             await client.close()
     finally:
         proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=30)
+        output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, output[-3000:]

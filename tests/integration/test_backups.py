@@ -205,7 +205,7 @@ async def test_a_backup_waits_for_its_engine(emulator: Emulator, operator: Opera
     assert emulator.list("jobs", "default") == []
     await installed(emulator)
     await emulator.wait_for(
-        lambda: status(emulator, BACKUPS, "early")["phase"] == "Succeeded", timeout=5
+        lambda: status(emulator, BACKUPS, "early")["phase"] == "Succeeded", timeout=60
     )
 
 

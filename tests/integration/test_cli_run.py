@@ -49,10 +49,10 @@ async def test_run_command_reconciles_and_stops_gracefully(
         emulator.create(ENGINE)
         await emulator.wait_for(
             lambda: emulator.get("vulcanengines", "default", "prod")["status"]["phase"] == "Ready",
-            timeout=30,
+            timeout=60,
         )
         assert emulator.get("deployments", "default", "prod") is not None
     finally:
         proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=30)
+        output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, output[-3000:]

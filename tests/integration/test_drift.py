@@ -95,7 +95,7 @@ async def test_spec_changes_and_edits_by_hand_reach_the_children(
             emulator.list(p, NS, labels="vulcan-engine.com/engine=prod")
             for p in ("servicemonitors", "prometheusrules", "horizontalpodautoscalers", "ingresses")
         ),
-        timeout=30,
+        timeout=60,
     )
 
     # Edited by hand: the ServiceAccount, the PDB and the ServiceMonitor (fields the operator
@@ -131,7 +131,7 @@ async def test_spec_changes_and_edits_by_hand_reach_the_children(
             and one(emulator, "prometheusrules")["spec"]["groups"] == groups
         )
 
-    await emulator.wait_for(reconciled, timeout=30)
+    await emulator.wait_for(reconciled, timeout=60)
 
     # Turned off: the ServiceMonitor and the PrometheusRule are pruned.
     emulator.patch(
@@ -145,15 +145,15 @@ async def test_spec_changes_and_edits_by_hand_reach_the_children(
             emulator.get("prometheusrules", NS, "prod") is None
             and emulator.get("servicemonitors", NS, "prod") is None
         ),
-        timeout=30,
+        timeout=60,
     )
 
     # The solver's Role and RoleBinding, widened and re-pointed by hand, are put back when the
     # problem's next generation is solved.
     emulator.create(PROBLEM)
-    role = await emulator.wait_for(lambda: emulator.get("roles", NS, "week-48-solver"), timeout=30)
+    role = await emulator.wait_for(lambda: emulator.get("roles", NS, "week-48-solver"), timeout=60)
     binding = await emulator.wait_for(
-        lambda: emulator.get("rolebindings", NS, "week-48-solver"), timeout=30
+        lambda: emulator.get("rolebindings", NS, "week-48-solver"), timeout=60
     )
     assert role is not None and binding is not None
     wide = [*role["rules"], {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
@@ -167,5 +167,5 @@ async def test_spec_changes_and_edits_by_hand_reach_the_children(
             and (emulator.get("rolebindings", NS, "week-48-solver") or {}).get("subjects")
             == binding["subjects"]
         ),
-        timeout=30,
+        timeout=60,
     )

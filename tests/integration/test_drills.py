@@ -96,12 +96,12 @@ async def test_drills_prove_the_backups_restore(
         # A backup by the real program, then a drill of it.
         emulator.create(custom("VulcanBackup", "b1"))
         await emulator.wait_for(
-            lambda: status(emulator, BACKUPS, "b1")["phase"] == "Succeeded", timeout=20
+            lambda: status(emulator, BACKUPS, "b1")["phase"] == "Succeeded", timeout=60
         )
         run_cronjob(emulator, "prod-drill", "1")
         ok = await emulator.wait_for(
             lambda: (c := cond(status(emulator), "RestoreVerified"))["status"] == "True" and c,
-            timeout=30,
+            timeout=60,
         )
         last = status(emulator)["lastDrill"]
         assert last["outcome"] == "Succeeded" and last["job"] == "prod-drill-1", last
@@ -121,7 +121,7 @@ async def test_drills_prove_the_backups_restore(
         run_cronjob(emulator, "prod-drill", "2")
         bad = await emulator.wait_for(
             lambda: (c := cond(status(emulator), "RestoreVerified"))["status"] == "False" and c,
-            timeout=30,
+            timeout=60,
         )
         assert bad["reason"] == "RowCountMismatch" and "jobs: recorded" in bad["message"], bad
         assert status(emulator)["lastDrill"]["outcome"] == "Failed"
@@ -169,7 +169,7 @@ async def test_maintenance_results_reach_the_status(
         emulator.jobs.outcome_for = outcome_for
         await installed(emulator, url=db.dsn)
         run_cronjob(emulator, "prod-maintenance", "1")
-        last = await emulator.wait_for(lambda: status(emulator)["lastMaintenance"], timeout=30)
+        last = await emulator.wait_for(lambda: status(emulator)["lastMaintenance"], timeout=60)
         assert last["outcome"] == "Succeeded" and last["vacuumed"] is True, last
         assert last["reindexed"] is False and last["job"] == "prod-maintenance-1"
         assert last["databaseBytes"] > 1_000_000  # the seed's tables and indexes
@@ -221,7 +221,7 @@ async def test_drills_of_s3_backups_read_the_engines_folder(
         run_cronjob(emulator, "prod-drill", "1")
         none = await emulator.wait_for(
             lambda: (c := cond(status(emulator), "RestoreVerified"))["status"] == "False" and c,
-            timeout=30,
+            timeout=60,
         )
         assert none["reason"] == "NoBackup", none
         assert "s3://vulcan-backups/database/default/prod/" in none["message"]
@@ -229,14 +229,14 @@ async def test_drills_of_s3_backups_read_the_engines_folder(
         # A backup by the real programs into the bucket, then a drill of it.
         emulator.create(custom("VulcanBackup", "b1"))
         await emulator.wait_for(
-            lambda: status(emulator, BACKUPS, "b1")["phase"] == "Succeeded", timeout=30
+            lambda: status(emulator, BACKUPS, "b1")["phase"] == "Succeeded", timeout=60
         )
         location = status(emulator, BACKUPS, "b1")["location"]
         assert location.startswith("s3://vulcan-backups/database/default/prod/on-demand/")
         run_cronjob(emulator, "prod-drill", "2")
         ok = await emulator.wait_for(
             lambda: (c := cond(status(emulator), "RestoreVerified"))["status"] == "True" and c,
-            timeout=30,
+            timeout=60,
         )
         last = status(emulator)["lastDrill"]
         assert last["outcome"] == "Succeeded" and last["job"] == "prod-drill-2", last

@@ -37,7 +37,7 @@ def fast(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_faults_change_nothing_in_the_end(tmp_path: Path) -> None:
-    base = await run_scenario(SCENARIO, pods_dir=tmp_path / "base", timeout=60)
+    base = await run_scenario(SCENARIO, pods_dir=tmp_path / "base", timeout=240)
     problems = base.state["problems"]
     assert [p["phase"] for p in problems.values()] == ["Succeeded"] * 10
     assert all(
@@ -48,7 +48,7 @@ async def test_faults_change_nothing_in_the_end(tmp_path: Path) -> None:
 
     policy = FaultPolicy(rate=RATE, watch_rate=WATCH_RATE, seed=SEED)
     faulty = await run_scenario(
-        SCENARIO, faults=policy, want=base.state, pods_dir=tmp_path / "faulty", timeout=80
+        SCENARIO, faults=policy, want=base.state, pods_dir=tmp_path / "faulty", timeout=240
     )
     assert faulty.state == base.state
     # No Job was created twice (the counts above come from the stored history, these from

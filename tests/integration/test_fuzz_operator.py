@@ -183,7 +183,7 @@ async def test_the_operator_reports_invalid_engines_that_got_past_the_crd(
         )
 
     for i in range(len(cases)):
-        await emulator.wait_for(lambda i=i: failed(i), timeout=20)
+        await emulator.wait_for(lambda i=i: failed(i), timeout=60)
 
     def posted(i: int) -> bool:  # Kopf posts Events from a queue, after the status patch
         return any(

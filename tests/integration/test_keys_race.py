@@ -100,11 +100,11 @@ async def test_a_reconcile_that_read_no_keys_keeps_the_keys_created_meanwhile(
     settings = Settings.from_env()
     held = HeldAfterKeysRead()
     second = asyncio.create_task(engine_reconcile.reconcile(held, body, settings))
-    assert await asyncio.wait_for(held.read, timeout=30) is None  # it read: no keys Secret
+    assert await asyncio.wait_for(held.read, timeout=60) is None  # it read: no keys Secret
 
     first = await engine_reconcile.reconcile(Api(), body, settings)  # creates the Secret
     held.resume.set()
-    outcome = await asyncio.wait_for(second, timeout=30)
+    outcome = await asyncio.wait_for(second, timeout=60)
 
     assert_created_once_and_kept(emulator)
     assert "Failed" not in (first.status["phase"], outcome.status["phase"])
@@ -134,5 +134,5 @@ async def test_create_handler_and_resync_timer_take_turns(
         started = ("get", "secrets", "prod-database")
         return started in reads and ("get", "secrets", KEYS) in reads[reads.index(started) :]
 
-    await emulator.wait_for(resynced_after_the_keys, timeout=30)
+    await emulator.wait_for(resynced_after_the_keys, timeout=60)
     assert_created_once_and_kept(emulator)

@@ -302,7 +302,7 @@ async def test_hibernate_keeps_everything_but_runs_nothing(
             emulator.get("deployments", "default", "prod")["spec"].get("replicas") == replicas
             and emulator.get("horizontalpodautoscalers", "default", "prod") is not None
         ),
-        timeout=20,
+        timeout=60,
     )
     await emulator.wait_for(lambda: cond(status(emulator), "Hibernated")["reason"] == "Awake")
     await emulator.wait_for(lambda: solver_jobs(emulator), timeout=60)  # the problem starts
@@ -489,11 +489,11 @@ async def test_compare_after_a_real_second_solve_counts_the_tasks_moved(
         st = status(emulator, "schedulingproblems", "shop")
         return st.get("observedGeneration") == generation and st.get("phase") == "Succeeded"
 
-    await emulator.wait_for(lambda: solved(1), timeout=30)
+    await emulator.wait_for(lambda: solved(1), timeout=60)
     assert (await plugin("compare", "shop")).returncode == 1  # nothing to compare with yet
     jobs[0]["tasks"][0]["duration"] = 10  # j1 now ends late, and its tasks move
     emulator.patch("schedulingproblems", "default", "shop", {"spec": {"jobs": jobs}})
-    await emulator.wait_for(lambda: solved(2), timeout=30)
+    await emulator.wait_for(lambda: solved(2), timeout=60)
     cm = emulator.get("configmaps", "default", "shop-schedule")["data"]
     assert (cm["generation"], cm["previous-generation"]) == ("2", "1")
     data = json.loads(ok(await plugin("compare", "shop", "-o", "json")))

@@ -99,7 +99,7 @@ async def test_failed_backup(
     await installed(emulator)
     emulator.create(custom("VulcanBackup", "prod-manual-1"))
     await emulator.wait_for(
-        lambda: cond(status(emulator), "BackupHealthy")["reason"] == "DumpFailed", timeout=10
+        lambda: cond(status(emulator), "BackupHealthy")["reason"] == "DumpFailed", timeout=60
     )
     await emulator.wait_for(
         lambda: any(e.get("reason") == "Failed" for e in emulator.list("events", "default"))

@@ -115,7 +115,7 @@ async def run_scenarios(emulator: Emulator) -> None:
     emulator.create(secret("prod-database", "database-url", DB_URL))
     emulator.create(engine("prod"))
     await emulator.wait_for(
-        lambda: status(emulator, ENGINES, "prod").get("currentVersion") == "2.0.0", timeout=20
+        lambda: status(emulator, ENGINES, "prod").get("currentVersion") == "2.0.0", timeout=60
     )
     keys = emulator.get("secrets", NS, "prod-keys")["data"]
 
@@ -134,7 +134,7 @@ async def run_scenarios(emulator: Emulator) -> None:
     assert condition(status(emulator, ENGINES, "other"), "Ready")["reason"] == "SecretMissing"
     emulator.create(secret("other-db", "url", OTHER_URL))
     await emulator.wait_for(
-        lambda: status(emulator, ENGINES, "other").get("currentVersion") == "2.0.0", timeout=20
+        lambda: status(emulator, ENGINES, "other").get("currentVersion") == "2.0.0", timeout=60
     )
 
     # An upgrade: the pre-upgrade backup succeeds; the database is down, so the revision cannot
@@ -146,7 +146,7 @@ async def run_scenarios(emulator: Emulator) -> None:
             condition(status(emulator, ENGINES, "prod"), "Degraded").get("reason")
             == "RevisionUnknown"
         ),
-        timeout=30,
+        timeout=60,
     )
 
     # A problem solved by a real solver pod (it gets DATABASE_URL; the database is down).
@@ -167,7 +167,7 @@ async def run_scenarios(emulator: Emulator) -> None:
     )
     await emulator.wait_for(
         lambda: status(emulator, "schedulingproblems", "week-48").get("phase") in ("Succeeded",),
-        timeout=40,
+        timeout=60,
     )
 
     # An on-demand backup.
@@ -181,7 +181,7 @@ async def run_scenarios(emulator: Emulator) -> None:
     )
     await emulator.wait_for(
         lambda: status(emulator, "vulcanbackups", "manual-1").get("phase") == "Succeeded",
-        timeout=20,
+        timeout=60,
     )
 
 

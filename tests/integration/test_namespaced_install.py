@@ -82,7 +82,7 @@ def processes() -> Iterator[list[subprocess.Popen[str]]]:
     for proc in started:
         proc.terminate()
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -194,7 +194,7 @@ async def test_a_namespaced_operator_works_in_its_namespaces_only(
                 for j in emulator.list("jobs", WATCHED[0])
                 if j["metadata"]["name"].startswith("week-48-solve-")
             ],
-            timeout=30,
+            timeout=60,
         )
     except TimeoutError:
         pytest.fail(f"{emulator.refused}\n{log.read_text()[-4000:]}")

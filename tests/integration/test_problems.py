@@ -588,7 +588,7 @@ async def test_editing_a_solved_problem_solves_it_again_and_keeps_the_previous_r
             (st := status(emulator, "edited")).get("observedGeneration") == 2
             and st.get("phase") == "Succeeded"
         ),
-        timeout=20,
+        timeout=60,
     )
     second = status(emulator, "edited")
     assert second["jobName"] != first["jobName"]
@@ -622,7 +622,7 @@ async def test_a_problem_waits_while_its_engine_asks_for_more_than_its_own_caps(
     emulator.create(problem("early", engine_name="roomy"))
     await emulator.wait_for(
         lambda: condition(status(emulator, "early"), "Ready").get("reason") == "EngineInvalid",
-        timeout=20,
+        timeout=60,
     )
     message = condition(status(emulator, "early"), "Ready")["message"]
     assert "spec.solver.numWorkers: 32 is more than maxWorkers (16)" in message, message

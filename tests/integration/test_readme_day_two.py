@@ -100,7 +100,7 @@ async def test_the_day_two_section_word_for_word(
         verb = argv[2] if argv[2] != "hibernate" else f"hibernate {argv[3]}"
         if verb == "hibernate on":
             await emulator.wait_for(
-                lambda: engine_status(emulator)["phase"] == "Hibernated", timeout=15
+                lambda: engine_status(emulator)["phase"] == "Hibernated", timeout=60
             )
         if verb == "hibernate off":
             await emulator.wait_for(lambda: engine_status(emulator)["phase"] == "Ready", timeout=60)

@@ -60,7 +60,7 @@ def operator_process(emulator: Emulator, tmp_path: Path) -> Iterator[list[subpro
     for proc in started:
         proc.terminate()
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

@@ -63,7 +63,7 @@ async def baseline() -> tuple[dict[str, Any], int]:
     (one run per session)."""
     if not _BASELINE:
         counter = FaultPolicy(rate=0.0)  # no faults: it counts the operator's requests
-        run = await run_scenario(SCENARIO, faults=counter, registry=killable, timeout=30)
+        run = await run_scenario(SCENARIO, faults=counter, registry=killable, timeout=120)
         problems = run.state["problems"].values()
         assert [p["phase"] for p in problems] == ["Succeeded"] * len(SCENARIO.problems)
         assert set(run.state["jobsCreated"].values()) == {1}, run.state["jobsCreated"]
@@ -97,7 +97,7 @@ async def test_a_killed_operator_converges_after_restarts(seed: int) -> None:
 
     started = time.monotonic()
     run = await run_scenario(
-        SCENARIO, faults=counter, want=want, chaos=chaos, registry=killable, timeout=30
+        SCENARIO, faults=counter, want=want, chaos=chaos, registry=killable, timeout=120
     )
     assert run.state == want
     assert set(run.job_creations.values()) == {1}, run.job_creations  # no Job made twice

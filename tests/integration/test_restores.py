@@ -380,7 +380,7 @@ async def test_a_backup_waits_while_a_restore_holds_the_engine(
     )
     assert (await finished(emulator))["phase"] == "Succeeded"
     await emulator.wait_for(
-        lambda: status(emulator, BACKUPS, "during")["phase"] == "Succeeded", timeout=8
+        lambda: status(emulator, BACKUPS, "during")["phase"] == "Succeeded", timeout=60
     )
 
 

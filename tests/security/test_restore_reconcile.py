@@ -206,7 +206,7 @@ async def _other_engine_backup(emulator: Emulator) -> str:
     backup["spec"]["engineRef"]["name"] = "other"
     emulator.create(backup)
     await emulator.wait_for(
-        lambda: status(emulator, BACKUPS, "theirs")["phase"] == "Succeeded", timeout=10
+        lambda: status(emulator, BACKUPS, "theirs")["phase"] == "Succeeded", timeout=60
     )
     return where
 

@@ -172,7 +172,7 @@ async def installed(emulator: Emulator, url: str | None = None, **spec: Any) -> 
     emulator.create(engine(**spec))
     await emulator.wait_for(
         lambda: status(emulator)["phase"] == "Ready" and status(emulator)["currentVersion"],
-        timeout=10,
+        timeout=60,
     )
 
 

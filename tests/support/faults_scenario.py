@@ -419,7 +419,7 @@ async def run_scenario(
     chaos: Chaos | None = None,
     pods_dir: pathlib.Path | None = None,
     registry: Callable[[], kopf.OperatorRegistry] | None = None,
-    timeout: float = 60.0,  # noqa: ASYNC109 (a poller's deadline, by design)
+    timeout: float = 120.0,  # noqa: ASYNC109 (a poller's deadline, by design)
 ) -> Run:
     """Run the operator on the scenario until it settles (no `want`) or reaches `want`;
     `chaos(emulator, runner)` runs meanwhile (e.g. kills and restarts the operator)."""
@@ -463,7 +463,7 @@ async def run_scenario(
             lines = differences(end_state(emulator), want)
             raise AssertionError(f"not converged in {timeout}s:\n" + "\n".join(lines)) from None
         requests = faults.seen if faults is not None else 0
-        state = await quiet(emulator, 1.0, timeout=10)
+        state = await quiet(emulator, 1.0, timeout=60)
         return Run(
             state=state,
             seconds=time.monotonic() - started,

@@ -135,13 +135,13 @@ def migrate_jobs(emulator: Emulator) -> list[str]:
 
 
 async def installed(emulator: Emulator, version: str = "2.0.0") -> None:
-    await emulator.wait_for(lambda: status(emulator)["currentVersion"] == version, timeout=15)
+    await emulator.wait_for(lambda: status(emulator)["currentVersion"] == version, timeout=60)
 
 
 async def settled(emulator: Emulator, step: str) -> dict[str, Any]:
     up: dict[str, Any] = await emulator.wait_for(
         lambda: status(emulator)["upgrade"]["step"] == step and status(emulator)["upgrade"],
-        timeout=15,
+        timeout=60,
     )
     return up
 
