@@ -124,14 +124,14 @@ def register(
             **kwargs: Any,
         ) -> None:
             ref = Ref(api_version, kind, namespace, name)
-            rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
             before = seen.get(ref)
             if type == "DELETED":
                 seen.pop(ref, None)
                 drifted = not writes.deleted(ref)
+                writes.own.pop(ref, None)
             else:
                 now = seen[ref] = fingerprint(body)
-                drifted = type is not None and now != before and not writes.ours(ref, rv)
+                drifted = type is not None and now != before and not writes.ours(ref, now)
             if not drifted:
                 return
             engine = engine_of(body, str(namespace), kwargs[engines_index])

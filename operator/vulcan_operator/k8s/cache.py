@@ -5,7 +5,8 @@ limits to our managed-by label, and the engines' index (`handlers.problem`). `Ca
 for one engine reconcile, answers from them:
 
 - a GET of a child kind (`CHILD_KINDS`) or of a VulcanEngine, and a LIST of a child kind by an
-  engine's label (`LABEL_ENGINE`) or of VulcanEngines without labels;
+  engine's label (`LABEL_ENGINE`) or of VulcanEngines without labels (those as the index holds
+  them, not copied: read them, never change them);
 - everything else from the API server, each GET once per reconcile (an engine's Secrets are
   read once each, not once per use). Secrets are never watched: that would read every Secret.
 
@@ -18,6 +19,7 @@ precondition) makes the next GET of that object a real one.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -83,40 +85,58 @@ def _rv(obj: Mapping[str, Any]) -> int | None:
 
 
 def fingerprint(body: Mapping[str, Any]) -> str:
-    """What someone may change in a child: all but its status and the server's bookkeeping."""
+    """A digest of what someone may change in a child: all but its status and the server's
+    bookkeeping."""
     meta = body.get("metadata") or {}
     kept = {k: v for k, v in body.items() if k not in ("metadata", "status")}
     kept["metadata"] = {
         k: meta.get(k) for k in ("labels", "annotations", "ownerReferences", "deletionTimestamp")
     }
-    return json.dumps(kept, sort_keys=True, default=str)
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class Writes:
     """This process's writes of watched objects, until the watch has caught up with them.
 
     `answers`: Ref -> (when, the object as the write returned it; None once deleted, with the
-    deleted object's uid). `own`: Ref -> resourceVersion of our last write, so the watch event
-    of our own write is not taken for someone's edit (`handlers.children`)."""
+    deleted object's uid). `own`: Ref -> the `fingerprint` of our last write, so the watch
+    events of our own write (and of the server's status updates after it) are not taken for
+    someone's edit (`handlers.children`)."""
 
     def __init__(self) -> None:
-        self.answers: dict[Ref, tuple[float, dict[str, Any] | None, str]] = {}
+        self.answers: dict[Ref, tuple[float, dict[str, Any] | None, str, str]] = {}
         self.own: dict[Ref, str] = {}
+        #: (apiVersion, kind, namespace, engine label) -> the refs of `answers` with that label
+        self._by_engine: dict[tuple[str, str, str, str], set[Ref]] = {}
 
-    def wrote(self, ref: Ref, obj: dict[str, Any] | None, uid: str = "") -> None:
-        meta = (obj or {}).get("metadata") or {}
-        self.answers[ref] = (time.monotonic(), obj, str(meta.get("uid") or uid))
+    def wrote(
+        self, ref: Ref, obj: dict[str, Any] | None, before: dict[str, Any] | None = None
+    ) -> None:
+        """Our write's answer (`obj`), or None after a deletion of `before`."""
+        meta = (obj or before or {}).get("metadata") or {}
+        label = str((meta.get("labels") or {}).get(names.LABEL_ENGINE) or "")
+        self._forget(ref)
+        self.answers[ref] = (time.monotonic(), obj, str(meta.get("uid") or ""), label)
+        key = (ref.api_version, ref.kind, str(ref.namespace or ""), label)
+        self._by_engine.setdefault(key, set()).add(ref)
         if obj is not None:
-            self.own[ref] = str(meta.get("resourceVersion") or "")
+            self.own[ref] = fingerprint(obj)
         else:
             self.own.pop(ref, None)
 
-    def ours(self, ref: Ref, resource_version: str) -> bool:
-        """Whether a watch event shows this process's own last write (said once)."""
-        if resource_version and self.own.get(ref) == resource_version:
-            del self.own[ref]
-            return True
-        return False
+    def _forget(self, ref: Ref) -> None:
+        entry = self.answers.pop(ref, None)
+        if entry is not None:
+            key = (ref.api_version, ref.kind, str(ref.namespace or ""), entry[3])
+            refs = self._by_engine.get(key, set())
+            refs.discard(ref)
+            if not refs:
+                self._by_engine.pop(key, None)
+
+    def ours(self, ref: Ref, seen: str) -> bool:
+        """Whether a watch event (its `fingerprint`) shows the object as this process last
+        wrote it."""
+        return self.own.get(ref) == seen
 
     def deleted(self, ref: Ref) -> bool:
         """Whether this process deleted the object (its watch event is no one's edit)."""
@@ -128,31 +148,28 @@ class Writes:
         entry = self.answers.get(ref)
         if entry is None:
             return seen
-        at, written, uid = entry
+        at, written, uid, _ = entry
         if time.monotonic() - at > WRITES_SECONDS:
-            del self.answers[ref]
+            self._forget(ref)
             return seen
         if written is None:  # we deleted it: gone, unless made again since (another uid)
             if seen is not None and (seen.get("metadata") or {}).get("uid") != uid:
-                del self.answers[ref]
+                self._forget(ref)
                 return seen
             if seen is None:
-                del self.answers[ref]
+                self._forget(ref)
             return None
         if seen is None:
             return written
         a, b = _rv(seen), _rv(written)
         if a is None or b is None or a >= b:
-            del self.answers[ref]
+            self._forget(ref)
             return seen
         return written
 
-    def refs(self, api_version: str, kind: str, namespace: str) -> list[Ref]:
-        return [
-            r
-            for r in list(self.answers)
-            if (r.api_version, r.kind, r.namespace) == (api_version, kind, namespace)
-        ]
+    def refs(self, api_version: str, kind: str, namespace: str, label: str) -> list[Ref]:
+        """Our written objects of a kind with this engine label in a namespace."""
+        return list(self._by_engine.get((api_version, kind, namespace, label), ()))
 
 
 def _first(values: Iterable[dict[str, Any]] | None) -> dict[str, Any] | None:
@@ -205,20 +222,20 @@ class CachedApi(Api):
         index = self._index(ref)
         key = (ref.api_version, ref.kind)
         if index is not None and key == ENGINE and not labels:
-            found = [
+            # Not copied (every engine, on every reconcile): the caller only reads them.
+            return [
                 e
                 for k, values in list(index.items())
                 if ref.namespace is None or k[0] == ref.namespace
                 for e in values
             ]
-            return copy.deepcopy(found)
         engine = (labels or {}).get(names.LABEL_ENGINE)
         if index is None or key == ENGINE or not engine or not ref.namespace:
             return await super().list(ref, labels)
         seen: dict[str, dict[str, Any] | None] = {
             o["metadata"]["name"]: o for o in index.get(by_engine(ref.namespace, engine)) or ()
         }
-        for written in self._writes.refs(ref.api_version, ref.kind, ref.namespace):
+        for written in self._writes.refs(ref.api_version, ref.kind, ref.namespace, engine):
             seen[str(written.name)] = self._writes.pick(written, seen.get(str(written.name)))
         found = [o for _, o in sorted(seen.items()) if o is not None and _matches(o, labels or {})]
         return copy.deepcopy(found)
@@ -252,6 +269,5 @@ class CachedApi(Api):
         before = await self.get(ref) if index is not None else None
         deleted = await super().delete(ref)
         if index is not None:
-            uid = str(((before or {}).get("metadata") or {}).get("uid") or "")
-            self._writes.wrote(ref, None, uid)
+            self._writes.wrote(ref, None, before)
         return deleted
