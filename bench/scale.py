@@ -169,6 +169,20 @@ def patch_shape(r: RequestRecord) -> str:
     return "merge " + ", ".join(keys + [k for k in body if k != "metadata"])
 
 
+def problem_status_steps(writes: list[RequestRecord]) -> collections.Counter[tuple[str, ...]]:
+    """Per problem, its status writes in order, each as 'phase/Ready reason' (or the fields
+    it sets when it sets no condition): how many problems wrote each sequence."""
+    steps: dict[str, list[str]] = collections.defaultdict(list)
+    for w in writes:
+        if w.resource != "schedulingproblems" or w.subresource != "status" or w.verb != "patch":
+            continue
+        st = (w.body or {}).get("status") or {} if isinstance(w.body, dict) else {}
+        ready = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), None)
+        step = f"{st.get('phase', '')}/{ready.get('reason')}" if ready else "+".join(sorted(st))
+        steps[str(w.name)].append(step)
+    return collections.Counter(tuple(s) for s in steps.values())
+
+
 def save_json(path: Path, figures: dict[str, float]) -> None:
     path.write_text(json.dumps(figures, indent=1) + "\n")
 
@@ -412,6 +426,9 @@ def report(
         and w.resource in ("vulcanengines", "schedulingproblems")
         and not w.subresource
     )
+    print("\nstatus writes of each problem, in order (phase/Ready reason; + other fields):")
+    for steps, count in problem_status_steps(api).most_common(12):
+        print(f"  {count:7d}  {' -> '.join(steps)}")
     print("\npatches of the custom resources themselves (not status):")
     for (kind, shape), count in shapes.most_common():
         print(f"  {count:7d}  {kind}: {shape}")
@@ -439,6 +456,8 @@ def report(
         "converged_s": converged_at,
         "writes_per_engine": by_owner["engine"] / args.engines,
         "min_writes_per_engine": len(made["engine"]) / args.engines + 1,
+        "writes_per_problem": by_owner["problem"] / max(n_problems, 1),
+        "min_writes_per_problem": len(made["problem"]) / max(n_problems, 1) + 1,
         "idle_writes": len(idle_writes),
         "reads_per_engine_per_resync": len(reads) / periods / args.engines,
         "reads_per_resync": len(reads) / max(reconciles, 1),

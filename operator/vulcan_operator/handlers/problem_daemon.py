@@ -8,11 +8,20 @@ the problem is finished for its current generation.
 
 It writes the status itself (a daemon has no Kopf patch): only the fields that changed, and
 it reconciles from its own last write when the watch has not delivered it yet (`_newest`).
+
+No finalizer: Kopf puts one on every object a daemon serves, to stop the daemon before the
+object goes, which costs each problem two writes (on when it appears, off when it is done).
+The daemon stops on the problem's DELETED event instead (`problem_deleted`), or at its next
+status write (404); the problem's Job and other children go with it by their owner
+references. Kopf's handlers are frozen dataclasses without a public way to change one: the
+daemon's is replaced with `dataclasses.replace` (as `handlers.sharding` does), and
+tests/integration/test_problem_writes.py fails if a problem gets a finalizer again.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -64,6 +73,14 @@ def register(
     """The daemon; `view` makes the queues from the indexes Kopf passes it, `wakeups` is
     shared with the handlers that wake it."""
     poll = float(settings.problem_poll_seconds)
+    running: set[str] = set()  # uids of the problems whose daemon runs
+    deleted: set[str] = set()  # ... and of those among them whose DELETED event came
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def problem_deleted(type: str, uid: str, **_: Any) -> None:
+        if type == "DELETED" and uid in running:
+            deleted.add(uid)
+            wakeups.wake(uid)
 
     @kopf.daemon(
         GROUP,
@@ -86,8 +103,9 @@ def register(
         queue = view(kwargs)
         ours: dict[str, Any] | None = None
         key: EngineKey | None = None
+        running.add(uid)
         try:
-            while not stopped:
+            while not stopped and uid not in deleted:
                 current = _newest(copy.deepcopy(dict(body)), ours)
                 try:
                     with reconcile_timer(problem.KIND):
@@ -130,6 +148,13 @@ def register(
                     _wake_head(queue, wakeups, key)
                 await wakeups.sleep(uid, outcome.requeue, stopped.wait())
         finally:
+            running.discard(uid)
+            deleted.discard(uid)
             wakeups.forget(uid)
             if key is not None:  # deleted while it held a slot, perhaps
                 _wake_head(queue, wakeups, key)
+
+    spawning: list[Any] = registry._spawning._handlers
+    for i, handler in enumerate(spawning):
+        if handler.fn is solve_problem:
+            spawning[i] = dataclasses.replace(handler, requires_finalizer=False)
