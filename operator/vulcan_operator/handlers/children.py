@@ -48,8 +48,11 @@ def configure(settings: kopf.OperatorSettings) -> None:
         settings.watching.label_selectors[group or version, plural] = SELECTOR
 
 
-def ours(shard: Shard) -> Callable[..., bool]:
-    """An engine's child in a namespace of this shard (not a problem's child)."""
+def ours(shard: Shard, kind: str) -> Callable[..., bool]:
+    """An engine's child in a namespace of this shard (not a problem's child). A ConfigMap
+    only when an engine owns it: anyone who may create ConfigMaps could label some as ours,
+    up to 1 MiB each, and the index would hold them (one that is not ours is read by name
+    when the engine's apply finds its name taken, as before)."""
 
     def when(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> bool:
         owners = (body.get("metadata") or {}).get("ownerReferences") or []
@@ -57,6 +60,7 @@ def ours(shard: Shard) -> Callable[..., bool]:
             shard.owns(str(namespace or ""))
             and labels.get(names.LABEL_COMPONENT) != names.COMPONENT_SOLVER
             and not any(o.get("kind") == kinds.PROBLEM.kind for o in owners)
+            and (kind != "ConfigMap" or any(o.get("kind") == kinds.ENGINE.kind for o in owners))
         )
 
     return when
@@ -83,11 +87,11 @@ def register(
     repair: Repair,
     engines_index: str,
 ) -> None:
-    when = ours(shard)
     seen: dict[Ref, str] = {}  # the fingerprint of each child as last seen
 
     for (api_version, kind), (group, version, plural) in CHILD_KINDS.items():
         resource = (group, version, plural) if group else (version, plural)
+        when = ours(shard, kind)
 
         async def index(
             namespace: str | None,
