@@ -161,3 +161,43 @@ async def test_a_deleted_queued_problem_stops_at_once_without_a_finalizer(
     assert not any(
         r.path.endswith("/gone") or "/gone-" in r.path for r in emulator.requests(since=mark)
     ), "the deleted problem's daemon still runs"
+
+
+@pytest.fixture
+def queued_refresh_15s(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Polls every 5 s: a queued problem refreshes its position every 15 s (3 polls)."""
+    monkeypatch.setenv("VULCAN_PROBLEM_POLL_SECONDS", "5")
+
+
+async def test_a_queued_problem_moving_up_writes_no_extra_status_until_its_refresh(
+    emulator: Emulator, queued_refresh_15s: None, operator: OperatorRunner
+) -> None:
+    """Each slot freed wakes the head of the queue; a head that cannot start yet (it moved
+    up) used to write its new position at once: a status write per problem ahead of it."""
+    for name in ("a", "b", "c"):
+        emulator.jobs.by_prefix[f"{name}-"] = JobOutcome.running()
+    emulator.create(engine(max_jobs=1))
+    emulator.create(problem("a"))
+    job_a = await wait_job(emulator, "a")
+    mark = emulator.mark()
+    emulator.create(problem("b"))
+    await emulator.wait_for(lambda: status(emulator, "b").get("queuePosition") == 1, 60)
+    emulator.create(problem("c"))
+    await emulator.wait_for(lambda: status(emulator, "c").get("queuePosition") == 2, 60)
+    emulator.jobs.finish(NS, job_a, JobOutcome.succeed(message=json.dumps(SUMMARY)))
+    job_b = await wait_job(emulator, "b")  # b took the slot; c, now the head, looked
+    await asyncio.sleep(2)
+    assert status(emulator, "c").get("queuePosition") == 2  # held back (refresh in 15 s)
+    emulator.jobs.finish(NS, job_b, JobOutcome.succeed(message=json.dumps(SUMMARY)))
+    job_c = await wait_job(emulator, "c")
+    await emulator.wait_for(lambda: status(emulator, "c").get("phase") == "Running", 60)
+    emulator.jobs.finish(NS, job_c, JobOutcome.succeed(message=json.dumps(SUMMARY)))
+    await emulator.wait_for(lambda: status(emulator, "c").get("phase") == "Succeeded", 60)
+    steps = [
+        r.body["status"].get("phase")
+        for r in writes_of(emulator, mark, "c")
+        if r.subresource == "status"
+    ]
+    assert steps == ["Queued", "Pending", "Running", "Succeeded"], steps
+    st = status(emulator, "c")
+    assert st.get("queuePosition") is None and st["result"]["makespan"] == 7

@@ -8,6 +8,9 @@ the problem is finished for its current generation.
 
 It writes the status itself (a daemon has no Kopf patch): only the fields that changed, and
 it reconciles from its own last write when the watch has not delivered it yet (`_newest`).
+One write per step (queued, started, running, done); a queued problem that only moved up its
+engine's queue writes its new position at most once per queued poll
+(`problem_poll_seconds` x `QUEUED_POLL_FACTOR`), not at every slot freed ahead of it.
 
 No finalizer: Kopf puts one on every object a daemon serves, to stop the daemon before the
 object goes, which costs each problem two writes (on when it appears, off when it is done).
@@ -20,6 +23,7 @@ tests/integration/test_problem_writes.py fails if a problem gets a finalizer aga
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 import logging
@@ -73,6 +77,7 @@ def register(
     """The daemon; `view` makes the queues from the indexes Kopf passes it, `wakeups` is
     shared with the handlers that wake it."""
     poll = float(settings.problem_poll_seconds)
+    refresh = poll * problem.QUEUED_POLL_FACTOR
     running: set[str] = set()  # uids of the problems whose daemon runs
     deleted: set[str] = set()  # ... and of those among them whose DELETED event came
 
@@ -103,6 +108,8 @@ def register(
         queue = view(kwargs)
         ours: dict[str, Any] | None = None
         key: EngineKey | None = None
+        loop = asyncio.get_running_loop()
+        written = -refresh  # the loop's time of our last status write
         running.add(uid)
         try:
             while not stopped and uid not in deleted:
@@ -113,8 +120,17 @@ def register(
                     for type_, reason, message in outcome.events:
                         kopf.event(body, type=type_, reason=reason, message=message)
                     patch = diff(current.get("status"), outcome.status)
+                    requeue = outcome.requeue
+                    later = written + refresh - loop.time()
+                    if (
+                        patch
+                        and later > 0
+                        and problem.moved_up(current.get("status"), outcome.status)
+                    ):
+                        patch, requeue = {}, later  # the new position waits for the refresh
                     if patch:
                         ours = await api.patch(ref, {"status": patch}, subresource="status")
+                        written = loop.time()
                 except ApiError as exc:
                     if exc.status == 404:
                         return  # the problem is gone
@@ -146,7 +162,7 @@ def register(
                 # the head of the engine's queue looks.
                 if key is not None and (outcome.finished or outcome.took_slot):
                     _wake_head(queue, wakeups, key)
-                await wakeups.sleep(uid, outcome.requeue, stopped.wait())
+                await wakeups.sleep(uid, requeue, stopped.wait())
         finally:
             running.discard(uid)
             deleted.discard(uid)

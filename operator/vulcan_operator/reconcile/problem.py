@@ -67,7 +67,8 @@ __all__ = ["HISTORY_LIMIT", "KIND", "TERMINAL", "Finished", "ProblemOutcome", "r
 KIND = kinds.PROBLEM.kind
 TERMINAL = ("Succeeded", "Failed")
 HISTORY_LIMIT = 5
-#: A Queued problem looks again (and refreshes its queuePosition) every this many polls.
+#: A Queued problem looks again (and refreshes its queuePosition) every this many polls; its
+#: daemon writes a new position (and nothing else changed) at most this often too.
 QUEUED_POLL_FACTOR = 3
 KUEUE_WORKLOAD = ("kueue.x-k8s.io/v1beta1", "Workload")
 KUEUE_JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"
@@ -169,6 +170,27 @@ class _Status:
             "conditions": conditions,
         }
         return status
+
+
+def moved_up(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """True when the status `new` differs from `old` only in the queue position (and the
+    message saying it): a problem still waiting for a solver slot, further up the queue. Only
+    the fields `new` sets are compared (the status diff writes no others)."""
+
+    def without_position(st: dict[str, Any]) -> dict[str, Any]:
+        conditions = [
+            {k: v for k, v in c.items() if k != "message"} for c in st.get("conditions") or []
+        ]
+        rest = {k: st.get(k) for k in new if k not in ("queuePosition", "conditions")}
+        return {**rest, "conditions": conditions}
+
+    ready = (get_condition(old, "Ready") or {}).get("reason")
+    return (
+        old is not None
+        and ready == "Queued"
+        and (get_condition(new, "Ready") or {}).get("reason") == "Queued"
+        and without_position(old) == without_position(new)
+    )
 
 
 def _compact(value: Any) -> Any:
