@@ -86,7 +86,9 @@ async def test_a_childs_drift_is_repaired_from_its_watch_event(
     emulator: Emulator, run_operator: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With a resync of ten minutes, an edited Deployment and PDB and a deleted Service and
-    ConfigMap are put back within seconds: the watch event asks for the engine's reconcile."""
+    ConfigMap are put back within seconds: the watch event asks for the engine's reconcile.
+    Then a PDB the repair patched is deleted: made again too (on 66450f0 the answer of the
+    patch stood for it until it expired, 300 s)."""
     monkeypatch.setenv("VULCAN_RESYNC_SECONDS", "600")
     await run_operator()
     emulator.create(db_secret())
@@ -118,3 +120,17 @@ async def test_a_childs_drift_is_repaired_from_its_watch_event(
 
     await emulator.wait_for(repaired, timeout=60)
     assert time.monotonic() - started < 60  # long before the next resync (600 s)
+
+    # A PDB the repair just patched, then deleted: made again (the answer of that patch, kept
+    # until the watch showed it, must not stand for a PDB that is gone).
+    await emulator.wait_for(lambda: ready(emulator))
+    emulator.patch("poddisruptionbudgets", "default", "prod", {"spec": {"maxUnavailable": 3}})
+
+    def pdb_repaired() -> bool:
+        pdb = emulator.get("poddisruptionbudgets", "default", "prod") or {}
+        return pdb.get("spec", {}).get("maxUnavailable") == 1
+
+    await emulator.wait_for(pdb_repaired, timeout=60)
+    await asyncio.sleep(1)
+    emulator.delete("poddisruptionbudgets", "default", "prod")
+    await emulator.wait_for(pdb_repaired, timeout=60)

@@ -103,6 +103,7 @@ def register(
             **_: Any,
         ) -> dict[Any, Any]:
             obj = trimmed(body, api_version, kind)
+            writes.watched(Ref(api_version, kind, namespace, name), obj)
             keys: dict[Any, Any] = {by_name(namespace, name): obj}
             if labels.get(names.LABEL_ENGINE):
                 keys[by_engine(namespace, labels[names.LABEL_ENGINE])] = obj
@@ -133,6 +134,7 @@ def register(
                 seen.pop(ref, None)
                 drifted = not writes.deleted(ref)
                 writes.own.pop(ref, None)
+                writes.watched(ref, body, gone=True)
             else:
                 now = seen[ref] = fingerprint(body)
                 drifted = type is not None and now != before and not writes.ours(ref, now)

@@ -143,6 +143,25 @@ class Writes:
         entry = self.answers.get(ref)
         return entry is not None and entry[1] is None
 
+    def watched(self, ref: Ref, body: Mapping[str, Any], *, gone: bool = False) -> None:
+        """A watch event of the object (`gone`: its deletion): our answer is forgotten once
+        the watch shows that version, a newer one, or the object deleted. (Else a child
+        deleted before any reconcile looked at it again would still seem to be there.)"""
+        entry = self.answers.get(ref)
+        if entry is None:
+            return
+        _, written, uid, _ = entry
+        same = str((body.get("metadata") or {}).get("uid") or "") == uid
+        if gone:
+            if same or written is None:
+                self._forget(ref)
+        elif written is not None:
+            a, b = _rv(body), _rv(written)
+            if a is not None and b is not None and a >= b:
+                self._forget(ref)
+        elif not same:  # we deleted it, and it was made again since
+            self._forget(ref)
+
     def pick(self, ref: Ref, seen: dict[str, Any] | None) -> dict[str, Any] | None:
         """The newer of what the watch shows (`seen`) and what we wrote."""
         entry = self.answers.get(ref)
