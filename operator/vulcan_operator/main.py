@@ -48,6 +48,10 @@ def configure(settings: kopf.OperatorSettings, shard: Shard = UNSHARDED, **_: An
     # Our own actions are posted as Events explicitly (kopf.event); from the logs, only
     # warnings and errors become Events, so an idle resync writes nothing.
     settings.posting.level = logging.WARNING
+    # A daemon told to stop (a problem done: handlers.problem_daemon) may be finishing an API
+    # call; Kopf waits this long for it before polling for its exit with a patch of a dummy
+    # annotation (a write; a problem has no finalizer patch of the same cycle to ride on).
+    settings.background.instant_exit_timeout = 0.5
     # Replicas with equal priorities would all stay active; a random one makes exactly one
     # (the highest) active and the others stand by until it is gone.
     settings.peering.priority = random.randint(1, 2**31 - 1)

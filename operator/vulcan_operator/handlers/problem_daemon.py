@@ -162,7 +162,8 @@ def register(
                 # the head of the engine's queue looks.
                 if key is not None and (outcome.finished or outcome.took_slot):
                     _wake_head(queue, wakeups, key)
-                await wakeups.sleep(uid, requeue, stopped.wait())
+                if not stopped:  # (stopping: Kopf waits for the exit, see main.configure)
+                    await wakeups.sleep(uid, requeue, stopped.wait())
         finally:
             running.discard(uid)
             deleted.discard(uid)
