@@ -154,6 +154,20 @@ def solver_jobs(outcome: JobOutcome) -> Callable[[dict[str, Any]], JobOutcome | 
     return outcome_for
 
 
+def problem_status_steps(writes: list[RequestRecord]) -> collections.Counter[tuple[str, ...]]:
+    """Per problem, its status writes in order, each as 'phase/Ready reason' (or the fields
+    it sets when it sets no condition): how many problems wrote each sequence."""
+    steps: dict[str, list[str]] = collections.defaultdict(list)
+    for w in writes:
+        if w.resource != "schedulingproblems" or w.subresource != "status" or w.verb != "patch":
+            continue
+        st = (w.body or {}).get("status") or {} if isinstance(w.body, dict) else {}
+        ready = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), None)
+        step = f"{st.get('phase', '')}/{ready.get('reason')}" if ready else "+".join(sorted(st))
+        steps[str(w.name)].append(step)
+    return collections.Counter(tuple(s) for s in steps.values())
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -269,6 +283,9 @@ async def main(args: argparse.Namespace) -> None:
     )
     for kind, count in kinds.most_common():
         print(f"    {count:6d}  {count / n:5.2f}/problem  {kind}")
+    print("  status writes of each problem, in order (phase/Ready reason; + other fields):")
+    for steps, count in problem_status_steps(writes).most_common(8):
+        print(f"    {count:6d}  {' -> '.join(steps)}")
     print(f"  operator peak RSS {max(hwm, peak_rss):.0f} MiB (now {rss:.0f} MiB)")
     if args.trace:
         t0 = min(r.time for r in writes)

@@ -56,6 +56,7 @@ from problems_emulator import (  # noqa: E402
     peak_rss_mib,
     phase_of,
     problem,
+    problem_status_steps,
     request_kind,
     solver_jobs,
     start_operator,
@@ -167,20 +168,6 @@ def patch_shape(r: RequestRecord) -> str:
         f"metadata.{k}" + (f"{sorted(v)}" if isinstance(v, dict) else "") for k, v in meta.items()
     ]
     return "merge " + ", ".join(keys + [k for k in body if k != "metadata"])
-
-
-def problem_status_steps(writes: list[RequestRecord]) -> collections.Counter[tuple[str, ...]]:
-    """Per problem, its status writes in order, each as 'phase/Ready reason' (or the fields
-    it sets when it sets no condition): how many problems wrote each sequence."""
-    steps: dict[str, list[str]] = collections.defaultdict(list)
-    for w in writes:
-        if w.resource != "schedulingproblems" or w.subresource != "status" or w.verb != "patch":
-            continue
-        st = (w.body or {}).get("status") or {} if isinstance(w.body, dict) else {}
-        ready = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), None)
-        step = f"{st.get('phase', '')}/{ready.get('reason')}" if ready else "+".join(sorted(st))
-        steps[str(w.name)].append(step)
-    return collections.Counter(tuple(s) for s in steps.values())
 
 
 def save_json(path: Path, figures: dict[str, float]) -> None:
