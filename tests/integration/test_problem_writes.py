@@ -201,3 +201,19 @@ async def test_a_queued_problem_moving_up_writes_no_extra_status_until_its_refre
     assert steps == ["Queued", "Pending", "Running", "Succeeded"], steps
     st = status(emulator, "c")
     assert st.get("queuePosition") is None and st["result"]["makespan"] == 7
+
+
+async def test_the_finalizer_an_older_version_put_on_a_problem_is_taken_off(
+    emulator: Emulator, operator: OperatorRunner
+) -> None:
+    emulator.jobs.by_prefix["old-"] = JobOutcome.succeed(message=json.dumps(SUMMARY))
+    emulator.create(engine(max_jobs=2))
+    body = problem("old")
+    body["metadata"]["finalizers"] = ["vulcan-engine.com/finalizer"]
+    emulator.create(body)
+    await emulator.wait_for(lambda: status(emulator, "old").get("phase") == "Succeeded", 60)
+    await emulator.wait_for(
+        lambda: not (emulator.get(PROBLEMS, NS, "old") or {})["metadata"].get("finalizers"), 60
+    )
+    emulator.delete(PROBLEMS, NS, "old")
+    await emulator.wait_for(lambda: emulator.get(PROBLEMS, NS, "old") is None, 60)
