@@ -13,7 +13,7 @@ from vulcan_operator.config import Settings
 from vulcan_operator.handlers import children, publish
 from vulcan_operator.handlers.problem import ENGINES_INDEX
 from vulcan_operator.health import Heartbeat
-from vulcan_operator.k8s import Api, Ref
+from vulcan_operator.k8s import Api, ApiError, Ref
 from vulcan_operator.k8s.cache import CHILD_KINDS, ENGINE, CachedApi, Writes, index_id
 from vulcan_operator.reconcile import engine, engine_backups, upgrade
 from vulcan_operator.reconcile.engine_drills import RESTORE_VERIFIED
@@ -66,8 +66,21 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, heartbeat: Hea
                 outcome = await engine.reconcile(cached(api, writes, kwargs), body, settings)
             changed = diff(body.get("status"), outcome.status)
             if changed:
+                # Kopf writes a handler's status after the handler has let go of the lock, so
+                # the index may not show it yet: only over the version this reconcile read (a
+                # 409 means it is out of date; the engine's next reconcile writes its status).
                 ref = Ref(API_VERSION, engine.KIND, namespace, name)
-                await api.patch(ref, {"status": changed}, subresource="status")
+                version = (body.get("metadata") or {}).get("resourceVersion")
+                try:
+                    await api.patch(
+                        ref,
+                        {"metadata": {"resourceVersion": version}, "status": changed},
+                        subresource="status",
+                    )
+                except ApiError as exc:
+                    if exc.status != 409:
+                        raise
+                    return
         for type_, reason, message in outcome.events:
             kopf.event(body, type=type_, reason=reason, message=message)
         export_metrics(body, outcome.status)
