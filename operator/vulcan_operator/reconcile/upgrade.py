@@ -110,7 +110,13 @@ def _history(status: dict[str, Any], up: dict[str, Any], outcome: str) -> list[d
         "outcome": outcome,
     }
     entry = {k: v for k, v in entry.items() if v is not None}
-    return [*(status.get("history") or []), entry][-HISTORY_LIMIT:]
+    history = list(status.get("history") or [])
+    if history and (history[-1].get("version"), history[-1].get("startedAt")) == (
+        entry["version"],
+        entry["startedAt"],
+    ):  # this flow's end again (a reconcile that read the status from before it): one entry
+        history.pop()
+    return [*history, entry][-HISTORY_LIMIT:]
 
 
 def _progress(ctx: Context, up: dict[str, Any], message: str) -> dict[str, Any]:

@@ -395,6 +395,20 @@ async def test_a_rollout_that_completes_succeeds() -> None:
     assert flow.status["history"][-1]["backup"] == up["backup"]
 
 
+async def test_a_flow_ended_again_from_an_older_status_is_recorded_once() -> None:
+    """A reconcile that read the status from before the flow's end (its step put back by a
+    stale write) ends the same flow again: still one history entry for it."""
+    flow = await migrated_flow()
+    flow.rollout(NEW)
+    before = dict(flow.status)
+    await flow.step()
+    ended = flow.status["history"]
+    flow.status = {**flow.status, "upgrade": before["upgrade"]}  # the step put back
+    await flow.step()
+    assert len(flow.status["history"]) == len(ended)
+    assert flow.status["history"][-1]["startedAt"] == ended[-1]["startedAt"]
+
+
 async def test_a_stalled_rollout_without_autorollback_fails_on_the_new_version() -> None:
     flow = await migrated_flow(autoRollback=False)
     flow.rollout(NEW, "Failed")
