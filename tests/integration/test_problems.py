@@ -461,10 +461,14 @@ async def test_ten_problems_with_a_limit_of_two_run_two_at_a_time_first_come_fir
     }
     assert queued["p09"] and max(queued["p09"]) >= 5, queued  # it waited, and said where
     assert sum(1 for n in names if not queued[n]) == 2, queued  # two started at once
-    # First come, first served is the order the operator admits them in: its Job creations
-    # (a pod's start is the kubelet's business; two admitted together may start either way).
+    # First come, first served is the order the operator admits them in, seen as its Job
+    # creations (a pod's start is the kubelet's business). Two problems given the two slots
+    # freed at the same moment create their children concurrently, so their Jobs may appear
+    # in either order (seen under load: p05's before p04's); none gets ahead of a problem
+    # that came more than a slot earlier.
     admitted = [job.split("-solve-")[0] for job in job_creations(emulator)]
-    assert sorted(admitted[:5]) == names[:5] and sorted(admitted[5:]) == names[5:], admitted
+    assert sorted(admitted) == names, admitted
+    assert all(name in names[: k + 2] for k, name in enumerate(admitted)), admitted
 
 
 async def test_kueue_admits_jobs_when_the_engine_names_a_queue(
