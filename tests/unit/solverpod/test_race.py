@@ -156,7 +156,8 @@ def test_better_ranks_schedules_then_proofs_then_nothing() -> None:
     assert not race.better({"status": "UNKNOWN"}, {"status": "INFEASIBLE"})
 
 
-async def test_the_status_gets_only_a_better_result(emulator: Emulator, kube_config: Any) -> None:
+def one_problem(emulator: Emulator) -> tuple[Api, Ref]:
+    """A one-task SchedulingProblem `week-48`, and an Api to race on it."""
     emulator.create(
         {
             "apiVersion": API,
@@ -169,8 +170,11 @@ async def test_the_status_gets_only_a_better_result(emulator: Emulator, kube_con
             },
         }
     )
-    api = Api(kubernetes.client.ApiClient())
-    ref = Ref(API, "SchedulingProblem", NS, "week-48")
+    return Api(kubernetes.client.ApiClient()), Ref(API, "SchedulingProblem", NS, "week-48")
+
+
+async def test_the_status_gets_only_a_better_result(emulator: Emulator, kube_config: Any) -> None:
+    api, ref = one_problem(emulator)
 
     def status(objective: int, member: int) -> dict[str, Any]:
         return {
@@ -204,20 +208,7 @@ def test_the_member_is_the_pods_completion_index(monkeypatch: pytest.MonkeyPatch
 async def test_live_progress_shows_the_best_across_members(
     emulator: Emulator, kube_config: Any
 ) -> None:
-    emulator.create(
-        {
-            "apiVersion": API,
-            "kind": "SchedulingProblem",
-            "metadata": {"name": "week-48"},
-            "spec": {
-                "engineRef": {"name": "prod"},
-                "machines": [{"name": "m"}],
-                "jobs": [{"name": "j", "tasks": [{"name": "t", "duration": 1, "machines": ["m"]}]}],
-            },
-        }
-    )
-    api = Api(kubernetes.client.ApiClient())
-    ref = Ref(API, "SchedulingProblem", NS, "week-48")
+    api, ref = one_problem(emulator)
 
     async def report(objective: int | None, generation: int = 1) -> bool:
         progress = {"objective": objective, "elapsedSeconds": 1.0, "solutions": 1}
