@@ -314,7 +314,11 @@ class HttpMixin:
             for item in backlog:
                 await response.write(json.dumps(item).encode() + b"\n")
             async with asyncio.timeout(timeout):
-                while (item := await watcher.queue.get()) is not None:
+                while (entry := await watcher.queue.get()) is not None:
+                    at, item = entry
+                    lag = self.watch_lag.get(watcher.storage.plural or "", 0.0)
+                    if (late := at + lag - time.monotonic()) > 0:
+                        await asyncio.sleep(late)
                     await response.write(json.dumps(item).encode() + b"\n")
             await response.write_eof()
         except (TimeoutError, ConnectionError):

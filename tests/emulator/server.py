@@ -25,6 +25,7 @@ import inspect
 import logging
 import pathlib
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -60,6 +61,9 @@ class Emulator(HttpMixin, StoreMixin, kmock.KubernetesEmulator):
     controllers: bool = True  # run the Job and Deployment controller simulations
     strict_namespaces: bool = False  # 404 on creating in a namespace that does not exist
     history_limit: int = 1000  # watch events kept for `?watch&resourceVersion=N`; older: 410
+    #: plural -> seconds: its watch events reach every watcher that late, in order (a real
+    #: watch lags behind the writes; a client has its own write's answer first).
+    watch_lag: dict[str, float] = attrs.field(factory=dict)
 
     registry: Registry = attrs.field(init=False)
     jobs: JobController = attrs.field(init=False)
@@ -311,6 +315,22 @@ class Emulator(HttpMixin, StoreMixin, kmock.KubernetesEmulator):
             for r in self.log[since:]
             if r.is_write and (events or (r.group, r.resource) not in EVENT_RESOURCES)
         ]
+
+    async def quiet(self, seconds: float = 1.0, timeout: float = 60.0) -> int:  # noqa: ASYNC109
+        """Wait until nothing but Events was written for `seconds`; a `mark` from then. An
+        "idle writes nothing" check starts here, so that a handler's last writes (Kopf's own
+        annotations after it returned) are not counted as idle ones."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            mark = self.mark()
+            written = self.writes(events=False)
+            since = time.time() - (written[-1].time if written else 0.0)
+            if since >= seconds:
+                return mark
+            if loop.time() > deadline:
+                raise TimeoutError(f"writes kept coming for {timeout}s: {written[-1].path}")
+            await asyncio.sleep(min(seconds - since, 0.1))
 
     def api_usage(self, since: int = 0) -> set[tuple[str, str, str, str, str]]:
         """(verb, group, resource, subresource, namespace) of every API request, for RBAC."""

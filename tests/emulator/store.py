@@ -8,6 +8,7 @@ import builtins
 import copy
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -123,7 +124,7 @@ class StoreMixin:
             self._compacted = self._history.popleft().rv
         for watcher in builtins.list(self._watchers):
             if (item := watcher.translate(event)) is not None:
-                watcher.queue.put_nowait(item)
+                watcher.queue.put_nowait((time.monotonic(), item))
         self.jobs.observe(event)
         self.deployments.observe(event)
 

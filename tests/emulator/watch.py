@@ -29,7 +29,7 @@ class Watcher:
     namespace: str | None
     name: str | None
     selects: Callable[[Obj], bool]
-    queue: asyncio.Queue[Obj | None]
+    queue: asyncio.Queue[tuple[float, Obj] | None]  # (time.monotonic() of the write, event)
 
     def wants(self, obj: Obj) -> bool:
         meta = obj["metadata"]

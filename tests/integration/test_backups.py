@@ -135,8 +135,8 @@ async def test_cronjobs_and_the_volume_follow_the_spec(
     assert emulator.get("persistentvolumeclaims", "default", "prod-backups") is not None
     await healthy(emulator, "Unknown", "BackupsDisabled")
 
-    # Idle: resyncs read, and write nothing.
-    mark = emulator.mark()
+    # Idle (once the handler's last writes are in): resyncs read, and write nothing.
+    mark = await emulator.quiet()
     await asyncio.sleep(2.2)
     assert emulator.writes(since=mark, events=False) == []
 

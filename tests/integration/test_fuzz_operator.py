@@ -196,8 +196,7 @@ async def test_the_operator_reports_invalid_engines_that_got_past_the_crd(
         message = ready_condition(emulator.get(ENGINES, "default", f"bad-{i}")["status"])["message"]
         assert any(related(f, broken.path) for f in fields_named(message)), (broken, message)
         await emulator.wait_for(lambda i=i: posted(i), timeout=60)
-    await asyncio.sleep(1.5)  # a resync: it must not retry or write anything new
-    mark = emulator.mark()
+    mark = await emulator.quiet(1.5)  # a resync: it must not retry or write anything new
     await asyncio.sleep(2)
     assert [w.path for w in emulator.writes(since=mark, events=False)] == []
     assert emulator.list("deployments", "default") == []

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
 from vulcan_operator import API_VERSION, GROUP, VERSION, kinds, metrics
 from vulcan_operator.config import Settings
-from vulcan_operator.handlers import children, publish
+from vulcan_operator.handlers import children
 from vulcan_operator.handlers.problem import ENGINES_INDEX
 from vulcan_operator.health import Heartbeat
 from vulcan_operator.k8s import Api, ApiError, Ref
@@ -22,6 +24,8 @@ from vulcan_operator.status import diff, get_condition
 PLURAL = kinds.ENGINE.plural
 #: Seconds a drift repair waits, so that one edit's burst of watch events makes one reconcile.
 REPAIR_DELAY = 0.5
+#: Reconciles of one engine in a row when its status write meets a newer version (409).
+ATTEMPTS = 3
 log = logging.getLogger(__name__)
 
 
@@ -40,50 +44,61 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, heartbeat: Hea
     locks: dict[str, asyncio.Lock] = {}
     repairs: dict[tuple[str, str], asyncio.Task[None]] = {}
 
-    async def reconcile(body: kopf.Body, patch: kopf.Patch, uid: str, **kwargs: Any) -> None:
-        heartbeat.beat(uid)
+    async def settle(namespace: str, name: str, uid: str, kwargs: dict[str, Any]) -> bool:
+        """Reconcile one engine and write its status before letting go of its lock, only over
+        the version it read: the engine as the watch shows it, or as this process's last
+        write of it answered while the watch is behind that (a restore's release is written
+        during the reconcile). After a 409 (someone wrote the engine meanwhile) again, from
+        the engine as the server has it; False if that kept failing. Metrics only from a
+        status that was written or already so; the Events of every pass (what was done)."""
+        ref = Ref(API_VERSION, engine.KIND, namespace, name)
+        events: list[tuple[str, str, str]] = []
+        written = False
         async with locks.setdefault(uid, asyncio.Lock()):
-            with metrics.reconcile_timer(engine.KIND):
-                outcome = await engine.reconcile(cached(api, writes, kwargs), dict(body), settings)
-        publish(body, patch, outcome)
-        export_metrics(body, outcome.status)
-
-    async def repair_now(namespace: str, name: str, kwargs: dict[str, Any]) -> None:
-        """Reconcile an engine whose child drifted (children.register); its status is written
-        here (no Kopf handler runs for it), only the fields that changed."""
-        await asyncio.sleep(REPAIR_DELAY)
-        engines = kwargs[ENGINES_INDEX]
-        found = list(engines.get((namespace, name), ()))
-        if not found or (found[0].get("metadata") or {}).get("deletionTimestamp"):
-            return
-        uid = str(found[0]["metadata"].get("uid") or "")
-        async with locks.setdefault(uid, asyncio.Lock()):
-            found = list(engines.get((namespace, name), ()))  # the newest, after the lock
-            if not found:
-                return
-            body = found[0]
-            with metrics.reconcile_timer(engine.KIND):
-                outcome = await engine.reconcile(cached(api, writes, kwargs), body, settings)
-            changed = diff(body.get("status"), outcome.status)
-            if changed:
-                # Kopf writes a handler's status after the handler has let go of the lock, so
-                # the index may not show it yet: only over the version this reconcile read (a
-                # 409 means it is out of date; the engine's next reconcile writes its status).
-                ref = Ref(API_VERSION, engine.KIND, namespace, name)
-                version = (body.get("metadata") or {}).get("resourceVersion")
+            reads = cached(api, writes, kwargs)
+            seen = next(iter(kwargs[ENGINES_INDEX].get((namespace, name), ())), None)
+            body: Any = copy.deepcopy(writes.pick(ref, seen))
+            target = body  # whom the Events are about (kopf.event takes the dict)
+            for _ in range(ATTEMPTS):
+                if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+                    return True
+                with metrics.reconcile_timer(engine.KIND):
+                    outcome = await engine.reconcile(reads, body, settings)
+                events += [e for e in outcome.events if e not in events]
+                now = writes.pick(ref, body) or body
+                changed = diff(now.get("status"), outcome.status)
+                version = (now.get("metadata") or {}).get("resourceVersion")
                 try:
-                    await api.patch(
-                        ref,
-                        {"metadata": {"resourceVersion": version}, "status": changed},
-                        subresource="status",
-                    )
+                    if changed:
+                        await reads.patch(
+                            ref,
+                            {"metadata": {"resourceVersion": version}, "status": changed},
+                            subresource="status",
+                        )
+                    written = True
+                    break
                 except ApiError as exc:
                     if exc.status != 409:
                         raise
-                    return
-        for type_, reason, message in outcome.events:
-            kopf.event(body, type=type_, reason=reason, message=message)
-        export_metrics(body, outcome.status)
+                    body = await reads.get(ref)  # after a 409: from the server
+        for type_, reason, message in events:
+            kopf.event(target, type=type_, reason=reason, message=message)
+        if written:
+            export_metrics(body, outcome.status)
+        return written
+
+    async def reconcile(namespace: str | None, name: str, uid: str, **kwargs: Any) -> None:
+        heartbeat.beat(uid)
+        if not await settle(str(namespace), name, uid, kwargs):
+            raise kopf.TemporaryError("the engine changed while it was reconciled", delay=1)
+
+    async def repair_now(namespace: str, name: str, kwargs: dict[str, Any]) -> None:
+        """Reconcile an engine whose child drifted (children.register); after a 409 the
+        engine's own reconcile follows."""
+        await asyncio.sleep(REPAIR_DELAY)
+        found = next(iter(kwargs[ENGINES_INDEX].get((namespace, name), ())), None)
+        if found is not None:
+            await settle(namespace, name, str(found["metadata"].get("uid") or ""), kwargs)
 
     def repair(namespace: str, name: str, kwargs: dict[str, Any]) -> None:
         key = (namespace, name)
@@ -144,7 +159,7 @@ def in_flight(status: kopf.Status, **_: Any) -> bool:
     )
 
 
-def export_metrics(body: kopf.Body, status: dict[str, Any]) -> None:
+def export_metrics(body: Mapping[str, Any], status: dict[str, Any]) -> None:
     """The engine's Ready and BackupHealthy conditions as gauges; no backup series while
     BackupHealthy is Unknown (before the first backup, or backups off), so no alert fires."""
     meta = body.get("metadata") or {}

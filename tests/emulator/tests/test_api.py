@@ -514,6 +514,24 @@ async def test_watch_without_version_lists_then_streams(
     assert events == [("ADDED", "old"), ("ADDED", "new"), ("DELETED", "old")]
 
 
+async def test_a_lagging_watch_delivers_late_and_in_order(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    emulator.watch_lag["configmaps"] = 0.6
+    stream = asyncio.create_task(watch(http, f"{CM}?watch=true", 2))
+    await emulator.wait_for(lambda: emulator.watching("configmaps"))
+    status, _ = await call(http, "POST", CM, cm("a"))
+    emulator.patch("configmaps", "default", "a", {"data": {"k": "2"}})
+    assert status == 201 and (await call(http, "GET", f"{CM}/a"))[1]["data"] == {"k": "2"}
+    await asyncio.sleep(0.3)
+    assert not stream.done()  # the writer has its answers; the watch has not shown them yet
+    events = await stream
+    assert [(e["type"], e["object"].get("data")) for e in events] == [
+        ("ADDED", {"k": "v"}),
+        ("MODIFIED", {"k": "2"}),
+    ]
+
+
 @pytest.mark.parametrize("flag", ["true", "1", "True"])
 async def test_watch_from_a_resource_version(
     emulator: Emulator, http: aiohttp.ClientSession, flag: str
@@ -851,6 +869,25 @@ async def test_services_preconditions_and_unemulated_subresources(
 
 
 # --- 8. the request log and the direct helpers ---------------------------------------------------
+
+
+async def test_quiet_waits_for_writes_to_stop(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    async def writer() -> None:
+        for i in range(5):
+            await call(http, "POST", CM, cm(f"w{i}"))
+            await asyncio.sleep(0.2)
+
+    task = asyncio.create_task(writer())
+    await asyncio.sleep(0.1)
+    mark = await emulator.quiet(seconds=0.5)
+    assert task.done()  # it returned only after the last write, and 0.5 s of nothing
+    assert emulator.writes(since=mark) == []
+    assert emulator.get("configmaps", "default", "w4") is not None
+    await call(http, "POST", CM, cm("late"))
+    with pytest.raises(TimeoutError):
+        await emulator.quiet(seconds=5, timeout=0.3)
 
 
 async def test_request_log(emulator: Emulator, http: aiohttp.ClientSession) -> None:
