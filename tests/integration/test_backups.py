@@ -178,7 +178,7 @@ async def test_a_backup_completes_and_records_its_result(
     )
     assert last["outcome"] == "Succeeded" and last["job"] == st["jobName"] and last["time"]
     await healthy(emulator, "True", "BackupSucceeded")
-    assert backup_gauge() == 1.0
+    await emulator.wait_for(lambda: backup_gauge() == 1.0)
 
     # A finished backup never runs again: not when its Job is gone, not after a restart.
     emulator.delete("jobs", "default", st["jobName"])
@@ -309,7 +309,7 @@ async def test_scheduled_backups_set_backup_healthy(
     run_cronjob(emulator, "prod-backup", "1")
     await healthy(emulator, "True", "BackupSucceeded")
     assert status(emulator)["lastBackup"]["location"] == SCHEDULED
-    assert backup_gauge() == 1.0
+    await emulator.wait_for(lambda: backup_gauge() == 1.0)
 
     run_cronjob(emulator, "prod-backup", "2")
     failed = await healthy(emulator, "False", "StoreFailed")
@@ -322,7 +322,7 @@ async def test_scheduled_backups_set_backup_healthy(
     )
     assert "at step 'store'" in last["message"]
     assert "location" not in last
-    assert backup_gauge() == 0.0
+    await emulator.wait_for(lambda: backup_gauge() == 0.0)
 
     # Killed without a word: the pod's termination state says why.
     run_cronjob(emulator, "prod-backup", "3")
@@ -358,7 +358,7 @@ async def test_stale_or_missing_backups_set_backup_healthy_false(
     stale = await healthy(emulator, "False", "BackupTooOld")
     assert "older than twice the interval" in stale["message"]
     assert "'0 2 * * *' (every 1 day)" in stale["message"]
-    assert backup_gauge() == 0.0
+    await emulator.wait_for(lambda: backup_gauge() == 0.0)
 
     later = datetime.timedelta()  # a new backup puts it right
     run_cronjob(emulator, "prod-backup", "2")

@@ -49,8 +49,9 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, heartbeat: Hea
         the version it read: the engine as the watch shows it, or as this process's last
         write of it answered while the watch is behind that (a restore's release is written
         during the reconcile). After a 409 (someone wrote the engine meanwhile) again, from
-        the engine as the server has it; False if that kept failing. Metrics only from a
-        status that was written or already so; the Events of every pass (what was done)."""
+        the engine as the server has it; False if that kept failing. Metrics from the status
+        about to be written (a pass that meets a 409 is followed by one that sets them again);
+        the Events of every pass (what was done)."""
         ref = Ref(API_VERSION, engine.KIND, namespace, name)
         events: list[tuple[str, str, str]] = []
         written = False
@@ -68,6 +69,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, heartbeat: Hea
                 now = writes.pick(ref, body) or body
                 changed = diff(now.get("status"), outcome.status)
                 version = (now.get("metadata") or {}).get("resourceVersion")
+                export_metrics(now, outcome.status)  # never behind the status a reader sees
                 try:
                     if changed:
                         await reads.patch(
@@ -83,8 +85,6 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, heartbeat: Hea
                     body = await reads.get(ref)  # after a 409: from the server
         for type_, reason, message in events:
             kopf.event(target, type=type_, reason=reason, message=message)
-        if written:
-            export_metrics(body, outcome.status)
         return written
 
     async def reconcile(namespace: str | None, name: str, uid: str, **kwargs: Any) -> None:
