@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -57,8 +56,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, heartbeat: Hea
         written = False
         async with locks.setdefault(uid, asyncio.Lock()):
             reads = cached(api, writes, kwargs)
-            seen = next(iter(kwargs[ENGINES_INDEX].get((namespace, name), ())), None)
-            body: Any = copy.deepcopy(writes.pick(ref, seen))
+            body: Any = await reads.get(ref)  # the index, or our own newer write (a copy)
             target = body  # whom the Events are about (kopf.event takes the dict)
             for _ in range(ATTEMPTS):
                 if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
