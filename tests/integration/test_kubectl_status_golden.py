@@ -45,6 +45,9 @@ def fast(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def screen(emulator: Emulator, tmp_path: Path) -> str:
+    """The screen of the settled state: the engine's status catches up with its children
+    a resync later, so a screen taken at once could show either."""
+    await emulator.quiet(1.5)
     kube = Kube(str(kubeconfig(tmp_path / "config", emulator.url)))
     snap = await asyncio.to_thread(view.collect, kube, "default", "prod")
     assert snap is not None
@@ -73,6 +76,7 @@ async def test_installing(
             for j in emulator.list("jobs", "default")
         )
     )
+    await emulator.wait_for(lambda: cond(status(emulator), "Ready")["status"] == "True")
     check("installing", await screen(emulator, tmp_path), update_golden)
 
 
