@@ -407,7 +407,7 @@ async def test_problems_gantt_and_compare(
         {
             "status": {
                 "phase": "Succeeded",
-                "result": {k: latest[k] for k in keys},
+                "result": {**{k: latest[k] for k in keys}, "foundBy": 1},
                 "history": [{k: before[k] for k in keys}],
                 "solutionRef": {"configMapName": "plant-week-48-schedule"},
             }
@@ -417,11 +417,13 @@ async def test_problems_gantt_and_compare(
 
     table = ok(await plugin("problems", "prod"))
     head, row = table.splitlines()
-    assert head.split() == ["NAME", "ENGINE", "PHASE", "STATUS", "OBJECTIVE", "GAP", "MAKESPAN"]
+    assert head.split() == [
+        "NAME", "ENGINE", "PHASE", "STATUS", "OBJECTIVE", "GAP", "MAKESPAN", "MEMBER"
+    ]  # fmt: skip
     assert row.split()[:4] == ["plant-week-48", "prod", "Succeeded", latest["status"]]
-    assert row.split()[6] == str(latest["makespan"])
+    assert row.split()[6:] == [str(latest["makespan"]), "1"]  # member 1 of a portfolio won
     [item] = json.loads(ok(await plugin("problems", "-o", "json")))
-    assert item["objective"] == latest["objective"]
+    assert (item["objective"], item["foundBy"]) == (latest["objective"], 1)
     assert ok(await plugin("problems", "other-engine")).splitlines()[1:] == []
 
     svg = tmp_path / "plan.svg"

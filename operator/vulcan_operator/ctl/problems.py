@@ -33,7 +33,8 @@ def _num(value: Any) -> str:
 
 
 def rows(kube: Kube, engine: str | None, all_namespaces: bool) -> list[dict[str, Any]]:
-    """One row per problem: name, engine, phase, status, objective, gap, makespan."""
+    """One row per problem: name, engine, phase, status, objective, gap, makespan, and the
+    portfolio member whose schedule won (`spec.solver.parallelism` > 1; else None)."""
     ns = None if all_namespaces else kube.namespace
     found = kube.list(path(kinds.PROBLEM.api_version, kinds.PROBLEM.plural, ns))
     out = []
@@ -55,6 +56,7 @@ def rows(kube: Kube, engine: str | None, all_namespaces: bool) -> list[dict[str,
                 "objective": objective,
                 "gap": None if gap is None else round(gap, 4),
                 "makespan": result.get("makespan"),
+                "foundBy": result.get("foundBy"),
                 "queuePosition": st.get("queuePosition"),
             }
         )
@@ -62,7 +64,7 @@ def rows(kube: Kube, engine: str | None, all_namespaces: bool) -> list[dict[str,
 
 
 def table(items: list[dict[str, Any]], all_namespaces: bool) -> str:
-    head = ["NAME", "ENGINE", "PHASE", "STATUS", "OBJECTIVE", "GAP", "MAKESPAN"]
+    head = ["NAME", "ENGINE", "PHASE", "STATUS", "OBJECTIVE", "GAP", "MAKESPAN", "MEMBER"]
     lines = [([*(["NAMESPACE"] if all_namespaces else []), *head])]
     for r in items:
         gap = "-" if r["gap"] is None else f"{r['gap'] * 100:.1f}%"
@@ -75,6 +77,7 @@ def table(items: list[dict[str, Any]], all_namespaces: bool) -> str:
             _num(r["objective"]),
             gap,
             _num(r["makespan"]),
+            _num(r["foundBy"]),
         ]
         lines.append([*([r["namespace"]] if all_namespaces else []), *cells])
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(lines[0]))]
