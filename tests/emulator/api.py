@@ -163,7 +163,7 @@ SERVER_META = (
 )
 KEPT_META = ("name", "namespace", *SERVER_META[:-1])  # managedFields are not tracked at all
 IMMUTABLE_SPEC = {
-    "jobs": ("spec.template", "spec.selector", "spec.completionMode"),
+    "jobs": ("spec.template", "spec.selector", "spec.completionMode", "spec.backoffLimitPerIndex"),
     "deployments": ("spec.selector",),
 }
 CRDS = kmock.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")

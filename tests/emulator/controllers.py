@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import copy
 import hashlib
+import itertools
 import json
 import math
 import random
@@ -32,6 +33,8 @@ PODS = kmock.resource("", "v1", "pods")
 DEPLOYMENTS = kmock.resource("apps", "v1", "deployments")
 #: The completion index of a pod of an Indexed Job (annotation and label).
 INDEX_KEY = "batch.kubernetes.io/job-completion-index"
+#: A pod's count of earlier failures of its index (Jobs with backoffLimitPerIndex).
+FAILURE_COUNT_KEY = "batch.kubernetes.io/job-index-failure-count"
 
 
 def _condition(previous: list[Obj], kind: str, status: str, reason: str, message: str) -> Obj:
@@ -285,22 +288,33 @@ class JobController:
         (0 .. completions-1), at most `parallelism` at once, each with the index in its
         annotation and label `batch.kubernetes.io/job-completion-index`, its hostname
         `<job>-<index>` and env JOB_COMPLETION_INDEX (from the annotation, by the downward
-        API). Every pod runs the Job's outcome. Complete when every index has succeeded. No
-        retries: a failed pod fails the Job (BackoffLimitExceeded), and its other running
-        pods are deleted (the kubelet stops them); past activeDeadlineSeconds, likewise
-        (DeadlineExceeded). The status counts active, ready, succeeded and failed pods and
-        lists completedIndexes ("0-2,4")."""
+        API). Every pod runs the Job's outcome. Complete when every index has succeeded.
+
+        Without `backoffLimitPerIndex` there are no retries: a failed pod fails the Job
+        (BackoffLimitExceeded), and its other running pods are deleted (the kubelet stops
+        them). With it, a failed pod is retried in a new pod of its index (annotation
+        `batch.kubernetes.io/job-index-failure-count`) until the index has failed
+        `backoffLimitPerIndex` + 1 times; then the index is failed (`status.failedIndexes`)
+        and the other indexes run on. Once every index has ended the Job is Failed
+        (FailedIndexes) if any index failed; more failed indexes than `maxFailedIndexes`, or
+        more failed pods than `backoffLimit`, end it at once. Past activeDeadlineSeconds,
+        every pod is stopped (DeadlineExceeded). The status counts active, ready, succeeded
+        and failed pods and lists completedIndexes ("0-2,4") and failedIndexes."""
         meta, spec = job["metadata"], job.get("spec") or {}
         ns, name = meta["namespace"], meta["name"]
         completions = int(spec.get("completions") or 1)
         slots = asyncio.Semaphore(max(1, min(int(spec.get("parallelism", 1)), completions)))
         deadline = spec.get("activeDeadlineSeconds")
+        per_index = spec.get("backoffLimitPerIndex")
+        most_failed = spec.get("maxFailedIndexes")
+        backoff = int(spec.get("backoffLimit", 0))
         loop = asyncio.get_running_loop()
         ends = None if deadline is None else loop.time() + float(deadline)
         started = o.now()
         done: set[int] = set()
+        lost: set[int] = set()  # failed indexes
         running: dict[int, Obj] = {}
-        failed: list[int] = []
+        failures = 0  # failed pods
         over = asyncio.Event()  # the Job has ended (failed): no more pods, no more counts
 
         def count() -> Obj:
@@ -308,7 +322,9 @@ class JobController:
                 "active": len(running) or None,
                 "ready": len(running),
                 "succeeded": len(done) or None,
+                "failed": failures or None,
                 "completedIndexes": _intervals(done) or None,
+                "failedIndexes": None if per_index is None else _intervals(lost),
             }
 
         def fail(reason: str, message: str) -> None:
@@ -320,41 +336,63 @@ class JobController:
             for task in tasks:  # their runners stop, as on deleting the Job
                 if task is not asyncio.current_task():
                     task.cancel()
-            ended = _ended(False, reason, message, failed=len(failed))
-            self._job_status(ns, name, {**ended, **count()})
+            self._job_status(ns, name, {**_ended(False, reason, message), **count()})
+
+        def index_ended() -> None:
+            if len(done) + len(lost) < completions:
+                self._job_status(ns, name, count())
+            elif lost:
+                fail("FailedIndexes", "Job has failed indexes")
+            else:
+                self._job_status(ns, name, {**_ended(True, "", ""), **count()})
 
         async def one(index: int) -> None:
             with _gone():  # a pod deleted by someone: its index just never completes
                 await member(index)
 
         async def member(index: int) -> None:
-            async with slots:
-                if over.is_set():
-                    return
-                pod = self.emulator._create(PODS, ns, self._pod_for(job, index))
-                running[index] = pod
-                self._job_status(ns, name, {"startTime": started, **count()})
-                await asyncio.sleep(0)  # the Pending pod is seen before the Running one
-                pod = self._pod_status(ns, pod, _running(pod, started))
-                self._job_status(ns, name, count())
-                left = None if ends is None else max(ends - loop.time(), 0.0)
-                final = await self._wait(outcome, job, pod, seconds_left=left)
-                if over.is_set():
-                    return
-                if final.result == "deadline":
-                    fail("DeadlineExceeded", "Job was active longer than specified deadline")
-                    return
-                running.pop(index, None)
-                with _gone():
-                    self._terminated(ns, pod, final, started)
-                if final.result != "succeed":
-                    failed.append(index)
-                    fail("BackoffLimitExceeded", "Job has reached the specified backoff limit")
-                    return
-                done.add(index)
-                if len(done) == completions:
-                    self._job_status(ns, name, {**_ended(True, "", ""), **count()})
-                else:
+            nonlocal failures
+            for attempt in itertools.count():
+                async with slots:
+                    if over.is_set():
+                        return
+                    pod = self._pod_for(job, index)
+                    if per_index is not None:
+                        pod["metadata"]["annotations"][FAILURE_COUNT_KEY] = str(attempt)
+                    pod = self.emulator._create(PODS, ns, pod)
+                    running[index] = pod
+                    self._job_status(ns, name, {"startTime": started, **count()})
+                    await asyncio.sleep(0)  # the Pending pod is seen before the Running one
+                    pod = self._pod_status(ns, pod, _running(pod, started))
+                    self._job_status(ns, name, count())
+                    left = None if ends is None else max(ends - loop.time(), 0.0)
+                    final = await self._wait(outcome, job, pod, seconds_left=left)
+                    if over.is_set():
+                        return
+                    if final.result == "deadline":
+                        fail("DeadlineExceeded", "Job was active longer than specified deadline")
+                        return
+                    running.pop(index, None)
+                    with _gone():
+                        self._terminated(ns, pod, final, started)
+                    if final.result == "succeed":
+                        done.add(index)
+                        index_ended()
+                        return
+                    failures += 1
+                    if per_index is None or failures > backoff:
+                        fail("BackoffLimitExceeded", "Job has reached the specified backoff limit")
+                        return
+                    if per_index is not None and attempt >= int(per_index):
+                        lost.add(index)
+                        if most_failed is not None and len(lost) > int(most_failed):
+                            fail(
+                                "MaxFailedIndexesExceeded",
+                                "Job has exceeded the specified maximal number of failed indexes",
+                            )
+                        else:
+                            index_ended()
+                        return
                     self._job_status(ns, name, count())
 
         self._job_status(ns, name, {"startTime": started, "uncountedTerminatedPods": {}})

@@ -247,6 +247,8 @@ def _workload_errors(plural: str, obj: Obj) -> list[str]:
         "OnFailure",
     }:
         errors.append(f'{where}.restartPolicy: Required value: valid values: "OnFailure", "Never"')
+    if plural == "jobs":
+        errors += _per_index_errors(obj, pod_spec)
     if plural == "deployments":
         selector = lookup(obj, "spec.selector.matchLabels") or {}
         labels = lookup(obj, "spec.template.metadata.labels") or {}
@@ -257,6 +259,28 @@ def _workload_errors(plural: str, obj: Obj) -> list[str]:
                 "spec.template.metadata.labels: Invalid value: `selector` does not "
                 "match template `labels`"
             )
+    return errors
+
+
+def _per_index_errors(job: Obj, pod_spec: Obj) -> list[str]:
+    """Kubernetes' rules for counting an Indexed Job's failures per index."""
+    per_index, most = lookup(job, "spec.backoffLimitPerIndex"), lookup(job, "spec.maxFailedIndexes")
+    if lookup(job, "spec.completionMode") != "Indexed":
+        return [
+            f"spec.{key}: Invalid value: {value}: requires indexed completion mode"
+            for key, value in (("backoffLimitPerIndex", per_index), ("maxFailedIndexes", most))
+            if value is not None
+        ]
+    errors = []
+    if most is not None and per_index is None:
+        errors.append(
+            "spec.backoffLimitPerIndex: Required value: when maxFailedIndexes is specified"
+        )
+    if per_index is not None and pod_spec.get("restartPolicy") != "Never":
+        errors.append(
+            f"spec.template.spec.restartPolicy: Invalid value: {pod_spec.get('restartPolicy')!r}: "
+            "only Never is supported when backoffLimitPerIndex is specified"
+        )
     return errors
 
 
@@ -314,7 +338,8 @@ def apply_defaults(plural: str, obj: Obj) -> None:
         uid = obj["metadata"].get("uid", "")
         name = obj["metadata"].get("name", "")
         for key, value in {
-            "backoffLimit": 6,
+            # 2147483647 when failures are counted per index (backoffLimitPerIndex)
+            "backoffLimit": 6 if spec.get("backoffLimitPerIndex") is None else 2**31 - 1,
             "completions": 1,
             "parallelism": 1,
             "completionMode": "NonIndexed",

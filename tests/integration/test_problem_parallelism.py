@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.emulator import Emulator
+from tests.emulator import Emulator, JobOutcome
 from tests.support.kopf_runner import OperatorRunner
-from tests.support.solverpod_bridge import SolverPodBridge
+from tests.support.solverpod_bridge import INDEX_ANNOTATION, SolverPodBridge
 
 NS = "default"
 API = "vulcan-engine.com/v1alpha1"
@@ -152,6 +152,39 @@ async def test_two_members_race_the_best_wins_and_the_queue_counts_both(
     assert next_run.started >= max(r.ended for r in runs)
     assert solving.max_running == 2
     assert "foundBy" not in after["result"]  # one pod: as before
+
+
+async def test_a_failing_member_fails_alone_and_the_others_race_on(
+    emulator: Emulator, solving: SolverPodBridge
+) -> None:
+    async def member(job: dict[str, Any], pod: dict[str, Any]) -> JobOutcome:
+        if pod["metadata"]["annotations"][INDEX_ANNOTATION] == "1":
+            return JobOutcome.oom_killed()  # at once, without a result
+        return await solving.run(job, pod)
+
+    def choose(job: dict[str, Any]) -> JobOutcome | None:
+        solver = job["metadata"]["labels"].get("app.kubernetes.io/component") == "solver"
+        return JobOutcome.run(member) if solver else None
+
+    emulator.jobs.outcome_for = choose
+    emulator.create(problem("crash", parallelism=2))
+    st = await ended(emulator, "crash")
+    assert st["phase"] == "Succeeded", st
+    assert st["result"]["foundBy"] == 0 and st["result"]["status"] in ("OPTIMAL", "FEASIBLE")
+    ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+    assert "member 1 ended without a result (OOMKilled, exit code 137)" in ready["message"]
+    # Member 0 was not stopped when member 1 failed: it solved to its own end.
+    (run,) = solving.runs
+    assert (run.index, run.code, run.killed) == (0, 0, False)
+    # The Job says what Kubernetes says of it: index 1 failed, index 0 completed.
+    job = await emulator.wait_for(
+        lambda: (
+            (j := emulator.get("jobs", NS, st["jobName"])) and j["status"].get("conditions") and j
+        )
+    )
+    failed = [c for c in job["status"]["conditions"] if c["type"] == "Failed"]
+    assert [c["reason"] for c in failed] == ["FailedIndexes"]
+    assert (job["status"]["completedIndexes"], job["status"]["failedIndexes"]) == ("0", "1")
 
 
 async def test_more_pods_than_the_engine_runs_at_once_fails_naming_the_field(

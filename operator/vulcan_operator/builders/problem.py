@@ -35,8 +35,10 @@ Decisions:
 - With `solver.parallelism` N > 1 the Job is an Indexed Job (completions = parallelism = N):
   pod k reads JOB_COMPLETION_INDEX and runs portfolio member k (`solver.portfolio`), and its
   Role may also get the schedule ConfigMap (members store a schedule only when it is better
-  than the stored one: compare-and-swap on its resourceVersion). `backoffLimit: 0` still: a
-  failing member fails the Job, and the others are stopped (SIGTERM: they store their best).
+  than the stored one: compare-and-swap on its resourceVersion). No retries, counted per
+  member (`backoffLimitPerIndex: 0`, Kubernetes 1.29+): a failing member (out of memory, a
+  crash) fails only its own index, and the others run on to their time limit; the Job then
+  ends Failed (FailedIndexes) and the verdict is the best that the others found.
   With N = 1 the Job and Role are exactly what they were before the field.
 - With `solver.queueName`, the Job is created suspended with Kueue's queue label: Kueue
   admits it (unsuspends it); the operator's own per-engine limit does not apply then.
