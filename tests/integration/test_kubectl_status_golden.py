@@ -88,6 +88,10 @@ async def test_upgrading(
     emulator.patch(ENGINES, "default", "prod", {"spec": {"version": "2.1.0"}})
     await emulator.wait_for(lambda: status(emulator)["upgrade"]["step"] == "Backup", timeout=60)
     await emulator.wait_for(lambda: status(emulator)["phase"] == "Upgrading")
+    # The golden's Progressing line: the engine sees its backup Running a poll after Pending.
+    await emulator.wait_for(
+        lambda: cond(status(emulator), "Progressing")["message"].endswith(" is Running")
+    )
     check("upgrading", await screen(emulator, tmp_path), update_golden)
 
 
