@@ -46,6 +46,7 @@ from tests.support.rbac import (
 from vulcan_operator import cli
 from vulcan_operator import main as operator_main
 from vulcan_operator.config import Settings
+from vulcan_operator.sharding import Shard
 
 MANIFESTS = REPO / "manifests"
 HELM_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by")
@@ -354,6 +355,35 @@ def test_watch_namespaces_become_n_arguments(monkeypatch: pytest.MonkeyPatch) ->
     args = container(objs)["args"]
     assert args[-4:] == ["-n", "team-a", "-n", "team-b"]
     assert run_args(args, monkeypatch)["namespaces"] == ["team-a", "team-b"]
+
+
+def test_shards_are_deployments_of_their_own_each_with_its_shard(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    objs = render(VALUE_SETS["sharded"])
+    deployments = [o for o in objs if o["kind"] == "Deployment"]
+    assert [d["metadata"]["name"] for d in deployments] == [
+        f"{RELEASE}-shard-{k}" for k in range(3)
+    ]
+    selectors = []
+    for k, deployment in enumerate(deployments):
+        spec = deployment["spec"]
+        selector = spec["selector"]["matchLabels"]
+        assert selector["vulcan-engine.com/shard"] == str(k)
+        assert selector.items() <= spec["template"]["metadata"]["labels"].items()
+        selectors.append(selector)
+        (box,) = spec["template"]["spec"]["containers"]
+        seen = run_args(box["args"], monkeypatch)
+        assert (seen["shard"], seen["peering"]) == (Shard(k, 3), RELEASE)
+    # No pod of one shard is another's (a Deployment adopts what its selector matches).
+    assert len({tuple(sorted(s.items())) for s in selectors}) == 3
+    # The PDB, the webhook's Service and the metrics Service select the pods of every shard.
+    pdb = only(objs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"]
+    assert all(pdb.items() <= s.items() for s in selectors)
+    # One shard is the plain Deployment of before: no shard label, no --shard.
+    plain = only(render({"sharding": {"shards": 1}}), "Deployment")
+    assert plain == only(render(), "Deployment")
+    assert "vulcan-engine.com/shard" not in plain["spec"]["selector"]["matchLabels"]
 
 
 def test_settings_are_the_operators_defaults() -> None:

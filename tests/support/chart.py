@@ -49,6 +49,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         }
     },
     "digest": {"image": {"digest": DIGEST, "pullPolicy": "Always"}},
+    "sharded": {"sharding": {"shards": 3}},
     "webhook": {
         "webhook": {"enabled": True, "certManager": {"enabled": True}},
         "config": {"allowedImages": ["ghcr.io/vulcan-engine/", "registry.example.com/vulcan/"]},
