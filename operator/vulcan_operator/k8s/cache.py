@@ -181,10 +181,12 @@ class Writes:
         if seen is None:
             return written
         a, b = _rv(seen), _rv(written)
-        if a is None or b is None or a >= b:
+        if a is None or b is None or a > b:
             self._forget(ref)
             return seen
-        return written
+        # The same version (the watch caught up, or `seen` is this answer itself, as when a
+        # reconcile picks again after its own writes): kept until a newer one is seen.
+        return seen if a == b else written
 
     def refs(self, api_version: str, kind: str, namespace: str, label: str) -> list[Ref]:
         """Our written objects of a kind with this engine label in a namespace."""
@@ -264,7 +266,7 @@ class CachedApi(Api):
         try:
             obj: dict[str, Any] = await call
         except ApiError as exc:
-            if exc.status == 409:
+            if exc.status in (409, 422):  # a conflict, or a failed `test` of a JSON patch
                 self._live.add(ref)
             raise
         if self._index(ref) is not None and isinstance(obj, dict):
@@ -279,8 +281,10 @@ class CachedApi(Api):
     ) -> dict[str, Any]:
         return await self._wrote(ref, super().patch(ref, body, subresource=subresource))
 
-    async def json_patch(self, ref: Ref, ops: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        return await self._wrote(ref, super().json_patch(ref, ops))
+    async def json_patch(
+        self, ref: Ref, ops: Sequence[Mapping[str, Any]], *, subresource: str | None = None
+    ) -> dict[str, Any]:
+        return await self._wrote(ref, super().json_patch(ref, ops, subresource=subresource))
 
     async def delete(self, ref: Ref) -> bool:
         self._memo.pop(ref, None)

@@ -40,6 +40,17 @@ def test_our_write_stands_until_the_watch_shows_that_version_or_a_newer_one() ->
     assert writes.pick(SERVICE, old) == old  # forgotten once the watch caught up
 
 
+def test_picking_with_our_own_answer_keeps_it() -> None:
+    """A reconcile picks again after its own writes, with the copy it was given (perhaps our
+    answer itself): that same version must not make the answer forgotten while the watch
+    is still behind it (the next resync would start from the watch's older copy)."""
+    writes = Writes()
+    old, ours = obj("Service", "prod", "5"), obj("Service", "prod", "7", spec={"a": 1})
+    writes.wrote(SERVICE, ours)
+    assert writes.pick(SERVICE, dict(ours)) == ours
+    assert writes.pick(SERVICE, old) == ours  # still ours: the watch has not shown it yet
+
+
 def test_a_deletion_stands_until_the_watch_shows_it_unless_made_again() -> None:
     writes = Writes()
     before = obj("Service", "prod", "5")
