@@ -24,6 +24,7 @@ from vulcan_operator.handlers import (
     problem,
     restore,
     sharding,
+    without_finalizers,
 )
 from vulcan_operator.health import Heartbeat
 from vulcan_operator.k8s import Api, ApiError, apply
@@ -88,6 +89,7 @@ def make_registry(settings: Settings | None = None) -> kopf.OperatorRegistry:
     backup.register(registry, settings)
     restore.register(registry, settings)
     sharding.register(registry, settings.shard)
+    without_finalizers(registry)
     sharding.restrict(registry, settings.shard)  # before the webhooks: every shard serves them
     metrics.set_shard(settings.shard.index, settings.shard.count, lambda: len(heartbeat.objects))
     if settings.admission_port:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -54,3 +55,17 @@ def register_polling(
         when=unfinished,
         registry=registry,
     )(poll)
+
+
+def without_finalizers(registry: kopf.OperatorRegistry) -> None:
+    """No Kopf finalizer on our objects. Kopf puts one on every object a timer or daemon
+    serves, to stop them before the object goes: two writes per object (on when it appears,
+    off when it is deleted) for nothing we need, since every child goes with its owner
+    (ownerReferences) and a timer or daemon of a deleted object is stopped on its DELETED
+    event (what is kept per object is forgotten then: `engine.register`,
+    `problem_daemon.register`). Kopf takes its finalizer off objects an older version put it
+    on. Kopf's handlers are frozen dataclasses without a public way to change one, so they are
+    replaced with `dataclasses.replace` (tests/unit/handlers/test_registry.py fails if a Kopf
+    release changes that)."""
+    spawning: list[Any] = registry._spawning._handlers
+    spawning[:] = [dataclasses.replace(h, requires_finalizer=False) for h in spawning]

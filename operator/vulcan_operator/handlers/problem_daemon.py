@@ -12,20 +12,16 @@ One write per step (queued, started, running, done); a queued problem that only 
 engine's queue writes its new position at most once per queued poll
 (`problem_poll_seconds` x `QUEUED_POLL_FACTOR`), not at every slot freed ahead of it.
 
-No finalizer: Kopf puts one on every object a daemon serves, to stop the daemon before the
-object goes, which costs each problem two writes (on when it appears, off when it is done).
-The daemon stops on the problem's DELETED event instead (`problem_deleted`), or at its next
-status write (404); the problem's Job and other children go with it by their owner
-references. Kopf's handlers are frozen dataclasses without a public way to change one: the
-daemon's is replaced with `dataclasses.replace` (as `handlers.sharding` does), and
-tests/integration/test_problem_writes.py fails if a problem gets a finalizer again.
+No finalizer (`handlers.without_finalizers`): the daemon stops on the problem's DELETED event
+(`problem_deleted`), or at its next status write (404); the problem's Job and other children
+go with it by their owner references. tests/integration/test_problem_writes.py fails if a
+problem gets a finalizer again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -170,8 +166,3 @@ def register(
             wakeups.forget(uid)
             if key is not None:  # deleted while it held a slot, perhaps
                 _wake_head(queue, wakeups, key)
-
-    spawning: list[Any] = registry._spawning._handlers
-    for i, handler in enumerate(spawning):
-        if handler.fn is solve_problem:
-            spawning[i] = dataclasses.replace(handler, requires_finalizer=False)

@@ -5,11 +5,12 @@ left out: each change handler, timer, daemon, index and event handler of our kin
 `when` filter that refuses objects of another shard's namespaces (on top of its own filter).
 A refused object gets no annotation, no status and no child from this shard.
 
-Finalizers: Kopf removes its finalizer from any object none of its handlers want, so shards
-sharing one finalizer name would take each other's off, forever. Each shard has its own
-(`finalizer(shard)`; unsharded, the usual `vulcan-engine.com/finalizer`). One left by an earlier
-layout (another N, or no sharding) would keep a deleted object forever: the owner takes our
-other finalizers off an object being deleted once its own is gone (`register`).
+Finalizers: no handler asks for one any more (`handlers.without_finalizers`), but earlier
+versions put one on each object, one name per shard (`finalizer(shard)`; unsharded, the usual
+`vulcan-engine.com/finalizer`), because Kopf removes its finalizer from any object none of its
+handlers want and shards sharing one name would take each other's off. Kopf takes its own name
+off at once; one left by another layout (another N, or no sharding) would keep a deleted
+object forever: the owner takes it off an object being deleted (`register`).
 
 - VulcanEngine, VulcanBackup, VulcanRestore: the object's own namespace.
 - SchedulingProblem: the namespace of the engine it names (`spec.engineRef.namespace`, else its
