@@ -425,6 +425,18 @@ def report(
             (request_kind(w), w.status) for w in failed
         ).most_common():
             print(f"  {count:7d}  {status}  {kind}")
+    print("\nthe first engine's own writes, in order (its children's creates apart):")
+    for w in api:
+        if w.resource == "vulcanengines" and w.name == "e000":
+            status = (w.body or {}).get("status") if isinstance(w.body, dict) else None
+            said = ""
+            if isinstance(status, dict):
+                ready = next(
+                    (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}
+                )
+                said = f"{status.get('phase')}/{ready.get('reason')} {sorted(status)}"
+            shape = said or patch_shape(w)
+            print(f"  {w.time - epoch:6.1f} s  {w.status}  {request_kind(w)}: {shape[:150]}")
     print("\nreads per resync period in the idle window:")
     for (who, kind), count in sorted(breakdown(reads).items(), key=lambda kv: -kv[1]):
         print(f"  {count / periods:9.1f}  {who:<7}  {kind}")

@@ -128,3 +128,24 @@ def diff(current: dict[str, Any] | None, desired: dict[str, Any]) -> dict[str, A
     that makes each of them exactly as desired (nested keys no longer wanted are removed)."""
     current = current or {}
     return {k: _replacing(current.get(k), v) for k, v in desired.items() if current.get(k) != v}
+
+
+def generation_patch(
+    generation: int, current: dict[str, Any], desired: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """A JSON patch (RFC 6902) of the status subresource that makes every field of `desired`
+    exactly so (written whole; None removes a field `current` has), applied only while the
+    object's `metadata.generation` is still `generation`: a spec change meanwhile fails it
+    (422), a write of metadata alone (Kopf's annotations) does not, as a resourceVersion
+    precondition would. Fields `desired` does not name are left as they are. `current` must
+    not be empty (a path under /status needs the status to exist)."""
+    ops: list[dict[str, Any]] = [
+        {"op": "test", "path": "/metadata/generation", "value": generation}
+    ]
+    for key, value in desired.items():
+        path = "/status/" + key.replace("~", "~0").replace("/", "~1")
+        if value is not None:
+            ops.append({"op": "add", "path": path, "value": value})
+        elif key in current:
+            ops.append({"op": "remove", "path": path})
+    return ops

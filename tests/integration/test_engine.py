@@ -378,3 +378,67 @@ async def test_a_lagging_watch_never_puts_the_status_back(
     await asyncio.sleep(2)
     assert emulator.get("deployments", "default", "prod")["spec"]["replicas"] == replicas
     assert emulator.writes(since=mark, events=False) == []
+
+
+async def test_status_writes_hold_to_the_spec_read_not_to_kopfs_annotations(
+    emulator: Emulator, operator: OperatorRunner
+) -> None:
+    """Each status write is refused if the spec moved since the reconcile read it (a test of
+    the generation), and only then: Kopf's own annotations, patched after each change
+    handler, once made the next reconcile's write fail (409) and run again."""
+    emulator.create(db_secret())
+    emulator.create(engine())
+    await ready(emulator)
+    emulator.patch(ENGINES, "default", "prod", {"spec": {"replicas": 2}})
+    await emulator.wait_for(lambda: status(emulator)["observedGeneration"] == 2)
+    await emulator.quiet()
+    writes = [
+        r
+        for r in emulator.requests()
+        if r.is_write and r.path.endswith("/vulcanengines/prod/status")
+    ]
+    assert len(writes) >= 3 and all(r.status == 200 for r in writes), [
+        (r.status, r.body) for r in writes
+    ]
+    first, *later = (r.body for r in writes)
+    assert first["metadata"]["resourceVersion"]  # the first status: over the version read
+    tests = [ops[0] for ops in later]
+    assert {t["path"] for t in tests} == {"/metadata/generation"}, later
+    assert {t["value"] for t in tests} == {1, 2}
+
+
+def ready_gauge() -> float | None:
+    from vulcan_operator.metrics import REGISTRY
+
+    return REGISTRY.get_sample_value(
+        "vulcan_engine_ready", {"namespace": "default", "engine": "prod"}
+    )
+
+
+async def test_no_finalizer_and_a_deleted_engine_is_forgotten(
+    emulator: Emulator, operator: OperatorRunner
+) -> None:
+    """Kopf's timers would put a finalizer on every engine (a write when it appears, another
+    when it is deleted); none is needed: the children go by their owner references, and what
+    the operator keeps of an engine (its gauges) goes on its DELETED event."""
+    emulator.create(db_secret())
+    emulator.create(engine())
+    await ready(emulator)
+    await emulator.wait_for(lambda: ready_gauge() == 1.0)
+    await emulator.quiet()
+    assert not emulator.get(ENGINES, "default", "prod")["metadata"].get("finalizers")  # type: ignore[index]
+    emulator.delete(ENGINES, "default", "prod")
+    assert emulator.get(ENGINES, "default", "prod") is None  # gone at once
+    await emulator.wait_for(lambda: ready_gauge() is None)
+    await emulator.wait_for(lambda: emulator.get("deployments", "default", "prod") is None)
+
+
+async def test_the_finalizer_an_older_version_put_on_an_engine_is_taken_off(
+    emulator: Emulator, operator: OperatorRunner
+) -> None:
+    emulator.create(db_secret())
+    emulator.create(engine(finalizers=["vulcan-engine.com/finalizer"]))
+    await ready(emulator)
+    await emulator.wait_for(
+        lambda: not emulator.get(ENGINES, "default", "prod")["metadata"].get("finalizers")  # type: ignore[index]
+    )

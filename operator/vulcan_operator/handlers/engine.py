@@ -18,7 +18,7 @@ from vulcan_operator.k8s import Api, ApiError, Ref
 from vulcan_operator.k8s.cache import CHILD_KINDS, ENGINE, CachedApi, Writes, index_id
 from vulcan_operator.reconcile import engine, engine_backups, upgrade
 from vulcan_operator.reconcile.engine_drills import RESTORE_VERIFIED
-from vulcan_operator.status import diff, get_condition
+from vulcan_operator.status import diff, generation_patch, get_condition
 
 PLURAL = kinds.ENGINE.plural
 #: Seconds a drift repair waits, so that one edit's burst of watch events makes one reconcile.
@@ -45,12 +45,14 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, heartbeat: Hea
 
     async def settle(namespace: str, name: str, uid: str, kwargs: dict[str, Any]) -> bool:
         """Reconcile one engine and write its status before letting go of its lock, only over
-        the version it read: the engine as the watch shows it, or as this process's last
-        write of it answered while the watch is behind that (a restore's release is written
-        during the reconcile). After a 409 (someone wrote the engine meanwhile) again, from
-        the engine as the server has it; False if that kept failing. Metrics from the status
-        about to be written (a pass that meets a 409 is followed by one that sets them again);
-        the Events of every pass (what was done)."""
+        the spec it read: the engine as the watch shows it, or as this process's last write
+        of it answered while the watch is behind that (a restore's release is written during
+        the reconcile). The write carries every field the reconcile sets, on a precondition
+        of the generation read (`status.generation_patch`; the first status, of the
+        resourceVersion): a spec changed meanwhile refuses it, Kopf's own annotations do not.
+        Refused, again from the engine as the server has it; False if that kept failing.
+        Metrics from the status about to be written (a refused pass is followed by one that
+        sets them again); the Events of every pass (what was done)."""
         ref = Ref(API_VERSION, engine.KIND, namespace, name)
         events: list[tuple[str, str, str]] = []
         written = False
@@ -65,22 +67,26 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, heartbeat: Hea
                     outcome = await engine.reconcile(reads, body, settings)
                 events += [e for e in outcome.events if e not in events]
                 now = writes.pick(ref, body) or body
-                changed = diff(now.get("status"), outcome.status)
-                version = (now.get("metadata") or {}).get("resourceVersion")
+                meta, seen = now.get("metadata") or {}, now.get("status") or {}
+                changed = diff(seen, outcome.status)
                 export_metrics(now, outcome.status)  # never behind the status a reader sees
                 try:
-                    if changed:
+                    if changed and seen:
+                        ops = generation_patch(meta["generation"], seen, outcome.status)
+                        await reads.json_patch(ref, ops, subresource="status")
+                    elif changed:  # the first status: over the version read
+                        first = {"resourceVersion": meta["resourceVersion"]}
                         await reads.patch(
-                            ref,
-                            {"metadata": {"resourceVersion": version}, "status": changed},
-                            subresource="status",
+                            ref, {"metadata": first, "status": changed}, subresource="status"
                         )
                     written = True
                     break
                 except ApiError as exc:
-                    if exc.status != 409:
+                    if exc.status not in (409, 422):
                         raise
-                    body = await reads.get(ref)  # after a 409: from the server
+                    body = await reads.get(ref)  # from the server
+                    if body is not None and exc.status == 422 and _same(body, now):
+                        raise  # neither the spec nor the status moved: the status was refused
         for type_, reason, message in events:
             kopf.event(target, type=type_, reason=reason, message=message)
         return written
@@ -115,10 +121,11 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, heartbeat: Hea
 
     children.register(registry, settings.shard, writes, repair, ENGINES_INDEX)
 
-    async def forget(namespace: str | None, name: str, uid: str, **_: Any) -> None:
-        heartbeat.forget(uid)
-        locks.pop(uid, None)
-        metrics.forget_engine(str(namespace), name)
+    async def forget(type: str, namespace: str | None, name: str, uid: str, **_: Any) -> None:
+        if type == "DELETED":  # no finalizer (handlers.without_finalizers): the engine is gone
+            heartbeat.forget(uid)
+            locks.pop(uid, None)
+            metrics.forget_engine(str(namespace), name)
 
     kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)(reconcile)
     kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)(reconcile)
@@ -141,8 +148,14 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, heartbeat: Hea
         when=in_flight,
         registry=registry,
     )(reconcile)
-    # No finalizer for this: the metrics of a deleted engine go when the operator hears of it.
-    kopf.on.delete(GROUP, VERSION, PLURAL, optional=True, registry=registry)(forget)
+    kopf.on.event(GROUP, VERSION, PLURAL, id="forget", registry=registry)(forget)
+
+
+def _same(engine: dict[str, Any], read: dict[str, Any]) -> bool:
+    """Whether two copies of an engine have the same generation and status."""
+    generation = (engine.get("metadata") or {}).get("generation")
+    same_spec = generation == (read.get("metadata") or {}).get("generation")
+    return same_spec and engine.get("status") == read.get("status")
 
 
 def in_flight(status: kopf.Status, **_: Any) -> bool:

@@ -201,12 +201,14 @@ class Api:
         )
         return patched
 
-    async def json_patch(self, ref: Ref, ops: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    async def json_patch(
+        self, ref: Ref, ops: Sequence[Mapping[str, Any]], *, subresource: str | None = None
+    ) -> dict[str, Any]:
         """A JSON patch (RFC 6902): all of `ops` or none (a failed `test` or a missing `from`
         is a 422 from the server)."""
         patched: dict[str, Any] = await self._call(
             "PATCH",
-            ref.path(),
+            ref.path(subresource),
             body=[dict(op) for op in ops],
             content_type="application/json-patch+json",
         )
