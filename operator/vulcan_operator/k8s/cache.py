@@ -10,10 +10,11 @@ for one engine reconcile, answers from them:
 - everything else from the API server, each GET once per reconcile (an engine's Secrets are
   read once each, not once per use). Secrets are never watched: that would read every Secret.
 
-`Writes` keeps the answers of this process's own writes until the watch shows that version or
-a newer one, so a reconcile right after a write does not see the object as it was before it;
-a deletion is kept the same way. A write refused with 409 (a create racing another, a
-precondition) makes the next GET of that object a real one.
+`Writes` keeps the answers of this process's own writes until the watch shows a newer version
+(a child's answer goes as soon as its watch event shows that version), so a reconcile right
+after a write does not see the object as it was before it; a deletion is kept the same way. A
+write refused with 409 (a create racing another, a precondition) or 422 (a JSON patch's failed
+`test`) makes the next GET of that object a real one.
 """
 
 from __future__ import annotations
