@@ -15,6 +15,9 @@ for it (and that `kinds` allows):
   and `details.retryAfterSeconds`.
 - `INTERNAL_ERROR` (any): 500 `InternalError`; nothing is written.
 - `SLOW` (any but watches): the real answer, after a delay drawn from `delay`.
+- `LATE` (writes): the write is done at once (watchers see it) and its answer sent after a
+  delay drawn from `delay`, as a busy server's answer can trail its own watch event. Only
+  when asked for (`kinds`): not among the default kinds.
 - `DROP_WATCH` (watches): the stream starts as usual and ends after a time drawn from
   `watch_lifetime`: cleanly (as on a server-side timeout), or, for a share `abrupt` of the drops
   (half by default), with a connection reset and no final chunk.
@@ -70,9 +73,10 @@ class Fault(enum.StrEnum):
     SLOW = "slow"
     DROP_WATCH = "dropWatch"
     EXPIRED = "expired"
+    LATE = "late"
 
 
-ALL_FAULTS = frozenset(Fault)
+DEFAULT_FAULTS = frozenset(Fault) - {Fault.LATE}
 
 
 def from_operator(raw: web.BaseRequest, record: RequestRecord) -> bool:
@@ -117,6 +121,7 @@ def applicable(record: RequestRecord) -> list[Fault]:
     kinds = [Fault.TOO_MANY_REQUESTS, Fault.INTERNAL_ERROR, Fault.SLOW]
     if record.verb in WRITES:
         kinds.insert(0, Fault.CONFLICT)
+        kinds.append(Fault.LATE)
     return kinds
 
 
@@ -127,9 +132,9 @@ class FaultPolicy:
     rate: float = 0.1
     seed: int = 0
     watch_rate: float | None = None  # for watch requests, if not `rate` (they are few)
-    kinds: Collection[Fault] = ALL_FAULTS
+    kinds: Collection[Fault] = DEFAULT_FAULTS
     scope: Callable[[web.BaseRequest, RequestRecord], bool] = from_operator
-    delay: tuple[float, float] = (0.05, 0.5)  # SLOW: seconds, uniform
+    delay: tuple[float, float] = (0.05, 0.5)  # SLOW, LATE: seconds, uniform
     retry_after: int = 1  # TOO_MANY_REQUESTS: seconds
     watch_lifetime: tuple[float, float] = (0.1, 2.0)  # DROP_WATCH: seconds, uniform
     abrupt: float = 0.5  # DROP_WATCH: the share of drops that reset the connection
@@ -202,6 +207,12 @@ class FaultPolicy:
             self._record(raw, record, fault, detail)
             await asyncio.sleep(seconds)
             return None  # then served as usual
+        elif fault is Fault.LATE:
+            seconds = rng.uniform(*self.delay)
+            self._record(raw, record, fault, f"{seconds:.3f}s")
+            response = await emulator._route(raw, record)  # done, and watched
+            await asyncio.sleep(seconds)
+            return response
         elif fault is Fault.DROP_WATCH:
             seconds = rng.uniform(*self.watch_lifetime)
             abrupt = rng.random() < self.abrupt

@@ -104,6 +104,34 @@ async def test_slow_answers_are_right_and_late(emulator: FaultyEmulator, http: A
     assert time.monotonic() - started < 0.55
 
 
+async def test_a_late_answer_trails_its_own_watch_event(
+    emulator: FaultyEmulator, http: Any
+) -> None:
+    emulator.create(cm("a"))
+    emulator.faults = only(Fault.LATE, delay=(1.0, 1.0))
+    seen: list[float] = []
+
+    async def watch() -> None:
+        async with http.get(f"{CM}?watch=true&resourceVersion={emulator.resource_version}") as r:
+            async for line in r.content:
+                if line.strip() and json.loads(line)["type"] == "MODIFIED":
+                    seen.append(time.monotonic())
+                    return
+
+    watching = asyncio.create_task(watch())
+    await emulator.wait_for(lambda: emulator.watching() == 1)
+    status, body, _ = await call(
+        http, "PATCH", f"{CM}/a", {"data": {"k": "2"}}, **{"Content-Type": MERGE}
+    )
+    answered = time.monotonic()
+    await watching
+    assert status == 200 and body["data"] == {"k": "2"}
+    assert seen and answered - seen[0] >= 0.9  # the event came first, a second before
+    assert [(i.fault, i.detail) for i in emulator.faults.injected] == [(Fault.LATE, "1.000s")]
+    status, _, _ = await call(http, "GET", f"{CM}/a")  # reads: never late
+    assert status == 200 and len(emulator.faults.injected) == 1
+
+
 async def test_a_dropped_watch_ends_cleanly_after_a_while(
     emulator: FaultyEmulator, http: Any
 ) -> None:
