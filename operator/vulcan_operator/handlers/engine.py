@@ -38,10 +38,14 @@ def cached(api: Api, writes: Writes, kwargs: dict[str, Any]) -> CachedApi:
 def register(registry: kopf.OperatorRegistry, settings: Settings, heartbeat: Heartbeat) -> None:
     api = Api()
     writes = Writes()
-    # Kopf runs the change handlers and both timers of one engine in separate tasks: one
-    # reconcile at a time per engine, so they never race on the same children.
+    # Kopf runs the change handlers and the resync timer of one engine in separate tasks, and
+    # `later` runs its own: one reconcile at a time per engine, so they never race on the
+    # same children.
     locks: dict[str, asyncio.Lock] = {}
+    # Reconciles asked for outside Kopf's handlers: a child's drift, and the next look at an
+    # engine in flight. One pending of each kind per engine.
     repairs: dict[tuple[str, str], asyncio.Task[None]] = {}
+    polls: dict[tuple[str, str], asyncio.Task[None]] = {}
 
     async def settle(namespace: str, name: str, uid: str, kwargs: dict[str, Any]) -> bool:
         """Reconcile one engine and write its status before letting go of its lock, only over
@@ -52,72 +56,89 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, heartbeat: Hea
         resourceVersion): a spec changed meanwhile refuses it, Kopf's own annotations do not.
         Refused, again from the engine as the server has it; False if that kept failing.
         Metrics from the status about to be written (a refused pass is followed by one that
-        sets them again); the Events of every pass (what was done)."""
+        sets them again); the Events of every pass (what was done). An engine in flight (a
+        rollout, an upgrade, a restore) is looked at again in `poll_seconds`: a task of its
+        own, not a Kopf timer filtered on the status, which Kopf stops by patching the engine
+        when the filter turns false while the timer runs."""
         ref = Ref(API_VERSION, engine.KIND, namespace, name)
         events: list[tuple[str, str, str]] = []
         written = False
-        async with locks.setdefault(uid, asyncio.Lock()):
-            reads = cached(api, writes, kwargs)
-            body: Any = await reads.get(ref)  # the index, or our own newer write (a copy)
-            target = body  # whom the Events are about (kopf.event takes the dict)
-            for _ in range(ATTEMPTS):
-                if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
-                    return True
-                with metrics.reconcile_timer(engine.KIND):
-                    outcome = await engine.reconcile(reads, body, settings)
-                events += [e for e in outcome.events if e not in events]
-                now = writes.pick(ref, body) or body
-                meta, seen = now.get("metadata") or {}, now.get("status") or {}
-                changed = diff(seen, outcome.status)
-                export_metrics(now, outcome.status)  # never behind the status a reader sees
-                try:
-                    if changed and seen:
-                        ops = generation_patch(meta["generation"], seen, outcome.status)
-                        await reads.json_patch(ref, ops, subresource="status")
-                    elif changed:  # the first status: over the version read
-                        first = {"resourceVersion": meta["resourceVersion"]}
-                        await reads.patch(
-                            ref, {"metadata": first, "status": changed}, subresource="status"
-                        )
-                    written = True
-                    break
-                except ApiError as exc:
-                    if exc.status not in (409, 422):
-                        raise
-                    body = await reads.get(ref)  # from the server
-                    if body is not None and exc.status == 422 and _same(body, now):
-                        raise  # neither the spec nor the status moved: the status was refused
-        for type_, reason, message in events:
-            kopf.event(target, type=type_, reason=reason, message=message)
-        return written
+        status: Mapping[str, Any] = {}  # the engine's, as last known
+        try:
+            async with locks.setdefault(uid, asyncio.Lock()):
+                reads = cached(api, writes, kwargs)
+                body: Any = await reads.get(ref)  # the index, or our own newer write (a copy)
+                target = body  # whom the Events are about (kopf.event takes the dict)
+                for _ in range(ATTEMPTS):
+                    if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+                        return True
+                    status = body.get("status") or {}
+                    with metrics.reconcile_timer(engine.KIND):
+                        outcome = await engine.reconcile(reads, body, settings)
+                    events += [e for e in outcome.events if e not in events]
+                    status = outcome.status
+                    now = writes.pick(ref, body) or body
+                    meta, seen = now.get("metadata") or {}, now.get("status") or {}
+                    changed = diff(seen, outcome.status)
+                    export_metrics(now, outcome.status)  # never behind the status a reader sees
+                    try:
+                        if changed and seen:
+                            ops = generation_patch(meta["generation"], seen, outcome.status)
+                            await reads.json_patch(ref, ops, subresource="status")
+                        elif changed:  # the first status: over the version read
+                            first = {"resourceVersion": meta["resourceVersion"]}
+                            await reads.patch(
+                                ref, {"metadata": first, "status": changed}, subresource="status"
+                            )
+                        written = True
+                        break
+                    except ApiError as exc:
+                        if exc.status not in (409, 422):
+                            raise
+                        body = await reads.get(ref)  # from the server
+                        if body is not None and exc.status == 422 and _same(body, now):
+                            raise  # neither the spec nor the status moved: the status was refused
+            for type_, reason, message in events:
+                kopf.event(target, type=type_, reason=reason, message=message)
+            return written
+        finally:  # in flight (even when this pass failed): look again in a few seconds
+            if in_flight(status):
+                later(polls, namespace, name, kwargs, settings.poll_seconds)
 
     async def reconcile(namespace: str | None, name: str, uid: str, **kwargs: Any) -> None:
         heartbeat.beat(uid)
         if not await settle(str(namespace), name, uid, kwargs):
             raise kopf.TemporaryError("the engine changed while it was reconciled", delay=1)
 
-    async def repair_now(namespace: str, name: str, kwargs: dict[str, Any]) -> None:
-        """Reconcile an engine whose child drifted (children.register); after a 409 the
-        engine's own reconcile follows."""
-        await asyncio.sleep(REPAIR_DELAY)
-        found = next(iter(kwargs[ENGINES_INDEX].get((namespace, name), ())), None)
-        if found is not None:
-            await settle(namespace, name, str(found["metadata"].get("uid") or ""), kwargs)
-
-    def repair(namespace: str, name: str, kwargs: dict[str, Any]) -> None:
+    def later(
+        pending: dict[tuple[str, str], asyncio.Task[None]],
+        namespace: str,
+        name: str,
+        kwargs: dict[str, Any],
+        delay: float,
+    ) -> None:
+        """Reconcile an engine in `delay` seconds, unless one is pending in `pending` already.
+        A 409 there is left to the engine's next reconcile; an error, to the next resync."""
         key = (namespace, name)
-        if key in repairs or not settings.shard.owns(namespace):
+        if key in pending or not settings.shard.owns(namespace):
             return
 
         async def run() -> None:
             try:
-                await repair_now(namespace, name, kwargs)
-            except Exception:  # the next resync tries again
-                log.exception("repairing the children of VulcanEngine %s/%s failed", *key)
+                await asyncio.sleep(delay)
             finally:
-                repairs.pop(key, None)
+                del pending[key]  # from now on, another may be asked for
+            found = next(iter(kwargs[ENGINES_INDEX].get(key, ())), None)
+            try:
+                if found is not None:
+                    await settle(namespace, name, str(found["metadata"].get("uid") or ""), kwargs)
+            except Exception:
+                log.exception("reconciling VulcanEngine %s/%s failed", *key)
 
-        repairs[key] = asyncio.get_running_loop().create_task(run())
+        pending[key] = asyncio.get_running_loop().create_task(run())
+
+    def repair(namespace: str, name: str, kwargs: dict[str, Any]) -> None:
+        later(repairs, namespace, name, kwargs, REPAIR_DELAY)
 
     children.register(registry, settings.shard, writes, repair, ENGINES_INDEX)
 
@@ -138,16 +159,6 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, heartbeat: Hea
         initial_delay=settings.resync_seconds,
         registry=registry,
     )(reconcile)
-    # While something is in flight (a rollout, an upgrade), look again every few seconds.
-    kopf.timer(
-        GROUP,
-        VERSION,
-        PLURAL,
-        id="poll",
-        interval=settings.poll_seconds,
-        when=in_flight,
-        registry=registry,
-    )(reconcile)
     kopf.on.event(GROUP, VERSION, PLURAL, id="forget", registry=registry)(forget)
 
 
@@ -158,7 +169,7 @@ def _same(engine: dict[str, Any], read: dict[str, Any]) -> bool:
     return same_spec and engine.get("status") == read.get("status")
 
 
-def in_flight(status: kopf.Status, **_: Any) -> bool:
+def in_flight(status: Mapping[str, Any]) -> bool:
     """An upgrade, a rollout or a restore under way (not a restore holding the engine after
     a failure: that waits for a person, and the resync looks at it)."""
     up = status.get("upgrade") or {}
