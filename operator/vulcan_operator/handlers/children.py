@@ -22,12 +22,12 @@ from vulcan_operator import kinds, names
 from vulcan_operator.k8s import Ref
 from vulcan_operator.k8s.cache import (
     CHILD_KINDS,
+    Packed,
     Writes,
     by_engine,
     by_name,
     fingerprint,
     index_id,
-    trimmed,
 )
 from vulcan_operator.sharding import Shard
 
@@ -102,8 +102,8 @@ def register(
             kind: str = kind,
             **_: Any,
         ) -> dict[Any, Any]:
-            obj = trimmed(body, api_version, kind)
-            writes.watched(Ref(api_version, kind, namespace, name), obj)
+            writes.watched(Ref(api_version, kind, namespace, name), body)
+            obj = Packed(body, api_version, kind)
             keys: dict[Any, Any] = {by_name(namespace, name): obj}
             if labels.get(names.LABEL_ENGINE):
                 keys[by_engine(namespace, labels[names.LABEL_ENGINE])] = obj

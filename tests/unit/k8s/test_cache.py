@@ -7,7 +7,16 @@ from typing import Any
 
 from vulcan_operator import API_VERSION, names
 from vulcan_operator.k8s import Api, Ref
-from vulcan_operator.k8s.cache import ENGINE, CachedApi, Writes, by_engine, by_name, fingerprint
+from vulcan_operator.k8s.cache import (
+    ENGINE,
+    KOPF_DIFFBASE,
+    CachedApi,
+    Packed,
+    Writes,
+    by_engine,
+    by_name,
+    fingerprint,
+)
 
 NS = "team"
 SERVICE = Ref("v1", "Service", NS, "prod")
@@ -89,10 +98,14 @@ async def test_reads_come_from_the_indexes_and_our_writes() -> None:
     other = {**obj("ConfigMap", "prod-x", "5"), "metadata": {"name": "prod-x", "namespace": NS}}
     config = obj("ConfigMap", "prod-config", "5")
     engine = {"apiVersion": API_VERSION, "kind": "VulcanEngine", "metadata": {"name": "prod"}}
-    indexes: dict[tuple[str, str], dict[Any, list[dict[str, Any]]]] = {
-        ("v1", "Service"): {by_name(NS, "prod"): [service], by_engine(NS, "prod"): [service]},
-        ("v1", "ServiceAccount"): {by_name(NS, "prod"): [account]},
-        ("v1", "ConfigMap"): {by_engine(NS, "prod"): [config, other]},
+    packed = {id(o): Packed(o, "v1", o["kind"]) for o in (service, account, config, other)}
+    indexes: dict[tuple[str, str], dict[Any, list[Any]]] = {  # children packed, as Kopf has them
+        ("v1", "Service"): {
+            by_name(NS, "prod"): [packed[id(service)]],
+            by_engine(NS, "prod"): [packed[id(service)]],
+        },
+        ("v1", "ServiceAccount"): {by_name(NS, "prod"): [packed[id(account)]]},
+        ("v1", "ConfigMap"): {by_engine(NS, "prod"): [packed[id(config)], packed[id(other)]]},
         ENGINE: {(NS, "prod"): [engine], ("elsewhere", "e"): [engine]},
     }
     writes = Writes()
@@ -101,11 +114,31 @@ async def test_reads_come_from_the_indexes_and_our_writes() -> None:
     api = CachedApi(Api(), indexes, writes)
 
     got = await api.get(SERVICE)
-    assert got == service and got is not service  # a copy: the index is never changed
+    assert got == service
+    got["spec"] = {"changed": True}
+    assert await api.get(SERVICE) == service  # a copy: the index is never changed
     assert await api.get(Ref("v1", "Service", NS, "gone")) is None
-    assert await api.get(Ref(API_VERSION, "VulcanEngine", NS, "prod")) == engine
+    got = await api.get(Ref(API_VERSION, "VulcanEngine", NS, "prod"))
+    assert got == engine and got is not engine
     selector = {names.LABEL_ENGINE: "prod", names.LABEL_COMPONENT: "backend"}
     listed = await api.list(Ref("v1", "ConfigMap", NS), selector)
     assert [o["metadata"]["name"] for o in listed] == ["prod-config", "prod-dashboard"]
     assert len(await api.list(Ref(API_VERSION, "VulcanEngine", NS))) == 1
     assert len(await api.list(Ref(API_VERSION, "VulcanEngine", None))) == 2
+
+
+def test_a_packed_child_is_kept_without_bookkeeping_and_unpacked_afresh() -> None:
+    body = obj("Deployment", "prod", "5", spec={"replicas": 2, "template": {"x": "y" * 2000}})
+    meta = body["metadata"]
+    meta["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]
+    meta["annotations"] = {KOPF_DIFFBASE: "{}", "team": "a"}
+    del body["apiVersion"], body["kind"]  # as watch events of a list may come
+    packed = Packed(body, "apps/v1", "Deployment")
+    one = packed.unpack()
+    assert (one["apiVersion"], one["kind"]) == ("apps/v1", "Deployment")
+    assert "managedFields" not in one["metadata"]
+    assert one["metadata"]["annotations"] == {"team": "a"}
+    assert one["spec"] == body["spec"] and body["metadata"]["managedFields"]  # body untouched
+    one["spec"]["replicas"] = 9
+    assert packed.unpack()["spec"]["replicas"] == 2
+    assert len(packed.data) < 1000  # compressed: the 2 kB string is one repeated letter
