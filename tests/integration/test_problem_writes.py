@@ -138,6 +138,26 @@ async def test_one_problem_writes_its_children_once_and_one_status_patch_per_ste
     assert reasons == ["JobCreated", "Solved"], reasons
 
 
+async def test_a_step_shorter_than_a_second_is_folded_into_the_next(
+    emulator: Emulator, operator: OperatorRunner
+) -> None:
+    """A pod that runs for less than a second (the emulator's Job says `ready: 1` meanwhile)
+    is not shown Running: that step would follow the Pending write within the second, so it
+    waits, and the problem is done before it is written. 7 writes: the minimum (5 created,
+    1 status) and the Job's creation."""
+    summary = json.dumps(SUMMARY)
+    emulator.jobs.by_prefix["brief-"] = JobOutcome.succeed(message=summary, delay=0.4)
+    emulator.create(engine(max_jobs=2))
+    mark = emulator.mark()
+    emulator.create(problem("brief"))
+    await emulator.wait_for(lambda: status(emulator, "brief").get("phase") == "Succeeded", 60)
+    await quiet(emulator, "brief")
+    api = [r for r in writes_of(emulator, mark, "brief") if r.resource != "events"]
+    steps = [r.body["status"].get("phase") for r in api if r.subresource == "status"]
+    assert steps == ["Pending", "Succeeded"], steps
+    assert len(api) == 7, [(shape(r), r.body) for r in api]
+
+
 async def test_a_deleted_queued_problem_stops_at_once_without_a_finalizer(
     emulator: Emulator, operator: OperatorRunner
 ) -> None:
