@@ -18,6 +18,7 @@ from vulcan_operator.k8s import Api, ApiError, Ref
 from vulcan_operator.k8s.cache import CHILD_KINDS, ENGINE, CachedApi, Writes, index_id
 from vulcan_operator.reconcile import engine, engine_backups, upgrade
 from vulcan_operator.reconcile.engine_drills import RESTORE_VERIFIED
+from vulcan_operator.reconcile.queue import Wakeups
 from vulcan_operator.status import diff, generation_patch, get_condition
 
 PLURAL = kinds.ENGINE.plural
@@ -25,6 +26,11 @@ PLURAL = kinds.ENGINE.plural
 REPAIR_DELAY = 0.5
 #: Reconciles of one engine in a row when its status write meets a newer version (409).
 ATTEMPTS = 3
+#: Engine reconciles at once, all engines together. Each holds its engine's Secrets, desired
+#: children and API answers; a thousand engines appearing at once (an operator's start, a
+#: restore of the cluster) would otherwise all hold theirs together. The API calls of 16
+#: keep the client's threads busy: more would not finish sooner.
+AT_ONCE = 16
 log = logging.getLogger(__name__)
 
 
@@ -38,14 +44,13 @@ def cached(api: Api, writes: Writes, kwargs: dict[str, Any]) -> CachedApi:
 def register(registry: kopf.OperatorRegistry, settings: Settings, heartbeat: Heartbeat) -> None:
     api = Api()
     writes = Writes()
-    # Kopf runs the change handlers and the resync timer of one engine in separate tasks, and
-    # `later` runs its own: one reconcile at a time per engine, so they never race on the
-    # same children.
+    # Kopf runs the change handlers, the resync timer and the `follow` daemon of one engine in
+    # separate tasks: one reconcile at a time per engine, so they never race on the same
+    # children.
     locks: dict[str, asyncio.Lock] = {}
-    # Reconciles asked for outside Kopf's handlers: a child's drift, and the next look at an
-    # engine in flight. One pending of each kind per engine.
+    at_once = asyncio.Semaphore(AT_ONCE)  # taken inside an engine's lock, never before it
     repairs: dict[tuple[str, str], asyncio.Task[None]] = {}
-    polls: dict[tuple[str, str], asyncio.Task[None]] = {}
+    flights = Wakeups()  # an engine's `follow` daemon, woken when a pass left it in flight
 
     async def settle(namespace: str, name: str, uid: str, kwargs: dict[str, Any]) -> bool:
         """Reconcile one engine and write its status before letting go of its lock, only over
@@ -57,15 +62,13 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, heartbeat: Hea
         Refused, again from the engine as the server has it; False if that kept failing.
         Metrics from the status about to be written (a refused pass is followed by one that
         sets them again); the Events of every pass (what was done). An engine in flight (a
-        rollout, an upgrade, a restore) is looked at again in `poll_seconds`: a task of its
-        own, not a Kopf timer filtered on the status, which Kopf stops by patching the engine
-        when the filter turns false while the timer runs."""
+        rollout, an upgrade, a restore) is looked at again in `poll_seconds` (`follow`)."""
         ref = Ref(API_VERSION, engine.KIND, namespace, name)
         events: list[tuple[str, str, str]] = []
         written = False
         status: Mapping[str, Any] = {}  # the engine's, as last known
         try:
-            async with locks.setdefault(uid, asyncio.Lock()):
+            async with locks.setdefault(uid, asyncio.Lock()), at_once:
                 reads = cached(api, writes, kwargs)
                 body: Any = await reads.get(ref)  # the index, or our own newer write (a copy)
                 target = body  # whom the Events are about (kopf.event takes the dict)
@@ -103,42 +106,57 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, heartbeat: Hea
             return written
         finally:  # in flight (even when this pass failed): look again in a few seconds
             if in_flight(status):
-                later(polls, namespace, name, kwargs, settings.poll_seconds)
+                flights.wake(uid)
 
     async def reconcile(namespace: str | None, name: str, uid: str, **kwargs: Any) -> None:
         heartbeat.beat(uid)
         if not await settle(str(namespace), name, uid, kwargs):
             raise kopf.TemporaryError("the engine changed while it was reconciled", delay=1)
 
-    def later(
-        pending: dict[tuple[str, str], asyncio.Task[None]],
-        namespace: str,
-        name: str,
-        kwargs: dict[str, Any],
-        delay: float,
-    ) -> None:
-        """Reconcile an engine in `delay` seconds, unless one is pending in `pending` already.
-        A 409 there is left to the engine's next reconcile; an error, to the next resync."""
+    async def repair_now(namespace: str, name: str, kwargs: dict[str, Any]) -> None:
+        """Reconcile an engine whose child drifted (children.register); after a 409 the
+        engine's own reconcile follows."""
+        await asyncio.sleep(REPAIR_DELAY)
+        found = next(iter(kwargs[ENGINES_INDEX].get((namespace, name), ())), None)
+        if found is not None:
+            await settle(namespace, name, str(found["metadata"].get("uid") or ""), kwargs)
+
+    def repair(namespace: str, name: str, kwargs: dict[str, Any]) -> None:
         key = (namespace, name)
-        if key in pending or not settings.shard.owns(namespace):
+        if key in repairs or not settings.shard.owns(namespace):
             return
 
         async def run() -> None:
             try:
-                await asyncio.sleep(delay)
+                await repair_now(namespace, name, kwargs)
+            except Exception:  # the next resync tries again
+                log.exception("repairing the children of VulcanEngine %s/%s failed", *key)
             finally:
-                del pending[key]  # from now on, another may be asked for
-            found = next(iter(kwargs[ENGINES_INDEX].get(key, ())), None)
-            try:
-                if found is not None:
-                    await settle(namespace, name, str(found["metadata"].get("uid") or ""), kwargs)
-            except Exception:
-                log.exception("reconciling VulcanEngine %s/%s failed", *key)
+                repairs.pop(key, None)
 
-        pending[key] = asyncio.get_running_loop().create_task(run())
+        repairs[key] = asyncio.get_running_loop().create_task(run())
 
-    def repair(namespace: str, name: str, kwargs: dict[str, Any]) -> None:
-        later(repairs, namespace, name, kwargs, REPAIR_DELAY)
+    async def follow(
+        stopped: kopf.DaemonStopped, namespace: str | None, name: str, uid: str, **kwargs: Any
+    ) -> None:
+        """While the engine is in flight, reconcile it every `poll_seconds`: a pass that
+        leaves it in flight wakes this. (Not a Kopf timer filtered on the status: Kopf stops
+        such a timer when the filter turns false, and patched the engine, a write, whenever
+        that happened during the timer's own pass, which writes the status ending the flight.)
+        An error is logged; the pass after it (or the resync) tries again."""
+        try:
+            while not stopped:
+                await flights.sleep(uid, None, stopped.wait())
+                if not stopped:
+                    await stopped.wait(settings.poll_seconds)
+                if stopped:
+                    break
+                try:
+                    await settle(str(namespace), name, uid, kwargs)
+                except Exception:
+                    log.exception("reconciling VulcanEngine %s/%s failed", namespace, name)
+        finally:
+            flights.forget(uid)
 
     children.register(registry, settings.shard, writes, repair, ENGINES_INDEX)
 
@@ -146,6 +164,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, heartbeat: Hea
         if type == "DELETED":  # no finalizer (handlers.without_finalizers): the engine is gone
             heartbeat.forget(uid)
             locks.pop(uid, None)
+            flights.forget(uid)
             metrics.forget_engine(str(namespace), name)
 
     kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)(reconcile)
@@ -159,6 +178,9 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, heartbeat: Hea
         initial_delay=settings.resync_seconds,
         registry=registry,
     )(reconcile)
+    kopf.daemon(GROUP, VERSION, PLURAL, id="follow", cancellation_timeout=5.0, registry=registry)(
+        follow
+    )
     kopf.on.event(GROUP, VERSION, PLURAL, id="forget", registry=registry)(forget)
 
 
