@@ -9,40 +9,11 @@ from typing import Any
 import pytest
 
 from tests.emulator import Emulator
+from tests.support.crds import monitoring_crd
 from vulcan_operator import API_VERSION
 from vulcan_operator.k8s import Api, client
 
 MONITORING = "monitoring.coreos.com/v1"
-
-
-def service_monitor_crd() -> dict[str, Any]:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
-        "spec": {
-            "group": "monitoring.coreos.com",
-            "scope": "Namespaced",
-            "names": {
-                "plural": "servicemonitors",
-                "singular": "servicemonitor",
-                "kind": "ServiceMonitor",
-            },
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "x-kubernetes-preserve-unknown-fields": True,
-                        }
-                    },
-                }
-            ],
-        },
-    }
 
 
 def discovery_reads(emulator: Emulator, since: int) -> list[str]:
@@ -64,7 +35,7 @@ async def test_discovery_is_read_once_per_period(
         assert not await api.has_kind(MONITORING, "ServiceMonitor")  # 404, remembered
     assert discovery_reads(emulator, mark) == [f"/apis/{API_VERSION}", f"/apis/{MONITORING}"]
 
-    emulator.create(service_monitor_crd())
+    emulator.create(monitoring_crd("servicemonitors", "ServiceMonitor"))
     assert not await api.has_kind(MONITORING, "ServiceMonitor")  # within the period
     monkeypatch.setattr(client, "DISCOVERY_SECONDS", 0.0)  # the period has passed
     assert await api.has_kind(MONITORING, "ServiceMonitor")

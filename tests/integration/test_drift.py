@@ -11,37 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from tests.emulator import Emulator
+from tests.support.crds import MONITORING_KINDS, monitoring_crd
 from tests.support.kopf_runner import OperatorRunner
 
 API_VERSION = "vulcan-engine.com/v1alpha1"
 NS = "default"
-
-
-def crd(plural: str, kind: str) -> dict[str, Any]:
-    """A Prometheus Operator CRD, its schema left open (the operator only needs the kind)."""
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.monitoring.coreos.com"},
-        "spec": {
-            "group": "monitoring.coreos.com",
-            "scope": "Namespaced",
-            "names": {"plural": plural, "singular": kind.lower(), "kind": kind},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "x-kubernetes-preserve-unknown-fields": True,
-                        }
-                    },
-                }
-            ],
-        },
-    }
 
 
 ENGINE = {
@@ -76,11 +50,8 @@ def one(emulator: Emulator, plural: str) -> dict[str, Any]:
 async def test_spec_changes_and_edits_by_hand_reach_the_children(
     emulator: Emulator, operator: OperatorRunner
 ) -> None:
-    for plural, kind in (
-        ("servicemonitors", "ServiceMonitor"),
-        ("prometheusrules", "PrometheusRule"),
-    ):
-        emulator.create(crd(plural, kind))
+    for plural, kind in MONITORING_KINDS:
+        emulator.create(monitoring_crd(plural, kind))
     emulator.create(
         {
             "apiVersion": "v1",

@@ -19,6 +19,7 @@ import pytest
 
 from tests.emulator import Emulator
 from tests.support.backups import db_secret, engine
+from tests.support.crds import MONITORING_KINDS, monitoring_crd
 from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api
 from vulcan_operator.reconcile import engine as engine_reconcile
@@ -60,16 +61,24 @@ def ready(emulator: Emulator) -> bool:
     return status.get("phase") == "Ready" and bool(status.get("currentVersion"))
 
 
+@pytest.mark.parametrize("monitoring", [False, True], ids=["plain", "prometheus-operator"])
 async def test_an_idle_resync_reads_only_the_engines_secrets(
-    emulator: Emulator, run_operator: Any, monkeypatch: pytest.MonkeyPatch
+    emulator: Emulator, run_operator: Any, monkeypatch: pytest.MonkeyPatch, monitoring: bool
 ) -> None:
     """At most 2 requests per engine and resync: its database Secret and its keys Secret
-    (Secrets are never watched); its children and the engines come from Kopf's indexes."""
+    (Secrets are never watched); its children and the engines come from Kopf's indexes. With
+    the Prometheus Operator's CRDs, its ServiceMonitor and PrometheusRule too (they were read
+    from the server at every resync)."""
     monkeypatch.setenv("VULCAN_RESYNC_SECONDS", "1")
+    for plural, kind in MONITORING_KINDS if monitoring else ():
+        emulator.create(monitoring_crd(plural, kind))
     await run_operator()
     emulator.create(db_secret())
     emulator.create(engine())
     await emulator.wait_for(lambda: ready(emulator))
+    if monitoring:
+        assert emulator.get("servicemonitors", "default", "prod") is not None
+        assert emulator.get("prometheusrules", "default", "prod") is not None
     await asyncio.sleep(2)  # the resyncs after Ready settle
 
     mark = emulator.mark()

@@ -283,3 +283,34 @@ def resolve_path(path: list[str], scope: dict[str, Any]) -> dict[str, Any] | Non
         props = node.get("properties", {})
         node = props.get(part, node.get("additionalProperties") if not props else None)
     return node
+
+
+# -- the Prometheus Operator's CRDs (the operator makes ServiceMonitors and PrometheusRules) --
+MONITORING_KINDS = (("servicemonitors", "ServiceMonitor"), ("prometheusrules", "PrometheusRule"))
+
+
+def monitoring_crd(plural: str, kind: str) -> dict[str, Any]:
+    """A Prometheus Operator CRD, its schema left open (the operator only needs the kind)."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "scope": "Namespaced",
+            "names": {"plural": plural, "singular": kind.lower(), "kind": kind},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
+        },
+    }

@@ -47,6 +47,17 @@ CHILD_KINDS: dict[tuple[str, str], tuple[str, str, str]] = {
     ("policy/v1", "PodDisruptionBudget"): ("policy", "v1", "poddisruptionbudgets"),
     ("networking.k8s.io/v1", "NetworkPolicy"): ("networking.k8s.io", "v1", "networkpolicies"),
     ("networking.k8s.io/v1", "Ingress"): ("networking.k8s.io", "v1", "ingresses"),
+    # Watched when the cluster serves them (Kopf starts the watch when their CRDs appear).
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): (
+        "monitoring.coreos.com",
+        "v1",
+        "servicemonitors",
+    ),
+    ("monitoring.coreos.com/v1", "PrometheusRule"): (
+        "monitoring.coreos.com",
+        "v1",
+        "prometheusrules",
+    ),
 }
 ENGINE = (API_VERSION, kinds.ENGINE.kind)
 #: How long a write's answer is kept at most (the watch shows it within seconds).
