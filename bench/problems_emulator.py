@@ -91,15 +91,25 @@ def phase_of(item: dict[str, Any]) -> str | None:
 
 
 # What `vulcan-operator run --standalone` does, plus Kopf's login through the kubernetes
-# client's kubeconfig (a fresh OperatorRegistry has no login handler of its own).
+# client's kubeconfig (a fresh OperatorRegistry has no login handler of its own). With
+# BENCH_CLIENT_THREADS=N, the API calls run in N worker threads instead of asyncio's default
+# (min(32, CPUs + 4): 6 on 2 cores), to see whether the threads hold the operator back.
 OPERATOR = """
+import asyncio
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 import kopf
 from vulcan_operator.config import Settings
 from vulcan_operator.main import load_kube_config, make_registry
 load_kube_config()
 registry = make_registry(Settings.from_env())
 kopf.on.login(registry=registry)(kopf.login_via_client)
+if os.environ.get("BENCH_CLIENT_THREADS"):
+    threads = int(os.environ["BENCH_CLIENT_THREADS"])
+    @kopf.on.startup(registry=registry)
+    def client_threads(**_):
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(threads))
 kopf.configure(verbose=False, log_format=kopf.LogFormat.PLAIN)
 kopf.run(registry=registry, clusterwide=True, standalone=True)
 """

@@ -3,6 +3,7 @@
     .venv/bin/python bench/scale.py                     # 200 engines x 10 problems, resync 30 s
     .venv/bin/python bench/scale.py --engines 200 --problems-per-engine 10 --resync 30
     .venv/bin/python bench/scale.py --quick             # 10 engines x 3 problems, resync 10 s
+    BENCH_CLIENT_THREADS=32 .venv/bin/python bench/scale.py ...   # API calls in 32 threads
 
 Not part of the test suite. As in `problems_emulator.py`, the emulator runs in this process and
 the operator as its own process through a kubeconfig; the Prometheus Operator's CRDs are not
