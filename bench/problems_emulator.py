@@ -108,7 +108,7 @@ kopf.on.login(registry=registry)(kopf.login_via_client)
 if os.environ.get("BENCH_CLIENT_THREADS"):
     threads = int(os.environ["BENCH_CLIENT_THREADS"])
     @kopf.on.startup(registry=registry)
-    def client_threads(**_):
+    async def client_threads(**_):
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(threads))
 kopf.configure(verbose=False, log_format=kopf.LogFormat.PLAIN)
 kopf.run(registry=registry, clusterwide=True, standalone=True)

@@ -1,8 +1,8 @@
 """Children read from watches, not from a GET per child per resync (issue 19).
 
 Kopf keeps an index per child kind (`handlers.children`), fed by watches that the API server
-limits to our managed-by label, and the engines' index (`handlers.problem`). `CachedApi`, made
-for one engine reconcile, answers from them:
+limits to our managed-by label, each child `Packed` (compressed JSON), and the engines' index
+(`handlers.problem`). `CachedApi`, made for one engine reconcile, answers from them:
 
 - a GET of a child kind (`CHILD_KINDS`) or of a VulcanEngine, and a LIST of a child kind by an
   engine's label (`LABEL_ENGINE`) or of VulcanEngines without labels (those as the index holds
