@@ -3,9 +3,9 @@ the minimum), with the real operator against the emulator.
 
 The solver Jobs are the emulator's (a pod that runs until the test ends it, with a solver
 summary as its termination message), so every write about the problem is the operator's:
-its five children created once, one status write per step (Pending, Running, Succeeded),
-no finalizer added and taken off again, and nothing once the problem is done. Events are
-counted apart (bench/scale.py does the same).
+its five children created once, one status write per step (Pending and Running only once
+they lasted a second, Succeeded), no finalizer added and taken off again, and nothing once the
+problem is done. Events are counted apart (bench/scale.py does the same).
 """
 
 from __future__ import annotations
@@ -127,10 +127,14 @@ async def test_one_problem_writes_its_children_once_and_one_status_patch_per_ste
     created = sorted(r.resource or "" for r in api if r.verb == "create")
     assert created == CHILDREN, created
     # The problem itself is never patched (Kopf's finalizer was two patches: on, then off).
-    assert [shape(r) for r in api if r.verb != "create"] == ["patch schedulingproblems/status"] * 3
     steps = [r.body["status"].get("phase") for r in api if r.subresource == "status"]
-    assert steps == ["Pending", "Running", "Succeeded"], steps
-    assert len(api) == 8, [(shape(r), r.body) for r in api]  # 10 before issue 19's change
+    assert [shape(r) for r in api if r.verb != "create"] == [
+        "patch schedulingproblems/status"
+    ] * len(steps)
+    # Pending (its pod starting) lasted less than a second: not written, unless the operator
+    # saw the pod run only later (a loaded machine)
+    assert steps in (["Running", "Succeeded"], ["Pending", "Running", "Succeeded"]), steps
+    assert len(api) == 5 + len(steps), [(shape(r), r.body) for r in api]  # 10 before issue 19
     assert not (emulator.get(PROBLEMS, NS, "life") or {})["metadata"].get("finalizers")
     st = status(emulator, "life")
     assert st["result"]["makespan"] == 7 and st["jobName"] == job
@@ -141,12 +145,12 @@ async def test_one_problem_writes_its_children_once_and_one_status_patch_per_ste
 async def test_a_step_shorter_than_a_second_is_folded_into_the_next(
     emulator: Emulator, operator: OperatorRunner
 ) -> None:
-    """A pod that runs for less than a second (the emulator's Job says `ready: 1` meanwhile)
-    is not shown Running: that step would follow the Pending write within the second, so it
-    waits, and the problem is done before it is written. 7 writes: the minimum (5 created,
-    1 status) and the Job's creation."""
+    """A pod that runs for less than a second (the emulator's Job says `ready: 1` meanwhile):
+    neither Pending (the Job made) nor Running is written, each would be once it had lasted a
+    second, and the problem is done before that. 6 writes: the minimum (5 created, 1 status);
+    8 before (Pending, Running, Succeeded)."""
     summary = json.dumps(SUMMARY)
-    emulator.jobs.by_prefix["brief-"] = JobOutcome.succeed(message=summary, delay=0.4)
+    emulator.jobs.by_prefix["brief-"] = JobOutcome.succeed(message=summary, delay=0.2)
     emulator.create(engine(max_jobs=2))
     mark = emulator.mark()
     emulator.create(problem("brief"))
@@ -154,8 +158,8 @@ async def test_a_step_shorter_than_a_second_is_folded_into_the_next(
     await quiet(emulator, "brief")
     api = [r for r in writes_of(emulator, mark, "brief") if r.resource != "events"]
     steps = [r.body["status"].get("phase") for r in api if r.subresource == "status"]
-    assert steps == ["Pending", "Succeeded"], steps
-    assert len(api) == 7, [(shape(r), r.body) for r in api]
+    assert steps == ["Succeeded"], steps
+    assert len(api) == 6, [(shape(r), r.body) for r in api]
 
 
 async def test_a_deleted_queued_problem_stops_at_once_without_a_finalizer(
@@ -218,7 +222,8 @@ async def test_a_queued_problem_moving_up_writes_no_extra_status_until_its_refre
         for r in writes_of(emulator, mark, "c")
         if r.subresource == "status"
     ]
-    assert steps == ["Queued", "Pending", "Running", "Succeeded"], steps
+    assert steps[0] == "Queued" and steps[-2:] == ["Running", "Succeeded"], steps
+    assert len(steps) == len(set(steps)), steps  # one write per step
     st = status(emulator, "c")
     assert st.get("queuePosition") is None and st["result"]["makespan"] == 7
 

@@ -207,8 +207,9 @@ async def test_a_problem_goes_pending_running_succeeded_with_progress_and_a_sche
     assert st["phase"] == "Succeeded", st
 
     seen = phases(emulator, "week-48")
-    assert seen[0] == "Pending" and seen[-1] == "Succeeded", seen
-    assert seen.index("Pending") < seen.index("Running") < seen.index("Succeeded"), seen
+    assert seen[-1] == "Succeeded" and "Running" in seen, seen
+    # Pending (the Job made, its pod starting) is written only if it lasted a second
+    assert seen[: seen.index("Running")] in ([], ["Pending"]), seen
     live = [
         v.get("progress") or {}
         for v in versions(emulator, "week-48")

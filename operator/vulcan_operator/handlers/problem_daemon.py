@@ -9,12 +9,11 @@ the problem is finished for its current generation.
 It writes the status itself (a daemon has no Kopf patch): only the fields that changed, and
 it reconciles from its own last write when the watch has not delivered it yet (`_newest`).
 One write per step (queued, started, running, done), and a routine step (the Job started, the
-pod running) only once the last write is a second old (`problem.STEP_SECONDS`): a problem
-that was Queued for less than a second, or whose pod ran for less, is shown going from its
-previous step to the next. Being done, a failure or a pod in trouble is written at once. A
-queued problem that only moved up its engine's queue writes its new position at most once per
-queued poll (`problem_poll_seconds` x `QUEUED_POLL_FACTOR`), not at every slot freed ahead of
-it.
+pod running) only once it has lasted a second (`problem.STEP_SECONDS`): a solve that ends
+sooner is shown going from its previous step (none, or Queued) to done. Queued, being done, a
+failure or a pod in trouble is written at once. A queued problem that only moved up its
+engine's queue writes its new position at most once per queued poll (`problem_poll_seconds` x
+`QUEUED_POLL_FACTOR`), not at every slot freed ahead of it.
 
 No finalizer (`handlers.without_finalizers`): the daemon stops on the problem's DELETED event
 (`problem_deleted`), or at its next status write (404); the problem's Job and other children
@@ -110,6 +109,7 @@ def register(
         key: EngineKey | None = None
         loop = asyncio.get_running_loop()
         written = -refresh  # the loop's time of our last status write
+        step, since = None, 0.0  # the routine step the status shows, since when (loop time)
         running.add(uid)
         try:
             while not stopped and uid not in deleted:
@@ -128,10 +128,13 @@ def register(
                         and problem.moved_up(current.get("status"), outcome.status)
                     ):
                         patch, requeue = {}, later  # the new position waits for the refresh
-                    soon = written + problem.STEP_SECONDS - loop.time()
-                    if patch and soon > 0 and problem.routine_step(outcome.status):
-                        # a step that followed the last write within a second waits for
-                        # the second to pass: if the next one comes first, only that is shown
+                    shown = problem.routine_step(outcome.status)
+                    if shown != step:
+                        step, since = shown, loop.time()
+                    soon = since + problem.STEP_SECONDS - loop.time()
+                    if patch and step and soon > 0:
+                        # a routine step is written once it has lasted a second: if the
+                        # next one comes first, only that one is shown
                         patch, requeue = {}, soon if requeue is None else min(requeue, soon)
                     if patch:
                         ours = await api.patch(ref, {"status": patch}, subresource="status")

@@ -70,9 +70,10 @@ HISTORY_LIMIT = 5
 #: A Queued problem looks again (and refreshes its queuePosition) every this many polls; its
 #: daemon writes a new position (and nothing else changed) at most this often too.
 QUEUED_POLL_FACTOR = 3
-#: A routine step (`routine_step`) is written only this long after the problem's last status
-#: write, at the earliest (the solver pod's progress: at most once a second too).
+#: A routine step (`routine_step`) is written once it has lasted this long (the solver pod's
+#: progress: at most once a second too).
 STEP_SECONDS = 1.0
+ROUTINE_STEPS = {("Pending", "Starting"), ("Running", "Solving")}
 KUEUE_WORKLOAD = ("kueue.x-k8s.io/v1beta1", "Workload")
 KUEUE_JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"
 #: The label the API server puts on every namespace: its name.
@@ -175,12 +176,13 @@ class _Status:
         return status
 
 
-def routine_step(new: dict[str, Any]) -> bool:
-    """Whether the status `new` shows a routine step of a solve that may wait a moment to be
-    written (the daemon folds a step shorter than `STEP_SECONDS` into the next): the Job
-    created, its pod starting or running. Not a first status, a queue, trouble or the end."""
-    ready = (get_condition(new, "Ready") or {}).get("reason")
-    return new.get("phase") in ("Pending", "Running") and ready in ("Starting", "Solving")
+def routine_step(new: dict[str, Any]) -> tuple[str, str] | None:
+    """The (phase, Ready reason) of the status `new` when it shows a routine step of a solve,
+    which the daemon writes only once it has lasted `STEP_SECONDS`: the Job created, its pod
+    starting or running. None for a queue, trouble, the end (written at once)."""
+    phase = str(new.get("phase") or "")
+    reason = str((get_condition(new, "Ready") or {}).get("reason") or "")
+    return (phase, reason) if (phase, reason) in ROUTINE_STEPS else None
 
 
 def moved_up(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
