@@ -48,11 +48,15 @@ def configure(settings: kopf.OperatorSettings) -> None:
         settings.watching.label_selectors[group or version, plural] = SELECTOR
 
 
+#: Kinds that carry free-form data, up to 1 MiB each: indexed only when an engine owns them.
+OWNED_ONLY = {"ConfigMap", "PrometheusRule"}
+
+
 def ours(shard: Shard, kind: str) -> Callable[..., bool]:
-    """An engine's child in a namespace of this shard (not a problem's child). A ConfigMap
-    only when an engine owns it: anyone who may create ConfigMaps could label some as ours,
-    up to 1 MiB each, and the index would hold them (one that is not ours is read by name
-    when the engine's apply finds its name taken, as before)."""
+    """An engine's child in a namespace of this shard (not a problem's child). A ConfigMap or
+    PrometheusRule only when an engine owns it: anyone who may create them could label some
+    as ours, up to 1 MiB each, and the index would hold them (one that is not ours is read by
+    name when the engine's apply finds its name taken, as before)."""
 
     def when(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> bool:
         owners = (body.get("metadata") or {}).get("ownerReferences") or []
@@ -60,7 +64,7 @@ def ours(shard: Shard, kind: str) -> Callable[..., bool]:
             shard.owns(str(namespace or ""))
             and labels.get(names.LABEL_COMPONENT) != names.COMPONENT_SOLVER
             and not any(o.get("kind") == kinds.PROBLEM.kind for o in owners)
-            and (kind != "ConfigMap" or any(o.get("kind") == kinds.ENGINE.kind for o in owners))
+            and (kind not in OWNED_ONLY or any(o.get("kind") == kinds.ENGINE.kind for o in owners))
         )
 
     return when
