@@ -73,17 +73,27 @@ class Registry:
     def __init__(self, resources: k8s_views.ResourcesArray) -> None:
         self.resources = resources
         self.crds: dict[tuple[str, str], Crd] = {}  # (group, plural) -> CRD
+        # Lookups made on every store access, kept until the resources served change.
+        self._all: list[kmock.resource] | None = None
+        self._storage: dict[kmock.resource, kmock.resource] = {}
+
+    def _changed(self) -> None:
+        self._all, self._storage = None, {}
 
     def load_builtins(self) -> None:
         self.resources.load_data(_builtins())
+        self._changed()
         for res in self.all():
             if res.group in DROPPED_GROUPS:
                 del self.resources[res]
+        self._changed()
 
     # --- lookups ---------------------------------------------------------------------------------
 
     def all(self) -> list[kmock.resource]:
-        return [kmock.resource(res) for res in list(self.resources)]
+        if self._all is None:
+            self._all = [kmock.resource(res) for res in list(self.resources)]
+        return list(self._all)
 
     def info(self, res: kmock.resource) -> kmock.ResourceInfo:
         if res not in self.resources:
@@ -103,6 +113,12 @@ class Registry:
 
     def storage(self, res: kmock.resource) -> kmock.resource:
         """The version under which objects of this group/plural are stored."""
+        found = self._storage.get(res)
+        if found is None:
+            found = self._storage[res] = self._find_storage(res)
+        return found
+
+    def _find_storage(self, res: kmock.resource) -> kmock.resource:
         crd = self.crds.get((res.group or "", res.plural or ""))
         if crd is not None:
             return kmock.resource(res.group, crd.storage_version, res.plural)
@@ -190,6 +206,7 @@ class Registry:
             if schema:
                 record.schemas[version["name"]] = CrdSchema(schema)
         self.crds[(group, plural)] = record
+        self._changed()
 
     def unregister_crd(self, crd: dict[str, Any]) -> None:
         spec = crd.get("spec") or {}
@@ -198,6 +215,7 @@ class Registry:
             if (res.group, res.plural) == (group, plural):
                 del self.resources[res]
         self.crds.pop((group, plural), None)
+        self._changed()
 
     # --- discovery documents -----------------------------------------------------------------
 
