@@ -13,6 +13,12 @@ from vulcan_operator.config import Settings
 from vulcan_operator.k8s import Api
 from vulcan_operator.status import Outcome, diff
 
+#: Engine reconciles at once, all engines together, and problem reconciles too (each kind its
+#: own). Each holds its state (an engine's Secrets, desired children, API answers) while it
+#: waits for the API: a thousand engines appearing together would all hold theirs at once, and
+#: thousands of waiting problems would crowd the engines out of the client's threads. The API
+#: calls of 16 keep those threads busy: more would not finish sooner.
+AT_ONCE = 16
 #: A reconcile of one object: (api, body, settings) → what to show and post.
 Reconcile = Callable[[Api, dict[str, Any], Settings], Awaitable[Outcome]]
 

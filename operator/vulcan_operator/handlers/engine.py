@@ -11,7 +11,7 @@ import kopf
 
 from vulcan_operator import API_VERSION, GROUP, VERSION, kinds, metrics
 from vulcan_operator.config import Settings
-from vulcan_operator.handlers import children
+from vulcan_operator.handlers import AT_ONCE, children
 from vulcan_operator.handlers.problem import ENGINES_INDEX
 from vulcan_operator.health import Heartbeat
 from vulcan_operator.k8s import Api, ApiError, Ref
@@ -26,11 +26,6 @@ PLURAL = kinds.ENGINE.plural
 REPAIR_DELAY = 0.5
 #: Reconciles of one engine in a row when its status write meets a newer version (409).
 ATTEMPTS = 3
-#: Engine reconciles at once, all engines together. Each holds its engine's Secrets, desired
-#: children and API answers; a thousand engines appearing at once (an operator's start, a
-#: restore of the cluster) would otherwise all hold theirs together. The API calls of 16
-#: keep the client's threads busy: more would not finish sooner.
-AT_ONCE = 16
 log = logging.getLogger(__name__)
 
 

@@ -33,6 +33,7 @@ import kopf
 
 from vulcan_operator import API_VERSION, GROUP, VERSION, kinds
 from vulcan_operator.config import Settings
+from vulcan_operator.handlers import AT_ONCE
 from vulcan_operator.k8s import Api, ApiError, Ref
 from vulcan_operator.metrics import observe_problem, reconcile_timer, set_queue_depth
 from vulcan_operator.reconcile import problem
@@ -78,6 +79,9 @@ def register(
     poll = float(settings.problem_poll_seconds)
     refresh = poll * problem.QUEUED_POLL_FACTOR
     running: set[str] = set()  # uids of the problems whose daemon runs
+    # Problem reconciles at once, as many as engine reconciles: thousands of waiting problems
+    # must not crowd the engines out of the client's threads.
+    at_once = asyncio.Semaphore(AT_ONCE)
     deleted: set[str] = set()  # ... and of those among them whose DELETED event came
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
@@ -115,8 +119,9 @@ def register(
             while not stopped and uid not in deleted:
                 current = _newest(copy.deepcopy(dict(body)), ours)
                 try:
-                    with reconcile_timer(problem.KIND):
-                        outcome = await problem.reconcile(api, current, settings, queue)
+                    async with at_once:
+                        with reconcile_timer(problem.KIND):
+                            outcome = await problem.reconcile(api, current, settings, queue)
                     for type_, reason, message in outcome.events:
                         kopf.event(body, type=type_, reason=reason, message=message)
                     patch = diff(current.get("status"), outcome.status)
