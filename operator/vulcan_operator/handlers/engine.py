@@ -142,8 +142,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, heartbeat: Hea
         try:
             while not stopped:
                 await flights.sleep(uid, None, stopped.wait())
-                if not stopped:
-                    await stopped.wait(settings.poll_seconds)
+                await stopped.wait(settings.poll_seconds)  # at once when stopped
                 if stopped:
                     break
                 try:
